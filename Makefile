@@ -1,0 +1,42 @@
+# grass.c build. `make` builds every binary this machine can build: the CPU trainer always, the CUDA targets
+# where nvcc exists. `make test` runs every test that can run here; `make test-gpu` the ones that need a GPU.
+
+CC ?= gcc
+CFLAGS ?= -O3 -march=native -fno-math-errno -fno-trapping-math -fno-signed-zeros -fassociative-math
+CFLAGS += -std=gnu11 -Wall -Wextra -Wno-unused-function -Wno-unused-parameter -fopenmp -I.
+LDLIBS = -lm
+
+PYTHON ?= $(shell [ -x .venv/bin/python ] && echo .venv/bin/python || echo /usr/bin/python3)
+
+HOST_HEADERS = $(wildcard *.h) $(wildcard tokenizer/*.h)
+
+BINARIES = train_llama_cpu
+TEST_BINARIES = test/bin/test_reference
+
+.PHONY: all test test-gpu venv clean
+all: $(BINARIES) $(TEST_BINARIES)
+
+train_llama_cpu: train_llama.c $(HOST_HEADERS)
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+test/bin/test_reference: test/test_reference.c train_llama.c $(HOST_HEADERS)
+	@mkdir -p test/bin
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+-include tokenizer/tokenizer.mk
+
+# Python environment for the references and checks (Debian's PyTorch 1.13 plus pinned pip packages).
+venv: .venv/.done
+.venv/.done: dev/requirements.txt
+	/usr/bin/python3 -m venv --system-site-packages .venv
+	.venv/bin/pip install -q -r dev/requirements.txt
+	touch $@
+
+test: all
+	PYTHON=$(PYTHON) test/run_all.sh
+
+test-gpu: all
+	PYTHON=$(PYTHON) test/run_all.sh test/gpu_*.sh
+
+clean:
+	rm -rf $(BINARIES) test/bin test/tmp

@@ -1,0 +1,248 @@
+/*
+ * checkpoint.h: checkpoints as DESIGN §6, shared by both trainers. A checkpoint is a directory
+ * OUT/ckpt_NNNNNNNN (NNNNNNNN = completed steps) holding
+ *   model.safetensors  the weights with Hugging Face LLaMA names, so LlamaForCausalLM.from_pretrained loads it
+ *   config.json        the Hugging Face LlamaConfig
+ *   state.bin          the trainer state: named sections (step, optimizer moments, data position, ...)
+ * It is written into OUT/ckpt_NNNNNNNN.tmp, every file flushed to disk, then renamed into place, so a
+ * directory with the final name is always complete; a crash leaves at most a .tmp directory, which is ignored
+ * and replaced by the next save.
+ *
+ * state.bin: "GRASSTAT" (8 bytes), uint32 version, uint32 section count, then per section a 32-byte
+ * NUL-padded name, a uint64 byte count and the bytes, and finally "GRASSEND" (so truncation is detected).
+ * Plain C that also compiles as C++.
+ */
+#ifndef GRASS_CHECKPOINT_H
+#define GRASS_CHECKPOINT_H
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "common.h"
+#include "llama_config.h"
+#include "safetensors.h"
+
+#define STATE_MAGIC "GRASSTAT"
+#define STATE_END "GRASSEND"
+#define STATE_VERSION 1
+#define STATE_NAME_LEN 32
+#define CKPT_PATH_LEN 2048
+
+typedef struct {
+    const char *name;
+    size_t nbytes;
+    const void *data;
+} StateSection;
+
+static void state_write(const char *path, int n, const StateSection *sec) {
+    FILE *f = xfopen(path, "wb");
+    uint32_t head[2] = {STATE_VERSION, (uint32_t)n};
+    xfwrite(STATE_MAGIC, 8, f, path);
+    xfwrite(head, sizeof(head), f, path);
+    for (int i = 0; i < n; i++) {
+        char name[STATE_NAME_LEN] = {0};
+        if (strlen(sec[i].name) >= STATE_NAME_LEN) fail("state section name %s is too long", sec[i].name);
+        memcpy(name, sec[i].name, strlen(sec[i].name));
+        uint64_t nb = sec[i].nbytes;
+        xfwrite(name, STATE_NAME_LEN, f, path);
+        xfwrite(&nb, 8, f, path);
+        xfwrite(sec[i].data, sec[i].nbytes, f, path);
+    }
+    xfwrite(STATE_END, 8, f, path);
+    if (fflush(f) || fsync(fileno(f)) || fclose(f)) fail("cannot write %s: %s", path, strerror(errno));
+}
+
+typedef struct {
+    char path[CKPT_PATH_LEN];
+    int n;
+    char (*names)[STATE_NAME_LEN];
+    size_t *sizes;
+    void **data;
+} TrainerState;
+
+static void state_read(TrainerState *st, const char *path) {
+    memset(st, 0, sizeof(*st));
+    path_format(st->path, sizeof(st->path), "%s", path);
+    FILE *f = xfopen(path, "rb");
+    char magic[8];
+    uint32_t head[2];
+    xfread(magic, 8, f, path);
+    if (memcmp(magic, STATE_MAGIC, 8)) fail("%s is not a grass.c trainer state file (bad magic)", path);
+    xfread(head, sizeof(head), f, path);
+    if (head[0] != STATE_VERSION) fail("%s: trainer state version %u, this build reads version %d", path, head[0], STATE_VERSION);
+    if (head[1] > 4096) fail("%s: corrupt trainer state (%u sections)", path, head[1]);
+    st->n = (int)head[1];
+    st->names = (char (*)[STATE_NAME_LEN])xcalloc(st->n, STATE_NAME_LEN);
+    st->sizes = (size_t *)xcalloc(st->n, sizeof(size_t));
+    st->data = (void **)xcalloc(st->n, sizeof(void *));
+    for (int i = 0; i < st->n; i++) {
+        uint64_t nb;
+        xfread(st->names[i], STATE_NAME_LEN, f, path);
+        st->names[i][STATE_NAME_LEN - 1] = '\0';
+        xfread(&nb, 8, f, path);
+        if (nb > ((uint64_t)1 << 40)) fail("%s: corrupt trainer state (section %s claims %llu bytes)", path, st->names[i], (unsigned long long)nb);
+        st->sizes[i] = nb;
+        st->data[i] = xmalloc(nb);
+        xfread(st->data[i], nb, f, path);
+    }
+    xfread(magic, 8, f, path);
+    if (memcmp(magic, STATE_END, 8)) fail("%s: corrupt trainer state (no end marker)", path);
+    fclose(f);
+}
+
+// The bytes of section `name`, which must hold exactly nbytes; fails naming the file otherwise.
+static const void *state_get(const TrainerState *st, const char *name, size_t nbytes) {
+    for (int i = 0; i < st->n; i++) {
+        if (strcmp(st->names[i], name)) continue;
+        if (st->sizes[i] != nbytes)
+            fail("%s: section %s has %zu bytes, this run expects %zu (was the checkpoint written for another model or optimizer?)",
+                 st->path, name, st->sizes[i], nbytes);
+        return st->data[i];
+    }
+    fail("%s: section %s is missing (was the checkpoint written with another optimizer?)", st->path, name);
+}
+
+static void state_free(TrainerState *st) {
+    for (int i = 0; i < st->n; i++) free(st->data[i]);
+    free(st->names);
+    free(st->sizes);
+    free(st->data);
+    memset(st, 0, sizeof(*st));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Checkpoint directories
+
+static void fsync_path(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd >= 0) { fsync(fd); close(fd); }
+}
+
+static void mkdir_p(const char *path) {
+    char tmp[CKPT_PATH_LEN];
+    path_format(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) && errno != EEXIST) fail("cannot create directory %s: %s", tmp, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) && errno != EEXIST) fail("cannot create directory %s: %s", tmp, strerror(errno));
+}
+
+// Removes a directory of plain files (a checkpoint); missing is fine.
+static void dir_remove_flat(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return;
+    struct dirent *e;
+    char f[CKPT_PATH_LEN + 256];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        path_format(f, sizeof(f), "%s/%s", path, e->d_name);
+        if (unlink(f)) fail("cannot remove %s: %s", f, strerror(errno));
+    }
+    closedir(d);
+    if (rmdir(path)) fail("cannot remove %s: %s", path, strerror(errno));
+}
+
+static void checkpoint_dir(char *buf, size_t n, const char *out_dir, int step) {
+    path_format(buf, n, "%s/ckpt_%08d", out_dir, step);
+}
+
+// Starts a checkpoint of `step`: creates (afresh) the temporary directory and returns its path in tmp.
+static void checkpoint_begin(const char *out_dir, int step, char *tmp, size_t n) {
+    mkdir_p(out_dir);
+    char final_dir[CKPT_PATH_LEN];
+    checkpoint_dir(final_dir, sizeof(final_dir), out_dir, step);
+    path_format(tmp, n, "%s.tmp", final_dir);
+    dir_remove_flat(tmp);
+    if (mkdir(tmp, 0755)) fail("cannot create directory %s: %s", tmp, strerror(errno));
+}
+
+// Makes the checkpoint in tmp the complete checkpoint of `step` (replacing an older one of the same step).
+static void checkpoint_commit(const char *out_dir, int step, const char *tmp) {
+    char final_dir[CKPT_PATH_LEN], old[CKPT_PATH_LEN + 8];
+    checkpoint_dir(final_dir, sizeof(final_dir), out_dir, step);
+    fsync_path(tmp);
+    if (path_exists(final_dir)) {
+        path_format(old, sizeof(old), "%s.old", final_dir);
+        dir_remove_flat(old);
+        if (rename(final_dir, old)) fail("cannot rename %s: %s", final_dir, strerror(errno));
+        if (rename(tmp, final_dir)) fail("cannot rename %s to %s: %s", tmp, final_dir, strerror(errno));
+        dir_remove_flat(old);
+    } else if (rename(tmp, final_dir)) {
+        fail("cannot rename %s to %s: %s", tmp, final_dir, strerror(errno));
+    }
+    fsync_path(out_dir);
+}
+
+// The newest complete checkpoint in out_dir: returns its step and path, or -1 when there is none.
+static int checkpoint_find_latest(const char *out_dir, char *path, size_t n) {
+    DIR *d = opendir(out_dir);
+    if (!d) return -1;
+    int best = -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int step, len = 0;
+        if (sscanf(e->d_name, "ckpt_%8d%n", &step, &len) == 1 && len == 13 && e->d_name[len] == '\0' && step > best) best = step;
+    }
+    closedir(d);
+    if (best >= 0) checkpoint_dir(path, n, out_dir, best);
+    return best;
+}
+
+// Writes model.safetensors (fp32, HF names) and config.json for the flat fp32 parameter buffer.
+static void checkpoint_write_model(const char *dir, const LlamaConfig *c, const float *params) {
+    ParamLayout lay;
+    llama_param_layout(c, &lay);
+    int n = llama_num_tensors(c);
+    StTensorOut *t = (StTensorOut *)xcalloc(n, sizeof(StTensorOut));
+    char (*names)[128] = (char (*)[128])xcalloc(n, 128);
+    for (int i = 0; i < n; i++) {
+        int kind, layer;
+        llama_tensor_at(c, i, &kind, &layer);
+        llama_param_name(kind, layer, names[i], 128);
+        size_t rows, cols;
+        llama_param_shape(c, kind, &rows, &cols);
+        t[i].name = names[i];
+        t[i].dtype = "F32";
+        t[i].ndim = cols == 1 ? 1 : 2;
+        t[i].shape[0] = rows;
+        t[i].shape[1] = cols;
+        t[i].data = params + llama_param_offset(c, &lay, kind, layer);
+    }
+    const char *meta[2] = {"format", "pt"};
+    char path[CKPT_PATH_LEN + 32];
+    path_format(path, sizeof(path), "%s/model.safetensors", dir);
+    safetensors_write(path, n, t, 1, meta);
+    path_format(path, sizeof(path), "%s/config.json", dir);
+    llama_config_write_json(c, path, "float32");
+    free(t);
+    free(names);
+}
+
+// Reads dir/model.safetensors into the flat fp32 parameter buffer, checking every tensor's shape.
+static void checkpoint_read_model(const char *dir, const LlamaConfig *c, float *params) {
+    char path[CKPT_PATH_LEN + 32];
+    path_format(path, sizeof(path), "%s/model.safetensors", dir);
+    if (!path_exists(path)) fail("%s has no model.safetensors", dir);
+    ParamLayout lay;
+    llama_param_layout(c, &lay);
+    SafeTensors st;
+    safetensors_open(&st, path);
+    int n = llama_num_tensors(c);
+    for (int i = 0; i < n; i++) {
+        int kind, layer;
+        char name[128];
+        size_t rows, cols;
+        llama_tensor_at(c, i, &kind, &layer);
+        llama_param_name(kind, layer, name, sizeof(name));
+        llama_param_shape(c, kind, &rows, &cols);
+        safetensors_check_shape(&st, name, rows, cols);
+        safetensors_read_f32(&st, name, params + llama_param_offset(c, &lay, kind, layer), rows * cols);
+    }
+    safetensors_close(&st);
+}
+
+#endif

@@ -1,0 +1,109 @@
+/*
+ * common.h: small host utilities shared by every binary of grass.c (trainers, tools, tests): the one
+ * error path (`fail`: one line naming what is wrong, then exit 1), checked allocation and file I/O, and a
+ * wall clock. Plain C that also compiles as C++ (nvcc includes it from the .cu files).
+ */
+#ifndef GRASS_COMMON_H
+#define GRASS_COMMON_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+
+// Prints "error: <message>" on stderr and exits with status 1. Every user-facing error goes through here,
+// so each is one line that names the file, flag or size at fault and what was expected.
+static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "error: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    fflush(stdout);
+    exit(1);
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) fail("out of host memory allocating %zu bytes", n);
+    return p;
+}
+
+static void *xcalloc(size_t count, size_t size) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) fail("out of host memory allocating %zu x %zu bytes", count, size);
+    return p;
+}
+
+static char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = (char *)xmalloc(n);
+    memcpy(p, s, n);
+    return p;
+}
+
+static FILE *xfopen(const char *path, const char *mode) {
+    FILE *f = fopen(path, mode);
+    if (!f) fail("cannot open %s (%s): %s", path, mode[0] == 'r' ? "for reading" : "for writing", strerror(errno));
+    return f;
+}
+
+// Reads exactly n bytes or fails naming the file (a short read means a truncated file).
+static void xfread(void *dst, size_t n, FILE *f, const char *path) {
+    if (n && fread(dst, 1, n, f) != n) fail("%s is truncated: expected %zu more bytes", path, n);
+}
+
+static void xfwrite(const void *src, size_t n, FILE *f, const char *path) {
+    if (n && fwrite(src, 1, n, f) != n) fail("cannot write %s: %s", path, strerror(errno));
+}
+
+// Seconds on a monotonic clock.
+static double wall_time(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+// Reads a whole file into a malloc'd, NUL-terminated buffer.
+static char *file_read_all(const char *path, size_t *len) {
+    FILE *f = xfopen(path, "rb");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (n < 0) fail("cannot read %s", path);
+    char *buf = (char *)xmalloc((size_t)n + 1);
+    xfread(buf, (size_t)n, f, path);
+    fclose(f);
+    buf[n] = '\0';
+    if (len) *len = (size_t)n;
+    return buf;
+}
+
+
+static int path_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+// snprintf for paths: fails instead of silently truncating a path that does not fit.
+static void path_format(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void path_format(char *buf, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+    if (len < 0 || (size_t)len >= n) fail("path too long (over %zu characters): %s...", n - 1, buf);
+}
+
+#endif

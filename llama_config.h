@@ -1,0 +1,267 @@
+/*
+ * llama_config.h: the one place for the model's shape, shared by the CPU and GPU trainers: the config
+ * struct, the presets of DESIGN §2, reading and writing Hugging Face `config.json`, the parameter tensors
+ * (their HF names, shapes and order in the flat parameter buffer) and size arithmetic.
+ * Plain C that also compiles as C++.
+ */
+#ifndef GRASS_LLAMA_CONFIG_H
+#define GRASS_LLAMA_CONFIG_H
+
+#include "common.h"
+#include "json.h"
+
+typedef struct {
+    int dim;         // d: model width
+    int n_layers;    // L
+    int n_heads;     // query heads; head_dim = dim / n_heads
+    int n_kv_heads;  // key/value heads (GQA when fewer than n_heads)
+    int ffn_dim;     // SwiGLU hidden width
+    int vocab_size;  // V
+    int max_seq;     // longest sequence the model is configured for (HF max_position_embeddings)
+    float norm_eps;  // RMSNorm epsilon
+    float rope_theta;
+} LlamaConfig;
+
+typedef struct {
+    const char *name;
+    LlamaConfig cfg;
+} LlamaPreset;
+
+// DESIGN §2 presets (the GaLore / Grass sizes) and small ones for tests and CPU demos.
+static const LlamaPreset llama_presets[] = {
+    // name      dim  layers heads kv  ffn    vocab  max_seq eps   theta
+    {"test",   {64, 2, 4, 2, 172, 512, 128, 1e-6f, 10000.0f}},     // tests: GQA, ffn not a multiple of 8
+    {"tiny",   {128, 4, 4, 4, 344, 32000, 1024, 1e-6f, 10000.0f}}, // CPU quick start with the LLaMA tokenizer
+    {"60m",    {512, 8, 8, 8, 1376, 32000, 2048, 1e-6f, 10000.0f}},
+    {"130m",   {768, 12, 12, 12, 2048, 32000, 2048, 1e-6f, 10000.0f}},
+    {"350m",   {1024, 24, 16, 16, 2736, 32000, 2048, 1e-6f, 10000.0f}},
+    {"1b",     {2048, 24, 32, 32, 5461, 32000, 2048, 1e-6f, 10000.0f}},
+    {"7b",     {4096, 32, 32, 32, 11008, 32000, 4096, 1e-6f, 10000.0f}},
+    {"13b",    {5120, 40, 40, 40, 13824, 32000, 4096, 1e-6f, 10000.0f}},
+};
+#define LLAMA_NUM_PRESETS ((int)(sizeof(llama_presets) / sizeof(llama_presets[0])))
+
+static int llama_head_dim(const LlamaConfig *c) { return c->dim / c->n_heads; }
+static int llama_q_dim(const LlamaConfig *c) { return c->n_heads * llama_head_dim(c); }
+static int llama_kv_dim(const LlamaConfig *c) { return c->n_kv_heads * llama_head_dim(c); }
+
+// Finds a preset by name; returns 0 when there is none.
+static int llama_preset_find(const char *name, LlamaConfig *out) {
+    for (int i = 0; i < LLAMA_NUM_PRESETS; i++)
+        if (!strcmp(llama_presets[i].name, name)) { *out = llama_presets[i].cfg; return 1; }
+    return 0;
+}
+
+// Fails with a message naming `source` (a preset, a file or the flags) when the sizes are inconsistent.
+static void llama_config_validate(const LlamaConfig *c, const char *source) {
+    if (c->dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->ffn_dim <= 0 ||
+        c->vocab_size <= 0 || c->max_seq <= 0)
+        fail("%s: every size must be positive (dim %d, layers %d, heads %d, kv-heads %d, ffn %d, vocab %d, max-seq %d)",
+             source, c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->ffn_dim, c->vocab_size, c->max_seq);
+    if (c->dim % c->n_heads) fail("%s: dim %d is not a multiple of heads %d", source, c->dim, c->n_heads);
+    if (c->n_heads % c->n_kv_heads)
+        fail("%s: heads %d is not a multiple of kv-heads %d", source, c->n_heads, c->n_kv_heads);
+    if (llama_head_dim(c) % 2) fail("%s: head dim %d must be even for RoPE", source, llama_head_dim(c));
+    if (!(c->norm_eps > 0.0f) || !(c->rope_theta > 0.0f))
+        fail("%s: rms_norm_eps and rope_theta must be positive", source);
+}
+
+static int llama_config_equal(const LlamaConfig *a, const LlamaConfig *b) {
+    return a->dim == b->dim && a->n_layers == b->n_layers && a->n_heads == b->n_heads &&
+           a->n_kv_heads == b->n_kv_heads && a->ffn_dim == b->ffn_dim && a->vocab_size == b->vocab_size &&
+           a->max_seq == b->max_seq && a->norm_eps == b->norm_eps && a->rope_theta == b->rope_theta;
+}
+
+static void llama_config_describe(const LlamaConfig *c, char *buf, size_t n) {
+    snprintf(buf, n, "dim %d, layers %d, heads %d, kv-heads %d, ffn %d, vocab %d, max-seq %d", c->dim,
+             c->n_layers, c->n_heads, c->n_kv_heads, c->ffn_dim, c->vocab_size, c->max_seq);
+}
+
+static int json_int_field(const JsonValue *root, const char *key, const char *path, int required, int dflt) {
+    const JsonValue *v = json_get(root, key);
+    if (!v || v->type == JSON_NULL) {
+        if (required) fail("%s: missing field \"%s\"", path, key);
+        return dflt;
+    }
+    if (v->type != JSON_NUMBER || v->number != (double)(int)v->number)
+        fail("%s: field \"%s\" must be an integer", path, key);
+    return (int)v->number;
+}
+
+static float json_float_field(const JsonValue *root, const char *key, const char *path, float dflt) {
+    const JsonValue *v = json_get(root, key);
+    if (!v || v->type == JSON_NULL) return dflt;
+    if (v->type != JSON_NUMBER) fail("%s: field \"%s\" must be a number", path, key);
+    return (float)v->number;
+}
+
+// Reads a Hugging Face LlamaConfig config.json.
+static void llama_config_read_json(LlamaConfig *c, const char *path) {
+    size_t len;
+    char *text = file_read_all(path, &len);
+    JsonValue root;
+    json_parse(&root, text, len, path);
+    if (root.type != JSON_OBJECT) fail("%s: expected a JSON object", path);
+    const JsonValue *mt = json_get(&root, "model_type");
+    if (mt && (mt->type != JSON_STRING || strcmp(mt->string, "llama")))
+        fail("%s: model_type must be \"llama\"", path);
+    const JsonValue *act = json_get(&root, "hidden_act");
+    if (act && (act->type != JSON_STRING || strcmp(act->string, "silu")))
+        fail("%s: hidden_act must be \"silu\" (the LLaMA SwiGLU)", path);
+    const JsonValue *tie = json_get(&root, "tie_word_embeddings");
+    if (tie && tie->type == JSON_BOOL && tie->number)
+        fail("%s: tie_word_embeddings is true; grass.c trains LLaMA with an untied lm_head", path);
+    const JsonValue *scaling = json_get(&root, "rope_scaling");
+    if (scaling && scaling->type != JSON_NULL) fail("%s: rope_scaling is not supported", path);
+    c->dim = json_int_field(&root, "hidden_size", path, 1, 0);
+    c->n_layers = json_int_field(&root, "num_hidden_layers", path, 1, 0);
+    c->n_heads = json_int_field(&root, "num_attention_heads", path, 1, 0);
+    c->n_kv_heads = json_int_field(&root, "num_key_value_heads", path, 0, c->n_heads);
+    c->ffn_dim = json_int_field(&root, "intermediate_size", path, 1, 0);
+    c->vocab_size = json_int_field(&root, "vocab_size", path, 1, 0);
+    c->max_seq = json_int_field(&root, "max_position_embeddings", path, 0, 2048);
+    c->norm_eps = json_float_field(&root, "rms_norm_eps", path, 1e-6f);
+    c->rope_theta = json_float_field(&root, "rope_theta", path, 10000.0f);
+    json_free_value(&root);
+    free(text);
+    llama_config_validate(c, path);
+}
+
+// Writes the config as a Hugging Face LlamaConfig, so LlamaForCausalLM.from_pretrained reads it.
+// dtype is the safetensors weight dtype name the checkpoint uses ("float32" or "bfloat16").
+static void llama_config_write_json(const LlamaConfig *c, const char *path, const char *dtype) {
+    FILE *f = xfopen(path, "w");
+    fprintf(f,
+            "{\n"
+            "  \"architectures\": [\"LlamaForCausalLM\"],\n"
+            "  \"model_type\": \"llama\",\n"
+            "  \"hidden_size\": %d,\n"
+            "  \"intermediate_size\": %d,\n"
+            "  \"num_attention_heads\": %d,\n"
+            "  \"num_key_value_heads\": %d,\n"
+            "  \"num_hidden_layers\": %d,\n"
+            "  \"vocab_size\": %d,\n"
+            "  \"max_position_embeddings\": %d,\n"
+            "  \"rms_norm_eps\": %.9g,\n"
+            "  \"rope_theta\": %.9g,\n"
+            "  \"hidden_act\": \"silu\",\n"
+            "  \"tie_word_embeddings\": false,\n"
+            "  \"attention_bias\": false,\n"
+            "  \"initializer_range\": 0.02,\n"
+            "  \"bos_token_id\": 1,\n"
+            "  \"eos_token_id\": 2,\n"
+            "  \"torch_dtype\": \"%s\"\n"
+            "}\n",
+            c->dim, c->ffn_dim, c->n_heads, c->n_kv_heads, c->n_layers, c->vocab_size, c->max_seq,
+            (double)c->norm_eps, (double)c->rope_theta, dtype);
+    if (fclose(f)) fail("cannot write %s: %s", path, strerror(errno));
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Parameter tensors. The flat parameter buffer holds the kinds in this order; a per-layer kind holds its
+// L tensors one after another (layer-major within the kind), each row-major `rows x cols` (HF `out x in`).
+
+enum {
+    PARAM_EMBED,       // V x d
+    PARAM_ATTN_NORM,   // d (per layer)
+    PARAM_WQ,          // n_heads*hd x d
+    PARAM_WK,          // n_kv_heads*hd x d
+    PARAM_WV,          // n_kv_heads*hd x d
+    PARAM_WO,          // d x n_heads*hd
+    PARAM_MLP_NORM,    // d
+    PARAM_WGATE,       // ffn x d
+    PARAM_WUP,         // ffn x d
+    PARAM_WDOWN,       // d x ffn
+    PARAM_FINAL_NORM,  // d
+    PARAM_LM_HEAD,     // V x d
+    NUM_PARAM_KINDS
+};
+
+// HF tensor name (printf format taking the layer for per-layer kinds), whether the kind repeats per
+// layer, and whether it is a projection matrix inside a block (the matrices Grass compresses).
+static const struct {
+    const char *hf_name;
+    int per_layer;
+    int is_projection;
+} llama_param_kinds[NUM_PARAM_KINDS] = {
+    {"model.embed_tokens.weight", 0, 0},
+    {"model.layers.%d.input_layernorm.weight", 1, 0},
+    {"model.layers.%d.self_attn.q_proj.weight", 1, 1},
+    {"model.layers.%d.self_attn.k_proj.weight", 1, 1},
+    {"model.layers.%d.self_attn.v_proj.weight", 1, 1},
+    {"model.layers.%d.self_attn.o_proj.weight", 1, 1},
+    {"model.layers.%d.post_attention_layernorm.weight", 1, 0},
+    {"model.layers.%d.mlp.gate_proj.weight", 1, 1},
+    {"model.layers.%d.mlp.up_proj.weight", 1, 1},
+    {"model.layers.%d.mlp.down_proj.weight", 1, 1},
+    {"model.norm.weight", 0, 0},
+    {"lm_head.weight", 0, 0},
+};
+
+// Shape of one tensor of a kind; cols is 1 for the norm vectors.
+static void llama_param_shape(const LlamaConfig *c, int kind, size_t *rows, size_t *cols) {
+    size_t d = c->dim, q = llama_q_dim(c), kv = llama_kv_dim(c), f = c->ffn_dim, v = c->vocab_size;
+    size_t r = d, k = 1;
+    switch (kind) {
+        case PARAM_EMBED: case PARAM_LM_HEAD: r = v; k = d; break;
+        case PARAM_WQ: r = q; k = d; break;
+        case PARAM_WK: case PARAM_WV: r = kv; k = d; break;
+        case PARAM_WO: r = d; k = q; break;
+        case PARAM_WGATE: case PARAM_WUP: r = f; k = d; break;
+        case PARAM_WDOWN: r = d; k = f; break;
+        default: break;  // norms: d x 1
+    }
+    *rows = r;
+    *cols = k;
+}
+
+static int llama_param_is_matrix(int kind) {
+    return kind != PARAM_ATTN_NORM && kind != PARAM_MLP_NORM && kind != PARAM_FINAL_NORM;
+}
+
+static size_t llama_param_numel(const LlamaConfig *c, int kind) {
+    size_t r, k;
+    llama_param_shape(c, kind, &r, &k);
+    return r * k;
+}
+
+typedef struct {
+    size_t offset[NUM_PARAM_KINDS];  // element offset of each kind's first tensor in the flat buffer
+    size_t count;                    // total number of parameters
+} ParamLayout;
+
+static void llama_param_layout(const LlamaConfig *c, ParamLayout *lay) {
+    size_t off = 0;
+    for (int k = 0; k < NUM_PARAM_KINDS; k++) {
+        lay->offset[k] = off;
+        off += llama_param_numel(c, k) * (llama_param_kinds[k].per_layer ? (size_t)c->n_layers : 1);
+    }
+    lay->count = off;
+}
+
+// Element offset of (kind, layer) in the flat buffer; layer is ignored for the kinds that do not repeat.
+static size_t llama_param_offset(const LlamaConfig *c, const ParamLayout *lay, int kind, int layer) {
+    return lay->offset[kind] + (llama_param_kinds[kind].per_layer ? (size_t)layer * llama_param_numel(c, kind) : 0);
+}
+
+static void llama_param_name(int kind, int layer, char *buf, size_t n) {
+    snprintf(buf, n, llama_param_kinds[kind].hf_name, layer);
+}
+
+// Number of tensors (kind, layer) in the model, and the i-th of them in checkpoint order.
+static int llama_num_tensors(const LlamaConfig *c) {
+    int n = 0;
+    for (int k = 0; k < NUM_PARAM_KINDS; k++) n += llama_param_kinds[k].per_layer ? c->n_layers : 1;
+    return n;
+}
+
+static void llama_tensor_at(const LlamaConfig *c, int i, int *kind, int *layer) {
+    for (int k = 0; k < NUM_PARAM_KINDS; k++) {
+        int reps = llama_param_kinds[k].per_layer ? c->n_layers : 1;
+        if (i < reps) { *kind = k; *layer = i; return; }
+        i -= reps;
+    }
+    fail("tensor index out of range");
+}
+
+#endif

@@ -1,0 +1,162 @@
+/*
+ * test_reference.c: checks train_llama_cpu's model and optimizer against outside references, by including
+ * train_llama.c (like llm.c's test_gpt2.c). Two commands:
+ *
+ *   test_reference compare DIR
+ *       DIR holds what dev/reference/llama_ref.py wrote: config.json, model.safetensors (initial weights) and
+ *       debug_state.safetensors (tokens, logits, loss, every gradient, and the losses and gradient norms of
+ *       several AdamW steps on that batch). Runs the same computation and fails on any mismatch beyond the
+ *       fp32 bounds below.
+ *
+ *   test_reference dump CKPT_DIR OUT.safetensors BATCH SEQ SEED
+ *       loads a checkpoint, runs the forward pass on random tokens and writes tokens, logits and loss in the
+ *       debug-state layout, for test/hf_compare.py to check against Hugging Face transformers.
+ */
+#define TESTING
+#include "../train_llama.c"
+
+static double max_abs(const float *a, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
+    return m;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - (double)b[i]));
+    return m;
+}
+
+static float meta_float(const SafeTensors *st, const char *key) {
+    const char *v = safetensors_meta(st, key);
+    if (!v) fail("%s: metadata %s is missing", st->path, key);
+    return strtof(v, NULL);
+}
+
+static void model_load_dir(Llama *m, const char *dir, int B, int T) {
+    char path[CKPT_PATH_LEN];
+    LlamaConfig cfg;
+    path_format(path, sizeof(path), "%s/config.json", dir);
+    llama_config_read_json(&cfg, path);
+    llama_alloc(m, &cfg, B, T);
+    checkpoint_read_model(dir, &cfg, m->params);
+}
+
+static int check(const char *what, double err, double bound) {
+    int ok = err <= bound;
+    printf("%-4s %-52s error %.3e  bound %.3e\n", ok ? "ok" : "FAIL", what, err, bound);
+    return ok;
+}
+
+static int compare(const char *dir) {
+    char path[CKPT_PATH_LEN];
+    path_format(path, sizeof(path), "%s/debug_state.safetensors", dir);
+    SafeTensors ds;
+    safetensors_open(&ds, path);
+    int B = (int)meta_float(&ds, "batch"), T = (int)meta_float(&ds, "seq"), steps = (int)meta_float(&ds, "steps");
+    Llama m;
+    model_load_dir(&m, dir, B, T);
+    const LlamaConfig *c = &m.cfg;
+    int N = B * T, V = c->vocab_size;
+    int *tokens = (int *)xmalloc(sizeof(int) * (N + 1));
+    safetensors_read_i32(&ds, "tokens", tokens, N + 1);
+    float *ref = (float *)xmalloc(sizeof(float) * (m.lay.count > (size_t)N * V ? m.lay.count : (size_t)N * V));
+    float ref_loss, *ref_losses = (float *)xmalloc(sizeof(float) * steps), *ref_norms = (float *)xmalloc(sizeof(float) * steps);
+    int ok = 1;
+
+    // forward. Bounds: fp32 with another summation order gives relative errors of a few 1e-7 per operation;
+    // through a few layers the logits (scale ~1) agree to ~1e-6, so 1e-5 of their scale leaves a 10x margin
+    // while any real error (a wrong RoPE pair, a missing norm weight) shows up at 1e-2 or more.
+    float loss = llama_forward(&m, tokens, tokens + 1, B, T);
+    safetensors_read_f32(&ds, "logits", ref, (size_t)N * V);
+    // llama_forward leaves probabilities in a.logits; recompute the logits for the comparison
+    float *logits = (float *)xmalloc(sizeof(float) * N * V);
+    matmul_forward(logits, m.a.lnf, llama_param(&m, m.params, PARAM_LM_HEAD, 0), N, c->dim, V);
+    double scale = fmax(1.0, max_abs(ref, (size_t)N * V));
+    ok &= check("logits (max abs error / max(1, max |logit|))", max_abs_diff(logits, ref, (size_t)N * V) / scale, 1e-5);
+    safetensors_read_f32(&ds, "loss", &ref_loss, 1);
+    ok &= check("loss (relative)", fabs(loss - ref_loss) / ref_loss, 1e-6);
+
+    // backward. Bound per tensor: max abs error over max |reference gradient|. The gradients pass through the
+    // same operations backwards, so the same ~1e-6 relative error applies; 1e-4 leaves room for tensors whose
+    // largest entries are small compared with the errors accumulated from larger upstream gradients.
+    memset(m.grads, 0, sizeof(float) * m.lay.count);
+    llama_backward(&m, tokens, tokens + 1, B, T, 1.0f / N);
+    for (int i = 0; i < llama_num_tensors(c); i++) {
+        int kind, layer;
+        char name[128], gname[160];
+        llama_tensor_at(c, i, &kind, &layer);
+        llama_param_name(kind, layer, name, sizeof(name));
+        snprintf(gname, sizeof(gname), "grad.%s", name);
+        size_t n = llama_param_numel(c, kind);
+        safetensors_read_f32(&ds, gname, ref, n);
+        const float *g = llama_param(&m, m.grads, kind, layer);
+        ok &= check(gname, max_abs_diff(g, ref, n) / fmax(max_abs(ref, n), 1e-30), 1e-4);
+    }
+
+    // optimizer steps on the same batch. Bounds: the loss after k AdamW steps differs by the accumulated weight
+    // differences; Adam's normalised update turns gradient differences of relative size 1e-6 into update
+    // differences of the same relative size, except for entries whose gradient is near zero, so the losses
+    // agree to ~1e-6 relative; 2e-5 is the bound. Norms are checked the same way.
+    TrainOptions opt;
+    train_options_default(&opt);
+    opt.steps = steps;
+    opt.lr = meta_float(&ds, "lr");
+    opt.warmup = (int)meta_float(&ds, "warmup");
+    opt.min_lr_ratio = meta_float(&ds, "min_lr_ratio");
+    opt.weight_decay = meta_float(&ds, "weight_decay");
+    opt.grad_clip = meta_float(&ds, "grad_clip");
+    opt.beta1 = meta_float(&ds, "beta1");
+    opt.beta2 = meta_float(&ds, "beta2");
+    opt.eps = meta_float(&ds, "eps");
+    safetensors_read_f32(&ds, "losses", ref_losses, steps);
+    safetensors_read_f32(&ds, "norms", ref_norms, steps);
+    double loss_err = 0.0, norm_err = 0.0;
+    for (int s = 0; s < steps; s++) {
+        memset(m.grads, 0, sizeof(float) * m.lay.count);
+        float l = llama_forward(&m, tokens, tokens + 1, B, T);
+        llama_backward(&m, tokens, tokens + 1, B, T, 1.0f / N);
+        float norm = llama_optimizer_step(&m, &opt, s, lr_at_step(&opt, s));
+        printf("     step %2d: loss %.7f (reference %.7f), norm %.6f (reference %.6f)\n", s, l, ref_losses[s], norm, ref_norms[s]);
+        loss_err = fmax(loss_err, fabs(l - ref_losses[s]) / ref_losses[s]);
+        norm_err = fmax(norm_err, fabs(norm - ref_norms[s]) / ref_norms[s]);
+    }
+    char what[96];
+    snprintf(what, sizeof(what), "AdamW losses over %d steps (relative)", steps);
+    ok &= check(what, loss_err, 2e-5);
+    snprintf(what, sizeof(what), "gradient norms over %d steps (relative)", steps);
+    ok &= check(what, norm_err, 2e-5);
+    safetensors_close(&ds);
+    llama_free(&m);
+    printf("%s\n", ok ? "PASS" : "FAIL");
+    return ok ? 0 : 1;
+}
+
+static int dump(const char *ckpt, const char *out, int B, int T, uint64_t seed) {
+    Llama m;
+    model_load_dir(&m, ckpt, B, T);
+    int N = B * T, V = m.cfg.vocab_size;
+    int *tokens = (int *)xmalloc(sizeof(int) * (N + 1));
+    Rng r;
+    rng_init(&r, seed, 0xD0, 0, 0);
+    for (int i = 0; i <= N; i++) tokens[i] = (int)rng_below(&r, (uint64_t)V);
+    llama_forward(&m, tokens, NULL, B, T);
+    float *logits = (float *)xmalloc(sizeof(float) * N * V);
+    memcpy(logits, m.a.logits, sizeof(float) * N * V);
+    float loss = llama_forward(&m, tokens, tokens + 1, B, T);
+    StTensorOut t[3] = {
+        {"tokens", "I32", 1, {(size_t)N + 1}, tokens},
+        {"logits", "F32", 3, {(size_t)B, (size_t)T, (size_t)V}, logits},
+        {"loss", "F32", 1, {1}, &loss},
+    };
+    safetensors_write(out, 3, t, 0, NULL);
+    printf("dump: %s (batch %d, seq %d, loss %.6f)\n", out, B, T, loss);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "compare")) return compare(argv[2]);
+    if (argc == 7 && !strcmp(argv[1], "dump")) return dump(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), strtoull(argv[6], NULL, 10));
+    fprintf(stderr, "usage: %s compare DIR | dump CKPT_DIR OUT.safetensors BATCH SEQ SEED\n", argv[0]);
+    return 2;
+}

@@ -1,0 +1,808 @@
+/*
+ * train_llama.c: the CPU reference trainer (binary train_llama_cpu). fp32 LLaMA forward and backward
+ * (embedding, RMSNorm, RoPE in the HF rotate_half layout, causal attention with GQA, SwiGLU, untied lm_head,
+ * mean cross-entropy), AdamW, warmup + cosine schedule, clipping, gradient accumulation, evaluation,
+ * sampling and checkpoints. It is the readable specification the GPU trainer is checked against, and is
+ * itself checked against the PyTorch reference in dev/reference/ and against Hugging Face transformers.
+ *
+ * Every kernel computes each output element in a fixed order on one thread, so results do not depend on
+ * the number of OpenMP threads and a resumed run continues bit for bit.
+ */
+#include <math.h>
+#include <omp.h>
+#include "checkpoint.h"
+#include "common.h"
+#include "dataloader.h"
+#include "llama_config.h"
+#include "logger.h"
+#include "rng.h"
+#include "train_config.h"
+
+// ----------------------------------------------------------------------------------------------------
+// Kernels. Shapes in the comments: N = B*T rows (tokens), d = model width, hd = head dim.
+
+static void embedding_forward(float *out, const int *tokens, const float *emb, int N, int d) {
+    // out [N, d], emb [V, d]
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) memcpy(out + (size_t)n * d, emb + (size_t)tokens[n] * d, sizeof(float) * d);
+}
+
+static void embedding_backward(float *demb, const float *dout, const int *tokens, int N, int d) {
+    // demb [V, d] += rows of dout [N, d]; threads own column ranges, so no two write the same element
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        int c0 = (int)((long)d * id / nt), c1 = (int)((long)d * (id + 1) / nt);
+        for (int n = 0; n < N; n++) {
+            float *dst = demb + (size_t)tokens[n] * d;
+            const float *src = dout + (size_t)n * d;
+            for (int c = c0; c < c1; c++) dst[c] += src[c];
+        }
+    }
+}
+
+static void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int d, float eps) {
+    // out [N, d] = x / sqrt(mean(x^2) + eps) * w; rstd [N] keeps 1 / sqrt(mean(x^2) + eps)
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *xn = x + (size_t)n * d;
+        float ss = 0.0f;
+        for (int i = 0; i < d; i++) ss += xn[i] * xn[i];
+        float r = 1.0f / sqrtf(ss / d + eps);
+        rstd[n] = r;
+        for (int i = 0; i < d; i++) out[(size_t)n * d + i] = xn[i] * r * w[i];
+    }
+}
+
+static void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
+                             int N, int d) {
+    // dx [N, d] += d(loss)/dx, dw [d] += d(loss)/dw
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *xn = x + (size_t)n * d, *gn = dout + (size_t)n * d;
+        float r = rstd[n], dot = 0.0f;
+        for (int i = 0; i < d; i++) dot += gn[i] * w[i] * xn[i];
+        float c = dot * r * r * r / d;
+        for (int i = 0; i < d; i++) dx[(size_t)n * d + i] += gn[i] * w[i] * r - xn[i] * c;
+    }
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < d; i++) {
+        float acc = 0.0f;
+        for (int n = 0; n < N; n++) acc += dout[(size_t)n * d + i] * x[(size_t)n * d + i] * rstd[n];
+        dw[i] += acc;
+    }
+}
+
+// Matrix products. Weights are `out x in` row-major (HF layout): Y = X W^T.
+#define MM_ROWS 4   // output rows per block
+#define MM_COLS 64  // output columns per block (kept in registers across the k loop)
+
+static float dot_product(const float *a, const float *b, int n) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void matmul_forward(float *out, const float *inp, const float *w, int N, int C, int OC) {
+    // out [N, OC] = inp [N, C] @ w [OC, C]^T; blocks of 4 x 4 outputs share their loads, 16 lanes each
+    int nt = (N + 3) / 4, ot = (OC + 3) / 4;
+#pragma omp parallel for schedule(static)
+    for (int tile = 0; tile < nt * ot; tile++) {
+        int n0 = (tile / ot) * 4, o0 = (tile % ot) * 4;
+        if (n0 + 4 > N || o0 + 4 > OC) {
+            for (int n = n0; n < N && n < n0 + 4; n++)
+                for (int o = o0; o < OC && o < o0 + 4; o++)
+                    out[(size_t)n * OC + o] = dot_product(inp + (size_t)n * C, w + (size_t)o * C, C);
+            continue;
+        }
+        float acc[4][4][16];
+        memset(acc, 0, sizeof(acc));
+        const float *a = inp + (size_t)n0 * C, *b = w + (size_t)o0 * C;
+        int c = 0;
+        for (; c + 16 <= C; c += 16)
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++)
+                    for (int l = 0; l < 16; l++) acc[i][j][l] += a[(size_t)i * C + c + l] * b[(size_t)j * C + c + l];
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) {
+                float s = 0.0f;
+                for (int l = 0; l < 16; l++) s += acc[i][j][l];
+                for (int cc = c; cc < C; cc++) s += a[(size_t)i * C + cc] * b[(size_t)j * C + cc];
+                out[(size_t)(n0 + i) * OC + o0 + j] = s;
+            }
+    }
+}
+
+// out[i][c0 + l] += sum_k a[i][k * sk] * b[k * ldb + c0 + l] for i < rows (<= MM_ROWS), l < cols (<= MM_COLS):
+// the one product shape behind both gradients of a matmul (rows of dinp, or rows of dW).
+static void matmul_accumulate_block(float *out, size_t ldo, const float *const *a, size_t sk, const float *b, size_t ldb,
+                                    int rows, int K, int c0, int cols) {
+    float acc[MM_ROWS][MM_COLS];
+    for (int i = 0; i < rows; i++)
+        for (int l = 0; l < cols; l++) acc[i][l] = out[i * ldo + c0 + l];
+    if (rows == MM_ROWS && cols == MM_COLS) {
+        for (int k = 0; k < K; k++) {
+            const float *bk = b + (size_t)k * ldb + c0;
+            float a0 = a[0][k * sk], a1 = a[1][k * sk], a2 = a[2][k * sk], a3 = a[3][k * sk];
+            for (int l = 0; l < MM_COLS; l++) {
+                acc[0][l] += a0 * bk[l];
+                acc[1][l] += a1 * bk[l];
+                acc[2][l] += a2 * bk[l];
+                acc[3][l] += a3 * bk[l];
+            }
+        }
+    } else {
+        for (int k = 0; k < K; k++) {
+            const float *bk = b + (size_t)k * ldb + c0;
+            for (int i = 0; i < rows; i++) {
+                float ai = a[i][k * sk];
+                for (int l = 0; l < cols; l++) acc[i][l] += ai * bk[l];
+            }
+        }
+    }
+    for (int i = 0; i < rows; i++)
+        for (int l = 0; l < cols; l++) out[i * ldo + c0 + l] = acc[i][l];
+}
+
+static void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N, int C, int OC) {
+    // dinp [N, C] += dout [N, OC] @ w [OC, C];  dw [OC, C] += dout^T @ inp [N, C]. Either may be NULL.
+    int cb = (C + MM_COLS - 1) / MM_COLS;
+    if (dinp) {
+        int rb = (N + MM_ROWS - 1) / MM_ROWS;
+#pragma omp parallel for schedule(static)
+        for (int blk = 0; blk < rb * cb; blk++) {
+            int n0 = (blk / cb) * MM_ROWS, c0 = (blk % cb) * MM_COLS;
+            int rows = N - n0 < MM_ROWS ? N - n0 : MM_ROWS, cols = C - c0 < MM_COLS ? C - c0 : MM_COLS;
+            const float *a[MM_ROWS];
+            for (int i = 0; i < MM_ROWS; i++) a[i] = dout + (size_t)(n0 + (i < rows ? i : 0)) * OC;
+            matmul_accumulate_block(dinp + (size_t)n0 * C, C, a, 1, w, C, rows, OC, c0, cols);
+        }
+    }
+    if (dw) {
+        int rb = (OC + MM_ROWS - 1) / MM_ROWS;
+#pragma omp parallel for schedule(static)
+        for (int blk = 0; blk < rb * cb; blk++) {
+            int o0 = (blk / cb) * MM_ROWS, c0 = (blk % cb) * MM_COLS;
+            int rows = OC - o0 < MM_ROWS ? OC - o0 : MM_ROWS, cols = C - c0 < MM_COLS ? C - c0 : MM_COLS;
+            const float *a[MM_ROWS];
+            for (int i = 0; i < MM_ROWS; i++) a[i] = dout + o0 + (i < rows ? i : 0);
+            matmul_accumulate_block(dw + (size_t)o0 * C, C, a, OC, inp, C, rows, N, c0, cols);
+        }
+    }
+}
+
+// RoPE tables cos/sin [T, hd/2] computed as HF does (fp32 inverse frequencies, fp32 angles).
+static void rope_tables(float *cosb, float *sinb, int T, int hd, float theta) {
+    int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+        for (int t = 0; t < T; t++) {
+            float angle = (float)t * inv_freq;
+            cosb[t * half + i] = cosf(angle);
+            sinb[t * half + i] = sinf(angle);
+        }
+    }
+}
+
+// Rotates x [B*T, nh, hd] in place, position t = row % T, rotate_half layout: the pair is (i, i + hd/2).
+// sign = +1 applies RoPE; sign = -1 applies its inverse (the transpose), which is the backward pass.
+static void rope_apply(float *x, const float *cosb, const float *sinb, int N, int T, int nh, int hd, float sign) {
+    int half = hd / 2;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *c = cosb + (size_t)(n % T) * half, *s = sinb + (size_t)(n % T) * half;
+        for (int h = 0; h < nh; h++) {
+            float *v = x + ((size_t)n * nh + h) * hd;
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half], si = sign * s[i];
+                v[i] = a * c[i] - b * si;
+                v[i + half] = b * c[i] + a * si;
+            }
+        }
+    }
+}
+
+static void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B, int T, int H,
+                              int KV, int hd) {
+    // q, out [B, T, H, hd]; k, v [B, T, KV, hd]; att [B, H, T, T] softmax probabilities (causal: zero above)
+    int qd = H * hd, kvd = KV * hd, group = H / KV;
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                const float *qt = q + ((size_t)b * T + t) * qd + h * hd;
+                const float *kb = k + (size_t)b * T * kvd + (h / group) * hd;
+                const float *vb = v + (size_t)b * T * kvd + (h / group) * hd;
+                float *row = att + (((size_t)b * H + h) * T + t) * T;
+                float mx = -INFINITY;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    row[t2] = dot_product(qt, kb + (size_t)t2 * kvd, hd) * scale;
+                    if (row[t2] > mx) mx = row[t2];
+                }
+                float sum = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) { row[t2] = expf(row[t2] - mx); sum += row[t2]; }
+                for (int t2 = 0; t2 <= t; t2++) row[t2] /= sum;
+                for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f;
+                float *ot = out + ((size_t)b * T + t) * qd + h * hd;
+                for (int i = 0; i < hd; i++) ot[i] = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++)
+                    for (int i = 0; i < hd; i++) ot[i] += row[t2] * vb[(size_t)t2 * kvd + i];
+            }
+}
+
+static void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+                               const float *k, const float *v, int B, int T, int H, int KV, int hd) {
+    // dq [B, T, H, hd], dk, dv [B, T, KV, hd] accumulate (+=). One task per (b, kv head) owns its dk, dv rows.
+    int qd = H * hd, kvd = KV * hd, group = H / KV;
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel
+    {
+        float *datt = (float *)xmalloc(sizeof(float) * T);
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int g = 0; g < KV; g++)
+                for (int h = g * group; h < (g + 1) * group; h++)
+                    for (int t = 0; t < T; t++) {
+                        const float *row = att + (((size_t)b * H + h) * T + t) * T;
+                        const float *dot = dout + ((size_t)b * T + t) * qd + h * hd;
+                        const float *qt = q + ((size_t)b * T + t) * qd + h * hd;
+                        float *dqt = dq + ((size_t)b * T + t) * qd + h * hd;
+                        size_t kvoff = (size_t)b * T * kvd + g * hd;
+                        float sum = 0.0f;
+                        for (int t2 = 0; t2 <= t; t2++) {
+                            datt[t2] = dot_product(dot, v + kvoff + (size_t)t2 * kvd, hd);
+                            sum += row[t2] * datt[t2];
+                        }
+                        for (int t2 = 0; t2 <= t; t2++) {
+                            float dpre = row[t2] * (datt[t2] - sum) * scale;
+                            const float *kt2 = k + kvoff + (size_t)t2 * kvd;
+                            float *dkt2 = dk + kvoff + (size_t)t2 * kvd, *dvt2 = dv + kvoff + (size_t)t2 * kvd;
+                            for (int i = 0; i < hd; i++) {
+                                dqt[i] += dpre * kt2[i];
+                                dkt2[i] += dpre * qt[i];
+                                dvt2[i] += row[t2] * dot[i];
+                            }
+                        }
+                    }
+        free(datt);
+    }
+}
+
+static void swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+    // out = silu(gate) * up, elementwise over [N, ffn]
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+static void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i], sig = 1.0f / (1.0f + expf(-g));
+        dgate[i] = dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+        dup[i] = dout[i] * g * sig;
+    }
+}
+
+// Softmax of logits [N, V] in place (they become probabilities) and the per-token loss -log p(target).
+static void crossentropy_forward(float *losses, float *logits, const int *targets, int N, int V) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *row = logits + (size_t)n * V;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int i = 0; i < V; i++) mx = row[i] > mx ? row[i] : mx;
+        for (int i = 0; i < V; i++) { row[i] = expf(row[i] - mx); sum += row[i]; }
+        for (int i = 0; i < V; i++) row[i] /= sum;
+        losses[n] = -logf(row[targets[n]]);
+    }
+}
+
+// Probabilities [N, V] become d(loss)/d(logits) in place, loss = scale * sum of per-token losses.
+static void crossentropy_backward(float *probs, const int *targets, int N, int V, float scale) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *row = probs + (size_t)n * V;
+        for (int i = 0; i < V; i++) row[i] *= scale;
+        row[targets[n]] -= scale;
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// The model
+
+typedef struct {
+    float *x;       // [L+1, N, d] residual stream: the input of each layer, then the last layer's output
+    float *ln1;     // [L, N, d] attention RMSNorm output
+    float *rstd1;   // [L, N]
+    float *q;       // [L, N, H*hd] after RoPE
+    float *k;       // [L, N, KV*hd] after RoPE
+    float *v;       // [L, N, KV*hd]
+    float *att;     // [L, B, H, T, T] attention probabilities
+    float *atty;    // [L, N, H*hd] attention output before o_proj
+    float *h;       // [L, N, d] residual stream after attention
+    float *ln2;     // [L, N, d] MLP RMSNorm output
+    float *rstd2;   // [L, N]
+    float *gate;    // [L, N, ffn]
+    float *up;      // [L, N, ffn]
+    float *act;     // [L, N, ffn] silu(gate) * up
+    float *lnf;     // [N, d] final RMSNorm output
+    float *rstdf;   // [N]
+    float *logits;  // [N, V] logits, then probabilities, then their gradient
+    float *losses;  // [N]
+    // backward scratch
+    float *dres;    // [N, d] gradient of the residual stream
+    float *dln;     // [N, d]
+    float *dq;      // [N, H*hd]
+    float *dk;      // [N, KV*hd]
+    float *dv;      // [N, KV*hd]
+    float *datty;   // [N, H*hd]
+    float *dgate;   // [N, ffn]
+    float *dup;     // [N, ffn]
+    float *dact;    // [N, ffn]
+    float *rope_cos, *rope_sin;  // [T, hd/2]
+} Activations;
+
+typedef struct {
+    LlamaConfig cfg;
+    ParamLayout lay;
+    int B, T;            // the largest batch the activations hold
+    float *params;       // [lay.count]
+    float *grads;        // [lay.count]
+    float *adam_m;       // [lay.count] AdamW first moment
+    float *adam_v;       // [lay.count] AdamW second moment
+    Activations a;
+    size_t act_floats;   // floats in all activation buffers
+} Llama;
+
+typedef struct {
+    float **ptr;
+    size_t count;
+    const char *category;
+} Buffer;
+
+// Every buffer of the model and its size in floats: the CPU memory plan (allocation and --dry-run use it).
+static int llama_buffers(Llama *m, Buffer *buf) {
+    const LlamaConfig *c = &m->cfg;
+    size_t L = c->n_layers, N = (size_t)m->B * m->T, d = c->dim, q = llama_q_dim(c), kv = llama_kv_dim(c);
+    size_t f = c->ffn_dim, V = c->vocab_size, H = c->n_heads, T = m->T, P = m->lay.count;
+    Activations *a = &m->a;
+    int n = 0;
+#define BUF(p, cnt, cat) buf[n++] = (Buffer){&(p), (cnt), (cat)}
+    BUF(m->params, P, "parameters");
+    BUF(m->grads, P, "gradients");
+    BUF(m->adam_m, P, "optimizer state");
+    BUF(m->adam_v, P, "optimizer state");
+    BUF(a->x, (L + 1) * N * d, "activations");
+    BUF(a->ln1, L * N * d, "activations");
+    BUF(a->rstd1, L * N, "activations");
+    BUF(a->q, L * N * q, "activations");
+    BUF(a->k, L * N * kv, "activations");
+    BUF(a->v, L * N * kv, "activations");
+    BUF(a->att, L * m->B * H * T * T, "activations");
+    BUF(a->atty, L * N * q, "activations");
+    BUF(a->h, L * N * d, "activations");
+    BUF(a->ln2, L * N * d, "activations");
+    BUF(a->rstd2, L * N, "activations");
+    BUF(a->gate, L * N * f, "activations");
+    BUF(a->up, L * N * f, "activations");
+    BUF(a->act, L * N * f, "activations");
+    BUF(a->lnf, N * d, "activations");
+    BUF(a->rstdf, N, "activations");
+    BUF(a->logits, N * V, "activations");
+    BUF(a->losses, N, "activations");
+    BUF(a->dres, N * d, "backward scratch");
+    BUF(a->dln, N * d, "backward scratch");
+    BUF(a->dq, N * q, "backward scratch");
+    BUF(a->dk, N * kv, "backward scratch");
+    BUF(a->dv, N * kv, "backward scratch");
+    BUF(a->datty, N * q, "backward scratch");
+    BUF(a->dgate, N * f, "backward scratch");
+    BUF(a->dup, N * f, "backward scratch");
+    BUF(a->dact, N * f, "backward scratch");
+    BUF(a->rope_cos, T * llama_head_dim(c) / 2, "activations");
+    BUF(a->rope_sin, T * llama_head_dim(c) / 2, "activations");
+#undef BUF
+    return n;
+}
+#define LLAMA_MAX_BUFFERS 40
+
+static void llama_plan_print(Llama *m) {
+    Buffer buf[LLAMA_MAX_BUFFERS];
+    int n = llama_buffers(m, buf);
+    const char *cats[] = {"parameters", "gradients", "optimizer state", "activations", "backward scratch"};
+    double total = 0;
+    printf("memory plan (fp32, host):\n");
+    for (int k = 0; k < 5; k++) {
+        double bytes = 0;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(buf[i].category, cats[k])) bytes += 4.0 * buf[i].count;
+        printf("  %-18s %10.3f GiB\n", cats[k], bytes / (1 << 30));
+        total += bytes;
+    }
+    printf("  %-18s %10.3f GiB\n", "total", total / (1 << 30));
+}
+
+static void llama_alloc(Llama *m, const LlamaConfig *cfg, int B, int T) {
+    memset(m, 0, sizeof(*m));
+    m->cfg = *cfg;
+    llama_param_layout(cfg, &m->lay);
+    m->B = B;
+    m->T = T;
+    Buffer buf[LLAMA_MAX_BUFFERS];
+    int n = llama_buffers(m, buf);
+    for (int i = 0; i < n; i++) *buf[i].ptr = (float *)xcalloc(buf[i].count, sizeof(float));
+    rope_tables(m->a.rope_cos, m->a.rope_sin, T, llama_head_dim(cfg), cfg->rope_theta);
+}
+
+static void llama_free(Llama *m) {
+    Buffer buf[LLAMA_MAX_BUFFERS];
+    int n = llama_buffers(m, buf);
+    for (int i = 0; i < n; i++) free(*buf[i].ptr);
+}
+
+static float *llama_param(Llama *m, float *base, int kind, int layer) {
+    return base + llama_param_offset(&m->cfg, &m->lay, kind, layer);
+}
+
+// N(0, 0.02) for every matrix and the embedding, 1 for the norm weights; each tensor draws from its own
+// stream keyed by (seed, kind, layer).
+static void llama_init_weights(Llama *m, uint64_t seed) {
+    int nt = llama_num_tensors(&m->cfg);
+#pragma omp parallel for schedule(dynamic)
+    for (int i = 0; i < nt; i++) {
+        int kind, layer;
+        llama_tensor_at(&m->cfg, i, &kind, &layer);
+        float *p = llama_param(m, m->params, kind, layer);
+        size_t n = llama_param_numel(&m->cfg, kind);
+        Rng r;
+        rng_init(&r, seed, 0x1417, (uint64_t)kind, (uint64_t)layer);
+        for (size_t j = 0; j < n; j++) p[j] = llama_param_is_matrix(kind) ? (float)(0.02 * rng_normal(&r)) : 1.0f;
+    }
+}
+
+// Forward through the blocks and the final norm: fills the activations up to lnf for tokens [B, T].
+static void llama_forward_blocks(Llama *m, const int *tokens, int B, int T) {
+    const LlamaConfig *c = &m->cfg;
+    Activations *a = &m->a;
+    int N = B * T, d = c->dim, qd = llama_q_dim(c), kvd = llama_kv_dim(c), f = c->ffn_dim, hd = llama_head_dim(c);
+    embedding_forward(a->x, tokens, llama_param(m, m->params, PARAM_EMBED, 0), N, d);
+    for (int l = 0; l < c->n_layers; l++) {
+        float *x = a->x + (size_t)l * N * d, *xo = x + (size_t)N * d;
+        float *ln1 = a->ln1 + (size_t)l * N * d, *ln2 = a->ln2 + (size_t)l * N * d, *h = a->h + (size_t)l * N * d;
+        float *q = a->q + (size_t)l * N * qd, *k = a->k + (size_t)l * N * kvd, *v = a->v + (size_t)l * N * kvd;
+        float *atty = a->atty + (size_t)l * N * qd, *att = a->att + (size_t)l * B * c->n_heads * T * T;
+        float *gate = a->gate + (size_t)l * N * f, *up = a->up + (size_t)l * N * f, *act = a->act + (size_t)l * N * f;
+        rmsnorm_forward(ln1, a->rstd1 + (size_t)l * N, x, llama_param(m, m->params, PARAM_ATTN_NORM, l), N, d, c->norm_eps);
+        matmul_forward(q, ln1, llama_param(m, m->params, PARAM_WQ, l), N, d, qd);
+        matmul_forward(k, ln1, llama_param(m, m->params, PARAM_WK, l), N, d, kvd);
+        matmul_forward(v, ln1, llama_param(m, m->params, PARAM_WV, l), N, d, kvd);
+        rope_apply(q, a->rope_cos, a->rope_sin, N, T, c->n_heads, hd, 1.0f);
+        rope_apply(k, a->rope_cos, a->rope_sin, N, T, c->n_kv_heads, hd, 1.0f);
+        attention_forward(atty, att, q, k, v, B, T, c->n_heads, c->n_kv_heads, hd);
+        matmul_forward(h, atty, llama_param(m, m->params, PARAM_WO, l), N, qd, d);
+        for (size_t i = 0; i < (size_t)N * d; i++) h[i] += x[i];
+        rmsnorm_forward(ln2, a->rstd2 + (size_t)l * N, h, llama_param(m, m->params, PARAM_MLP_NORM, l), N, d, c->norm_eps);
+        matmul_forward(gate, ln2, llama_param(m, m->params, PARAM_WGATE, l), N, d, f);
+        matmul_forward(up, ln2, llama_param(m, m->params, PARAM_WUP, l), N, d, f);
+        swiglu_forward(act, gate, up, (size_t)N * f);
+        matmul_forward(xo, act, llama_param(m, m->params, PARAM_WDOWN, l), N, f, d);
+        for (size_t i = 0; i < (size_t)N * d; i++) xo[i] += h[i];
+    }
+    rmsnorm_forward(a->lnf, a->rstdf, a->x + (size_t)c->n_layers * N * d, llama_param(m, m->params, PARAM_FINAL_NORM, 0),
+                    N, d, c->norm_eps);
+}
+
+// Full forward: logits [B*T, V]; with targets, the softmax and per-token losses too. Returns the mean loss
+// (0 without targets).
+static float llama_forward(Llama *m, const int *tokens, const int *targets, int B, int T) {
+    if (B > m->B || T > m->T) fail("internal: batch %d x %d exceeds the allocated %d x %d", B, T, m->B, m->T);
+    const LlamaConfig *c = &m->cfg;
+    int N = B * T;
+    llama_forward_blocks(m, tokens, B, T);
+    matmul_forward(m->a.logits, m->a.lnf, llama_param(m, m->params, PARAM_LM_HEAD, 0), N, c->dim, c->vocab_size);
+    if (!targets) return 0.0f;
+    crossentropy_forward(m->a.losses, m->a.logits, targets, N, c->vocab_size);
+    double sum = 0.0;
+    for (int n = 0; n < N; n++) sum += m->a.losses[n];
+    return (float)(sum / N);
+}
+
+// Backward of the loss `loss_scale * sum of per-token losses` after llama_forward with targets; the
+// parameter gradients accumulate into m->grads (zero them before the first micro-batch of a step).
+static void llama_backward(Llama *m, const int *tokens, const int *targets, int B, int T, float loss_scale) {
+    const LlamaConfig *c = &m->cfg;
+    Activations *a = &m->a;
+    int N = B * T, d = c->dim, qd = llama_q_dim(c), kvd = llama_kv_dim(c), f = c->ffn_dim, hd = llama_head_dim(c);
+    size_t Nd = (size_t)N * d;
+    crossentropy_backward(a->logits, targets, N, c->vocab_size, loss_scale);
+    memset(a->dln, 0, sizeof(float) * Nd);
+    matmul_backward(a->dln, llama_param(m, m->grads, PARAM_LM_HEAD, 0), a->logits, a->lnf,
+                    llama_param(m, m->params, PARAM_LM_HEAD, 0), N, d, c->vocab_size);
+    memset(a->dres, 0, sizeof(float) * Nd);
+    rmsnorm_backward(a->dres, llama_param(m, m->grads, PARAM_FINAL_NORM, 0), a->dln, a->x + (size_t)c->n_layers * Nd,
+                     llama_param(m, m->params, PARAM_FINAL_NORM, 0), a->rstdf, N, d);
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        float *x = a->x + (size_t)l * Nd, *ln1 = a->ln1 + (size_t)l * Nd, *ln2 = a->ln2 + (size_t)l * Nd, *h = a->h + (size_t)l * Nd;
+        float *q = a->q + (size_t)l * N * qd, *k = a->k + (size_t)l * N * kvd, *v = a->v + (size_t)l * N * kvd;
+        float *atty = a->atty + (size_t)l * N * qd, *att = a->att + (size_t)l * B * c->n_heads * T * T;
+        float *gate = a->gate + (size_t)l * N * f, *up = a->up + (size_t)l * N * f, *act = a->act + (size_t)l * N * f;
+        // MLP: x[l+1] = h + down(silu(gate(ln2)) * up(ln2)); dres holds d x[l+1] and becomes d h
+        memset(a->dact, 0, sizeof(float) * N * f);
+        matmul_backward(a->dact, llama_param(m, m->grads, PARAM_WDOWN, l), a->dres, act,
+                        llama_param(m, m->params, PARAM_WDOWN, l), N, f, d);
+        swiglu_backward(a->dgate, a->dup, a->dact, gate, up, (size_t)N * f);
+        memset(a->dln, 0, sizeof(float) * Nd);
+        matmul_backward(a->dln, llama_param(m, m->grads, PARAM_WGATE, l), a->dgate, ln2, llama_param(m, m->params, PARAM_WGATE, l), N, d, f);
+        matmul_backward(a->dln, llama_param(m, m->grads, PARAM_WUP, l), a->dup, ln2, llama_param(m, m->params, PARAM_WUP, l), N, d, f);
+        rmsnorm_backward(a->dres, llama_param(m, m->grads, PARAM_MLP_NORM, l), a->dln, h,
+                         llama_param(m, m->params, PARAM_MLP_NORM, l), a->rstd2 + (size_t)l * N, N, d);
+        // attention: h = x + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1))); dres becomes d x[l]
+        memset(a->datty, 0, sizeof(float) * N * qd);
+        matmul_backward(a->datty, llama_param(m, m->grads, PARAM_WO, l), a->dres, atty, llama_param(m, m->params, PARAM_WO, l), N, qd, d);
+        memset(a->dq, 0, sizeof(float) * N * qd);
+        memset(a->dk, 0, sizeof(float) * N * kvd);
+        memset(a->dv, 0, sizeof(float) * N * kvd);
+        attention_backward(a->dq, a->dk, a->dv, a->datty, att, q, k, v, B, T, c->n_heads, c->n_kv_heads, hd);
+        rope_apply(a->dq, a->rope_cos, a->rope_sin, N, T, c->n_heads, hd, -1.0f);
+        rope_apply(a->dk, a->rope_cos, a->rope_sin, N, T, c->n_kv_heads, hd, -1.0f);
+        memset(a->dln, 0, sizeof(float) * Nd);
+        matmul_backward(a->dln, llama_param(m, m->grads, PARAM_WQ, l), a->dq, ln1, llama_param(m, m->params, PARAM_WQ, l), N, d, qd);
+        matmul_backward(a->dln, llama_param(m, m->grads, PARAM_WK, l), a->dk, ln1, llama_param(m, m->params, PARAM_WK, l), N, d, kvd);
+        matmul_backward(a->dln, llama_param(m, m->grads, PARAM_WV, l), a->dv, ln1, llama_param(m, m->params, PARAM_WV, l), N, d, kvd);
+        rmsnorm_backward(a->dres, llama_param(m, m->grads, PARAM_ATTN_NORM, l), a->dln, x,
+                         llama_param(m, m->params, PARAM_ATTN_NORM, l), a->rstd1 + (size_t)l * N, N, d);
+    }
+    embedding_backward(llama_param(m, m->grads, PARAM_EMBED, 0), a->dres, tokens, N, d);
+}
+
+// Global L2 norm of the gradients, summed in fixed chunks so the result does not depend on the thread count.
+static float grad_global_norm(const float *g, size_t n) {
+    enum { CHUNKS = 64 };
+    double part[CHUNKS];
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < CHUNKS; ch++) {
+        size_t i0 = n * ch / CHUNKS, i1 = n * (ch + 1) / CHUNKS;
+        double s = 0.0;
+        for (size_t i = i0; i < i1; i++) s += (double)g[i] * g[i];
+        part[ch] = s;
+    }
+    double s = 0.0;
+    for (int ch = 0; ch < CHUNKS; ch++) s += part[ch];
+    return (float)sqrt(s);
+}
+
+// One AdamW step (torch.optim.AdamW semantics) on n parameters; t is the 1-based step count.
+static void adamw_update(float *p, const float *g, float *mom, float *var, size_t n, float lr, float beta1, float beta2,
+                         float eps, float weight_decay, int t) {
+    float bc1 = 1.0f - powf(beta1, (float)t), bc2_sqrt = sqrtf(1.0f - powf(beta2, (float)t));
+    float step_size = lr / bc1, decay = 1.0f - lr * weight_decay;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i];
+        mom[i] = beta1 * mom[i] + (1.0f - beta1) * gi;
+        var[i] = beta2 * var[i] + (1.0f - beta2) * gi * gi;
+        p[i] = p[i] * decay - step_size * mom[i] / (sqrtf(var[i]) / bc2_sqrt + eps);
+    }
+}
+
+// Clips (when opt->grad_clip > 0) and applies AdamW to every tensor; weight decay only on the matrices.
+// Returns the gradient norm before clipping. step is 0-based.
+static float llama_optimizer_step(Llama *m, const TrainOptions *opt, int step, float lr) {
+    float norm = grad_global_norm(m->grads, m->lay.count);
+    if (opt->grad_clip > 0.0f) {
+        float coef = opt->grad_clip / (norm + 1e-6f);
+        if (coef < 1.0f) {
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < m->lay.count; i++) m->grads[i] *= coef;
+        }
+    }
+    for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
+        size_t off = m->lay.offset[kind];
+        size_t n = llama_param_numel(&m->cfg, kind) * (llama_param_kinds[kind].per_layer ? m->cfg.n_layers : 1);
+        float wd = llama_param_is_matrix(kind) ? opt->weight_decay : 0.0f;
+        adamw_update(m->params + off, m->grads + off, m->adam_m + off, m->adam_v + off, n, lr, opt->beta1, opt->beta2,
+                     opt->eps, wd, step + 1);
+    }
+    return norm;
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Training driver
+
+static float evaluate(Llama *m, DataLoader *val, int batches) {
+    dataloader_reset(val);
+    double sum = 0.0;
+    for (int i = 0; i < batches; i++) {
+        dataloader_next_batch(val);
+        sum += llama_forward(m, val->inputs, val->targets, val->B, val->T);
+    }
+    return (float)(sum / batches);
+}
+
+// Generates `ntok` tokens after BOS by sampling the softmax (temperature 1) with a stream keyed by the step.
+static void sample_print(Llama *m, int ntok, uint64_t seed, int step) {
+    int T = m->T, V = m->cfg.vocab_size, d = m->cfg.dim;
+    int *seq = (int *)xmalloc(sizeof(int) * (ntok + 1));
+    float *logits = (float *)xmalloc(sizeof(float) * V);
+    Rng r;
+    rng_init(&r, seed, 0x5A3B, (uint64_t)step, 0);
+    seq[0] = 1;  // BOS
+    printf("sample:");
+    for (int i = 1; i <= ntok; i++) {
+        int ctx = i < T ? i : T, *window = seq + i - ctx;
+        llama_forward_blocks(m, window, 1, ctx);
+        matmul_forward(logits, m->a.lnf + (size_t)(ctx - 1) * d, llama_param(m, m->params, PARAM_LM_HEAD, 0), 1, d, V);
+        float mx = -INFINITY;
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
+        for (int v = 0; v < V; v++) sum += exp((double)logits[v] - mx);
+        double u = rng_uniform(&r) * sum, cdf = 0.0;
+        int next = V - 1;
+        for (int v = 0; v < V; v++) {
+            cdf += exp((double)logits[v] - mx);
+            if (u < cdf) { next = v; break; }
+        }
+        seq[i] = next;
+        printf(" %d", next);
+    }
+    printf("\n");
+    free(seq);
+    free(logits);
+}
+
+static void save_checkpoint(Llama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum) {
+    char tmp[CKPT_PATH_LEN];
+    checkpoint_begin(opt->out, step, tmp, sizeof(tmp));
+    checkpoint_write_model(tmp, &m->cfg, m->params);
+    int64_t step64 = step, data[3] = {train->epoch, train->shard_pos, train->window_pos};
+    int64_t shape[5] = {opt->batch, opt->seq, 1, accum, opt->seed};
+    StateSection sec[] = {
+        {"step", sizeof(step64), &step64},
+        {"batch_shape", sizeof(shape), shape},
+        {"data_position", sizeof(data), data},
+        {"adamw.m", sizeof(float) * m->lay.count, m->adam_m},
+        {"adamw.v", sizeof(float) * m->lay.count, m->adam_v},
+    };
+    char path[CKPT_PATH_LEN + 32];
+    path_format(path, sizeof(path), "%s/state.bin", tmp);
+    state_write(path, (int)(sizeof(sec) / sizeof(sec[0])), sec);
+    checkpoint_commit(opt->out, step, tmp);
+    printf("checkpoint: %s/ckpt_%08d\n", opt->out, step);
+}
+
+// Restores the optimizer state, step and data position of the checkpoint in dir; returns the step.
+static int load_trainer_state(Llama *m, const TrainOptions *opt, const char *dir, DataLoader *train, int accum) {
+    char path[CKPT_PATH_LEN + 32];
+    path_format(path, sizeof(path), "%s/state.bin", dir);
+    TrainerState st;
+    state_read(&st, path);
+    int step = (int)*(const int64_t *)state_get(&st, "step", sizeof(int64_t));
+    const int64_t *shape = (const int64_t *)state_get(&st, "batch_shape", 5 * sizeof(int64_t));
+    if (shape[0] != opt->batch || shape[1] != opt->seq || shape[2] != 1 || shape[3] != accum || shape[4] != opt->seed)
+        fail("%s was written with --batch %lld --seq %lld, %lld ranks, %lld micro-batches per step and --seed %lld; resume with the same",
+             path, (long long)shape[0], (long long)shape[1], (long long)shape[2], (long long)shape[3], (long long)shape[4]);
+    const int64_t *pos = (const int64_t *)state_get(&st, "data_position", 3 * sizeof(int64_t));
+    dataloader_seek(train, (int)pos[0], (int)pos[1], (int)pos[2]);
+    memcpy(m->adam_m, state_get(&st, "adamw.m", sizeof(float) * m->lay.count), sizeof(float) * m->lay.count);
+    memcpy(m->adam_v, state_get(&st, "adamw.v", sizeof(float) * m->lay.count), sizeof(float) * m->lay.count);
+    state_free(&st);
+    return step;
+}
+
+#ifndef TESTING
+int main(int argc, char **argv) {
+    TrainOptions opt;
+    train_options_default(&opt);
+    train_options_parse(&opt, argc, argv, 0);
+    if (opt.help) { train_options_help(argv[0], 0); return 0; }
+    train_options_check(&opt);
+
+    // where the weights come from: a checkpoint to resume, weights to start from, or a fresh init
+    char resume_dir[CKPT_PATH_LEN] = "";
+    if (!strcmp(opt.resume, "auto")) {
+        if (checkpoint_find_latest(opt.out, resume_dir, sizeof(resume_dir)) < 0)
+            printf("resume: no checkpoint in %s yet, starting from scratch\n", opt.out);
+    } else if (opt.resume[0]) {
+        path_format(resume_dir, sizeof(resume_dir), "%s", opt.resume);
+    }
+    const char *weights_dir = resume_dir[0] ? resume_dir : opt.init[0] ? opt.init : NULL;
+    LlamaConfig cfg;
+    train_options_model(&opt, weights_dir, &cfg);
+    if (weights_dir && opt.model[0]) {  // the named model must be the checkpoint's
+        char path[CKPT_PATH_LEN + 32], a[256], b[256];
+        path_format(path, sizeof(path), "%s/config.json", weights_dir);
+        LlamaConfig ck;
+        if (path_exists(path)) {
+            llama_config_read_json(&ck, path);
+            if (!llama_config_equal(&ck, &cfg)) {
+                llama_config_describe(&ck, a, sizeof(a));
+                llama_config_describe(&cfg, b, sizeof(b));
+                fail("%s holds a model with %s, but the options give %s", path, a, b);
+            }
+        }
+    }
+    int world = 1, accum = train_options_grad_accum(&opt, world);
+    int B = opt.batch, T = opt.seq;
+
+    Llama model;
+    char desc[256];
+    llama_config_describe(&cfg, desc, sizeof(desc));
+    if (opt.dry_run) {
+        // the plan needs sizes only: compute it without allocating
+        memset(&model, 0, sizeof(model));
+        model.cfg = cfg;
+        llama_param_layout(&cfg, &model.lay);
+        model.B = B;
+        model.T = T;
+        printf("model: %s; %zu parameters\n", desc, model.lay.count);
+        llama_plan_print(&model);
+        return 0;
+    }
+    llama_alloc(&model, &cfg, B, T);
+    printf("model: %s; %zu parameters\n", desc, model.lay.count);
+    printf("batch: %d x %d tokens, %d micro-batches per step = %lld tokens per step; %d threads\n", B, T, accum,
+           (long long)B * T * accum * world, omp_get_max_threads());
+    if (weights_dir) {
+        checkpoint_read_model(weights_dir, &cfg, model.params);
+        printf("weights: %s\n", weights_dir);
+    } else {
+        llama_init_weights(&model, (uint64_t)opt.seed);
+    }
+
+    DataLoader train, val;
+    int have_val = opt.val_data[0] != 0;
+    if (have_val) {
+        dataloader_init(&val, opt.val_data, "--val-data", B, T, 0, world, cfg.vocab_size, 0, 0);
+        size_t avail = dataloader_num_batches(&val);
+        if ((size_t)opt.eval_batches > avail) {
+            printf("val: --eval-batches %d but the validation shards hold %zu batches; using %zu\n", opt.eval_batches, avail, avail);
+            opt.eval_batches = (int)avail;
+        }
+    }
+    if (opt.eval_only) {
+        Logger none = {NULL};
+        logger_val(&none, 0, evaluate(&model, &val, opt.eval_batches));
+        return 0;
+    }
+    dataloader_init(&train, opt.train_data, "--train-data", B, T, 0, world, cfg.vocab_size, 1, (uint64_t)opt.seed);
+    int start = 0;
+    if (resume_dir[0]) {
+        start = load_trainer_state(&model, &opt, resume_dir, &train, accum);
+        printf("resume: %s at step %d\n", resume_dir, start);
+        if (start >= opt.steps) fail("%s is at step %d; --steps %d leaves nothing to do", resume_dir, start, opt.steps);
+    }
+    if (opt.out[0]) mkdir_p(opt.out);
+    Logger log;
+    logger_init(&log, opt.out, start > 0);
+    if (have_val && start == 0) logger_val(&log, 0, evaluate(&model, &val, opt.eval_batches));
+
+    for (int step = start; step < opt.steps; step++) {
+        double t0 = wall_time();
+        memset(model.grads, 0, sizeof(float) * model.lay.count);
+        double loss = 0.0;
+        for (int micro = 0; micro < accum; micro++) {
+            dataloader_next_batch(&train);
+            loss += llama_forward(&model, train.inputs, train.targets, B, T);
+            llama_backward(&model, train.inputs, train.targets, B, T, 1.0f / ((float)B * T * accum));
+        }
+        loss /= accum;
+        if (!isfinite(loss)) fail("the loss is %f at step %d: training diverged (lower --lr or set --grad-clip)", loss, step + 1);
+        float lr = lr_at_step(&opt, step);
+        float norm = llama_optimizer_step(&model, &opt, step, lr);
+        double ms = 1000.0 * (wall_time() - t0);
+        int done = step + 1;
+        logger_step(&log, done, opt.steps, (float)loss, lr, norm, ms, (double)B * T * accum / (ms / 1000.0), -1, -1);
+        int last = done == opt.steps;
+        if (have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
+            logger_val(&log, done, evaluate(&model, &val, opt.eval_batches));
+        if (opt.sample_every && (done % opt.sample_every == 0 || last)) sample_print(&model, opt.sample_tokens, (uint64_t)opt.seed, done);
+        if (opt.out[0] && ((opt.ckpt_every && done % opt.ckpt_every == 0) || last)) save_checkpoint(&model, &opt, done, &train, accum);
+    }
+    logger_close(&log);
+    dataloader_free(&train);
+    if (have_val) dataloader_free(&val);
+    llama_free(&model);
+    return 0;
+}
+#endif
