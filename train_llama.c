@@ -84,36 +84,6 @@ static float dot_product(const float *a, const float *b, int n) {
     return s;
 }
 
-static void matmul_forward(float *out, const float *inp, const float *w, int N, int C, int OC) {
-    // out [N, OC] = inp [N, C] @ w [OC, C]^T; blocks of 4 x 4 outputs share their loads, 16 lanes each
-    int nt = (N + 3) / 4, ot = (OC + 3) / 4;
-#pragma omp parallel for schedule(static)
-    for (int tile = 0; tile < nt * ot; tile++) {
-        int n0 = (tile / ot) * 4, o0 = (tile % ot) * 4;
-        if (n0 + 4 > N || o0 + 4 > OC) {
-            for (int n = n0; n < N && n < n0 + 4; n++)
-                for (int o = o0; o < OC && o < o0 + 4; o++)
-                    out[(size_t)n * OC + o] = dot_product(inp + (size_t)n * C, w + (size_t)o * C, C);
-            continue;
-        }
-        float acc[4][4][16];
-        memset(acc, 0, sizeof(acc));
-        const float *a = inp + (size_t)n0 * C, *b = w + (size_t)o0 * C;
-        int c = 0;
-        for (; c + 16 <= C; c += 16)
-            for (int i = 0; i < 4; i++)
-                for (int j = 0; j < 4; j++)
-                    for (int l = 0; l < 16; l++) acc[i][j][l] += a[(size_t)i * C + c + l] * b[(size_t)j * C + c + l];
-        for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++) {
-                float s = 0.0f;
-                for (int l = 0; l < 16; l++) s += acc[i][j][l];
-                for (int cc = c; cc < C; cc++) s += a[(size_t)i * C + cc] * b[(size_t)j * C + cc];
-                out[(size_t)(n0 + i) * OC + o0 + j] = s;
-            }
-    }
-}
-
 // out[i][c0 + l] += sum_k a[i][k * sk] * b[k * ldb + c0 + l] for i < rows (<= MM_ROWS), l < cols (<= MM_COLS):
 // the one product shape behind both gradients of a matmul (rows of dinp, or rows of dW).
 static void matmul_accumulate_block(float *out, size_t ldo, const float *const *a, size_t sk, const float *b, size_t ldb,
@@ -143,6 +113,31 @@ static void matmul_accumulate_block(float *out, size_t ldo, const float *const *
     }
     for (int i = 0; i < rows; i++)
         for (int l = 0; l < cols; l++) out[i * ldo + c0 + l] = acc[i][l];
+}
+
+static void matmul_forward(float *out, const float *inp, const float *w, int N, int C, int OC) {
+    // out [N, OC] = inp [N, C] @ w [OC, C]^T, as rows of out accumulating rows of w^T (the same blocked
+    // product as the backward). The transpose costs OC*C, small next to the N*OC*C product.
+    static float *wt = NULL;  // [C, OC] scratch, grown to the largest weight seen
+    static size_t wt_cap = 0;
+    if ((size_t)OC * C > wt_cap) {
+        free(wt);
+        wt_cap = (size_t)OC * C;
+        wt = (float *)xmalloc(sizeof(float) * wt_cap);
+    }
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++)
+        for (int o = 0; o < OC; o++) wt[(size_t)c * OC + o] = w[(size_t)o * C + c];
+    memset(out, 0, sizeof(float) * N * OC);
+    int rb = (N + MM_ROWS - 1) / MM_ROWS, cb = (OC + MM_COLS - 1) / MM_COLS;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < rb * cb; blk++) {
+        int n0 = (blk / cb) * MM_ROWS, c0 = (blk % cb) * MM_COLS;
+        int rows = N - n0 < MM_ROWS ? N - n0 : MM_ROWS, cols = OC - c0 < MM_COLS ? OC - c0 : MM_COLS;
+        const float *a[MM_ROWS];
+        for (int i = 0; i < MM_ROWS; i++) a[i] = inp + (size_t)(n0 + (i < rows ? i : 0)) * C;
+        matmul_accumulate_block(out + (size_t)n0 * OC, OC, a, 1, wt, OC, rows, C, c0, cols);
+    }
 }
 
 static void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N, int C, int OC) {

@@ -1,0 +1,278 @@
+"""PyTorch reference of the grass.c LLaMA model (DESIGN.md section 2) and of its AdamW training step, fp32.
+
+Written from plain torch modules, not transformers, so every operation is in view; test/t_reference_vs_hf.sh
+checks it against HF LlamaForCausalLM. As a script it writes, into --out, a HF checkpoint of the initial
+weights (config.json, model.safetensors) and debug_state.safetensors (tokens, logits, loss, every gradient,
+and the losses and gradient norms of a few optimizer steps on one batch), the oracle for the C trainer.
+Importable: LlamaConfig, LlamaRef, AdamW, lr_at, clip_grad_norm (the Grass reference builds on these).
+Works with torch 1.13.
+"""
+import argparse
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class LlamaConfig:
+    dim: int = 64
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 2
+    ffn: int = 172
+    vocab: int = 512
+    max_seq: int = 64
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+
+    def hf_config(self):
+        """The HF LlamaConfig fields of config.json (the C trainer writes the same ones)."""
+        return {
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+            "hidden_size": self.dim, "intermediate_size": self.ffn,
+            "num_attention_heads": self.heads, "num_key_value_heads": self.kv_heads,
+            "num_hidden_layers": self.layers, "vocab_size": self.vocab,
+            "max_position_embeddings": self.max_seq, "rms_norm_eps": self.norm_eps,
+            "rope_theta": self.rope_theta, "hidden_act": "silu", "tie_word_embeddings": False,
+            "initializer_range": 0.02, "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32",
+        }
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rope_cos_sin(T, head_dim, theta):
+    """cos, sin of shape [T, head_dim] for positions 0..T-1; frequency i is shared by lanes i and i+head_dim/2."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(T, dtype=torch.float32), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x, cos, sin):
+    """HF rotate_half layout: lane i pairs with lane i + head_dim/2 (not interleaved pairs)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        assert c.dim % c.heads == 0 and c.heads % c.kv_heads == 0 and (c.dim // c.heads) % 2 == 0
+        self.heads, self.kv_heads, self.head_dim = c.heads, c.kv_heads, c.dim // c.heads
+        self.q_proj = nn.Linear(c.dim, c.heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(c.dim, c.kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(c.dim, c.kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(c.heads * self.head_dim, c.dim, bias=False)
+
+    def forward(self, x, cos, sin):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)  # B, heads, T, hd
+        k = self.k_proj(x).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        group = self.heads // self.kv_heads  # query head h reads kv head h // group
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
+        future = torch.ones(T, T, dtype=torch.bool).triu(1)
+        p = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+        y = (p @ v).transpose(1, 2).reshape(B, T, self.heads * self.head_dim)
+        return self.o_proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.gate_proj = nn.Linear(c.dim, c.ffn, bias=False)
+        self.up_proj = nn.Linear(c.dim, c.ffn, bias=False)
+        self.down_proj = nn.Linear(c.ffn, c.dim, bias=False)
+
+    def forward(self, y):
+        return self.down_proj(F.silu(self.gate_proj(y)) * self.up_proj(y))
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.input_layernorm = RMSNorm(c.dim, c.norm_eps)
+        self.self_attn = Attention(c)
+        self.post_attention_layernorm = RMSNorm(c.dim, c.norm_eps)
+        self.mlp = MLP(c)
+
+    def forward(self, x, cos, sin):
+        h = x + self.self_attn(self.input_layernorm(x), cos, sin)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+class LlamaRef(nn.Module):
+    """Module names mirror HF, so state_dict() keys are the HF tensor names (model.layers.0.mlp.up_proj.weight)."""
+
+    def __init__(self, c, seed=None):
+        super().__init__()
+        self.config = c
+        self.model = nn.ModuleDict({
+            "embed_tokens": nn.Embedding(c.vocab, c.dim),
+            "layers": nn.ModuleList([Block(c) for _ in range(c.layers)]),
+            "norm": RMSNorm(c.dim, c.norm_eps),
+        })
+        self.lm_head = nn.Linear(c.dim, c.vocab, bias=False)
+        if seed is not None:
+            self.init_weights(seed)
+
+    @torch.no_grad()
+    def init_weights(self, seed):
+        """torch.manual_seed(seed), then in named_parameters() order: 2-D weights N(0, 0.02), norm weights 1."""
+        torch.manual_seed(seed)
+        for _, p in self.named_parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.02)
+            else:
+                p.fill_(1.0)
+
+    def forward(self, idx, targets=None):
+        """idx, targets: [B, T] int64. Returns logits [B, T, V] and the mean cross-entropy (None without targets)."""
+        c = self.config
+        cos, sin = rope_cos_sin(idx.shape[1], c.dim // c.heads, c.rope_theta)
+        x = self.model["embed_tokens"](idx)
+        for block in self.model["layers"]:
+            x = block(x, cos, sin)
+        logits = self.lm_head(self.model["norm"](x))
+        loss = None if targets is None else F.cross_entropy(logits.view(-1, c.vocab), targets.reshape(-1))
+        return logits, loss
+
+
+def lr_at(step, lr, warmup, steps, min_lr_ratio):
+    """Learning rate of 0-based step: linear warmup to lr over `warmup` steps, then cosine to lr*min_lr_ratio."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    lr_min = lr * min_lr_ratio
+    progress = (step - warmup) / max(1, steps - warmup)
+    return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def clip_grad_norm(params, grad_clip):
+    """Global L2 norm over all gradients (returned, before clipping); scales them by grad_clip/(norm+1e-6) if < 1."""
+    norm = math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in params))
+    if grad_clip > 0:
+        coef = grad_clip / (norm + 1e-6)
+        if coef < 1.0:
+            for p in params:
+                p.grad.mul_(coef)
+    return norm
+
+
+class AdamW:
+    """torch.optim.AdamW arithmetic, with decoupled weight decay only on 2-D tensors (not the norm weights).
+
+    step t (1-based): p *= 1 - lr*wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+    p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps).
+    """
+
+    def __init__(self, params, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.0):
+        self.params = list(params)
+        self.beta1, self.beta2, self.eps, self.weight_decay = beta1, beta2, eps, weight_decay
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self, lr, t):
+        b1, b2 = self.beta1, self.beta2
+        for p, m, v in zip(self.params, self.m, self.v):
+            g = p.grad
+            if p.dim() == 2 and self.weight_decay != 0:
+                p.mul_(1.0 - lr * self.weight_decay)
+            m.mul_(b1).add_(g, alpha=1.0 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+            denom = (v.sqrt() / math.sqrt(1.0 - b2 ** t)).add_(self.eps)
+            p.addcdiv_(m, denom, value=-lr / (1.0 - b1 ** t))
+
+
+def torch_adamw(params, a):
+    """torch.optim.AdamW with the same decay rule, used only to cross-check AdamW above (--torch-adamw)."""
+    params = list(params)
+    groups = [{"params": [p for p in params if p.dim() == 2], "weight_decay": a.weight_decay},
+              {"params": [p for p in params if p.dim() != 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=a.lr, betas=(a.beta1, a.beta2), eps=a.eps)
+
+    class Wrapped:
+        def step(self, lr, t):
+            for g in opt.param_groups:
+                g["lr"] = lr
+            opt.step()
+    return Wrapped()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, help="output directory")
+    for name, default in vars(LlamaConfig()).items():
+        ap.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+    for name, typ, default in [("batch", int, 2), ("seq", int, 16), ("steps", int, 10), ("lr", float, 1e-2),
+                               ("warmup", int, 2), ("min-lr-ratio", float, 0.1), ("weight-decay", float, 0.1),
+                               ("grad-clip", float, 1.0), ("beta1", float, 0.9), ("beta2", float, 0.95),
+                               ("eps", float, 1e-8), ("seed", int, 1)]:
+        ap.add_argument("--" + name, type=typ, default=default)
+    ap.add_argument("--torch-adamw", action="store_true", help="step with torch.optim.AdamW (cross-check)")
+    a = ap.parse_args()
+    from safetensors.torch import save_file
+
+    cfg = LlamaConfig(**{k: getattr(a, k) for k in vars(LlamaConfig())})
+    assert a.seq <= cfg.max_seq, "--seq exceeds --max-seq"
+    model = LlamaRef(cfg, seed=a.seed)
+    names = [n for n, _ in model.named_parameters()]
+    params = [p for _, p in model.named_parameters()]
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "config.json"), "w") as f:
+        json.dump(cfg.hf_config(), f, indent=2)
+    save_file({n: p.detach().clone() for n, p in zip(names, params)},
+              os.path.join(a.out, "model.safetensors"), metadata={"format": "pt"})
+
+    # One fixed batch: tokens uniform in [0, V) from their own generator seeded with --seed.
+    B, T = a.batch, a.seq
+    tokens = torch.randint(0, cfg.vocab, (B * T + 1,), generator=torch.Generator().manual_seed(a.seed))
+    x, y = tokens[:-1].view(B, T), tokens[1:].view(B, T)
+
+    logits, loss = model(x, y)
+    loss.backward()
+    state = {"tokens": tokens.to(torch.int32), "logits": logits.detach().clone(),
+             "loss": loss.detach().reshape(1).clone()}
+    state.update({"grad." + n: p.grad.clone() for n, p in zip(names, params)})
+
+    opt = torch_adamw(params, a) if a.torch_adamw else AdamW(params, a.beta1, a.beta2, a.eps, a.weight_decay)
+    losses, norms = [], []
+    for s in range(a.steps):
+        for p in params:
+            p.grad = None
+        _, loss = model(x, y)
+        loss.backward()
+        losses.append(loss.item())
+        norms.append(clip_grad_norm(params, a.grad_clip))
+        opt.step(lr_at(s, a.lr, a.warmup, a.steps, a.min_lr_ratio), s + 1)
+    state["losses"] = torch.tensor(losses, dtype=torch.float32)
+    state["norms"] = torch.tensor(norms, dtype=torch.float32)
+
+    meta = {k: str(getattr(a, k)) for k in ["batch", "seq", "steps", "lr", "warmup", "min_lr_ratio",
+                                             "weight_decay", "grad_clip", "beta1", "beta2", "eps", "seed"]}
+    meta.update({k: str(v) for k, v in vars(cfg).items()})
+    save_file(state, os.path.join(a.out, "debug_state.safetensors"), metadata=meta)
+    print(f"initial loss {state['loss'].item():.6f} (ln V = {math.log(cfg.vocab):.6f})")
+    print("losses " + " ".join(f"{v:.6f}" for v in losses))
+    print("norms  " + " ".join(f"{v:.6f}" for v in norms))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+# lib.sh: helpers sourced by the test scripts test/t_*.sh (run from the repository root by test/run_all.sh).
+set -euo pipefail
+TMP=test/tmp/$(basename "$0" .sh)
+rm -rf "$TMP"
+mkdir -p "$TMP"
+PYTHON=${PYTHON:-/usr/bin/python3}
+
+die() { echo "FAIL: $*"; exit 1; }
+
+# skip REASON: exit 77 (skipped) with the reason as the last line.
+skip() { echo "$*"; exit 77; }
+
+# expect_error SUBSTRING CMD...: CMD must exit non-zero and print exactly one line on stderr, starting with
+# "error:" and containing SUBSTRING; it must not crash (signals) or hang (60 s).
+expect_error() {
+  local want=$1; shift
+  local rc=0
+  timeout 60 "$@" > "$TMP/stdout" 2> "$TMP/stderr" || rc=$?
+  [ $rc -ne 0 ] || die "expected failure, got exit 0: $*"
+  [ $rc -lt 124 ] || die "crashed, hung or was killed (exit $rc): $*"
+  [ "$(wc -l < "$TMP/stderr")" -eq 1 ] || { cat "$TMP/stderr"; die "expected one error line: $*"; }
+  grep -q '^error: ' "$TMP/stderr" || die "stderr does not start with 'error:': $(cat "$TMP/stderr")"
+  grep -qF -- "$want" "$TMP/stderr" || die "error line lacks '$want': $(cat "$TMP/stderr")"
+  echo "ok: $(cat "$TMP/stderr")"
+}
+
+# need_python_module MODULE: skip unless $PYTHON imports it.
+need_python_module() {
+  "$PYTHON" -c "import $1" 2>/dev/null || skip "Python module $1 is not available to $PYTHON (run make venv)"
+}

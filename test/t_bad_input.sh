@@ -1,0 +1,79 @@
+# Bad input of every class (flags, sizes, shards, checkpoints) gets one clear "error:" line naming the flag
+# or file and what is expected, and a non-zero exit; never a crash or a hang.
+source test/lib.sh
+T=./train_llama_cpu
+"$PYTHON" test/shard_tool.py "$TMP/ok.bin" --tokens 5000 --vocab 512
+ok=(--model test --train-data "$TMP/ok.bin" --batch 2 --seq 16 --steps 2 --warmup 1)
+
+echo "== flags"
+expect_error "unknown option --bogus" $T --bogus 1
+expect_error "--lr expects a number, got 'fast'" $T "${ok[@]}" --lr fast
+expect_error "--steps expects an integer, got '10x'" $T "${ok[@]}" --steps 10x
+expect_error "--batch must not be negative" $T "${ok[@]}" --batch -2
+expect_error "--seq needs a value" $T "${ok[@]}" --seq
+expect_error "--eval-only takes no value" $T "${ok[@]}" --eval-only=1
+expect_error "unexpected argument 'stray'" $T "${ok[@]}" stray
+expect_error "--optimizer must be one of adamw, got 'sgd'" $T "${ok[@]}" --optimizer sgd
+expect_error "--recompute is an option of the GPU trainer" $T "${ok[@]}" --recompute 1
+expect_error "--init and --resume exclude each other" $T "${ok[@]}" --init "$TMP" --resume "$TMP"
+expect_error "--eval-only needs the weights" $T "${ok[@]}" --eval-only --val-data "$TMP/ok.bin"
+expect_error "--train-data is required" $T --model test
+expect_error "--ckpt-every needs --out" $T "${ok[@]}" --ckpt-every 5
+expect_error "--resume auto looks for checkpoints in --out" $T "${ok[@]}" --resume auto
+expect_error "--resume $TMP/none: no such checkpoint directory" $T "${ok[@]}" --resume "$TMP/none"
+expect_error "--total-batch 100 is not a multiple of batch 2 x seq 16" $T "${ok[@]}" --total-batch 100
+expect_error "--beta2 must be below 1" $T "${ok[@]}" --beta2 1.5
+
+echo "== sizes"
+expect_error "--seq 200 is longer than the model's max-seq 128" $T "${ok[@]}" --seq 200
+expect_error "dim 60 is not a multiple of heads 8" $T "${ok[@]}" --dim 60 --heads 8
+expect_error "heads 4 is not a multiple of kv-heads 3" $T "${ok[@]}" --kv-heads 3
+expect_error "--model 3b is neither a preset" $T "${ok[@]}" --model 3b
+echo '{"hidden_size": 64, "num_hidden_layers": 2}' > "$TMP/partial.json"
+expect_error "partial.json: missing field \"num_attention_heads\"" $T "${ok[@]}" --model "$TMP/partial.json"
+echo '{"hidden_size": 64,' > "$TMP/broken.json"
+expect_error "broken.json is not valid JSON" $T "${ok[@]}" --model "$TMP/broken.json"
+
+echo "== shards"
+sh() { "$PYTHON" test/shard_tool.py "$TMP/$1" --vocab 512 "${@:2}"; }
+sh magic.bin --tokens 5000 --magic 12345
+expect_error "magic.bin is not a token shard: magic 12345" $T "${ok[@]}" --train-data "$TMP/magic.bin"
+sh version.bin --tokens 5000 --version 3
+expect_error "version.bin: shard version 3, expected 1" $T "${ok[@]}" --train-data "$TMP/version.bin"
+sh trunc.bin --tokens 5000 --truncate 100
+expect_error "trunc.bin is truncated: the header says 5000 tokens" $T "${ok[@]}" --train-data "$TMP/trunc.bin"
+sh count.bin --tokens 5000 --header-count 4000
+expect_error "count.bin: the header says 4000 tokens" $T "${ok[@]}" --train-data "$TMP/count.bin"
+printf 'tiny' > "$TMP/short.bin"
+expect_error "short.bin is not a token shard: shorter than the 1024-byte header" $T "${ok[@]}" --train-data "$TMP/short.bin"
+sh token.bin --tokens 5000 --bad-token 700
+expect_error "token.bin: token id 700 at position 2500 is outside the model's vocabulary (size 512)" $T "${ok[@]}" --train-data "$TMP/token.bin" --steps 100
+sh u32.bin --tokens 5000 --uint32 --bad-token 70000
+expect_error "u32.bin: token id 70000" $T "${ok[@]}" --train-data "$TMP/u32.bin" --steps 100
+sh small.bin --tokens 20
+expect_error "small.bin: 20 tokens, fewer than one batch needs" $T "${ok[@]}" --train-data "$TMP/small.bin"
+expect_error "--train-data $TMP/nothing_*.bin matches no files" $T "${ok[@]}" --train-data "$TMP/nothing_*.bin"
+expect_error "--val-data $TMP/nothing.bin matches no files" $T "${ok[@]}" --val-data "$TMP/nothing.bin"
+
+echo "== checkpoints"
+$T "${ok[@]}" --out "$TMP/run" > /dev/null
+ck="$TMP/run/ckpt_00000002"
+cp -r "$ck" "$TMP/ck_trunc"; truncate -s -1000 "$TMP/ck_trunc/model.safetensors"
+expect_error "model.safetensors is truncated: tensor lm_head.weight" $T "${ok[@]}" --init "$TMP/ck_trunc"
+cp -r "$ck" "$TMP/ck_head"; printf '\xff\xff\xff\xff' | dd of="$TMP/ck_head/model.safetensors" conv=notrunc status=none
+expect_error "model.safetensors is not a safetensors file (or is truncated)" $T "${ok[@]}" --init "$TMP/ck_head"
+cp -r "$ck" "$TMP/ck_state"; printf 'XXXXXXXX' | dd of="$TMP/ck_state/state.bin" bs=1 seek=$(($(stat -c %s "$TMP/ck_state/state.bin") - 8)) conv=notrunc status=none
+expect_error "state.bin: corrupt trainer state (no end marker)" $T "${ok[@]}" --steps 5 --resume "$TMP/ck_state"
+cp -r "$ck" "$TMP/ck_state2"; truncate -s 100 "$TMP/ck_state2/state.bin"
+expect_error "state.bin is truncated" $T "${ok[@]}" --steps 5 --resume "$TMP/ck_state2"
+cp -r "$ck" "$TMP/ck_nostate"; rm "$TMP/ck_nostate/state.bin"
+expect_error "ck_nostate/state.bin (for reading): No such file" $T "${ok[@]}" --steps 5 --resume "$TMP/ck_nostate"
+expect_error "holds a model with dim 64, layers 2" $T "${ok[@]}" --steps 5 --resume "$ck" --layers 3
+expect_error "holds a model with dim 64" $T "${ok[@]}" --model tiny --init "$ck"
+cp -r "$ck" "$TMP/ck_cfg"; sed -i 's/"num_hidden_layers": 2/"num_hidden_layers": 3/' "$TMP/ck_cfg/config.json"
+expect_error "tensor model.layers.2.input_layernorm.weight is missing" $T "${ok[@]:2}" --init "$TMP/ck_cfg"
+expect_error "was written with --batch 2 --seq 16" $T "${ok[@]}" --steps 5 --resume "$ck" --batch 4
+expect_error "is at step 2; --steps 2 leaves nothing to do" $T "${ok[@]}" --resume "$ck"
+mkdir -p "$TMP/empty"
+expect_error "empty has no config.json" $T --train-data "$TMP/ok.bin" --init "$TMP/empty"
+echo "all bad inputs rejected cleanly"

@@ -1,0 +1,13 @@
+# train_llama_cpu against the PyTorch reference (dev/reference/llama_ref.py): logits, loss, every gradient and
+# 10 AdamW steps (with warmup, cosine decay, weight decay and clipping active), for a GQA and an MHA model
+# with sizes that are not multiples of 8. Bounds are in test/test_reference.c.
+source test/lib.sh
+need_python_module torch
+need_python_module safetensors
+run() {  # NAME then llama_ref.py flags
+  local name=$1; shift
+  "$PYTHON" dev/reference/llama_ref.py --out "$TMP/$name" "$@"
+  test/bin/test_reference compare "$TMP/$name"
+}
+run gqa --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 172 --vocab 512 --batch 2 --seq 16 --steps 10
+run mha --dim 48 --layers 3 --heads 3 --kv-heads 3 --ffn 100 --vocab 300 --batch 3 --seq 11 --steps 10 --grad-clip 0 --weight-decay 0 --lr 3e-3
