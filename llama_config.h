@@ -25,19 +25,20 @@ typedef struct {
 typedef struct {
     const char *name;
     LlamaConfig cfg;
+    int grass_rank;  // default Grass rank (DESIGN §3)
 } LlamaPreset;
 
 // DESIGN §2 presets (the GaLore / Grass sizes) and small ones for tests and CPU demos.
 static const LlamaPreset llama_presets[] = {
-    // name      dim  layers heads kv  ffn    vocab  max_seq eps   theta
-    {"test",   {64, 2, 4, 2, 172, 512, 128, 1e-6f, 10000.0f}},     // tests: GQA, ffn not a multiple of 8
-    {"tiny",   {128, 4, 4, 4, 344, 32000, 1024, 1e-6f, 10000.0f}}, // CPU quick start with the LLaMA tokenizer
-    {"60m",    {512, 8, 8, 8, 1376, 32000, 2048, 1e-6f, 10000.0f}},
-    {"130m",   {768, 12, 12, 12, 2048, 32000, 2048, 1e-6f, 10000.0f}},
-    {"350m",   {1024, 24, 16, 16, 2736, 32000, 2048, 1e-6f, 10000.0f}},
-    {"1b",     {2048, 24, 32, 32, 5461, 32000, 2048, 1e-6f, 10000.0f}},
-    {"7b",     {4096, 32, 32, 32, 11008, 32000, 4096, 1e-6f, 10000.0f}},
-    {"13b",    {5120, 40, 40, 40, 13824, 32000, 4096, 1e-6f, 10000.0f}},
+    // name      dim  layers heads kv  ffn    vocab  max_seq eps   theta        grass rank
+    {"test",   {64, 2, 4, 2, 172, 512, 128, 1e-6f, 10000.0f}, 16},     // tests: GQA, ffn not a multiple of 8
+    {"tiny",   {128, 4, 4, 4, 344, 32000, 1024, 1e-6f, 10000.0f}, 32}, // CPU quick start with the LLaMA tokenizer
+    {"60m",    {512, 8, 8, 8, 1376, 32000, 2048, 1e-6f, 10000.0f}, 128},
+    {"130m",   {768, 12, 12, 12, 2048, 32000, 2048, 1e-6f, 10000.0f}, 256},
+    {"350m",   {1024, 24, 16, 16, 2736, 32000, 2048, 1e-6f, 10000.0f}, 256},
+    {"1b",     {2048, 24, 32, 32, 5461, 32000, 2048, 1e-6f, 10000.0f}, 512},
+    {"7b",     {4096, 32, 32, 32, 11008, 32000, 4096, 1e-6f, 10000.0f}, 1024},
+    {"13b",    {5120, 40, 40, 40, 13824, 32000, 4096, 1e-6f, 10000.0f}, 1024},
 };
 #define LLAMA_NUM_PRESETS ((int)(sizeof(llama_presets) / sizeof(llama_presets[0])))
 
@@ -45,11 +46,11 @@ static int llama_head_dim(const LlamaConfig *c) { return c->dim / c->n_heads; }
 static int llama_q_dim(const LlamaConfig *c) { return c->n_heads * llama_head_dim(c); }
 static int llama_kv_dim(const LlamaConfig *c) { return c->n_kv_heads * llama_head_dim(c); }
 
-// Finds a preset by name; returns 0 when there is none.
-static int llama_preset_find(const char *name, LlamaConfig *out) {
+// Finds a preset by name; returns NULL when there is none.
+static const LlamaPreset *llama_preset_find(const char *name) {
     for (int i = 0; i < LLAMA_NUM_PRESETS; i++)
-        if (!strcmp(llama_presets[i].name, name)) { *out = llama_presets[i].cfg; return 1; }
-    return 0;
+        if (!strcmp(llama_presets[i].name, name)) return &llama_presets[i];
+    return NULL;
 }
 
 // Fails with a message naming `source` (a preset, a file or the flags) when the sizes are inconsistent.
@@ -230,14 +231,23 @@ typedef struct {
     size_t count;                    // total number of parameters
 } ParamLayout;
 
-static void llama_param_layout(const LlamaConfig *c, ParamLayout *lay) {
+// Elements of a kind over all its layers.
+static size_t llama_param_kind_numel(const LlamaConfig *c, int kind) {
+    return llama_param_numel(c, kind) * (llama_param_kinds[kind].per_layer ? (size_t)c->n_layers : 1);
+}
+
+// The layout of every tensor, or (with_projections = 0) of the tensors outside the block projections only:
+// the gradient and AdamW-moment buffers of Grass, which hold no m x n space for the projections.
+static void llama_param_layout_of(const LlamaConfig *c, ParamLayout *lay, int with_projections) {
     size_t off = 0;
     for (int k = 0; k < NUM_PARAM_KINDS; k++) {
         lay->offset[k] = off;
-        off += llama_param_numel(c, k) * (llama_param_kinds[k].per_layer ? (size_t)c->n_layers : 1);
+        if (with_projections || !llama_param_kinds[k].is_projection) off += llama_param_kind_numel(c, k);
     }
     lay->count = off;
 }
+
+static void llama_param_layout(const LlamaConfig *c, ParamLayout *lay) { llama_param_layout_of(c, lay, 1); }
 
 // Element offset of (kind, layer) in the flat buffer; layer is ignored for the kinds that do not repeat.
 static size_t llama_param_offset(const LlamaConfig *c, const ParamLayout *lay, int kind, int layer) {

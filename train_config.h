@@ -26,6 +26,9 @@ typedef struct {
     int steps, warmup;
     float lr, min_lr_ratio, weight_decay, grad_clip, beta1, beta2, eps;
     char optimizer[16];
+    int grass_rank, grass_interval;  // grass_rank 0: the preset's rank
+    float grass_alpha;
+    char grass_select[16], grass_side[8];
     long long seed;
     // evaluation, sampling, checkpoints
     int eval_every, eval_batches, sample_every, sample_tokens;
@@ -75,7 +78,12 @@ static const OptionSpec train_option_specs[] = {
     OPTION("--beta1", beta1, OPT_FLOAT, 0, NULL, "Adam beta1"),
     OPTION("--beta2", beta2, OPT_FLOAT, 0, NULL, "Adam beta2"),
     OPTION("--eps", eps, OPT_FLOAT, 0, NULL, "Adam epsilon"),
-    OPTION("--optimizer", optimizer, OPT_STRING, 0, "adamw", "optimizer"),
+    OPTION("--optimizer", optimizer, OPT_STRING, 0, "adamw|grass", "optimizer: full-rank AdamW, or Grass on the block projections (AdamW on the rest)"),
+    OPTION("--grass-rank", grass_rank, OPT_INT, 0, NULL, "rows (or columns) selected per projection matrix (0: the preset's rank, dim/4 for other models)"),
+    OPTION("--grass-interval", grass_interval, OPT_INT, 0, NULL, "steps between selection refreshes (K)"),
+    OPTION("--grass-select", grass_select, OPT_STRING, 0, "topr|multinorm|multinorm-nr|uniform|uniform-nr", "row selector"),
+    OPTION("--grass-alpha", grass_alpha, OPT_FLOAT, 0, NULL, "scale of the Grass update"),
+    OPTION("--grass-side", grass_side, OPT_STRING, 0, "auto|rows|cols", "select rows or columns (auto: the larger dimension)"),
     OPTION("--seed", seed, OPT_LONG, 0, NULL, "seed of the weight init, data order and sampling"),
     OPTION("--eval-every", eval_every, OPT_INT, 0, NULL, "validate every N steps and at the end (0: only at the end)"),
     OPTION("--eval-batches", eval_batches, OPT_INT, 0, NULL, "validation batches per evaluation"),
@@ -111,6 +119,10 @@ static void train_options_default(TrainOptions *o) {
     o->beta2 = 0.999f;
     o->eps = 1e-8f;
     snprintf(o->optimizer, sizeof(o->optimizer), "adamw");
+    o->grass_interval = 200;
+    o->grass_alpha = 0.25f;
+    snprintf(o->grass_select, sizeof(o->grass_select), "multinorm");
+    snprintf(o->grass_side, sizeof(o->grass_side), "auto");
     o->seed = 1337;
     o->eval_every = 100;
     o->eval_batches = 20;
@@ -239,21 +251,29 @@ static void train_options_check(const TrainOptions *o) {
     if (o->resume[0] && strcmp(o->resume, "auto") && !path_is_dir(o->resume))
         fail("--resume %s: no such checkpoint directory (give a directory or 'auto')", o->resume);
     if (o->init[0] && !path_is_dir(o->init)) fail("--init %s: no such directory", o->init);
+    if (o->grass_interval < 1) fail("--grass-interval must be at least 1");
+    if (!(o->grass_alpha > 0)) fail("--grass-alpha must be positive");
+    if (strcmp(o->optimizer, "grass") && (o->grass_rank || o->grass_interval != 200 || o->grass_alpha != 0.25f ||
+                                          strcmp(o->grass_select, "multinorm") || strcmp(o->grass_side, "auto")))
+        fail("--grass-* options need --optimizer grass");
     if (o->recompute > 2) fail("--recompute must be 0, 1 or 2");
     if (o->master_weights > 1) fail("--master-weights must be 0 or 1");
 }
 
 // The model config the options select: --model (a preset or a config.json); without --model the
 // config.json of `ckpt_dir` (the --resume/--init directory, or NULL), else the 60m preset; then the size
-// overrides.
-static void train_options_model(const TrainOptions *o, const char *ckpt_dir, LlamaConfig *c) {
+// overrides. Returns the Grass rank: --grass-rank, else the preset's, else dim/4.
+static int train_options_model(const TrainOptions *o, const char *ckpt_dir, LlamaConfig *c) {
     char path[OPT_STR_LEN + 32];
     const char *name = o->model[0] ? o->model : "60m";
+    const LlamaPreset *preset = NULL;
     if (!o->model[0] && ckpt_dir) {
-        path_format(path, sizeof(path), "%s/config.json", ckpt_dir);
+        snprintf(path, sizeof(path), "%s/config.json", ckpt_dir);
         if (!path_exists(path)) fail("%s has no config.json; name the model with --model", ckpt_dir);
         llama_config_read_json(c, path);
-    } else if (!llama_preset_find(name, c)) {
+    } else if ((preset = llama_preset_find(name))) {
+        *c = preset->cfg;
+    } else {
         size_t n = strlen(name);
         if (n < 5 || strcmp(name + n - 5, ".json"))
             fail("--model %s is neither a preset (test, tiny, 60m, 130m, 350m, 1b, 7b, 13b) nor a config.json file", name);
@@ -268,6 +288,8 @@ static void train_options_model(const TrainOptions *o, const char *ckpt_dir, Lla
     if (o->max_seq) c->max_seq = o->max_seq;
     llama_config_validate(c, "the model sizes (--model and overrides)");
     if (o->seq > c->max_seq) fail("--seq %d is longer than the model's max-seq %d (raise --max-seq)", o->seq, c->max_seq);
+    if (o->grass_rank) return o->grass_rank;
+    return preset ? preset->grass_rank : (c->dim / 4 > 0 ? c->dim / 4 : 1);
 }
 
 // Micro-batches per optimizer step so that B*T*world*accum == total_batch.

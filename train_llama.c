@@ -13,10 +13,12 @@
 #include "checkpoint.h"
 #include "common.h"
 #include "dataloader.h"
+#include "grass.h"
 #include "llama_config.h"
 #include "logger.h"
 #include "rng.h"
 #include "train_config.h"
+#include "tokenizer/tokenizer.h"
 
 // ----------------------------------------------------------------------------------------------------
 // Kernels. Shapes in the comments: N = B*T rows (tokens), d = model width, hd = head dim.
@@ -84,17 +86,19 @@ static float dot_product(const float *a, const float *b, int n) {
     return s;
 }
 
-// out[i][c0 + l] += sum_k a[i][k * sk] * b[k * ldb + c0 + l] for i < rows (<= MM_ROWS), l < cols (<= MM_COLS):
-// the one product shape behind both gradients of a matmul (rows of dinp, or rows of dW).
-static void matmul_accumulate_block(float *out, size_t ldo, const float *const *a, size_t sk, const float *b, size_t ldb,
-                                    int rows, int K, int c0, int cols) {
-    float acc[MM_ROWS][MM_COLS];
+// out[i][c0 + l] += sum_k scale[i] * a[i][k * sk] * b[k * ldb + c0 + l] for i < rows (<= MM_ROWS),
+// l < cols (<= MM_COLS), scale NULL meaning 1: the one product shape behind the forward, both gradients of a
+// matmul and Grass's compressed gradients (rows of a selected through the a[i] pointers, scaled by rho).
+static void matmul_accumulate_block(float *out, size_t ldo, const float *const *a, const float *scale, size_t sk,
+                                    const float *b, size_t ldb, int rows, int K, int c0, int cols) {
+    float acc[MM_ROWS][MM_COLS], sc[MM_ROWS];
+    for (int i = 0; i < MM_ROWS; i++) sc[i] = scale && i < rows ? scale[i] : 1.0f;
     for (int i = 0; i < rows; i++)
         for (int l = 0; l < cols; l++) acc[i][l] = out[i * ldo + c0 + l];
     if (rows == MM_ROWS && cols == MM_COLS) {
         for (int k = 0; k < K; k++) {
             const float *bk = b + (size_t)k * ldb + c0;
-            float a0 = a[0][k * sk], a1 = a[1][k * sk], a2 = a[2][k * sk], a3 = a[3][k * sk];
+            float a0 = sc[0] * a[0][k * sk], a1 = sc[1] * a[1][k * sk], a2 = sc[2] * a[2][k * sk], a3 = sc[3] * a[3][k * sk];
             for (int l = 0; l < MM_COLS; l++) {
                 acc[0][l] += a0 * bk[l];
                 acc[1][l] += a1 * bk[l];
@@ -106,7 +110,7 @@ static void matmul_accumulate_block(float *out, size_t ldo, const float *const *
         for (int k = 0; k < K; k++) {
             const float *bk = b + (size_t)k * ldb + c0;
             for (int i = 0; i < rows; i++) {
-                float ai = a[i][k * sk];
+                float ai = sc[i] * a[i][k * sk];
                 for (int l = 0; l < cols; l++) acc[i][l] += ai * bk[l];
             }
         }
@@ -136,7 +140,7 @@ static void matmul_forward(float *out, const float *inp, const float *w, int N, 
         int rows = N - n0 < MM_ROWS ? N - n0 : MM_ROWS, cols = OC - c0 < MM_COLS ? OC - c0 : MM_COLS;
         const float *a[MM_ROWS];
         for (int i = 0; i < MM_ROWS; i++) a[i] = inp + (size_t)(n0 + (i < rows ? i : 0)) * C;
-        matmul_accumulate_block(out + (size_t)n0 * OC, OC, a, 1, wt, OC, rows, C, c0, cols);
+        matmul_accumulate_block(out + (size_t)n0 * OC, OC, a, NULL, 1, wt, OC, rows, C, c0, cols);
     }
 }
 
@@ -151,7 +155,7 @@ static void matmul_backward(float *dinp, float *dw, const float *dout, const flo
             int rows = N - n0 < MM_ROWS ? N - n0 : MM_ROWS, cols = C - c0 < MM_COLS ? C - c0 : MM_COLS;
             const float *a[MM_ROWS];
             for (int i = 0; i < MM_ROWS; i++) a[i] = dout + (size_t)(n0 + (i < rows ? i : 0)) * OC;
-            matmul_accumulate_block(dinp + (size_t)n0 * C, C, a, 1, w, C, rows, OC, c0, cols);
+            matmul_accumulate_block(dinp + (size_t)n0 * C, C, a, NULL, 1, w, C, rows, OC, c0, cols);
         }
     }
     if (dw) {
@@ -162,7 +166,7 @@ static void matmul_backward(float *dinp, float *dw, const float *dout, const flo
             int rows = OC - o0 < MM_ROWS ? OC - o0 : MM_ROWS, cols = C - c0 < MM_COLS ? C - c0 : MM_COLS;
             const float *a[MM_ROWS];
             for (int i = 0; i < MM_ROWS; i++) a[i] = dout + o0 + (i < rows ? i : 0);
-            matmul_accumulate_block(dw + (size_t)o0 * C, C, a, OC, inp, C, rows, N, c0, cols);
+            matmul_accumulate_block(dw + (size_t)o0 * C, C, a, NULL, OC, inp, C, rows, N, c0, cols);
         }
     }
 }
@@ -338,36 +342,75 @@ typedef struct {
     float *rope_cos, *rope_sin;  // [T, hd/2]
 } Activations;
 
+// Grass state (DESIGN §3): for every projection matrix (kind, layer) r selected indices and scales, and the
+// r x E compressed gradient and subspace Adam moments, stored kind-major then layer-major like the parameters.
+typedef struct {
+    int enabled;
+    int selector, side, rank, interval;
+    float alpha;
+    uint64_t seed;
+    GrassShape shape[NUM_PARAM_KINDS];    // per projection kind (the same in every layer)
+    size_t roff[NUM_PARAM_KINDS];         // offset of a kind's layer 0 in sigma, rho
+    size_t goff[NUM_PARAM_KINDS];         // offset of a kind's layer 0 in g, m, v
+    size_t nsel, nstate;                  // sum of r, sum of r x E over all projection matrices
+    size_t full_numel;                    // the largest projection matrix, m x n
+    int *sigma;                           // [nsel] selected rows (or columns), ascending
+    float *rho;                           // [nsel] their scales
+    float *g;                             // [nstate] compressed gradients g = diag(rho) B G
+    float *m, *v;                         // [nstate] subspace Adam moments
+    float *full;                          // [full_numel] one full gradient, computed at refresh steps only
+    int refresh_now;                      // backward selects anew (micro-batch 0 of a refresh step)
+    int refresh_index;                    // the refresh number, which keys the selection
+    long full_grads;                      // full projection gradients computed so far (refreshes only)
+} GrassState;
+
 typedef struct {
     LlamaConfig cfg;
-    ParamLayout lay;
+    ParamLayout lay;     // parameters
+    ParamLayout glay;    // gradients and AdamW moments: every tensor (AdamW) or those outside the projections (Grass)
     int B, T;            // the largest batch the activations hold
     float *params;       // [lay.count]
-    float *grads;        // [lay.count]
-    float *adam_m;       // [lay.count] AdamW first moment
-    float *adam_v;       // [lay.count] AdamW second moment
+    float *grads;        // [glay.count]
+    float *adam_m;       // [glay.count] AdamW first moment
+    float *adam_v;       // [glay.count] AdamW second moment
     Activations a;
-    size_t act_floats;   // floats in all activation buffers
+    GrassState grass;
 } Llama;
 
 typedef struct {
-    float **ptr;
-    size_t count;
+    void **ptr;
+    size_t count, elem;  // elements and bytes per element
     const char *category;
 } Buffer;
 
-// Every buffer of the model and its size in floats: the CPU memory plan (allocation and --dry-run use it).
+#define LLAMA_NUM_CATEGORIES 6
+static const char *llama_categories[LLAMA_NUM_CATEGORIES] = {"parameters", "gradients", "optimizer state",
+                                                             "grass refresh", "activations", "backward scratch"};
+
+// Every buffer of the model and its size: the CPU memory plan (allocation, --dry-run and the startup
+// summary use it). Gradients and optimizer state follow DESIGN §3: under Grass a projection matrix has an
+// r x E compressed gradient, 2 r x E moments and r indices and scales, and one full-gradient scratch for the
+// largest matrix serves every refresh.
 static int llama_buffers(Llama *m, Buffer *buf) {
     const LlamaConfig *c = &m->cfg;
     size_t L = c->n_layers, N = (size_t)m->B * m->T, d = c->dim, q = llama_q_dim(c), kv = llama_kv_dim(c);
-    size_t f = c->ffn_dim, V = c->vocab_size, H = c->n_heads, T = m->T, P = m->lay.count;
+    size_t f = c->ffn_dim, V = c->vocab_size, H = c->n_heads, T = m->T, P = m->lay.count, G = m->glay.count;
     Activations *a = &m->a;
+    GrassState *gs = &m->grass;
     int n = 0;
-#define BUF(p, cnt, cat) buf[n++] = (Buffer){&(p), (cnt), (cat)}
+#define BUF(p, cnt, cat) buf[n++] = (Buffer){(void **)&(p), (cnt), sizeof(*(p)), (cat)}
     BUF(m->params, P, "parameters");
-    BUF(m->grads, P, "gradients");
-    BUF(m->adam_m, P, "optimizer state");
-    BUF(m->adam_v, P, "optimizer state");
+    BUF(m->grads, G, "gradients");
+    BUF(m->adam_m, G, "optimizer state");
+    BUF(m->adam_v, G, "optimizer state");
+    if (gs->enabled) {
+        BUF(gs->g, gs->nstate, "gradients");
+        BUF(gs->m, gs->nstate, "optimizer state");
+        BUF(gs->v, gs->nstate, "optimizer state");
+        BUF(gs->sigma, gs->nsel, "optimizer state");
+        BUF(gs->rho, gs->nsel, "optimizer state");
+        BUF(gs->full, gs->full_numel, "grass refresh");
+    }
     BUF(a->x, (L + 1) * N * d, "activations");
     BUF(a->ln1, L * N * d, "activations");
     BUF(a->rstd1, L * N, "activations");
@@ -386,6 +429,8 @@ static int llama_buffers(Llama *m, Buffer *buf) {
     BUF(a->rstdf, N, "activations");
     BUF(a->logits, N * V, "activations");
     BUF(a->losses, N, "activations");
+    BUF(a->rope_cos, T * llama_head_dim(c) / 2, "activations");
+    BUF(a->rope_sin, T * llama_head_dim(c) / 2, "activations");
     BUF(a->dres, N * d, "backward scratch");
     BUF(a->dln, N * d, "backward scratch");
     BUF(a->dq, N * q, "backward scratch");
@@ -395,38 +440,61 @@ static int llama_buffers(Llama *m, Buffer *buf) {
     BUF(a->dgate, N * f, "backward scratch");
     BUF(a->dup, N * f, "backward scratch");
     BUF(a->dact, N * f, "backward scratch");
-    BUF(a->rope_cos, T * llama_head_dim(c) / 2, "activations");
-    BUF(a->rope_sin, T * llama_head_dim(c) / 2, "activations");
 #undef BUF
     return n;
 }
-#define LLAMA_MAX_BUFFERS 40
+#define LLAMA_MAX_BUFFERS 48
 
+// Prints the plan: bytes per category and the total.
 static void llama_plan_print(Llama *m) {
     Buffer buf[LLAMA_MAX_BUFFERS];
     int n = llama_buffers(m, buf);
-    const char *cats[] = {"parameters", "gradients", "optimizer state", "activations", "backward scratch"};
-    double total = 0;
-    printf("memory plan (fp32, host):\n");
-    for (int k = 0; k < 5; k++) {
-        double bytes = 0;
+    size_t total = 0;
+    printf("memory plan (host, fp32 %s):\n", m->grass.enabled ? "Grass" : "AdamW");
+    for (int k = 0; k < LLAMA_NUM_CATEGORIES; k++) {
+        size_t bytes = 0;
         for (int i = 0; i < n; i++)
-            if (!strcmp(buf[i].category, cats[k])) bytes += 4.0 * buf[i].count;
-        printf("  %-18s %10.3f GiB\n", cats[k], bytes / (1 << 30));
+            if (!strcmp(buf[i].category, llama_categories[k])) bytes += buf[i].count * buf[i].elem;
+        printf("  %-18s %14zu bytes %10.3f GiB\n", llama_categories[k], bytes, bytes / 1073741824.0);
         total += bytes;
     }
-    printf("  %-18s %10.3f GiB\n", "total", total / (1 << 30));
+    printf("  %-18s %14zu bytes %10.3f GiB\n", "total", total, total / 1073741824.0);
 }
 
-static void llama_alloc(Llama *m, const LlamaConfig *cfg, int B, int T) {
+// Sizes of the model for a batch of B x T and the optimizer the options choose (no allocation).
+static void llama_plan(Llama *m, const LlamaConfig *cfg, int B, int T, const TrainOptions *opt, int grass_rank) {
     memset(m, 0, sizeof(*m));
     m->cfg = *cfg;
-    llama_param_layout(cfg, &m->lay);
     m->B = B;
     m->T = T;
+    llama_param_layout(cfg, &m->lay);
+    GrassState *gs = &m->grass;
+    gs->enabled = !strcmp(opt->optimizer, "grass");
+    llama_param_layout_of(cfg, &m->glay, !gs->enabled);
+    if (!gs->enabled) return;
+    gs->selector = grass_selector_from_name(opt->grass_select);
+    gs->side = grass_side_from_name(opt->grass_side);
+    gs->rank = grass_rank;
+    gs->interval = opt->grass_interval;
+    gs->alpha = opt->grass_alpha;
+    gs->seed = (uint64_t)opt->seed;
+    for (int k = 0; k < NUM_PARAM_KINDS; k++) {
+        if (!llama_param_kinds[k].is_projection) continue;
+        GrassShape sh = grass_shape_of(cfg, k, gs->side, grass_rank);
+        gs->shape[k] = sh;
+        gs->roff[k] = gs->nsel;
+        gs->goff[k] = gs->nstate;
+        gs->nsel += (size_t)cfg->n_layers * sh.r;
+        gs->nstate += (size_t)cfg->n_layers * sh.r * sh.E;
+        if ((size_t)sh.D * sh.E > gs->full_numel) gs->full_numel = (size_t)sh.D * sh.E;
+    }
+}
+
+static void llama_alloc(Llama *m, const LlamaConfig *cfg, int B, int T, const TrainOptions *opt, int grass_rank) {
+    llama_plan(m, cfg, B, T, opt, grass_rank);
     Buffer buf[LLAMA_MAX_BUFFERS];
     int n = llama_buffers(m, buf);
-    for (int i = 0; i < n; i++) *buf[i].ptr = (float *)xcalloc(buf[i].count, sizeof(float));
+    for (int i = 0; i < n; i++) *buf[i].ptr = xcalloc(buf[i].count, buf[i].elem);
     rope_tables(m->a.rope_cos, m->a.rope_sin, T, llama_head_dim(cfg), cfg->rope_theta);
 }
 
@@ -438,6 +506,110 @@ static void llama_free(Llama *m) {
 
 static float *llama_param(Llama *m, float *base, int kind, int layer) {
     return base + llama_param_offset(&m->cfg, &m->lay, kind, layer);
+}
+
+// The full gradient of a tensor; under Grass the projections have none.
+static float *llama_grad(Llama *m, int kind, int layer) {
+    if (m->grass.enabled && llama_param_kinds[kind].is_projection) fail("internal: no full gradient for a Grass projection");
+    return m->grads + llama_param_offset(&m->cfg, &m->glay, kind, layer);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Grass on the CPU (DESIGN §3). W is m x n (out x in); dout = dY [N, m], inp = X [N, n].
+
+static int *grass_sigma(GrassState *gs, int kind, int layer) { return gs->sigma + gs->roff[kind] + (size_t)layer * gs->shape[kind].r; }
+static float *grass_rho(GrassState *gs, int kind, int layer) { return gs->rho + gs->roff[kind] + (size_t)layer * gs->shape[kind].r; }
+static size_t grass_state_offset(GrassState *gs, int kind, int layer) {
+    return gs->goff[kind] + (size_t)layer * gs->shape[kind].r * gs->shape[kind].E;
+}
+
+// g [r, E] += diag(rho) B dY^T X without forming dY^T X: rows side, g[j] += rho_j * sum_t dY[t, sigma_j] X[t];
+// columns side, g[j] += rho_j * sum_t X[t, sigma_j] dY[t]. The selected columns of dY (or X) are read in place.
+static void grass_compressed_grad(float *g, const int *sigma, const float *rho, GrassShape sh, const float *dout,
+                                  const float *inp, int N, int n, int m) {
+    const float *sel = sh.rows ? dout : inp, *other = sh.rows ? inp : dout;
+    size_t sk = sh.rows ? (size_t)m : (size_t)n;
+    int rb = (sh.r + MM_ROWS - 1) / MM_ROWS, cb = (sh.E + MM_COLS - 1) / MM_COLS;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < rb * cb; blk++) {
+        int j0 = (blk / cb) * MM_ROWS, c0 = (blk % cb) * MM_COLS;
+        int rows = sh.r - j0 < MM_ROWS ? sh.r - j0 : MM_ROWS, cols = sh.E - c0 < MM_COLS ? sh.E - c0 : MM_COLS;
+        const float *a[MM_ROWS];
+        for (int i = 0; i < MM_ROWS; i++) a[i] = sel + sigma[j0 + (i < rows ? i : 0)];
+        matmul_accumulate_block(g + (size_t)j0 * sh.E, sh.E, a, rho + j0, sk, other, sh.E, rows, N, c0, cols);
+    }
+}
+
+// A refresh of one matrix: its full gradient G = dY^T X into the scratch, the squared norms of its rows (or
+// columns), a new selection keyed by (seed, refresh, layer, kind), g from the selected rows of G, and the
+// moments restarted. (With several ranks, G is summed across them before the norms: DESIGN §5.)
+static void grass_refresh_matrix(GrassState *gs, int kind, int layer, const float *dout, const float *inp, int N, int n, int m) {
+    GrassShape sh = gs->shape[kind];
+    memset(gs->full, 0, sizeof(float) * (size_t)m * n);
+    matmul_backward(NULL, gs->full, dout, inp, NULL, N, n, m);
+    gs->full_grads++;
+    double *norms = (double *)xmalloc(sizeof(double) * sh.D);
+    grass_norms(gs->full, m, n, sh.rows, norms);
+    Rng rng;
+    grass_rng(&rng, gs->seed, gs->refresh_index, layer, kind);
+    int *sigma = grass_sigma(gs, kind, layer);
+    float *rho = grass_rho(gs, kind, layer);
+    grass_select(gs->selector, norms, sh.D, sh.r, &rng, sigma, rho);
+    free(norms);
+    size_t off = grass_state_offset(gs, kind, layer);
+    float *g = gs->g + off;
+    for (int j = 0; j < sh.r; j++)
+        for (int e = 0; e < sh.E; e++)
+            g[(size_t)j * sh.E + e] += rho[j] * (sh.rows ? gs->full[(size_t)sigma[j] * n + e] : gs->full[(size_t)e * n + sigma[j]]);
+    memset(gs->m + off, 0, sizeof(float) * sh.r * sh.E);
+    memset(gs->v + off, 0, sizeof(float) * sh.r * sh.E);
+}
+
+// The backward of a projection out [N, m] = inp [N, n] @ W^T: dinp += dout @ W, and the weight gradient:
+// the full one (AdamW), or Grass's compressed one (a refresh computes the full one first).
+static void projection_backward(Llama *m, int kind, int layer, float *dinp, const float *dout, const float *inp, int N,
+                                int n, int mo) {
+    matmul_backward(dinp, NULL, dout, inp, llama_param(m, m->params, kind, layer), N, n, mo);
+    GrassState *gs = &m->grass;
+    if (!gs->enabled) {
+        matmul_backward(NULL, llama_grad(m, kind, layer), dout, inp, NULL, N, n, mo);
+    } else if (gs->refresh_now) {
+        grass_refresh_matrix(gs, kind, layer, dout, inp, N, n, mo);
+    } else {
+        grass_compressed_grad(gs->g + grass_state_offset(gs, kind, layer), grass_sigma(gs, kind, layer),
+                              grass_rho(gs, kind, layer), gs->shape[kind], dout, inp, N, n, mo);
+    }
+}
+
+// Subspace Adam on g and the scatter update W -= lr * alpha * P U of one matrix (after weight decay of all of
+// W). g is overwritten with U. t counts the steps since the last refresh (1 at the refresh).
+static void grass_update(GrassState *gs, float *W, int kind, int layer, float lr, const TrainOptions *opt, int t) {
+    GrassShape sh = gs->shape[kind];
+    size_t off = grass_state_offset(gs, kind, layer), cnt = (size_t)sh.r * sh.E, mn = (size_t)sh.D * sh.E;
+    float *g = gs->g + off, *mom = gs->m + off, *var = gs->v + off;
+    float b1 = opt->beta1, b2 = opt->beta2, bc1 = 1.0f - powf(b1, (float)t), bc2 = 1.0f - powf(b2, (float)t);
+    float decay = 1.0f - lr * opt->weight_decay;
+    const int *sigma = grass_sigma(gs, kind, layer);
+    const float *rho = grass_rho(gs, kind, layer);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < cnt; i++) {
+        mom[i] = b1 * mom[i] + (1.0f - b1) * g[i];
+        var[i] = b2 * var[i] + (1.0f - b2) * g[i] * g[i];
+        g[i] = (mom[i] / bc1) / (sqrtf(var[i] / bc2) + opt->eps);
+    }
+    if (decay != 1.0f) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < mn; i++) W[i] *= decay;
+    }
+    // each thread owns whole elements of W and walks j in order, so duplicate indices accumulate deterministically
+    float step = lr * gs->alpha;
+    int n = sh.rows ? sh.E : sh.D;  // W's row length
+#pragma omp parallel for schedule(static)
+    for (int e = 0; e < sh.E; e++)
+        for (int j = 0; j < sh.r; j++) {
+            size_t w = sh.rows ? (size_t)sigma[j] * n + e : (size_t)e * n + sigma[j];
+            W[w] -= step * rho[j] * g[(size_t)j * sh.E + e];
+        }
 }
 
 // N(0, 0.02) for every matrix and the embedding, 1 for the norm weights; each tensor draws from its own
@@ -504,7 +676,8 @@ static float llama_forward(Llama *m, const int *tokens, const int *targets, int 
 }
 
 // Backward of the loss `loss_scale * sum of per-token losses` after llama_forward with targets; the
-// parameter gradients accumulate into m->grads (zero them before the first micro-batch of a step).
+// gradients accumulate into m->grads and Grass's compressed gradients (llama_zero_grads before the first
+// micro-batch of a step).
 static void llama_backward(Llama *m, const int *tokens, const int *targets, int B, int T, float loss_scale) {
     const LlamaConfig *c = &m->cfg;
     Activations *a = &m->a;
@@ -512,10 +685,10 @@ static void llama_backward(Llama *m, const int *tokens, const int *targets, int 
     size_t Nd = (size_t)N * d;
     crossentropy_backward(a->logits, targets, N, c->vocab_size, loss_scale);
     memset(a->dln, 0, sizeof(float) * Nd);
-    matmul_backward(a->dln, llama_param(m, m->grads, PARAM_LM_HEAD, 0), a->logits, a->lnf,
+    matmul_backward(a->dln, llama_grad(m, PARAM_LM_HEAD, 0), a->logits, a->lnf,
                     llama_param(m, m->params, PARAM_LM_HEAD, 0), N, d, c->vocab_size);
     memset(a->dres, 0, sizeof(float) * Nd);
-    rmsnorm_backward(a->dres, llama_param(m, m->grads, PARAM_FINAL_NORM, 0), a->dln, a->x + (size_t)c->n_layers * Nd,
+    rmsnorm_backward(a->dres, llama_grad(m, PARAM_FINAL_NORM, 0), a->dln, a->x + (size_t)c->n_layers * Nd,
                      llama_param(m, m->params, PARAM_FINAL_NORM, 0), a->rstdf, N, d);
     for (int l = c->n_layers - 1; l >= 0; l--) {
         float *x = a->x + (size_t)l * Nd, *ln1 = a->ln1 + (size_t)l * Nd, *ln2 = a->ln2 + (size_t)l * Nd, *h = a->h + (size_t)l * Nd;
@@ -524,17 +697,16 @@ static void llama_backward(Llama *m, const int *tokens, const int *targets, int 
         float *gate = a->gate + (size_t)l * N * f, *up = a->up + (size_t)l * N * f, *act = a->act + (size_t)l * N * f;
         // MLP: x[l+1] = h + down(silu(gate(ln2)) * up(ln2)); dres holds d x[l+1] and becomes d h
         memset(a->dact, 0, sizeof(float) * N * f);
-        matmul_backward(a->dact, llama_param(m, m->grads, PARAM_WDOWN, l), a->dres, act,
-                        llama_param(m, m->params, PARAM_WDOWN, l), N, f, d);
+        projection_backward(m, PARAM_WDOWN, l, a->dact, a->dres, act, N, f, d);
         swiglu_backward(a->dgate, a->dup, a->dact, gate, up, (size_t)N * f);
         memset(a->dln, 0, sizeof(float) * Nd);
-        matmul_backward(a->dln, llama_param(m, m->grads, PARAM_WGATE, l), a->dgate, ln2, llama_param(m, m->params, PARAM_WGATE, l), N, d, f);
-        matmul_backward(a->dln, llama_param(m, m->grads, PARAM_WUP, l), a->dup, ln2, llama_param(m, m->params, PARAM_WUP, l), N, d, f);
-        rmsnorm_backward(a->dres, llama_param(m, m->grads, PARAM_MLP_NORM, l), a->dln, h,
+        projection_backward(m, PARAM_WGATE, l, a->dln, a->dgate, ln2, N, d, f);
+        projection_backward(m, PARAM_WUP, l, a->dln, a->dup, ln2, N, d, f);
+        rmsnorm_backward(a->dres, llama_grad(m, PARAM_MLP_NORM, l), a->dln, h,
                          llama_param(m, m->params, PARAM_MLP_NORM, l), a->rstd2 + (size_t)l * N, N, d);
         // attention: h = x + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1))); dres becomes d x[l]
         memset(a->datty, 0, sizeof(float) * N * qd);
-        matmul_backward(a->datty, llama_param(m, m->grads, PARAM_WO, l), a->dres, atty, llama_param(m, m->params, PARAM_WO, l), N, qd, d);
+        projection_backward(m, PARAM_WO, l, a->datty, a->dres, atty, N, qd, d);
         memset(a->dq, 0, sizeof(float) * N * qd);
         memset(a->dk, 0, sizeof(float) * N * kvd);
         memset(a->dv, 0, sizeof(float) * N * kvd);
@@ -542,17 +714,18 @@ static void llama_backward(Llama *m, const int *tokens, const int *targets, int 
         rope_apply(a->dq, a->rope_cos, a->rope_sin, N, T, c->n_heads, hd, -1.0f);
         rope_apply(a->dk, a->rope_cos, a->rope_sin, N, T, c->n_kv_heads, hd, -1.0f);
         memset(a->dln, 0, sizeof(float) * Nd);
-        matmul_backward(a->dln, llama_param(m, m->grads, PARAM_WQ, l), a->dq, ln1, llama_param(m, m->params, PARAM_WQ, l), N, d, qd);
-        matmul_backward(a->dln, llama_param(m, m->grads, PARAM_WK, l), a->dk, ln1, llama_param(m, m->params, PARAM_WK, l), N, d, kvd);
-        matmul_backward(a->dln, llama_param(m, m->grads, PARAM_WV, l), a->dv, ln1, llama_param(m, m->params, PARAM_WV, l), N, d, kvd);
-        rmsnorm_backward(a->dres, llama_param(m, m->grads, PARAM_ATTN_NORM, l), a->dln, x,
+        projection_backward(m, PARAM_WQ, l, a->dln, a->dq, ln1, N, d, qd);
+        projection_backward(m, PARAM_WK, l, a->dln, a->dk, ln1, N, d, kvd);
+        projection_backward(m, PARAM_WV, l, a->dln, a->dv, ln1, N, d, kvd);
+        rmsnorm_backward(a->dres, llama_grad(m, PARAM_ATTN_NORM, l), a->dln, x,
                          llama_param(m, m->params, PARAM_ATTN_NORM, l), a->rstd1 + (size_t)l * N, N, d);
     }
-    embedding_backward(llama_param(m, m->grads, PARAM_EMBED, 0), a->dres, tokens, N, d);
+    embedding_backward(llama_grad(m, PARAM_EMBED, 0), a->dres, tokens, N, d);
+    m->grass.refresh_now = 0;  // a refresh selects on the step's first micro-batch only
 }
 
-// Global L2 norm of the gradients, summed in fixed chunks so the result does not depend on the thread count.
-static float grad_global_norm(const float *g, size_t n) {
+// Sum of squares, in fixed chunks so the result does not depend on the thread count.
+static double grad_sumsq(const float *g, size_t n) {
     enum { CHUNKS = 64 };
     double part[CHUNKS];
 #pragma omp parallel for schedule(static)
@@ -564,7 +737,12 @@ static float grad_global_norm(const float *g, size_t n) {
     }
     double s = 0.0;
     for (int ch = 0; ch < CHUNKS; ch++) s += part[ch];
-    return (float)sqrt(s);
+    return s;
+}
+
+static void grad_scale(float *g, size_t n, float s) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) g[i] *= s;
 }
 
 // One AdamW step (torch.optim.AdamW semantics) on n parameters; t is the 1-based step count.
@@ -581,23 +759,39 @@ static void adamw_update(float *p, const float *g, float *mom, float *var, size_
     }
 }
 
-// Clips (when opt->grad_clip > 0) and applies AdamW to every tensor; weight decay only on the matrices.
-// Returns the gradient norm before clipping. step is 0-based.
+// Zeroes the gradients before a step's first micro-batch; under Grass, marks whether this step refreshes.
+static void llama_zero_grads(Llama *m, int step) {
+    memset(m->grads, 0, sizeof(float) * m->glay.count);
+    GrassState *gs = &m->grass;
+    if (!gs->enabled) return;
+    memset(gs->g, 0, sizeof(float) * gs->nstate);
+    gs->refresh_now = grass_is_refresh(step, gs->interval);
+    gs->refresh_index = grass_refresh_number(step, gs->interval);
+}
+
+// Clips (when opt->grad_clip > 0) by the global norm over every gradient there is (full gradients, and
+// Grass's compressed ones), then updates: AdamW on the tensors with full gradients (weight decay on the
+// matrices only), Grass on the projections. Returns the norm before clipping. step is 0-based.
 static float llama_optimizer_step(Llama *m, const TrainOptions *opt, int step, float lr) {
-    float norm = grad_global_norm(m->grads, m->lay.count);
+    GrassState *gs = &m->grass;
+    float norm = (float)sqrt(grad_sumsq(m->grads, m->glay.count) + (gs->enabled ? grad_sumsq(gs->g, gs->nstate) : 0.0));
     if (opt->grad_clip > 0.0f) {
         float coef = opt->grad_clip / (norm + 1e-6f);
         if (coef < 1.0f) {
-#pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < m->lay.count; i++) m->grads[i] *= coef;
+            grad_scale(m->grads, m->glay.count, coef);
+            if (gs->enabled) grad_scale(gs->g, gs->nstate, coef);
         }
     }
     for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
-        size_t off = m->lay.offset[kind];
-        size_t n = llama_param_numel(&m->cfg, kind) * (llama_param_kinds[kind].per_layer ? m->cfg.n_layers : 1);
+        if (gs->enabled && llama_param_kinds[kind].is_projection) {
+            for (int l = 0; l < m->cfg.n_layers; l++)
+                grass_update(gs, llama_param(m, m->params, kind, l), kind, l, lr, opt, grass_adam_t(step, gs->interval));
+            continue;
+        }
+        size_t off = m->glay.offset[kind], n = llama_param_kind_numel(&m->cfg, kind);
         float wd = llama_param_is_matrix(kind) ? opt->weight_decay : 0.0f;
-        adamw_update(m->params + off, m->grads + off, m->adam_m + off, m->adam_v + off, n, lr, opt->beta1, opt->beta2,
-                     opt->eps, wd, step + 1);
+        adamw_update(m->params + m->lay.offset[kind], m->grads + off, m->adam_m + off, m->adam_v + off, n, lr, opt->beta1,
+                     opt->beta2, opt->eps, wd, step + 1);
     }
     return norm;
 }
@@ -615,15 +809,15 @@ static float evaluate(Llama *m, DataLoader *val, int batches) {
     return (float)(sum / batches);
 }
 
-// Generates `ntok` tokens after BOS by sampling the softmax (temperature 1) with a stream keyed by the step.
-static void sample_print(Llama *m, int ntok, uint64_t seed, int step) {
+// Generates `ntok` tokens after BOS by sampling the softmax (temperature 1) with a stream keyed by the step,
+// and prints them decoded (with a tokenizer) or as ids.
+static void sample_print(Llama *m, const Tokenizer *tok, int ntok, uint64_t seed, int step) {
     int T = m->T, V = m->cfg.vocab_size, d = m->cfg.dim;
     int *seq = (int *)xmalloc(sizeof(int) * (ntok + 1));
     float *logits = (float *)xmalloc(sizeof(float) * V);
     Rng r;
     rng_init(&r, seed, 0x5A3B, (uint64_t)step, 0);
-    seq[0] = 1;  // BOS
-    printf("sample:");
+    seq[0] = tok && tok->bos_id >= 0 ? tok->bos_id : 1;
     for (int i = 1; i <= ntok; i++) {
         int ctx = i < T ? i : T, *window = seq + i - ctx;
         llama_forward_blocks(m, window, 1, ctx);
@@ -639,29 +833,62 @@ static void sample_print(Llama *m, int ntok, uint64_t seed, int step) {
             if (u < cdf) { next = v; break; }
         }
         seq[i] = next;
-        printf(" %d", next);
     }
-    printf("\n");
+    printf("sample (step %d):", step);
+    if (tok) {
+        char *text = tokenizer_decode(tok, seq + 1, ntok, NULL);
+        printf("\n%s\n", text);
+        free(text);
+    } else {
+        for (int i = 1; i <= ntok; i++) printf(" %d", seq[i]);
+        printf("\n");
+    }
+    fflush(stdout);
     free(seq);
     free(logits);
 }
 
+// The trainer state sections of a checkpoint (DESIGN §6). Grass's counters are derived from the step.
+static int trainer_state_sections(Llama *m, int64_t *scalars, StateSection *sec) {
+    GrassState *gs = &m->grass;
+    size_t G = m->glay.count;
+    int n = 0;
+    sec[n++] = (StateSection){"step", sizeof(int64_t), &scalars[0]};
+    sec[n++] = (StateSection){"batch_shape", 5 * sizeof(int64_t), &scalars[1]};
+    sec[n++] = (StateSection){"data_position", 3 * sizeof(int64_t), &scalars[6]};
+    sec[n++] = (StateSection){"optimizer", 5 * sizeof(int64_t), &scalars[9]};
+    sec[n++] = (StateSection){"adamw.m", sizeof(float) * G, m->adam_m};
+    sec[n++] = (StateSection){"adamw.v", sizeof(float) * G, m->adam_v};
+    if (gs->enabled) {
+        sec[n++] = (StateSection){"grass.sigma", sizeof(int) * gs->nsel, gs->sigma};
+        sec[n++] = (StateSection){"grass.rho", sizeof(float) * gs->nsel, gs->rho};
+        sec[n++] = (StateSection){"grass.m", sizeof(float) * gs->nstate, gs->m};
+        sec[n++] = (StateSection){"grass.v", sizeof(float) * gs->nstate, gs->v};
+    }
+    return n;
+}
+#define TRAINER_STATE_SCALARS 14
+#define TRAINER_STATE_SECTIONS 10
+
+// scalars: step, batch shape (batch, seq, ranks, micro-batches, seed), data position (epoch, shard, window),
+// optimizer (grass?, rank, interval, selector, side)
+static void trainer_state_scalars(const Llama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum, int64_t *s) {
+    const GrassState *gs = &m->grass;
+    int64_t v[TRAINER_STATE_SCALARS] = {step, opt->batch, opt->seq, 1, accum, opt->seed, train->epoch, train->shard_pos,
+                                        train->window_pos, gs->enabled, gs->rank, gs->interval, gs->selector, gs->side};
+    memcpy(s, v, sizeof(v));
+}
+
 static void save_checkpoint(Llama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum) {
-    char tmp[CKPT_PATH_LEN];
+    char tmp[CKPT_PATH_LEN], path[CKPT_PATH_LEN + 32];
+    int64_t scalars[TRAINER_STATE_SCALARS];
+    StateSection sec[TRAINER_STATE_SECTIONS];
+    trainer_state_scalars(m, opt, step, train, accum, scalars);
+    int n = trainer_state_sections(m, scalars, sec);
     checkpoint_begin(opt->out, step, tmp, sizeof(tmp));
     checkpoint_write_model(tmp, &m->cfg, m->params);
-    int64_t step64 = step, data[3] = {train->epoch, train->shard_pos, train->window_pos};
-    int64_t shape[5] = {opt->batch, opt->seq, 1, accum, opt->seed};
-    StateSection sec[] = {
-        {"step", sizeof(step64), &step64},
-        {"batch_shape", sizeof(shape), shape},
-        {"data_position", sizeof(data), data},
-        {"adamw.m", sizeof(float) * m->lay.count, m->adam_m},
-        {"adamw.v", sizeof(float) * m->lay.count, m->adam_v},
-    };
-    char path[CKPT_PATH_LEN + 32];
     path_format(path, sizeof(path), "%s/state.bin", tmp);
-    state_write(path, (int)(sizeof(sec) / sizeof(sec[0])), sec);
+    state_write(path, n, sec);
     checkpoint_commit(opt->out, step, tmp);
     printf("checkpoint: %s/ckpt_%08d\n", opt->out, step);
 }
@@ -672,17 +899,24 @@ static int load_trainer_state(Llama *m, const TrainOptions *opt, const char *dir
     path_format(path, sizeof(path), "%s/state.bin", dir);
     TrainerState st;
     state_read(&st, path);
-    int step = (int)*(const int64_t *)state_get(&st, "step", sizeof(int64_t));
-    const int64_t *shape = (const int64_t *)state_get(&st, "batch_shape", 5 * sizeof(int64_t));
-    if (shape[0] != opt->batch || shape[1] != opt->seq || shape[2] != 1 || shape[3] != accum || shape[4] != opt->seed)
+    int64_t want[TRAINER_STATE_SCALARS], scalars[TRAINER_STATE_SCALARS];
+    StateSection sec[TRAINER_STATE_SECTIONS];
+    trainer_state_scalars(m, opt, 0, train, accum, want);
+    int n = trainer_state_sections(m, scalars, sec);
+    const int64_t *b = (const int64_t *)state_get(&st, "batch_shape", 5 * sizeof(int64_t));
+    const int64_t *o = (const int64_t *)state_get(&st, "optimizer", 5 * sizeof(int64_t));
+    if (memcmp(b, &want[1], 5 * sizeof(int64_t)))
         fail("%s was written with --batch %lld --seq %lld, %lld ranks, %lld micro-batches per step and --seed %lld; resume with the same",
-             path, (long long)shape[0], (long long)shape[1], (long long)shape[2], (long long)shape[3], (long long)shape[4]);
-    const int64_t *pos = (const int64_t *)state_get(&st, "data_position", 3 * sizeof(int64_t));
-    dataloader_seek(train, (int)pos[0], (int)pos[1], (int)pos[2]);
-    memcpy(m->adam_m, state_get(&st, "adamw.m", sizeof(float) * m->lay.count), sizeof(float) * m->lay.count);
-    memcpy(m->adam_v, state_get(&st, "adamw.v", sizeof(float) * m->lay.count), sizeof(float) * m->lay.count);
+             path, (long long)b[0], (long long)b[1], (long long)b[2], (long long)b[3], (long long)b[4]);
+    if (memcmp(o, &want[9], 5 * sizeof(int64_t)))
+        fail("%s was written with --optimizer %s%s%s, rank %lld, interval %lld; resume with the same optimizer settings", path,
+             o[0] ? "grass --grass-select " : "adamw", o[0] ? grass_selector_names[o[3] % GRASS_NUM_SELECTORS] : "",
+             o[0] ? (o[4] == GRASS_SIDE_AUTO ? " --grass-side auto" : o[4] == GRASS_SIDE_ROWS ? " --grass-side rows" : " --grass-side cols") : "",
+             (long long)o[1], (long long)o[2]);
+    for (int i = 0; i < n; i++) memcpy((void *)sec[i].data, state_get(&st, sec[i].name, sec[i].nbytes), sec[i].nbytes);
     state_free(&st);
-    return step;
+    dataloader_seek(train, (int)scalars[6], (int)scalars[7], (int)scalars[8]);
+    return (int)scalars[0];
 }
 
 #ifndef TESTING
@@ -703,7 +937,7 @@ int main(int argc, char **argv) {
     }
     const char *weights_dir = resume_dir[0] ? resume_dir : opt.init[0] ? opt.init : NULL;
     LlamaConfig cfg;
-    train_options_model(&opt, weights_dir, &cfg);
+    int grass_rank = train_options_model(&opt, weights_dir, &cfg);
     if (weights_dir && opt.model[0]) {  // the named model must be the checkpoint's
         char path[CKPT_PATH_LEN + 32], a[256], b[256];
         path_format(path, sizeof(path), "%s/config.json", weights_dir);
@@ -723,19 +957,14 @@ int main(int argc, char **argv) {
     Llama model;
     char desc[256];
     llama_config_describe(&cfg, desc, sizeof(desc));
-    if (opt.dry_run) {
-        // the plan needs sizes only: compute it without allocating
-        memset(&model, 0, sizeof(model));
-        model.cfg = cfg;
-        llama_param_layout(&cfg, &model.lay);
-        model.B = B;
-        model.T = T;
-        printf("model: %s; %zu parameters\n", desc, model.lay.count);
-        llama_plan_print(&model);
-        return 0;
-    }
-    llama_alloc(&model, &cfg, B, T);
+    llama_plan(&model, &cfg, B, T, &opt, grass_rank);
     printf("model: %s; %zu parameters\n", desc, model.lay.count);
+    if (model.grass.enabled)
+        printf("grass: rank %d, interval %d, selector %s, side %s, alpha %g\n", grass_rank, opt.grass_interval,
+               opt.grass_select, opt.grass_side, (double)opt.grass_alpha);
+    llama_plan_print(&model);
+    if (opt.dry_run) return 0;  // the plan needs the sizes only: nothing is allocated
+    llama_alloc(&model, &cfg, B, T, &opt, grass_rank);
     printf("batch: %d x %d tokens, %d micro-batches per step = %lld tokens per step; %d threads\n", B, T, accum,
            (long long)B * T * accum * world, omp_get_max_threads());
     if (weights_dir) {
@@ -745,6 +974,12 @@ int main(int argc, char **argv) {
         llama_init_weights(&model, (uint64_t)opt.seed);
     }
 
+    Tokenizer tok;
+    if (opt.tokenizer[0]) {
+        tokenizer_load(&tok, opt.tokenizer);
+        if (tok.vocab_size > cfg.vocab_size)
+            fail("--tokenizer %s has %d pieces, more than the model's vocabulary of %d", opt.tokenizer, tok.vocab_size, cfg.vocab_size);
+    }
     DataLoader train, val;
     int have_val = opt.val_data[0] != 0;
     if (have_val) {
@@ -774,7 +1009,7 @@ int main(int argc, char **argv) {
 
     for (int step = start; step < opt.steps; step++) {
         double t0 = wall_time();
-        memset(model.grads, 0, sizeof(float) * model.lay.count);
+        llama_zero_grads(&model, step);
         double loss = 0.0;
         for (int micro = 0; micro < accum; micro++) {
             dataloader_next_batch(&train);
@@ -791,10 +1026,11 @@ int main(int argc, char **argv) {
         int last = done == opt.steps;
         if (have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
             logger_val(&log, done, evaluate(&model, &val, opt.eval_batches));
-        if (opt.sample_every && (done % opt.sample_every == 0 || last)) sample_print(&model, opt.sample_tokens, (uint64_t)opt.seed, done);
+        if (opt.sample_every && (done % opt.sample_every == 0 || last)) sample_print(&model, opt.tokenizer[0] ? &tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
         if (opt.out[0] && ((opt.ckpt_every && done % opt.ckpt_every == 0) || last)) save_checkpoint(&model, &opt, done, &train, accum);
     }
     logger_close(&log);
+    if (opt.tokenizer[0]) tokenizer_free(&tok);
     dataloader_free(&train);
     if (have_val) dataloader_free(&val);
     llama_free(&model);

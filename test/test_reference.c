@@ -33,13 +33,37 @@ static float meta_float(const SafeTensors *st, const char *key) {
     return strtof(v, NULL);
 }
 
-static void model_load_dir(Llama *m, const char *dir, int B, int T) {
+static void model_load_dir(Llama *m, const char *dir, int B, int T, const TrainOptions *opt) {
     char path[CKPT_PATH_LEN];
     LlamaConfig cfg;
     path_format(path, sizeof(path), "%s/config.json", dir);
     llama_config_read_json(&cfg, path);
-    llama_alloc(m, &cfg, B, T);
+    llama_alloc(m, &cfg, B, T, opt, opt->grass_rank);
     checkpoint_read_model(dir, &cfg, m->params);
+}
+
+// The training options the reference used, from the debug state's metadata.
+static void options_from_meta(const SafeTensors *ds, TrainOptions *opt) {
+    train_options_default(opt);
+    opt->steps = (int)meta_float(ds, "steps");
+    opt->lr = meta_float(ds, "lr");
+    opt->warmup = (int)meta_float(ds, "warmup");
+    opt->min_lr_ratio = meta_float(ds, "min_lr_ratio");
+    opt->weight_decay = meta_float(ds, "weight_decay");
+    opt->grad_clip = meta_float(ds, "grad_clip");
+    opt->beta1 = meta_float(ds, "beta1");
+    opt->beta2 = meta_float(ds, "beta2");
+    opt->eps = meta_float(ds, "eps");
+    opt->seed = (long long)meta_float(ds, "seed");
+    const char *o = safetensors_meta(ds, "optimizer");
+    if (o && !strcmp(o, "grass")) {
+        snprintf(opt->optimizer, sizeof(opt->optimizer), "grass");
+        opt->grass_rank = (int)meta_float(ds, "grass_rank");
+        opt->grass_interval = (int)meta_float(ds, "grass_interval");
+        opt->grass_alpha = meta_float(ds, "grass_alpha");
+        snprintf(opt->grass_select, sizeof(opt->grass_select), "%s", safetensors_meta(ds, "grass_select"));
+        snprintf(opt->grass_side, sizeof(opt->grass_side), "%s", safetensors_meta(ds, "grass_side"));
+    }
 }
 
 static int check(const char *what, double err, double bound) {
@@ -53,9 +77,12 @@ static int compare(const char *dir) {
     path_format(path, sizeof(path), "%s/debug_state.safetensors", dir);
     SafeTensors ds;
     safetensors_open(&ds, path);
-    int B = (int)meta_float(&ds, "batch"), T = (int)meta_float(&ds, "seq"), steps = (int)meta_float(&ds, "steps");
+    int B = (int)meta_float(&ds, "batch"), T = (int)meta_float(&ds, "seq");
+    TrainOptions opt;
+    options_from_meta(&ds, &opt);
+    int steps = opt.steps, grass = !strcmp(opt.optimizer, "grass");
     Llama m;
-    model_load_dir(&m, dir, B, T);
+    model_load_dir(&m, dir, B, T, &opt);
     const LlamaConfig *c = &m.cfg;
     int N = B * T, V = c->vocab_size;
     int *tokens = (int *)xmalloc(sizeof(int) * (N + 1));
@@ -80,17 +107,18 @@ static int compare(const char *dir) {
     // backward. Bound per tensor: max abs error over max |reference gradient|. The gradients pass through the
     // same operations backwards, so the same ~1e-6 relative error applies; 1e-4 leaves room for tensors whose
     // largest entries are small compared with the errors accumulated from larger upstream gradients.
-    memset(m.grads, 0, sizeof(float) * m.lay.count);
+    llama_zero_grads(&m, 0);
     llama_backward(&m, tokens, tokens + 1, B, T, 1.0f / N);
     for (int i = 0; i < llama_num_tensors(c); i++) {
         int kind, layer;
         char name[128], gname[160];
         llama_tensor_at(c, i, &kind, &layer);
+        if (grass && llama_param_kinds[kind].is_projection) continue;  // Grass keeps no full gradient for these
         llama_param_name(kind, layer, name, sizeof(name));
         snprintf(gname, sizeof(gname), "grad.%s", name);
         size_t n = llama_param_numel(c, kind);
         safetensors_read_f32(&ds, gname, ref, n);
-        const float *g = llama_param(&m, m.grads, kind, layer);
+        const float *g = llama_grad(&m, kind, layer);
         ok &= check(gname, max_abs_diff(g, ref, n) / fmax(max_abs(ref, n), 1e-30), 1e-4);
     }
 
@@ -98,22 +126,12 @@ static int compare(const char *dir) {
     // differences; Adam's normalised update turns gradient differences of relative size 1e-6 into update
     // differences of the same relative size, except for entries whose gradient is near zero, so the losses
     // agree to ~1e-6 relative; 2e-5 is the bound. Norms are checked the same way.
-    TrainOptions opt;
-    train_options_default(&opt);
-    opt.steps = steps;
-    opt.lr = meta_float(&ds, "lr");
-    opt.warmup = (int)meta_float(&ds, "warmup");
-    opt.min_lr_ratio = meta_float(&ds, "min_lr_ratio");
-    opt.weight_decay = meta_float(&ds, "weight_decay");
-    opt.grad_clip = meta_float(&ds, "grad_clip");
-    opt.beta1 = meta_float(&ds, "beta1");
-    opt.beta2 = meta_float(&ds, "beta2");
-    opt.eps = meta_float(&ds, "eps");
     safetensors_read_f32(&ds, "losses", ref_losses, steps);
     safetensors_read_f32(&ds, "norms", ref_norms, steps);
     double loss_err = 0.0, norm_err = 0.0;
+    long full_before = m.grass.full_grads;  // the gradient check above refreshed once too
     for (int s = 0; s < steps; s++) {
-        memset(m.grads, 0, sizeof(float) * m.lay.count);
+        llama_zero_grads(&m, s);
         float l = llama_forward(&m, tokens, tokens + 1, B, T);
         llama_backward(&m, tokens, tokens + 1, B, T, 1.0f / N);
         float norm = llama_optimizer_step(&m, &opt, s, lr_at_step(&opt, s));
@@ -122,10 +140,86 @@ static int compare(const char *dir) {
         norm_err = fmax(norm_err, fabs(norm - ref_norms[s]) / ref_norms[s]);
     }
     char what[96];
-    snprintf(what, sizeof(what), "AdamW losses over %d steps (relative)", steps);
+    snprintf(what, sizeof(what), "%s losses over %d steps (relative)", grass ? "Grass" : "AdamW", steps);
     ok &= check(what, loss_err, 2e-5);
     snprintf(what, sizeof(what), "gradient norms over %d steps (relative)", steps);
     ok &= check(what, norm_err, 2e-5);
+    if (grass) {
+        // the selection in force at the end must be the reference's: indices exactly, scales to fp32 rounding
+        // (they come from the gradient norms, which agree to ~1e-6 relative)
+        long mismatched = 0;
+        double rho_err = 0.0;
+        for (int i = 0; i < llama_num_tensors(c); i++) {
+            int kind, layer;
+            char name[128], key[192];
+            llama_tensor_at(c, i, &kind, &layer);
+            if (!llama_param_kinds[kind].is_projection) continue;
+            llama_param_name(kind, layer, name, sizeof(name));
+            int r = m.grass.shape[kind].r;
+            int32_t *sig = (int32_t *)xmalloc(sizeof(int32_t) * r);
+            float *rh = (float *)xmalloc(sizeof(float) * r);
+            snprintf(key, sizeof(key), "grass.sigma.%s", name);
+            safetensors_read_i32(&ds, key, sig, r);
+            snprintf(key, sizeof(key), "grass.rho.%s", name);
+            safetensors_read_f32(&ds, key, rh, r);
+            for (int j = 0; j < r; j++) {
+                mismatched += sig[j] != grass_sigma(&m.grass, kind, layer)[j];
+                rho_err = fmax(rho_err, fabs(rh[j] - grass_rho(&m.grass, kind, layer)[j]) / rh[j]);
+            }
+            free(sig);
+            free(rh);
+        }
+        ok &= check("grass: selected indices differing from the reference", (double)mismatched, 0.0);
+        // rho = 1/sqrt(r q_i) (multinorm) follows q_i = s_i / sum(s); a row whose norm is far below the largest
+        // carries the absolute fp32 error of the gradient (~1e-6 of its largest entries), so its q_i is off by up
+        // to ~1e-4 relative: that is the bound
+        ok &= check("grass: selection scales (relative)", rho_err, 1e-4);
+
+        // no full gradient of a projection outside refreshes: only the refreshes (steps 0, K, 2K, ...) computed
+        // one, matrix by matrix, and the gradient buffer holds only the tensors outside the projections
+        long refreshes = (steps + opt.grass_interval - 1) / opt.grass_interval;
+        ok &= check("grass: full projection gradients beyond the refreshes",
+                    fabs((double)(m.grass.full_grads - full_before) - (double)refreshes * 7 * c->n_layers), 0.0);
+        ParamLayout dense;
+        llama_param_layout_of(c, &dense, 0);
+        ok &= check("grass: gradient buffer floats beyond the non-projection tensors", fabs((double)m.glay.count - (double)dense.count), 0.0);
+
+        // the compressed gradient of a step without refresh equals diag(rho) B G of a full gradient computed
+        // separately (by the AdamW path on the same weights); fp32 with another summation order: 1e-5 relative
+        TrainOptions full_opt = opt;
+        snprintf(full_opt.optimizer, sizeof(full_opt.optimizer), "adamw");
+        Llama f;
+        llama_alloc(&f, c, B, T, &full_opt, 0);
+        memcpy(f.params, m.params, sizeof(float) * m.lay.count);
+        llama_zero_grads(&f, 0);
+        llama_forward(&f, tokens, tokens + 1, B, T);
+        llama_backward(&f, tokens, tokens + 1, B, T, 1.0f / N);
+        llama_zero_grads(&m, 1);
+        llama_forward(&m, tokens, tokens + 1, B, T);
+        llama_backward(&m, tokens, tokens + 1, B, T, 1.0f / N);
+        double gerr = 0.0;
+        for (int i = 0; i < llama_num_tensors(c); i++) {
+            int kind, layer;
+            llama_tensor_at(c, i, &kind, &layer);
+            if (!llama_param_kinds[kind].is_projection) continue;
+            GrassShape sh = m.grass.shape[kind];
+            size_t mrows, ncols;
+            llama_param_shape(c, kind, &mrows, &ncols);
+            const float *G = llama_grad(&f, kind, layer), *g = m.grass.g + grass_state_offset(&m.grass, kind, layer);
+            const int *sig = grass_sigma(&m.grass, kind, layer);
+            const float *rh = grass_rho(&m.grass, kind, layer);
+            double scale = 0.0, err = 0.0;
+            for (int j = 0; j < sh.r; j++)
+                for (int e = 0; e < sh.E; e++) {
+                    double want = rh[j] * (sh.rows ? G[(size_t)sig[j] * ncols + e] : G[(size_t)e * ncols + sig[j]]);
+                    scale = fmax(scale, fabs(want));
+                    err = fmax(err, fabs(want - g[(size_t)j * sh.E + e]));
+                }
+            gerr = fmax(gerr, err / scale);
+        }
+        ok &= check("grass: compressed gradient vs rows of the full one", gerr, 1e-5);
+        llama_free(&f);
+    }
     safetensors_close(&ds);
     llama_free(&m);
     printf("%s\n", ok ? "PASS" : "FAIL");
@@ -134,7 +228,9 @@ static int compare(const char *dir) {
 
 static int dump(const char *ckpt, const char *out, int B, int T, uint64_t seed) {
     Llama m;
-    model_load_dir(&m, ckpt, B, T);
+    TrainOptions opt;
+    train_options_default(&opt);
+    model_load_dir(&m, ckpt, B, T, &opt);
     int N = B * T, V = m.cfg.vocab_size;
     int *tokens = (int *)xmalloc(sizeof(int) * (N + 1));
     Rng r;

@@ -227,6 +227,12 @@ def main():
                                ("eps", float, 1e-8), ("seed", int, 1)]:
         ap.add_argument("--" + name, type=typ, default=default)
     ap.add_argument("--torch-adamw", action="store_true", help="step with torch.optim.AdamW (cross-check)")
+    ap.add_argument("--optimizer", choices=["adamw", "grass"], default="adamw")
+    ap.add_argument("--grass-rank", type=int, default=16)
+    ap.add_argument("--grass-interval", type=int, default=3)
+    ap.add_argument("--grass-select", default="multinorm")
+    ap.add_argument("--grass-alpha", type=float, default=0.25)
+    ap.add_argument("--grass-side", choices=["auto", "rows", "cols"], default="auto")
     a = ap.parse_args()
     from safetensors.torch import save_file
 
@@ -252,7 +258,13 @@ def main():
              "loss": loss.detach().reshape(1).clone()}
     state.update({"grad." + n: p.grad.clone() for n, p in zip(names, params)})
 
-    opt = torch_adamw(params, a) if a.torch_adamw else AdamW(params, a.beta1, a.beta2, a.eps, a.weight_decay)
+    if a.optimizer == "grass":
+        from grass_ref import Grass
+        opt = Grass(model.named_parameters(), lambda ps: AdamW(ps, a.beta1, a.beta2, a.eps, a.weight_decay),
+                    a.grass_rank, a.grass_interval, a.grass_select, a.grass_alpha, a.grass_side, a.seed,
+                    a.beta1, a.beta2, a.eps, a.weight_decay)
+    else:
+        opt = torch_adamw(params, a) if a.torch_adamw else AdamW(params, a.beta1, a.beta2, a.eps, a.weight_decay)
     losses, norms = [], []
     for s in range(a.steps):
         for p in params:
@@ -260,13 +272,23 @@ def main():
         _, loss = model(x, y)
         loss.backward()
         losses.append(loss.item())
-        norms.append(clip_grad_norm(params, a.grad_clip))
-        opt.step(lr_at(s, a.lr, a.warmup, a.steps, a.min_lr_ratio), s + 1)
+        lr = lr_at(s, a.lr, a.warmup, a.steps, a.min_lr_ratio)
+        if a.optimizer == "grass":
+            norms.append(opt.step(s, lr, a.grad_clip))
+        else:
+            norms.append(clip_grad_norm(params, a.grad_clip))
+            opt.step(lr, s + 1)
     state["losses"] = torch.tensor(losses, dtype=torch.float32)
     state["norms"] = torch.tensor(norms, dtype=torch.float32)
+    if a.optimizer == "grass":  # the selection in force after the last step
+        for name, (sigma, rho) in opt.sel.items():
+            state["grass.sigma." + name] = sigma.to(torch.int32)
+            state["grass.rho." + name] = rho.clone()
 
     meta = {k: str(getattr(a, k)) for k in ["batch", "seq", "steps", "lr", "warmup", "min_lr_ratio",
-                                             "weight_decay", "grad_clip", "beta1", "beta2", "eps", "seed"]}
+                                             "weight_decay", "grad_clip", "beta1", "beta2", "eps", "seed",
+                                             "optimizer", "grass_rank", "grass_interval", "grass_select",
+                                             "grass_alpha", "grass_side"]}
     meta.update({k: str(v) for k, v in vars(cfg).items()})
     save_file(state, os.path.join(a.out, "debug_state.safetensors"), metadata=meta)
     print(f"initial loss {state['loss'].item():.6f} (ln V = {math.log(cfg.vocab):.6f})")
