@@ -11,7 +11,7 @@ PYTHON ?= $(shell [ -x .venv/bin/python ] && echo .venv/bin/python || echo /usr/
 HOST_HEADERS = $(wildcard *.h) $(wildcard tokenizer/*.h)
 
 BINARIES = train_llama_cpu
-TEST_BINARIES = test/bin/test_reference
+TEST_BINARIES = test/bin/test_reference test/bin/test_grass_select
 
 .PHONY: all test test-gpu venv clean
 all: $(BINARIES) $(TEST_BINARIES)
@@ -20,6 +20,10 @@ train_llama_cpu: train_llama.c $(HOST_HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 test/bin/test_reference: test/test_reference.c train_llama.c $(HOST_HEADERS)
+	@mkdir -p test/bin
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+test/bin/test_grass_select: test/test_grass_select.c $(HOST_HEADERS)
 	@mkdir -p test/bin
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 

@@ -13,7 +13,11 @@ expect_error "--batch must not be negative" $T "${ok[@]}" --batch -2
 expect_error "--seq needs a value" $T "${ok[@]}" --seq
 expect_error "--eval-only takes no value" $T "${ok[@]}" --eval-only=1
 expect_error "unexpected argument 'stray'" $T "${ok[@]}" stray
-expect_error "--optimizer must be one of adamw, got 'sgd'" $T "${ok[@]}" --optimizer sgd
+expect_error "--optimizer must be one of adamw|grass, got 'sgd'" $T "${ok[@]}" --optimizer sgd
+expect_error "--grass-* options need --optimizer grass" $T "${ok[@]}" --grass-rank 8
+expect_error "--grass-select must be one of topr|multinorm|multinorm-nr|uniform|uniform-nr, got 'best'" $T "${ok[@]}" --optimizer grass --grass-select best
+expect_error "--grass-side must be one of auto|rows|cols, got 'both'" $T "${ok[@]}" --optimizer grass --grass-side both
+expect_error "--grass-interval must be at least 1" $T "${ok[@]}" --optimizer grass --grass-interval 0
 expect_error "--recompute is an option of the GPU trainer" $T "${ok[@]}" --recompute 1
 expect_error "--init and --resume exclude each other" $T "${ok[@]}" --init "$TMP" --resume "$TMP"
 expect_error "--eval-only needs the weights" $T "${ok[@]}" --eval-only --val-data "$TMP/ok.bin"
