@@ -6,6 +6,16 @@ CFLAGS ?= -O3 -march=native -fno-math-errno -fno-trapping-math -fno-signed-zeros
 CFLAGS += -std=gnu11 -Wall -Wextra -Wno-unused-function -Wno-unused-parameter -fopenmp -I.
 LDLIBS = -lm
 
+# MPI (DESIGN §5): with mpicc the CPU trainer is built with MPI for data-parallel runs under mpirun
+MPICC ?= $(shell command -v mpicc 2>/dev/null)
+ifneq ($(MPICC),)
+  TRAIN_CC = $(MPICC)
+  TRAIN_CFLAGS = -DUSE_MPI
+else
+  TRAIN_CC = $(CC)
+  TRAIN_CFLAGS =
+endif
+
 PYTHON ?= $(shell [ -x .venv/bin/python ] && echo .venv/bin/python || echo /usr/bin/python3)
 
 HOST_HEADERS = $(wildcard *.h) $(wildcard tokenizer/*.h)
@@ -17,7 +27,7 @@ TEST_BINARIES = test/bin/test_reference test/bin/test_grass_select
 all: $(BINARIES) $(TEST_BINARIES)
 
 train_llama_cpu: train_llama.c $(HOST_HEADERS)
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(TRAIN_CC) $(CFLAGS) $(TRAIN_CFLAGS) -o $@ $< $(LDLIBS)
 
 test/bin/test_reference: test/test_reference.c train_llama.c $(HOST_HEADERS)
 	@mkdir -p test/bin

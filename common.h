@@ -15,6 +15,9 @@
 #include <time.h>
 #include <sys/stat.h>
 
+// Called by fail() before it exits: comm.h sets it so that an error on one MPI rank ends all of them.
+static void (*fail_hook)(void) = NULL;
+
 // Prints "error: <message>" on stderr and exits with status 1. Every user-facing error goes through here,
 // so each is one line that names the file, flag or size at fault and what was expected.
 static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -26,6 +29,8 @@ static void fail(const char *fmt, ...) {
     fprintf(stderr, "\n");
     va_end(ap);
     fflush(stdout);
+    fflush(stderr);
+    if (fail_hook) fail_hook();
     exit(1);
 }
 

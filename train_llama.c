@@ -11,6 +11,7 @@
 #include <math.h>
 #include <omp.h>
 #include "checkpoint.h"
+#include "comm.h"
 #include "common.h"
 #include "dataloader.h"
 #include "grass.h"
@@ -375,6 +376,7 @@ typedef struct {
     float *adam_v;       // [glay.count] AdamW second moment
     Activations a;
     GrassState grass;
+    const Comm *comm;    // the data-parallel ranks gradients are averaged over
 } Llama;
 
 typedef struct {
@@ -467,6 +469,7 @@ static void llama_plan(Llama *m, const LlamaConfig *cfg, int B, int T, const Tra
     m->cfg = *cfg;
     m->B = B;
     m->T = T;
+    m->comm = &comm_solo;
     llama_param_layout(cfg, &m->lay);
     GrassState *gs = &m->grass;
     gs->enabled = !strcmp(opt->optimizer, "grass");
@@ -540,13 +543,16 @@ static void grass_compressed_grad(float *g, const int *sigma, const float *rho, 
     }
 }
 
-// A refresh of one matrix: its full gradient G = dY^T X into the scratch, the squared norms of its rows (or
-// columns), a new selection keyed by (seed, refresh, layer, kind), g from the selected rows of G, and the
-// moments restarted. (With several ranks, G is summed across them before the norms: DESIGN §5.)
-static void grass_refresh_matrix(GrassState *gs, int kind, int layer, const float *dout, const float *inp, int N, int n, int m) {
+// A refresh of one matrix: its full gradient G = dY^T X into the scratch, averaged over the ranks, the squared
+// norms of its rows (or columns), a new selection keyed by (seed, refresh, layer, kind), the same on every
+// rank, g from the selected rows of G, and the moments restarted. Every rank puts the rank-averaged rows into
+// its g, so the average of the g's at the end of the step counts them once (DESIGN §3, §5).
+static void grass_refresh_matrix(GrassState *gs, const Comm *comm, int kind, int layer, const float *dout, const float *inp,
+                                 int N, int n, int m) {
     GrassShape sh = gs->shape[kind];
     memset(gs->full, 0, sizeof(float) * (size_t)m * n);
     matmul_backward(NULL, gs->full, dout, inp, NULL, N, n, m);
+    comm_mean_f32(comm, gs->full, (size_t)m * n);
     gs->full_grads++;
     double *norms = (double *)xmalloc(sizeof(double) * sh.D);
     grass_norms(gs->full, m, n, sh.rows, norms);
@@ -574,7 +580,7 @@ static void projection_backward(Llama *m, int kind, int layer, float *dinp, cons
     if (!gs->enabled) {
         matmul_backward(NULL, llama_grad(m, kind, layer), dout, inp, NULL, N, n, mo);
     } else if (gs->refresh_now) {
-        grass_refresh_matrix(gs, kind, layer, dout, inp, N, n, mo);
+        grass_refresh_matrix(gs, m->comm, kind, layer, dout, inp, N, n, mo);
     } else {
         grass_compressed_grad(gs->g + grass_state_offset(gs, kind, layer), grass_sigma(gs, kind, layer),
                               grass_rho(gs, kind, layer), gs->shape[kind], dout, inp, N, n, mo);
@@ -769,6 +775,22 @@ static void llama_zero_grads(Llama *m, int step) {
     gs->refresh_index = grass_refresh_number(step, gs->interval);
 }
 
+// Averages the step's gradients over the ranks: the full ones and Grass's compressed ones.
+static void llama_reduce_grads(Llama *m) {
+    comm_mean_f32(m->comm, m->grads, m->glay.count);
+    if (m->grass.enabled) comm_mean_f32(m->comm, m->grass.g, m->grass.nstate);
+}
+
+// Floats all-reduced per step: (ordinary step, refresh step).
+static void llama_comm_floats(const Llama *m, size_t *step, size_t *refresh) {
+    const GrassState *gs = &m->grass;
+    *step = m->glay.count + (gs->enabled ? gs->nstate : 0);
+    *refresh = *step;
+    if (gs->enabled)
+        for (int k = 0; k < NUM_PARAM_KINDS; k++)
+            if (llama_param_kinds[k].is_projection) *refresh += llama_param_kind_numel(&m->cfg, k);
+}
+
 // Clips (when opt->grad_clip > 0) by the global norm over every gradient there is (full gradients, and
 // Grass's compressed ones), then updates: AdamW on the tensors with full gradients (weight decay on the
 // matrices only), Grass on the projections. Returns the norm before clipping. step is 0-based.
@@ -806,7 +828,7 @@ static float evaluate(Llama *m, DataLoader *val, int batches) {
         dataloader_next_batch(val);
         sum += llama_forward(m, val->inputs, val->targets, val->B, val->T);
     }
-    return (float)(sum / batches);
+    return (float)comm_mean_f64(m->comm, sum / batches);
 }
 
 // Generates `ntok` tokens after BOS by sampling the softmax (temperature 1) with a stream keyed by the step,
@@ -874,12 +896,15 @@ static int trainer_state_sections(Llama *m, int64_t *scalars, StateSection *sec)
 // optimizer (grass?, rank, interval, selector, side)
 static void trainer_state_scalars(const Llama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum, int64_t *s) {
     const GrassState *gs = &m->grass;
-    int64_t v[TRAINER_STATE_SCALARS] = {step, opt->batch, opt->seq, 1, accum, opt->seed, train->epoch, train->shard_pos,
+    int64_t v[TRAINER_STATE_SCALARS] = {step, opt->batch, opt->seq, m->comm->world, accum, opt->seed, train->epoch, train->shard_pos,
                                         train->window_pos, gs->enabled, gs->rank, gs->interval, gs->selector, gs->side};
     memcpy(s, v, sizeof(v));
 }
 
+// Rank 0 writes the checkpoint: every rank holds the same weights and optimizer state, and the data
+// position is the same window index on every rank. The others wait until it is complete.
 static void save_checkpoint(Llama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum) {
+    if (m->comm->rank != 0) { comm_barrier(m->comm); return; }
     char tmp[CKPT_PATH_LEN], path[CKPT_PATH_LEN + 32];
     int64_t scalars[TRAINER_STATE_SCALARS];
     StateSection sec[TRAINER_STATE_SECTIONS];
@@ -891,6 +916,7 @@ static void save_checkpoint(Llama *m, const TrainOptions *opt, int step, const D
     state_write(path, n, sec);
     checkpoint_commit(opt->out, step, tmp);
     printf("checkpoint: %s/ckpt_%08d\n", opt->out, step);
+    comm_barrier(m->comm);
 }
 
 // Restores the optimizer state, step and data position of the checkpoint in dir; returns the step.
@@ -906,7 +932,7 @@ static int load_trainer_state(Llama *m, const TrainOptions *opt, const char *dir
     const int64_t *b = (const int64_t *)state_get(&st, "batch_shape", 5 * sizeof(int64_t));
     const int64_t *o = (const int64_t *)state_get(&st, "optimizer", 5 * sizeof(int64_t));
     if (memcmp(b, &want[1], 5 * sizeof(int64_t)))
-        fail("%s was written with --batch %lld --seq %lld, %lld ranks, %lld micro-batches per step and --seed %lld; resume with the same",
+        fail("%s was written with --batch %lld --seq %lld, %lld ranks, %lld micro-batches per step and --seed %lld; resume with the same (another number of ranks reads other data)",
              path, (long long)b[0], (long long)b[1], (long long)b[2], (long long)b[3], (long long)b[4]);
     if (memcmp(o, &want[9], 5 * sizeof(int64_t)))
         fail("%s was written with --optimizer %s%s%s, rank %lld, interval %lld; resume with the same optimizer settings", path,
@@ -921,10 +947,17 @@ static int load_trainer_state(Llama *m, const TrainOptions *opt, const char *dir
 
 #ifndef TESTING
 int main(int argc, char **argv) {
+    Comm comm;
+    comm_init(&comm, &argc, &argv);
+    if (comm.rank != 0 && !freopen("/dev/null", "w", stdout)) fail("cannot silence rank %d's output", comm.rank);
     TrainOptions opt;
     train_options_default(&opt);
     train_options_parse(&opt, argc, argv, 0);
-    if (opt.help) { train_options_help(argv[0], 0); return 0; }
+    if (opt.help) {
+        train_options_help(argv[0], 0);
+        comm_finalize(&comm);
+        return 0;
+    }
     train_options_check(&opt);
 
     // where the weights come from: a checkpoint to resume, weights to start from, or a fresh init
@@ -951,7 +984,7 @@ int main(int argc, char **argv) {
             }
         }
     }
-    int world = 1, accum = train_options_grad_accum(&opt, world);
+    int world = comm.world, rank = comm.rank, accum = train_options_grad_accum(&opt, world);
     int B = opt.batch, T = opt.seq;
 
     Llama model;
@@ -963,8 +996,18 @@ int main(int argc, char **argv) {
         printf("grass: rank %d, interval %d, selector %s, side %s, alpha %g\n", grass_rank, opt.grass_interval,
                opt.grass_select, opt.grass_side, (double)opt.grass_alpha);
     llama_plan_print(&model);
-    if (opt.dry_run) return 0;  // the plan needs the sizes only: nothing is allocated
+    if (opt.dry_run) {  // the plan needs the sizes only: nothing is allocated
+        comm_finalize(&comm);
+        return 0;
+    }
     llama_alloc(&model, &cfg, B, T, &opt, grass_rank);
+    model.comm = &comm;
+    if (world > 1) {
+        size_t per_step, per_refresh;
+        llama_comm_floats(&model, &per_step, &per_refresh);
+        printf("ranks: %d; all-reduce %.2f MiB per step (%.2f MiB at refresh steps)\n", world, 4.0 * per_step / 1048576.0,
+               4.0 * per_refresh / 1048576.0);
+    }
     printf("batch: %d x %d tokens, %d micro-batches per step = %lld tokens per step; %d threads\n", B, T, accum,
            (long long)B * T * accum * world, omp_get_max_threads());
     if (weights_dir) {
@@ -983,7 +1026,7 @@ int main(int argc, char **argv) {
     DataLoader train, val;
     int have_val = opt.val_data[0] != 0;
     if (have_val) {
-        dataloader_init(&val, opt.val_data, "--val-data", B, T, 0, world, cfg.vocab_size, 0, 0);
+        dataloader_init(&val, opt.val_data, "--val-data", B, T, rank, world, cfg.vocab_size, 0, 0);
         size_t avail = dataloader_num_batches(&val);
         if ((size_t)opt.eval_batches > avail) {
             printf("val: --eval-batches %d but the validation shards hold %zu batches; using %zu\n", opt.eval_batches, avail, avail);
@@ -993,9 +1036,10 @@ int main(int argc, char **argv) {
     if (opt.eval_only) {
         Logger none = {NULL};
         logger_val(&none, 0, evaluate(&model, &val, opt.eval_batches));
+        comm_finalize(&comm);
         return 0;
     }
-    dataloader_init(&train, opt.train_data, "--train-data", B, T, 0, world, cfg.vocab_size, 1, (uint64_t)opt.seed);
+    dataloader_init(&train, opt.train_data, "--train-data", B, T, rank, world, cfg.vocab_size, 1, (uint64_t)opt.seed);
     int start = 0;
     if (resume_dir[0]) {
         start = load_trainer_state(&model, &opt, resume_dir, &train, accum);
@@ -1004,7 +1048,7 @@ int main(int argc, char **argv) {
     }
     if (opt.out[0]) mkdir_p(opt.out);
     Logger log;
-    logger_init(&log, opt.out, start > 0);
+    logger_init(&log, rank == 0 ? opt.out : NULL, start > 0);
     if (have_val && start == 0) logger_val(&log, 0, evaluate(&model, &val, opt.eval_batches));
 
     for (int step = start; step < opt.steps; step++) {
@@ -1016,17 +1060,18 @@ int main(int argc, char **argv) {
             loss += llama_forward(&model, train.inputs, train.targets, B, T);
             llama_backward(&model, train.inputs, train.targets, B, T, 1.0f / ((float)B * T * accum));
         }
-        loss /= accum;
+        loss = comm_mean_f64(&comm, loss / accum);
+        llama_reduce_grads(&model);
         if (!isfinite(loss)) fail("the loss is %f at step %d: training diverged (lower --lr or set --grad-clip)", loss, step + 1);
         float lr = lr_at_step(&opt, step);
         float norm = llama_optimizer_step(&model, &opt, step, lr);
         double ms = 1000.0 * (wall_time() - t0);
         int done = step + 1;
-        logger_step(&log, done, opt.steps, (float)loss, lr, norm, ms, (double)B * T * accum / (ms / 1000.0), -1, -1);
+        logger_step(&log, done, opt.steps, (float)loss, lr, norm, ms, (double)B * T * accum * world / (ms / 1000.0), -1, -1);
         int last = done == opt.steps;
         if (have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
             logger_val(&log, done, evaluate(&model, &val, opt.eval_batches));
-        if (opt.sample_every && (done % opt.sample_every == 0 || last)) sample_print(&model, opt.tokenizer[0] ? &tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
+        if (rank == 0 && opt.sample_every && (done % opt.sample_every == 0 || last)) sample_print(&model, opt.tokenizer[0] ? &tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
         if (opt.out[0] && ((opt.ckpt_every && done % opt.ckpt_every == 0) || last)) save_checkpoint(&model, &opt, done, &train, accum);
     }
     logger_close(&log);
@@ -1034,6 +1079,7 @@ int main(int argc, char **argv) {
     dataloader_free(&train);
     if (have_val) dataloader_free(&val);
     llama_free(&model);
+    comm_finalize(&comm);
     return 0;
 }
 #endif

@@ -1,8 +1,8 @@
 """
 shard_tool.py: writes token shards in llm.c's format for tests, including deliberately broken ones.
   shard_tool.py OUT.bin --tokens N --vocab V [--seed S] [--uint32] [--magic M] [--version X]
-                [--header-count C] [--truncate BYTES] [--bad-token ID]
-Random tokens uniform in [0, V); --bad-token puts ID at position N // 2.
+                [--header-count C] [--truncate BYTES] [--bad-token ID [--bad-at P,P,...]]
+Random tokens uniform in [0, V); --bad-token puts ID at position N // 2, or at the --bad-at positions.
 """
 import argparse
 import numpy as np
@@ -18,12 +18,14 @@ p.add_argument("--version", type=int)
 p.add_argument("--header-count", type=int)
 p.add_argument("--truncate", type=int, default=0, help="drop this many bytes from the end")
 p.add_argument("--bad-token", type=int)
+p.add_argument("--bad-at", help="comma-separated positions for --bad-token")
 a = p.parse_args()
 
 rng = np.random.default_rng(a.seed)
 toks = rng.integers(0, a.vocab, size=a.tokens)
 if a.bad_token is not None:
-    toks[a.tokens // 2] = a.bad_token
+    for pos in ([int(x) for x in a.bad_at.split(",")] if a.bad_at else [a.tokens // 2]):
+        toks[pos] = a.bad_token
 header = np.zeros(256, dtype=np.int32)
 header[0] = a.magic if a.magic is not None else (20240801 if a.uint32 else 20240520)
 header[1] = a.version if a.version is not None else (7 if a.uint32 else 1)

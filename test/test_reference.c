@@ -11,6 +11,10 @@
  *   test_reference dump CKPT_DIR OUT.safetensors BATCH SEQ SEED
  *       loads a checkpoint, runs the forward pass on random tokens and writes tokens, logits and loss in the
  *       debug-state layout, for test/hf_compare.py to check against Hugging Face transformers.
+ *
+ *   test_reference diff A.safetensors B.safetensors BOUND
+ *       the difference between two checkpoints' weights: per tensor ||A - B|| / ||A|| (Frobenius), the
+ *       largest over the tensors; fails when it exceeds BOUND.
  */
 #define TESTING
 #include "../train_llama.c"
@@ -250,9 +254,35 @@ static int dump(const char *ckpt, const char *out, int B, int T, uint64_t seed) 
     return 0;
 }
 
+static int diff(const char *pa, const char *pb, double bound) {
+    SafeTensors a, b;
+    safetensors_open(&a, pa);
+    safetensors_open(&b, pb);
+    double worst = 0.0;
+    const char *worst_name = "";
+    for (int i = 0; i < a.n; i++) {
+        const StEntry *e = &a.entries[i];
+        size_t n = st_numel(e->ndim, e->shape);
+        float *x = (float *)xmalloc(sizeof(float) * n), *y = (float *)xmalloc(sizeof(float) * n);
+        safetensors_read_f32(&a, e->name, x, n);
+        safetensors_read_f32(&b, e->name, y, n);
+        double dd = 0.0, xx = 0.0;
+        for (size_t k = 0; k < n; k++) { dd += ((double)x[k] - y[k]) * ((double)x[k] - y[k]); xx += (double)x[k] * x[k]; }
+        double rel = sqrt(dd / fmax(xx, 1e-300));
+        if (rel >= worst) { worst = rel; worst_name = e->name; }
+        free(x);
+        free(y);
+    }
+    if (a.n != b.n) fail("%s and %s hold different tensors", pa, pb);
+    int ok = worst <= bound;
+    printf("%s weights differ by at most %.3e relative (Frobenius, worst tensor %s); bound %.1e\n", ok ? "ok  " : "FAIL", worst, worst_name, bound);
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "compare")) return compare(argv[2]);
     if (argc == 7 && !strcmp(argv[1], "dump")) return dump(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), strtoull(argv[6], NULL, 10));
-    fprintf(stderr, "usage: %s compare DIR | dump CKPT_DIR OUT.safetensors BATCH SEQ SEED\n", argv[0]);
+    if (argc == 5 && !strcmp(argv[1], "diff")) return diff(argv[2], argv[3], atof(argv[4]));
+    fprintf(stderr, "usage: %s compare DIR | dump CKPT_DIR OUT.safetensors BATCH SEQ SEED | diff A B BOUND\n", argv[0]);
     return 2;
 }
