@@ -781,14 +781,16 @@ static void llama_reduce_grads(Llama *m) {
     if (m->grass.enabled) comm_mean_f32(m->comm, m->grass.g, m->grass.nstate);
 }
 
-// Floats all-reduced per step: (ordinary step, refresh step).
-static void llama_comm_floats(const Llama *m, size_t *step, size_t *refresh) {
+// Floats all-reduced per step on every rank: in an ordinary step, the part of it that belongs to the
+// projections, and in a refresh step (which also averages each projection's full gradient).
+static void llama_comm_floats(const Llama *m, size_t *step, size_t *proj, size_t *refresh) {
     const GrassState *gs = &m->grass;
+    size_t proj_full = 0;
+    for (int k = 0; k < NUM_PARAM_KINDS; k++)
+        if (llama_param_kinds[k].is_projection) proj_full += llama_param_kind_numel(&m->cfg, k);
     *step = m->glay.count + (gs->enabled ? gs->nstate : 0);
-    *refresh = *step;
-    if (gs->enabled)
-        for (int k = 0; k < NUM_PARAM_KINDS; k++)
-            if (llama_param_kinds[k].is_projection) *refresh += llama_param_kind_numel(&m->cfg, k);
+    *proj = gs->enabled ? gs->nstate : proj_full;
+    *refresh = *step + (gs->enabled ? proj_full : 0);
 }
 
 // Clips (when opt->grad_clip > 0) by the global norm over every gradient there is (full gradients, and
@@ -996,18 +998,17 @@ int main(int argc, char **argv) {
         printf("grass: rank %d, interval %d, selector %s, side %s, alpha %g\n", grass_rank, opt.grass_interval,
                opt.grass_select, opt.grass_side, (double)opt.grass_alpha);
     llama_plan_print(&model);
+    size_t comm_step, comm_proj, comm_refresh;
+    llama_comm_floats(&model, &comm_step, &comm_proj, &comm_refresh);
+    printf("all-reduce per step and rank: %zu bytes, of which projections %zu bytes (refresh steps: %zu bytes)\n",
+           4 * comm_step, 4 * comm_proj, 4 * comm_refresh);
     if (opt.dry_run) {  // the plan needs the sizes only: nothing is allocated
         comm_finalize(&comm);
         return 0;
     }
     llama_alloc(&model, &cfg, B, T, &opt, grass_rank);
     model.comm = &comm;
-    if (world > 1) {
-        size_t per_step, per_refresh;
-        llama_comm_floats(&model, &per_step, &per_refresh);
-        printf("ranks: %d; all-reduce %.2f MiB per step (%.2f MiB at refresh steps)\n", world, 4.0 * per_step / 1048576.0,
-               4.0 * per_refresh / 1048576.0);
-    }
+    if (world > 1) printf("ranks: %d\n", world);
     printf("batch: %d x %d tokens, %d micro-batches per step = %lld tokens per step; %d threads\n", B, T, accum,
            (long long)B * T * accum * world, omp_get_max_threads());
     if (weights_dir) {
