@@ -40,7 +40,7 @@ static void comm_init(Comm *c, int *argc, char ***argv) {
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &local);
     MPI_Comm_rank(local, &c->local_rank);
     MPI_Comm_free(&local);
-    fail_hook = comm_abort;  // from now on an error on any rank ends every rank
+    if (c->world > 1) fail_hook = comm_abort;  // from now on an error on any rank ends every rank
 #endif
 }
 

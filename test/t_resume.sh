@@ -26,7 +26,7 @@ for delay in 0.35 0.2 0.5 0.3 0.45; do
   sleep $delay
   kill -9 $pid 2>/dev/null || true
   wait $pid 2>/dev/null || true
-  ls "$TMP/killed" | tr '\n' ' '; echo
+  echo "after $delay s: $(ls "$TMP/killed" 2> /dev/null | tr '\n' ' ')"
 done
 # a half-written checkpoint (what a kill inside a save leaves) is never taken for a complete one
 mkdir -p "$TMP/killed/ckpt_00000099.tmp" && echo garbage > "$TMP/killed/ckpt_00000099.tmp/model.safetensors"
