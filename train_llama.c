@@ -88,8 +88,7 @@ static float dot_product(const float *a, const float *b, int n) {
 }
 
 // out[i][c0 + l] += sum_k scale[i] * a[i][k * sk] * b[k * ldb + c0 + l] for i < rows (<= MM_ROWS),
-// l < cols (<= MM_COLS), scale NULL meaning 1: the one product shape behind the forward, both gradients of a
-// matmul and Grass's compressed gradients (rows of a selected through the a[i] pointers, scaled by rho).
+// l < cols (<= MM_COLS), scale NULL meaning 1: one register block of matmul_rows.
 static void matmul_accumulate_block(float *out, size_t ldo, const float *const *a, const float *scale, size_t sk,
                                     const float *b, size_t ldb, int rows, int K, int c0, int cols) {
     float acc[MM_ROWS][MM_COLS], sc[MM_ROWS];
@@ -120,9 +119,29 @@ static void matmul_accumulate_block(float *out, size_t ldo, const float *const *
         for (int l = 0; l < cols; l++) out[i * ldo + c0 + l] = acc[i][l];
 }
 
+// The one product shape behind the forward, both gradients of a matmul and Grass's compressed gradients:
+// out [R, C] += diag(scale) A B, where row i of A is read from a + idx(i) * row_stride with stride sk between
+// its K entries (idx(i) = sel[i], or i when sel is NULL; scale NULL means 1) and B [K, C] is row-major. Each
+// output element is summed over k in order by one thread.
+static void matmul_rows(float *out, int R, int C, const float *a, size_t row_stride, const int *sel, const float *scale,
+                        size_t sk, const float *b, int K) {
+    int rb = (R + MM_ROWS - 1) / MM_ROWS, cb = (C + MM_COLS - 1) / MM_COLS;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < rb * cb; blk++) {
+        int r0 = (blk / cb) * MM_ROWS, c0 = (blk % cb) * MM_COLS;
+        int rows = R - r0 < MM_ROWS ? R - r0 : MM_ROWS, cols = C - c0 < MM_COLS ? C - c0 : MM_COLS;
+        const float *rowp[MM_ROWS];
+        for (int i = 0; i < MM_ROWS; i++) {
+            int r = r0 + (i < rows ? i : 0);
+            rowp[i] = a + (size_t)(sel ? sel[r] : r) * row_stride;
+        }
+        matmul_accumulate_block(out + (size_t)r0 * C, C, rowp, scale ? scale + r0 : NULL, sk, b, C, rows, K, c0, cols);
+    }
+}
+
 static void matmul_forward(float *out, const float *inp, const float *w, int N, int C, int OC) {
-    // out [N, OC] = inp [N, C] @ w [OC, C]^T, as rows of out accumulating rows of w^T (the same blocked
-    // product as the backward). The transpose costs OC*C, small next to the N*OC*C product.
+    // out [N, OC] = inp [N, C] @ w [OC, C]^T = inp @ wt with wt = w^T [C, OC]. The transpose costs OC*C,
+    // small next to the N*OC*C product.
     static float *wt = NULL;  // [C, OC] scratch, grown to the largest weight seen
     static size_t wt_cap = 0;
     if ((size_t)OC * C > wt_cap) {
@@ -134,42 +153,13 @@ static void matmul_forward(float *out, const float *inp, const float *w, int N, 
     for (int c = 0; c < C; c++)
         for (int o = 0; o < OC; o++) wt[(size_t)c * OC + o] = w[(size_t)o * C + c];
     memset(out, 0, sizeof(float) * N * OC);
-    int rb = (N + MM_ROWS - 1) / MM_ROWS, cb = (OC + MM_COLS - 1) / MM_COLS;
-#pragma omp parallel for schedule(static)
-    for (int blk = 0; blk < rb * cb; blk++) {
-        int n0 = (blk / cb) * MM_ROWS, c0 = (blk % cb) * MM_COLS;
-        int rows = N - n0 < MM_ROWS ? N - n0 : MM_ROWS, cols = OC - c0 < MM_COLS ? OC - c0 : MM_COLS;
-        const float *a[MM_ROWS];
-        for (int i = 0; i < MM_ROWS; i++) a[i] = inp + (size_t)(n0 + (i < rows ? i : 0)) * C;
-        matmul_accumulate_block(out + (size_t)n0 * OC, OC, a, NULL, 1, wt, OC, rows, C, c0, cols);
-    }
+    matmul_rows(out, N, OC, inp, C, NULL, NULL, 1, wt, C);
 }
 
 static void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N, int C, int OC) {
     // dinp [N, C] += dout [N, OC] @ w [OC, C];  dw [OC, C] += dout^T @ inp [N, C]. Either may be NULL.
-    int cb = (C + MM_COLS - 1) / MM_COLS;
-    if (dinp) {
-        int rb = (N + MM_ROWS - 1) / MM_ROWS;
-#pragma omp parallel for schedule(static)
-        for (int blk = 0; blk < rb * cb; blk++) {
-            int n0 = (blk / cb) * MM_ROWS, c0 = (blk % cb) * MM_COLS;
-            int rows = N - n0 < MM_ROWS ? N - n0 : MM_ROWS, cols = C - c0 < MM_COLS ? C - c0 : MM_COLS;
-            const float *a[MM_ROWS];
-            for (int i = 0; i < MM_ROWS; i++) a[i] = dout + (size_t)(n0 + (i < rows ? i : 0)) * OC;
-            matmul_accumulate_block(dinp + (size_t)n0 * C, C, a, NULL, 1, w, C, rows, OC, c0, cols);
-        }
-    }
-    if (dw) {
-        int rb = (OC + MM_ROWS - 1) / MM_ROWS;
-#pragma omp parallel for schedule(static)
-        for (int blk = 0; blk < rb * cb; blk++) {
-            int o0 = (blk / cb) * MM_ROWS, c0 = (blk % cb) * MM_COLS;
-            int rows = OC - o0 < MM_ROWS ? OC - o0 : MM_ROWS, cols = C - c0 < MM_COLS ? C - c0 : MM_COLS;
-            const float *a[MM_ROWS];
-            for (int i = 0; i < MM_ROWS; i++) a[i] = dout + o0 + (i < rows ? i : 0);
-            matmul_accumulate_block(dw + (size_t)o0 * C, C, a, NULL, OC, inp, C, rows, N, c0, cols);
-        }
-    }
+    if (dinp) matmul_rows(dinp, N, C, dout, OC, NULL, NULL, 1, w, OC);
+    if (dw) matmul_rows(dw, OC, C, dout, 1, NULL, NULL, OC, inp, N);
 }
 
 // RoPE tables cos/sin [T, hd/2] computed as HF does (fp32 inverse frequencies, fp32 angles).
@@ -530,17 +520,8 @@ static size_t grass_state_offset(GrassState *gs, int kind, int layer) {
 // columns side, g[j] += rho_j * sum_t X[t, sigma_j] dY[t]. The selected columns of dY (or X) are read in place.
 static void grass_compressed_grad(float *g, const int *sigma, const float *rho, GrassShape sh, const float *dout,
                                   const float *inp, int N, int n, int m) {
-    const float *sel = sh.rows ? dout : inp, *other = sh.rows ? inp : dout;
-    size_t sk = sh.rows ? (size_t)m : (size_t)n;
-    int rb = (sh.r + MM_ROWS - 1) / MM_ROWS, cb = (sh.E + MM_COLS - 1) / MM_COLS;
-#pragma omp parallel for schedule(static)
-    for (int blk = 0; blk < rb * cb; blk++) {
-        int j0 = (blk / cb) * MM_ROWS, c0 = (blk % cb) * MM_COLS;
-        int rows = sh.r - j0 < MM_ROWS ? sh.r - j0 : MM_ROWS, cols = sh.E - c0 < MM_COLS ? sh.E - c0 : MM_COLS;
-        const float *a[MM_ROWS];
-        for (int i = 0; i < MM_ROWS; i++) a[i] = sel + sigma[j0 + (i < rows ? i : 0)];
-        matmul_accumulate_block(g + (size_t)j0 * sh.E, sh.E, a, rho + j0, sk, other, sh.E, rows, N, c0, cols);
-    }
+    if (sh.rows) matmul_rows(g, sh.r, sh.E, dout, 1, sigma, rho, (size_t)m, inp, N);  // columns sigma of dY, rows of X
+    else matmul_rows(g, sh.r, sh.E, inp, 1, sigma, rho, (size_t)n, dout, N);          // columns sigma of X, rows of dY
 }
 
 // A refresh of one matrix: its full gradient G = dY^T X into the scratch, averaged over the ranks, the squared
