@@ -22,6 +22,7 @@
 #include "common.h"
 #include "llama_config.h"
 #include "safetensors.h"
+#include "grass.h"
 
 #define STATE_MAGIC "GRASSTAT"
 #define STATE_END "GRASSEND"
@@ -243,6 +244,59 @@ static void checkpoint_read_model(const char *dir, const LlamaConfig *c, float *
         safetensors_read_f32(&st, name, params + llama_param_offset(c, &lay, kind, layer), rows * cols);
     }
     safetensors_close(&st);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// What every trainer state records besides its tensors, and what a resume must match.
+
+typedef struct {
+    int64_t step;          // completed optimizer steps
+    int64_t batch[5];      // --batch, --seq, ranks, micro-batches per step, --seed (they decide the data order)
+    int64_t data[3];       // data position: epoch, shard, window
+    int64_t optimizer[5];  // Grass (0 or 1), rank, interval, selector, side
+} StateHeader;
+
+#define STATE_HEADER_SECTIONS 4
+
+static int state_header_sections(StateHeader *h, StateSection *sec) {
+    sec[0] = (StateSection){"step", sizeof(h->step), &h->step};
+    sec[1] = (StateSection){"batch_shape", sizeof(h->batch), h->batch};
+    sec[2] = (StateSection){"data_position", sizeof(h->data), h->data};
+    sec[3] = (StateSection){"optimizer", sizeof(h->optimizer), h->optimizer};
+    return STATE_HEADER_SECTIONS;
+}
+
+// Writes the checkpoint of `step` into OUT (DESIGN §6): the fp32 weights, config.json, and the state sections.
+static void checkpoint_save(const char *out_dir, int step, const LlamaConfig *c, const float *params, int n,
+                            const StateSection *sec) {
+    char tmp[CKPT_PATH_LEN], path[CKPT_PATH_LEN + 32];
+    checkpoint_begin(out_dir, step, tmp, sizeof(tmp));
+    checkpoint_write_model(tmp, c, params);
+    path_format(path, sizeof(path), "%s/state.bin", tmp);
+    state_write(path, n, sec);
+    checkpoint_commit(out_dir, step, tmp);
+    printf("checkpoint: %s/ckpt_%08d\n", out_dir, step);
+}
+
+// Reads the state of the checkpoint in dir: checks that its batch shape and optimizer are `want`'s, then
+// fills every section of sec (which must exist with exactly its size) and the header's step and data position.
+static void checkpoint_load_state(const char *dir, StateHeader *h, int n, const StateSection *sec) {
+    char path[CKPT_PATH_LEN + 32];
+    path_format(path, sizeof(path), "%s/state.bin", dir);
+    TrainerState st;
+    state_read(&st, path);
+    const int64_t *b = (const int64_t *)state_get(&st, "batch_shape", sizeof(h->batch));
+    const int64_t *o = (const int64_t *)state_get(&st, "optimizer", sizeof(h->optimizer));
+    if (memcmp(b, h->batch, sizeof(h->batch)))
+        fail("%s was written with --batch %lld --seq %lld, %lld ranks, %lld micro-batches per step and --seed %lld; resume with the same (another number of ranks reads other data)",
+             path, (long long)b[0], (long long)b[1], (long long)b[2], (long long)b[3], (long long)b[4]);
+    if (memcmp(o, h->optimizer, sizeof(h->optimizer)))
+        fail("%s was written with --optimizer %s%s%s, rank %lld, interval %lld; resume with the same optimizer settings", path,
+             o[0] ? "grass --grass-select " : "adamw", o[0] ? grass_selector_names[o[3] % GRASS_NUM_SELECTORS] : "",
+             o[0] ? (o[4] == GRASS_SIDE_AUTO ? " --grass-side auto" : o[4] == GRASS_SIDE_ROWS ? " --grass-side rows" : " --grass-side cols") : "",
+             (long long)o[1], (long long)o[2]);
+    for (int i = 0; i < n; i++) memcpy((void *)sec[i].data, state_get(&st, sec[i].name, sec[i].nbytes), sec[i].nbytes);
+    state_free(&st);
 }
 
 #endif

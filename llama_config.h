@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "json.h"
+#include "rng.h"
 
 typedef struct {
     int dim;         // d: model width
@@ -272,6 +273,29 @@ static void llama_tensor_at(const LlamaConfig *c, int i, int *kind, int *layer) 
         i -= reps;
     }
     fail("tensor index out of range");
+}
+
+// The initial value of one tensor (DESIGN §2): N(0, 0.02) for the matrices and the embedding, 1 for the norm
+// weights. Each tensor draws from its own stream keyed by (seed, kind, layer), so both trainers start from
+// the same weights.
+static void llama_init_tensor(const LlamaConfig *c, float *p, int kind, int layer, uint64_t seed) {
+    size_t n = llama_param_numel(c, kind);
+    Rng r;
+    rng_init(&r, seed, 0x1417, (uint64_t)kind, (uint64_t)layer);
+    for (size_t j = 0; j < n; j++) p[j] = llama_param_is_matrix(kind) ? (float)(0.02 * rng_normal(&r)) : 1.0f;
+}
+
+// RoPE tables cos/sin [T, hd/2] computed as HF does (fp32 inverse frequencies, fp32 angles).
+static void llama_rope_tables(float *cosb, float *sinb, int T, int hd, float theta) {
+    int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+        for (int t = 0; t < T; t++) {
+            float angle = (float)t * inv_freq;
+            cosb[t * half + i] = cosf(angle);
+            sinb[t * half + i] = sinf(angle);
+        }
+    }
 }
 
 #endif

@@ -162,19 +162,6 @@ static void matmul_backward(float *dinp, float *dw, const float *dout, const flo
     if (dw) matmul_rows(dw, OC, C, dout, 1, NULL, NULL, OC, inp, N);
 }
 
-// RoPE tables cos/sin [T, hd/2] computed as HF does (fp32 inverse frequencies, fp32 angles).
-static void rope_tables(float *cosb, float *sinb, int T, int hd, float theta) {
-    int half = hd / 2;
-    for (int i = 0; i < half; i++) {
-        float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-        for (int t = 0; t < T; t++) {
-            float angle = (float)t * inv_freq;
-            cosb[t * half + i] = cosf(angle);
-            sinb[t * half + i] = sinf(angle);
-        }
-    }
-}
-
 // Rotates x [B*T, nh, hd] in place, position t = row % T, rotate_half layout: the pair is (i, i + hd/2).
 // sign = +1 applies RoPE; sign = -1 applies its inverse (the transpose), which is the backward pass.
 static void rope_apply(float *x, const float *cosb, const float *sinb, int N, int T, int nh, int hd, float sign) {
@@ -488,7 +475,7 @@ static void llama_alloc(Llama *m, const LlamaConfig *cfg, int B, int T, const Tr
     Buffer buf[LLAMA_MAX_BUFFERS];
     int n = llama_buffers(m, buf);
     for (int i = 0; i < n; i++) *buf[i].ptr = xcalloc(buf[i].count, buf[i].elem);
-    rope_tables(m->a.rope_cos, m->a.rope_sin, T, llama_head_dim(cfg), cfg->rope_theta);
+    llama_rope_tables(m->a.rope_cos, m->a.rope_sin, T, llama_head_dim(cfg), cfg->rope_theta);
 }
 
 static void llama_free(Llama *m) {
@@ -599,19 +586,13 @@ static void grass_update(GrassState *gs, float *W, int kind, int layer, float lr
         }
 }
 
-// N(0, 0.02) for every matrix and the embedding, 1 for the norm weights; each tensor draws from its own
-// stream keyed by (seed, kind, layer).
 static void llama_init_weights(Llama *m, uint64_t seed) {
     int nt = llama_num_tensors(&m->cfg);
 #pragma omp parallel for schedule(dynamic)
     for (int i = 0; i < nt; i++) {
         int kind, layer;
         llama_tensor_at(&m->cfg, i, &kind, &layer);
-        float *p = llama_param(m, m->params, kind, layer);
-        size_t n = llama_param_numel(&m->cfg, kind);
-        Rng r;
-        rng_init(&r, seed, 0x1417, (uint64_t)kind, (uint64_t)layer);
-        for (size_t j = 0; j < n; j++) p[j] = llama_param_is_matrix(kind) ? (float)(0.02 * rng_normal(&r)) : 1.0f;
+        llama_init_tensor(&m->cfg, llama_param(m, m->params, kind, layer), kind, layer, seed);
     }
 }
 
@@ -853,15 +834,13 @@ static void sample_print(Llama *m, const Tokenizer *tok, int ntok, uint64_t seed
     free(logits);
 }
 
-// The trainer state sections of a checkpoint (DESIGN §6). Grass's counters are derived from the step.
-static int trainer_state_sections(Llama *m, int64_t *scalars, StateSection *sec) {
+// The trainer state (DESIGN §6): the shared header, then AdamW's moments and Grass's selection and moments.
+// Grass's counters are derived from the step.
+#define TRAINER_STATE_SECTIONS (STATE_HEADER_SECTIONS + 6)
+static int trainer_state_sections(Llama *m, StateHeader *h, StateSection *sec) {
     GrassState *gs = &m->grass;
     size_t G = m->glay.count;
-    int n = 0;
-    sec[n++] = (StateSection){"step", sizeof(int64_t), &scalars[0]};
-    sec[n++] = (StateSection){"batch_shape", 5 * sizeof(int64_t), &scalars[1]};
-    sec[n++] = (StateSection){"data_position", 3 * sizeof(int64_t), &scalars[6]};
-    sec[n++] = (StateSection){"optimizer", 5 * sizeof(int64_t), &scalars[9]};
+    int n = state_header_sections(h, sec);
     sec[n++] = (StateSection){"adamw.m", sizeof(float) * G, m->adam_m};
     sec[n++] = (StateSection){"adamw.v", sizeof(float) * G, m->adam_v};
     if (gs->enabled) {
@@ -872,60 +851,34 @@ static int trainer_state_sections(Llama *m, int64_t *scalars, StateSection *sec)
     }
     return n;
 }
-#define TRAINER_STATE_SCALARS 14
-#define TRAINER_STATE_SECTIONS 10
 
-// scalars: step, batch shape (batch, seq, ranks, micro-batches, seed), data position (epoch, shard, window),
-// optimizer (grass?, rank, interval, selector, side)
-static void trainer_state_scalars(const Llama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum, int64_t *s) {
+static StateHeader trainer_state_header(const Llama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum) {
     const GrassState *gs = &m->grass;
-    int64_t v[TRAINER_STATE_SCALARS] = {step, opt->batch, opt->seq, m->comm->world, accum, opt->seed, train->epoch, train->shard_pos,
-                                        train->window_pos, gs->enabled, gs->rank, gs->interval, gs->selector, gs->side};
-    memcpy(s, v, sizeof(v));
+    StateHeader h = {step, {opt->batch, opt->seq, m->comm->world, accum, opt->seed}, {train->epoch, train->shard_pos, train->window_pos},
+                     {gs->enabled, gs->rank, gs->interval, gs->selector, gs->side}};
+    return h;
 }
 
 // Rank 0 writes the checkpoint: every rank holds the same weights and optimizer state, and the data
 // position is the same window index on every rank. The others wait until it is complete.
 static void save_checkpoint(Llama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum) {
-    if (m->comm->rank != 0) { comm_barrier(m->comm); return; }
-    char tmp[CKPT_PATH_LEN], path[CKPT_PATH_LEN + 32];
-    int64_t scalars[TRAINER_STATE_SCALARS];
-    StateSection sec[TRAINER_STATE_SECTIONS];
-    trainer_state_scalars(m, opt, step, train, accum, scalars);
-    int n = trainer_state_sections(m, scalars, sec);
-    checkpoint_begin(opt->out, step, tmp, sizeof(tmp));
-    checkpoint_write_model(tmp, &m->cfg, m->params);
-    path_format(path, sizeof(path), "%s/state.bin", tmp);
-    state_write(path, n, sec);
-    checkpoint_commit(opt->out, step, tmp);
-    printf("checkpoint: %s/ckpt_%08d\n", opt->out, step);
+    if (m->comm->rank == 0) {
+        StateHeader h = trainer_state_header(m, opt, step, train, accum);
+        StateSection sec[TRAINER_STATE_SECTIONS];
+        int n = trainer_state_sections(m, &h, sec);
+        checkpoint_save(opt->out, step, &m->cfg, m->params, n, sec);
+    }
     comm_barrier(m->comm);
 }
 
 // Restores the optimizer state, step and data position of the checkpoint in dir; returns the step.
 static int load_trainer_state(Llama *m, const TrainOptions *opt, const char *dir, DataLoader *train, int accum) {
-    char path[CKPT_PATH_LEN + 32];
-    path_format(path, sizeof(path), "%s/state.bin", dir);
-    TrainerState st;
-    state_read(&st, path);
-    int64_t want[TRAINER_STATE_SCALARS], scalars[TRAINER_STATE_SCALARS];
+    StateHeader h = trainer_state_header(m, opt, 0, train, accum);
     StateSection sec[TRAINER_STATE_SECTIONS];
-    trainer_state_scalars(m, opt, 0, train, accum, want);
-    int n = trainer_state_sections(m, scalars, sec);
-    const int64_t *b = (const int64_t *)state_get(&st, "batch_shape", 5 * sizeof(int64_t));
-    const int64_t *o = (const int64_t *)state_get(&st, "optimizer", 5 * sizeof(int64_t));
-    if (memcmp(b, &want[1], 5 * sizeof(int64_t)))
-        fail("%s was written with --batch %lld --seq %lld, %lld ranks, %lld micro-batches per step and --seed %lld; resume with the same (another number of ranks reads other data)",
-             path, (long long)b[0], (long long)b[1], (long long)b[2], (long long)b[3], (long long)b[4]);
-    if (memcmp(o, &want[9], 5 * sizeof(int64_t)))
-        fail("%s was written with --optimizer %s%s%s, rank %lld, interval %lld; resume with the same optimizer settings", path,
-             o[0] ? "grass --grass-select " : "adamw", o[0] ? grass_selector_names[o[3] % GRASS_NUM_SELECTORS] : "",
-             o[0] ? (o[4] == GRASS_SIDE_AUTO ? " --grass-side auto" : o[4] == GRASS_SIDE_ROWS ? " --grass-side rows" : " --grass-side cols") : "",
-             (long long)o[1], (long long)o[2]);
-    for (int i = 0; i < n; i++) memcpy((void *)sec[i].data, state_get(&st, sec[i].name, sec[i].nbytes), sec[i].nbytes);
-    state_free(&st);
-    dataloader_seek(train, (int)scalars[6], (int)scalars[7], (int)scalars[8]);
-    return (int)scalars[0];
+    int n = trainer_state_sections(m, &h, sec);
+    checkpoint_load_state(dir, &h, n, sec);
+    dataloader_seek(train, (int)h.data[0], (int)h.data[1], (int)h.data[2]);
+    return (int)h.step;
 }
 
 #ifndef TESTING
