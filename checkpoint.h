@@ -193,10 +193,12 @@ static int checkpoint_find_latest(const char *out_dir, char *path, size_t n) {
     return best;
 }
 
-// Writes model.safetensors (fp32, HF names) and config.json for the flat fp32 parameter buffer.
-static void checkpoint_write_model(const char *dir, const LlamaConfig *c, const float *params) {
+// Writes model.safetensors (HF names) and config.json for the flat parameter buffer, whose elements are
+// dtype "F32" (float) or "BF16" (the bits of bfloat16, as the GPU trainer stores weights).
+static void checkpoint_write_model(const char *dir, const LlamaConfig *c, const void *params, const char *dtype) {
     ParamLayout lay;
     llama_param_layout(c, &lay);
+    size_t esize = st_dtype_size(dtype);
     int n = llama_num_tensors(c);
     StTensorOut *t = (StTensorOut *)xcalloc(n, sizeof(StTensorOut));
     char (*names)[128] = (char (*)[128])xcalloc(n, 128);
@@ -207,33 +209,34 @@ static void checkpoint_write_model(const char *dir, const LlamaConfig *c, const 
         size_t rows, cols;
         llama_param_shape(c, kind, &rows, &cols);
         t[i].name = names[i];
-        t[i].dtype = "F32";
+        t[i].dtype = dtype;
         t[i].ndim = cols == 1 ? 1 : 2;
         t[i].shape[0] = rows;
         t[i].shape[1] = cols;
-        t[i].data = params + llama_param_offset(c, &lay, kind, layer);
+        t[i].data = (const char *)params + esize * llama_param_offset(c, &lay, kind, layer);
     }
     const char *meta[2] = {"format", "pt"};
     char path[CKPT_PATH_LEN + 32];
     path_format(path, sizeof(path), "%s/model.safetensors", dir);
     safetensors_write(path, n, t, 1, meta);
     path_format(path, sizeof(path), "%s/config.json", dir);
-    llama_config_write_json(c, path, "float32");
+    llama_config_write_json(c, path, !strcmp(dtype, "BF16") ? "bfloat16" : "float32");
     free(t);
     free(names);
 }
 
-// Reads dir/model.safetensors into the flat fp32 parameter buffer, checking every tensor's shape.
-static void checkpoint_read_model(const char *dir, const LlamaConfig *c, float *params) {
+// Reads dir/model.safetensors tensor by tensor (checking every shape): calls take(ctx, kind, layer, data, n)
+// with each tensor as fp32, so a trainer can place it wherever its weights live.
+static void checkpoint_read_model(const char *dir, const LlamaConfig *c,
+                                  void (*take)(void *ctx, int kind, int layer, const float *data, size_t n), void *ctx) {
     char path[CKPT_PATH_LEN + 32];
     path_format(path, sizeof(path), "%s/model.safetensors", dir);
     if (!path_exists(path)) fail("%s has no model.safetensors", dir);
-    ParamLayout lay;
-    llama_param_layout(c, &lay);
     SafeTensors st;
     safetensors_open(&st, path);
-    int n = llama_num_tensors(c);
-    for (int i = 0; i < n; i++) {
+    float *buf = NULL;
+    size_t cap = 0;
+    for (int i = 0; i < llama_num_tensors(c); i++) {
         int kind, layer;
         char name[128];
         size_t rows, cols;
@@ -241,8 +244,15 @@ static void checkpoint_read_model(const char *dir, const LlamaConfig *c, float *
         llama_param_name(kind, layer, name, sizeof(name));
         llama_param_shape(c, kind, &rows, &cols);
         safetensors_check_shape(&st, name, rows, cols);
-        safetensors_read_f32(&st, name, params + llama_param_offset(c, &lay, kind, layer), rows * cols);
+        if (rows * cols > cap) {
+            free(buf);
+            cap = rows * cols;
+            buf = (float *)xmalloc(sizeof(float) * cap);
+        }
+        safetensors_read_f32(&st, name, buf, rows * cols);
+        take(ctx, kind, layer, buf, rows * cols);
     }
+    free(buf);
     safetensors_close(&st);
 }
 
@@ -266,12 +276,13 @@ static int state_header_sections(StateHeader *h, StateSection *sec) {
     return STATE_HEADER_SECTIONS;
 }
 
-// Writes the checkpoint of `step` into OUT (DESIGN §6): the fp32 weights, config.json, and the state sections.
-static void checkpoint_save(const char *out_dir, int step, const LlamaConfig *c, const float *params, int n,
-                            const StateSection *sec) {
+// Writes the checkpoint of `step` into OUT (DESIGN §6): the weights (dtype as checkpoint_write_model),
+// config.json, and the state sections.
+static void checkpoint_save(const char *out_dir, int step, const LlamaConfig *c, const void *params, const char *dtype,
+                            int n, const StateSection *sec) {
     char tmp[CKPT_PATH_LEN], path[CKPT_PATH_LEN + 32];
     checkpoint_begin(out_dir, step, tmp, sizeof(tmp));
-    checkpoint_write_model(tmp, c, params);
+    checkpoint_write_model(tmp, c, params, dtype);
     path_format(path, sizeof(path), "%s/state.bin", tmp);
     state_write(path, n, sec);
     checkpoint_commit(out_dir, step, tmp);

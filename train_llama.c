@@ -586,6 +586,12 @@ static void grass_update(GrassState *gs, float *W, int kind, int layer, float lr
         }
 }
 
+// checkpoint_read_model's consumer: a tensor into the flat parameter buffer.
+static void llama_take_tensor(void *ctx, int kind, int layer, const float *data, size_t n) {
+    Llama *m = (Llama *)ctx;
+    memcpy(llama_param(m, m->params, kind, layer), data, sizeof(float) * n);
+}
+
 static void llama_init_weights(Llama *m, uint64_t seed) {
     int nt = llama_num_tensors(&m->cfg);
 #pragma omp parallel for schedule(dynamic)
@@ -866,7 +872,7 @@ static void save_checkpoint(Llama *m, const TrainOptions *opt, int step, const D
         StateHeader h = trainer_state_header(m, opt, step, train, accum);
         StateSection sec[TRAINER_STATE_SECTIONS];
         int n = trainer_state_sections(m, &h, sec);
-        checkpoint_save(opt->out, step, &m->cfg, m->params, n, sec);
+        checkpoint_save(opt->out, step, &m->cfg, m->params, "F32", n, sec);
     }
     comm_barrier(m->comm);
 }
@@ -946,7 +952,7 @@ int main(int argc, char **argv) {
     printf("batch: %d x %d tokens, %d micro-batches per step = %lld tokens per step; %d threads\n", B, T, accum,
            (long long)B * T * accum * world, omp_get_max_threads());
     if (weights_dir) {
-        checkpoint_read_model(weights_dir, &cfg, model.params);
+        checkpoint_read_model(weights_dir, &cfg, llama_take_tensor, &model);
         printf("weights: %s\n", weights_dir);
     } else {
         llama_init_weights(&model, (uint64_t)opt.seed);

@@ -43,7 +43,7 @@ static void model_load_dir(Llama *m, const char *dir, int B, int T, const TrainO
     path_format(path, sizeof(path), "%s/config.json", dir);
     llama_config_read_json(&cfg, path);
     llama_alloc(m, &cfg, B, T, opt, opt->grass_rank);
-    checkpoint_read_model(dir, &cfg, m->params);
+    checkpoint_read_model(dir, &cfg, llama_take_tensor, m);
 }
 
 // The training options the reference used, from the debug state's metadata.
