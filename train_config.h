@@ -264,11 +264,11 @@ static void train_options_check(const TrainOptions *o) {
 // config.json of `ckpt_dir` (the --resume/--init directory, or NULL), else the 60m preset; then the size
 // overrides. Returns the Grass rank: --grass-rank, else the preset's, else dim/4.
 static int train_options_model(const TrainOptions *o, const char *ckpt_dir, LlamaConfig *c) {
-    char path[OPT_STR_LEN + 32];
+    char path[4096];
     const char *name = o->model[0] ? o->model : "60m";
     const LlamaPreset *preset = NULL;
     if (!o->model[0] && ckpt_dir) {
-        snprintf(path, sizeof(path), "%s/config.json", ckpt_dir);
+        path_format(path, sizeof(path), "%s/config.json", ckpt_dir);
         if (!path_exists(path)) fail("%s has no config.json; name the model with --model", ckpt_dir);
         llama_config_read_json(c, path);
     } else if ((preset = llama_preset_find(name))) {

@@ -19,7 +19,7 @@
 #include "logger.h"
 #include "rng.h"
 #include "train_config.h"
-#include "tokenizer/tokenizer.h"
+#include "train_setup.h"
 
 // ----------------------------------------------------------------------------------------------------
 // Kernels. Shapes in the comments: N = B*T rows (tokens), d = model width, hd = head dim.
@@ -902,30 +902,11 @@ int main(int argc, char **argv) {
     }
     train_options_check(&opt);
 
-    // where the weights come from: a checkpoint to resume, weights to start from, or a fresh init
-    char resume_dir[CKPT_PATH_LEN] = "";
-    if (!strcmp(opt.resume, "auto")) {
-        if (checkpoint_find_latest(opt.out, resume_dir, sizeof(resume_dir)) < 0)
-            printf("resume: no checkpoint in %s yet, starting from scratch\n", opt.out);
-    } else if (opt.resume[0]) {
-        path_format(resume_dir, sizeof(resume_dir), "%s", opt.resume);
-    }
-    const char *weights_dir = resume_dir[0] ? resume_dir : opt.init[0] ? opt.init : NULL;
-    LlamaConfig cfg;
-    int grass_rank = train_options_model(&opt, weights_dir, &cfg);
-    if (weights_dir && opt.model[0]) {  // the named model must be the checkpoint's
-        char path[CKPT_PATH_LEN + 32], a[256], b[256];
-        path_format(path, sizeof(path), "%s/config.json", weights_dir);
-        LlamaConfig ck;
-        if (path_exists(path)) {
-            llama_config_read_json(&ck, path);
-            if (!llama_config_equal(&ck, &cfg)) {
-                llama_config_describe(&ck, a, sizeof(a));
-                llama_config_describe(&cfg, b, sizeof(b));
-                fail("%s holds a model with %s, but the options give %s", path, a, b);
-            }
-        }
-    }
+    TrainSetup setup;
+    train_setup_model(&setup, &opt);
+    const LlamaConfig cfg = setup.cfg;
+    const char *weights_dir = setup.weights_dir, *resume_dir = setup.resume_dir;
+    int grass_rank = setup.grass_rank;
     int world = comm.world, rank = comm.rank, accum = train_options_grad_accum(&opt, world);
     int B = opt.batch, T = opt.seq;
 
@@ -959,21 +940,9 @@ int main(int argc, char **argv) {
     }
 
     Tokenizer tok;
-    if (opt.tokenizer[0]) {
-        tokenizer_load(&tok, opt.tokenizer);
-        if (tok.vocab_size > cfg.vocab_size)
-            fail("--tokenizer %s has %d pieces, more than the model's vocabulary of %d", opt.tokenizer, tok.vocab_size, cfg.vocab_size);
-    }
+    int have_tok = train_setup_tokenizer(&tok, &opt, &cfg);
     DataLoader train, val;
-    int have_val = opt.val_data[0] != 0;
-    if (have_val) {
-        dataloader_init(&val, opt.val_data, "--val-data", B, T, rank, world, cfg.vocab_size, 0, 0);
-        size_t avail = dataloader_num_batches(&val);
-        if ((size_t)opt.eval_batches > avail) {
-            printf("val: --eval-batches %d but the validation shards hold %zu batches; using %zu\n", opt.eval_batches, avail, avail);
-            opt.eval_batches = (int)avail;
-        }
-    }
+    int have_val = train_setup_val(&val, &opt, rank, world, cfg.vocab_size);
     if (opt.eval_only) {
         Logger none = {NULL};
         logger_val(&none, 0, evaluate(&model, &val, opt.eval_batches));
@@ -1012,11 +981,11 @@ int main(int argc, char **argv) {
         int last = done == opt.steps;
         if (have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
             logger_val(&log, done, evaluate(&model, &val, opt.eval_batches));
-        if (rank == 0 && opt.sample_every && (done % opt.sample_every == 0 || last)) sample_print(&model, opt.tokenizer[0] ? &tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
+        if (rank == 0 && opt.sample_every && (done % opt.sample_every == 0 || last)) sample_print(&model, have_tok ? &tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
         if (opt.out[0] && ((opt.ckpt_every && done % opt.ckpt_every == 0) || last)) save_checkpoint(&model, &opt, done, &train, accum);
     }
     logger_close(&log);
-    if (opt.tokenizer[0]) tokenizer_free(&tok);
+    if (have_tok) tokenizer_free(&tok);
     dataloader_free(&train);
     if (have_val) dataloader_free(&val);
     llama_free(&model);

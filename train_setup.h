@@ -1,0 +1,68 @@
+/*
+ * train_setup.h: the set-up both trainers share before their loops: where the weights come from (a
+ * checkpoint to resume, --init, or a fresh init) and the model config that goes with them, the tokenizer
+ * for samples, and the validation data. Plain C that also compiles as C++.
+ */
+#ifndef GRASS_TRAIN_SETUP_H
+#define GRASS_TRAIN_SETUP_H
+
+#include "checkpoint.h"
+#include "dataloader.h"
+#include "llama_config.h"
+#include "tokenizer/tokenizer.h"
+#include "train_config.h"
+
+typedef struct {
+    char resume_dir[CKPT_PATH_LEN];  // the checkpoint to continue, or ""
+    const char *weights_dir;         // where the weights come from: resume_dir, --init, or NULL (fresh init)
+    LlamaConfig cfg;
+    int grass_rank;
+} TrainSetup;
+
+// Resolves --resume (auto: the newest checkpoint in --out, if any) and --init, the model config, and checks
+// that a model named with --model is the checkpoint's.
+static void train_setup_model(TrainSetup *s, const TrainOptions *opt) {
+    s->resume_dir[0] = '\0';
+    if (!strcmp(opt->resume, "auto")) {
+        if (checkpoint_find_latest(opt->out, s->resume_dir, sizeof(s->resume_dir)) < 0)
+            printf("resume: no checkpoint in %s yet, starting from scratch\n", opt->out);
+    } else if (opt->resume[0]) {
+        path_format(s->resume_dir, sizeof(s->resume_dir), "%s", opt->resume);
+    }
+    s->weights_dir = s->resume_dir[0] ? s->resume_dir : opt->init[0] ? opt->init : NULL;
+    s->grass_rank = train_options_model(opt, s->weights_dir, &s->cfg);
+    if (!s->weights_dir || !opt->model[0]) return;
+    char path[CKPT_PATH_LEN + 32], a[256], b[256];
+    path_format(path, sizeof(path), "%s/config.json", s->weights_dir);
+    if (!path_exists(path)) return;
+    LlamaConfig ck;
+    llama_config_read_json(&ck, path);
+    if (!llama_config_equal(&ck, &s->cfg)) {
+        llama_config_describe(&ck, a, sizeof(a));
+        llama_config_describe(&s->cfg, b, sizeof(b));
+        fail("%s holds a model with %s, but the options give %s", path, a, b);
+    }
+}
+
+// Loads --tokenizer when given (returns 1) and checks that its ids fit the model.
+static int train_setup_tokenizer(Tokenizer *tok, const TrainOptions *opt, const LlamaConfig *c) {
+    if (!opt->tokenizer[0]) return 0;
+    tokenizer_load(tok, opt->tokenizer);
+    if (tok->vocab_size > c->vocab_size)
+        fail("--tokenizer %s has %d pieces, more than the model's vocabulary of %d", opt->tokenizer, tok->vocab_size, c->vocab_size);
+    return 1;
+}
+
+// Opens --val-data when given (returns 1), in file order, and caps --eval-batches at what it holds.
+static int train_setup_val(DataLoader *val, TrainOptions *opt, int rank, int world, int vocab) {
+    if (!opt->val_data[0]) return 0;
+    dataloader_init(val, opt->val_data, "--val-data", opt->batch, opt->seq, rank, world, vocab, 0, 0);
+    size_t avail = dataloader_num_batches(val);
+    if ((size_t)opt->eval_batches > avail) {
+        printf("val: --eval-batches %d but the validation shards hold %zu batches; using %zu\n", opt->eval_batches, avail, avail);
+        opt->eval_batches = (int)avail;
+    }
+    return 1;
+}
+
+#endif
