@@ -1,0 +1,195 @@
+/*
+ * dev/cuda/attention.cu: causal flash attention forward and backward (kernels/attention.cuh) against the CPU
+ * reference (the full softmax matrix, as train_llama.c), with GQA, head dims 16 to 128 and T not a multiple
+ * of the tiles, then timed.
+ *   make -C dev/cuda && dev/cuda/bin/attention [--version 1|2] [--no-bench] [--cpu-selftest]
+ * versions: 1 scalar (one warp per row, fp32; the fp32 build's path), 2 tensor cores (mma.sync, bf16 builds
+ * only; the default there). dev/cuda/bin/attention_emulate runs the same kernels on the CPU.
+ */
+#include "dev_common.cuh"
+#include "../../kernels/attention.cuh"
+#include "attention_ref.h"
+
+// The forward algorithm of the kernels, in double on the CPU: tiles of 64 keys with the online softmax
+// (running max, rescaled sums and outputs).
+static void attention_flash_forward_ref(double *out, double *lse, const double *q, const double *k, const double *v, AttnShape s) {
+    int T = s.T, hd = s.hd, qd = s.H * hd, kvd = s.KV * hd, group = s.H / s.KV;
+    double scale = 1.0 / sqrt((double)hd);
+    std::vector<double> o(hd);
+    for (int b = 0; b < s.B; b++)
+        for (int h = 0; h < s.H; h++)
+            for (int t = 0; t < T; t++) {
+                const double *qt = q + ((size_t)b * T + t) * qd + h * hd;
+                size_t kvoff = (size_t)b * T * kvd + (h / group) * hd;
+                double m = -INFINITY, l = 0.0;
+                std::fill(o.begin(), o.end(), 0.0);
+                for (int k0 = 0; k0 <= t; k0 += 64) {
+                    double sc[64], mx = -INFINITY;
+                    for (int j = 0; j < 64; j++) {
+                        int t2 = k0 + j;
+                        sc[j] = -INFINITY;
+                        if (t2 > t || t2 >= T) continue;
+                        double dot = 0.0;
+                        for (int i = 0; i < hd; i++) dot += qt[i] * k[kvoff + (size_t)t2 * kvd + i];
+                        mx = fmax(mx, sc[j] = dot * scale);
+                    }
+                    double m_new = fmax(m, mx), alpha = exp(m - m_new);
+                    l *= alpha;
+                    for (int i = 0; i < hd; i++) o[i] *= alpha;
+                    for (int j = 0; j < 64; j++) {
+                        double p = exp(sc[j] - m_new);  // 0 for the masked keys
+                        l += p;
+                        for (int i = 0; p > 0.0 && i < hd; i++) o[i] += p * v[kvoff + (size_t)(k0 + j) * kvd + i];
+                    }
+                    m = m_new;
+                }
+                double *ot = out + ((size_t)b * T + t) * qd + h * hd;
+                for (int i = 0; i < hd; i++) ot[i] = o[i] / l;
+                lse[((size_t)b * s.H + h) * T + t] = m + log(l);
+            }
+}
+
+static void selftest(void) {
+    printf("attention CPU reference self-test\n");
+    AttnShape s = {1, 5, 4, 2, 4};
+    printf("  reference backward vs finite differences (B %d, T %d, H %d, KV %d, hd %d)\n", s.B, s.T, s.H, s.KV, s.hd);
+    std::vector<double> q = to_double(random_normal(attn_q_size(s), 0, 1, 1)), k = to_double(random_normal(attn_kv_size(s), 0, 1, 2));
+    std::vector<double> v = to_double(random_normal(attn_kv_size(s), 0, 1, 3)), dout = to_double(random_normal(attn_q_size(s), 0, 1, 4));
+    std::vector<double> out(q.size()), lse(attn_lse_size(s)), att((size_t)s.B * s.H * s.T * s.T);
+    auto loss = [&]() {
+        attention_forward_ref(out.data(), lse.data(), att.data(), q.data(), k.data(), v.data(), s);
+        double sum = 0.0;
+        for (size_t i = 0; i < out.size(); i++) sum += out[i] * dout[i];
+        return sum;
+    };
+    std::vector<double> fd_q = finite_differences(q, loss), fd_k = finite_differences(k, loss), fd_v = finite_differences(v, loss);
+    std::vector<double> dq(q.size(), 0.0), dk(k.size(), 0.0), dv(v.size(), 0.0);
+    loss();
+    attention_backward_ref(dq.data(), dk.data(), dv.data(), dout.data(), att.data(), q.data(), k.data(), v.data(), s);
+    check_doubles("dq", dq, fd_q, 1e-6, 1e-8);
+    check_doubles("dk", dk, fd_k, 1e-6, 1e-8);
+    check_doubles("dv", dv, fd_v, 1e-6, 1e-8);
+
+    s = {2, 150, 4, 2, 16};
+    printf("  the kernels' algorithm (64-key tiles, online softmax, backward from lse and D) vs the reference "
+           "(B %d, T %d, H %d, KV %d, hd %d)\n", s.B, s.T, s.H, s.KV, s.hd);
+    AttnCase c = attention_case(s, 5);
+    std::vector<double> q2 = to_double(c.q), k2 = to_double(c.k), v2 = to_double(c.v), dout2 = to_double(c.dout);
+    std::vector<double> fo(c.out.size()), flse(c.lse.size()), fdq(c.dq.size(), 0.0), fdk(c.dk.size(), 0.0), fdv(c.dv.size(), 0.0);
+    attention_flash_forward_ref(fo.data(), flse.data(), q2.data(), k2.data(), v2.data(), s);
+    attention_backward_lse_ref(fdq.data(), fdk.data(), fdv.data(), NULL, dout2.data(), fo.data(), flse.data(), q2.data(),
+                               k2.data(), v2.data(), s);
+    check_doubles("out", fo, c.out, 1e-10, 1e-12);
+    check_doubles("lse", flse, c.lse, 1e-10, 1e-12);
+    check_doubles("dq", fdq, c.dq, 1e-9, 1e-12);
+    check_doubles("dk", fdk, c.dk, 1e-9, 1e-12);
+    check_doubles("dv", fdv, c.dv, 1e-9, 1e-12);
+}
+
+// Runs version 1 (scalar) or 2 (tensor cores) of the forward or the backward.
+static void run_forward(int version, floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v, AttnShape s) {
+#ifndef ENABLE_FP32
+    if (version == 2) return attention_forward_mma(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
+#endif
+    (void)version;
+    attention_forward_scalar(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
+}
+
+static void run_backward(int version, floatX *dq, floatX *dk, floatX *dv, float *D, const floatX *dout, const floatX *out,
+                         const floatX *q, const floatX *k, const floatX *v, const float *lse, AttnShape s) {
+#ifndef ENABLE_FP32
+    if (version == 2) return attention_backward_mma(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
+#endif
+    (void)version;
+    attention_backward_scalar(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
+}
+
+typedef struct {
+    floatX *q, *k, *v, *dout, *out, *dq, *dk, *dv;
+    float *lse, *D;
+} AttnBuffers;
+
+static AttnBuffers attn_buffers(AttnShape s, const AttnCase *c) {
+    AttnBuffers d;
+    size_t nq = attn_q_size(s), nkv = attn_kv_size(s);
+    d.q = c ? upload<floatX>(c->q) : device_alloc<floatX>(nq), d.k = c ? upload<floatX>(c->k) : device_alloc<floatX>(nkv);
+    d.v = c ? upload<floatX>(c->v) : device_alloc<floatX>(nkv), d.dout = c ? upload<floatX>(c->dout) : device_alloc<floatX>(nq);
+    d.out = device_alloc<floatX>(nq), d.dq = device_alloc<floatX>(nq), d.dk = device_alloc<floatX>(nkv);
+    d.dv = device_alloc<floatX>(nkv), d.lse = device_alloc<float>(attn_lse_size(s)), d.D = device_alloc<float>(attn_lse_size(s));
+    return d;
+}
+
+static void attn_buffers_free(AttnBuffers *d) {
+    floatX *x[] = {d->q, d->k, d->v, d->dout, d->out, d->dq, d->dk, d->dv};
+    for (floatX *p : x) cudaCheck(cudaFree(p));
+    cudaCheck(cudaFree(d->lse)), cudaCheck(cudaFree(d->D));
+}
+
+static void validate(int version, AttnShape s) {
+    printf("  B %d, T %d, H %d, KV %d, hd %d\n", s.B, s.T, s.H, s.KV, s.hd);
+    AttnCase c = attention_case(s, 200);
+    AttnBuffers d = attn_buffers(s, &c);
+    run_forward(version, d.out, d.lse, d.q, d.k, d.v, s);
+    run_backward(version, d.dq, d.dk, d.dv, d.D, d.dout, d.out, d.q, d.k, d.v, d.lse, s);
+    cudaCheck(cudaDeviceSynchronize());
+    size_t nq = attn_q_size(s), nkv = attn_kv_size(s);
+    std::vector<float> dk = download(d.dk, nkv);
+    attention_check_case(c, s, download(d.out, nq), download(d.lse, attn_lse_size(s)), download(d.dq, nq), dk, download(d.dv, nkv));
+    cudaCheck(cudaMemset(d.dk, 0, sizeof(floatX) * nkv));
+    run_backward(version, d.dq, d.dk, d.dv, d.D, d.dout, d.out, d.q, d.k, d.v, d.lse, s);
+    int same = download(d.dk, nkv) == dk;
+    printf("    %-26s %s\n", "dk: same bits twice", same ? "ok" : "FAIL");
+    dev_failures += !same;
+    attn_buffers_free(&d);
+}
+
+static void bench(int version, AttnShape s) {
+    AttnBuffers d = attn_buffers(s, NULL);
+    size_t nq = attn_q_size(s), nkv = attn_kv_size(s);
+    upload_to(d.q, random_normal(nq, 0, 1, 300)), upload_to(d.k, random_normal(nkv, 0, 1, 301));
+    upload_to(d.v, random_normal(nkv, 0, 1, 302)), upload_to(d.dout, random_normal(nq, 0, 1, 303));
+    float ms_f = time_ms(5, [&] { run_forward(version, d.out, d.lse, d.q, d.k, d.v, s); });
+    float ms_b = time_ms(5, [&] { run_backward(version, d.dq, d.dk, d.dv, d.D, d.dout, d.out, d.q, d.k, d.v, d.lse, s); });
+    // a causal product over T (T + 1) / 2 (query, key) pairs; the forward has 2 products, a backward 5
+    double product = 2.0 * s.B * s.H * s.hd * (double)s.T * (s.T + 1) / 2.0;
+    printf("  B %d, T %d, H %d, KV %d, hd %d: forward %.3f ms (%.1f TFLOPS), backward %.3f ms (%.1f TFLOPS)\n", s.B, s.T,
+           s.H, s.KV, s.hd, ms_f, 2 * product / ms_f / 1e9, ms_b, 5 * product / ms_b / 1e9);
+    attn_buffers_free(&d);
+}
+
+int main(int argc, char **argv) {
+    DevOptions opt = dev_options(argc, argv, 2, "1 scalar, 2 tensor cores (bf16 builds)");
+    if (opt.selftest) {
+        selftest();
+        return dev_finish();
+    }
+    print_device();
+    const AttnShape shapes[] = {
+        {2, 33, 4, 2, 16},    // the test preset's head dim, GQA
+        {1, 100, 4, 4, 32},   // the tiny preset
+        {2, 257, 8, 2, 64},   // groups of 4, T one past a tile
+        {1, 64, 2, 2, 64},    // exactly one tile
+        {1, 200, 4, 1, 128},  // one kv head
+        {1, 700, 2, 2, 128},
+    };
+    for (int version = 1; version <= 2; version++) {
+        if (!dev_version_selected(&opt, version)) continue;
+#ifdef ENABLE_FP32
+        if (version == 2) {
+            printf("attention version 2 (tensor cores) is bf16 only\n");
+            continue;
+        }
+#endif
+        const char *name = version == 1 ? "scalar" : "tensor cores";
+        if (opt.validate) {
+            printf("attention version %d (%s): validation against the CPU reference\n", version, name);
+            for (AttnShape s : shapes) validate(version, s);
+        }
+        if (opt.bench) {
+            printf("attention version %d (%s): timing\n", version, name);
+            bench(version, {16, 1024, 32, 32, 64});   // 1b preset
+            bench(version, {4, 4096, 32, 32, 128});   // 7b preset, long sequences
+        }
+    }
+    return dev_finish();
+}

@@ -1,0 +1,113 @@
+/*
+ * kernels/adamw.cuh: the AdamW update with torch.optim.AdamW semantics, the formulas of adamw_update in
+ * train_llama.c (bias corrections computed on the host in fp32 exactly as there):
+ *     m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2,
+ *     p = p (1 - lr wd) - (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps),  bc_i = 1 - b_i^step.
+ * Two variants, chosen by the `master` argument: with fp32 master weights (master updated, params rewritten
+ * as its round-to-nearest copy), or without (`--master-weights 0`: the floatX params are updated in place
+ * with stochastic rounding, which keeps small updates unbiased instead of losing them to rounding). The
+ * moments are float or bf16 (MomT, `--state-dtype`); bf16 moments are stochastically rounded too. All
+ * random bits come from random_u32(seed, index), so an update is deterministic given its seed.
+ *
+ * Also the global gradient norm for clipping, deterministic in two stages (fixed grid, per-block double
+ * sums in a partials buffer, then one ordered sum), and an in-place scale.
+ */
+#pragma once
+
+#include <math.h>
+#include "common.cuh"
+
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+    float grad_scale;  // the gradient is multiplied by this first (clipping: max_norm / norm; else 1)
+    int step;          // 1-based count of updates of these moments
+    uint64_t seed;     // stochastic rounding; use a different one per (step, tensor)
+} AdamWParams;
+
+template <typename MomT>
+__global__ void adamw_kernel(floatX *params, float *master, const floatX *grads, MomT *mom, MomT *var, size_t n,
+                             float beta1, float beta2, float step_size, float decay, float bc2_sqrt, float eps,
+                             float grad_scale, uint64_t seed) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float g = to_float(grads[i]) * grad_scale;
+        float m = beta1 * to_float(mom[i]) + (1.0f - beta1) * g;
+        float v = beta2 * to_float(var[i]) + (1.0f - beta2) * g * g;
+        mom[i] = round_stochastic<MomT>(m, random_u32(seed, 3 * i + 1));
+        var[i] = round_stochastic<MomT>(v, random_u32(seed, 3 * i + 2));
+        float p = master ? master[i] : to_float(params[i]);
+        p = p * decay - step_size * m / (sqrtf(v) / bc2_sqrt + eps);
+        if (master) {
+            master[i] = p;
+            params[i] = from_float<floatX>(p);
+        } else {
+            params[i] = round_stochastic<floatX>(p, random_u32(seed, 3 * i));
+        }
+    }
+}
+
+template <typename MomT>
+static void adamw_update(floatX *params, float *master, const floatX *grads, MomT *mom, MomT *var, size_t n,
+                         const AdamWParams *hp, cudaStream_t stream) {
+    // params [n] floatX; master [n] fp32 master weights, or NULL to update params with stochastic rounding;
+    // grads [n]; mom, var [n] (float or __nv_bfloat16)
+    if (n == 0) return;
+    float bc1 = 1.0f - powf(hp->beta1, (float)hp->step), bc2_sqrt = sqrtf(1.0f - powf(hp->beta2, (float)hp->step));
+    float step_size = hp->lr / bc1, decay = 1.0f - hp->lr * hp->weight_decay;
+    adamw_kernel<<<grid_stride_blocks(n, 256), 256, 0, stream>>>(params, master, grads, mom, var, n, hp->beta1, hp->beta2,
+                                                                  step_size, decay, bc2_sqrt, hp->eps, hp->grad_scale,
+                                                                  hp->seed);
+    cudaCheckLaunch();
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Global norm. The grid is fixed (not sized to the GPU) so the summation order, and the result, are the
+// same on every run and every device.
+
+#define NORM_BLOCKS 512
+#define NORM_THREADS 512
+
+template <typename T>
+__global__ void norm_squared_kernel(double *partials, const T *x, size_t n, int accumulate) {
+    double acc = 0.0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        double v = to_float(x[i]);
+        acc += v * v;
+    }
+    acc = block_reduce_sum(acc);
+    if (threadIdx.x == 0) partials[blockIdx.x] = (accumulate ? partials[blockIdx.x] : 0.0) + acc;
+}
+
+__global__ void norm_squared_finish_kernel(float *out, const double *partials) {
+    double acc = 0.0;
+    for (int i = threadIdx.x; i < NORM_BLOCKS; i += 32) acc += partials[i];
+    acc = warp_reduce_sum(acc);
+    if (threadIdx.x == 0) *out = (float)acc;
+}
+
+template <typename T>
+static void global_norm_squared(double *partials, const T *x, size_t n, int accumulate, cudaStream_t stream) {
+    // partials [NORM_BLOCKS] doubles: = (accumulate 0) or += (accumulate 1) the sums of x[i]^2 over x [n]
+    // (float or bf16); call once per tensor, then global_norm_squared_finish
+    norm_squared_kernel<<<NORM_BLOCKS, NORM_THREADS, 0, stream>>>(partials, x, n, accumulate);
+    cudaCheckLaunch();
+}
+
+static void global_norm_squared_finish(float *out, const double *partials, cudaStream_t stream) {
+    // out [1] (device) = the sum of the partials: the squared norm over every tensor added so far
+    norm_squared_finish_kernel<<<1, 32, 0, stream>>>(out, partials);
+    cudaCheckLaunch();
+}
+
+template <typename T>
+__global__ void scale_kernel(T *x, size_t n, float scale) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] = from_float<T>(to_float(x[i]) * scale);
+}
+
+template <typename T>
+static void scale_tensor(T *x, size_t n, float scale, cudaStream_t stream) {
+    // x [n] *= scale (float or bf16, rounded to nearest)
+    if (n == 0) return;
+    scale_kernel<<<grid_stride_blocks(n, 256), 256, 0, stream>>>(x, n, scale);
+    cudaCheckLaunch();
+}

@@ -1,0 +1,138 @@
+/*
+ * kernels/common.cuh: what every kernel header needs. The storage type floatX (bf16 by default, fp32 when
+ * compiled with -DENABLE_FP32, for tight comparison with the CPU trainer) with its load/store helpers,
+ * checks for CUDA and cuBLAS calls, warp and block reductions, and deterministic stochastic rounding to
+ * bf16 (a stateless hash of (seed, index), so a rerun or a resumed run rounds exactly the same way).
+ *
+ * The kernel headers are included by one translation unit (the GPU trainer, or a file in dev/cuda/), as
+ * in llm.c: every function here is static or inline.
+ */
+#pragma once
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cublas_api.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+// ----------------------------------------------------------------------------------------------------
+// Error checks: one line "error: ..." naming the call site, then exit 1 (the project's error convention).
+
+static inline void cuda_check(cudaError_t err, const char *file, int line) {
+    if (err != cudaSuccess) {
+        fprintf(stderr, "error: CUDA: %s (%s) at %s:%d\n", cudaGetErrorString(err), cudaGetErrorName(err), file, line);
+        exit(1);
+    }
+}
+#define cudaCheck(call) cuda_check((call), __FILE__, __LINE__)
+// after a kernel launch: reports a bad launch configuration at the launch site
+#define cudaCheckLaunch() cuda_check(cudaGetLastError(), __FILE__, __LINE__)
+
+static inline void cublas_check(cublasStatus_t status, const char *file, int line) {
+    if (status != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "error: cuBLAS status %d at %s:%d\n", (int)status, file, line);
+        exit(1);
+    }
+}
+#define cublasCheck(call) cublas_check((call), __FILE__, __LINE__)
+
+// A precondition of a launcher that the caller got wrong (unsupported size, misaligned pointer).
+#define kernelRequire(cond, ...)                                            \
+    do {                                                                    \
+        if (!(cond)) {                                                      \
+            fprintf(stderr, "error: ");                                     \
+            fprintf(stderr, __VA_ARGS__);                                   \
+            fprintf(stderr, " (%s:%d)\n", __FILE__, __LINE__);              \
+            exit(1);                                                        \
+        }                                                                   \
+    } while (0)
+
+// ----------------------------------------------------------------------------------------------------
+// Precision: weights, activations and gradients are stored as floatX; every reduction, GEMM, norm
+// statistic, softmax statistic and loss is computed in fp32 (or double).
+
+#ifdef ENABLE_FP32
+typedef float floatX;
+#define PRECISION_NAME "fp32"
+#else
+typedef __nv_bfloat16 floatX;
+#define PRECISION_NAME "bf16"
+#endif
+
+__host__ __device__ inline float to_float(float x) { return x; }
+__host__ __device__ inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+// Round-to-nearest-even store of an fp32 value into T (float or bf16).
+template <typename T> __host__ __device__ inline T from_float(float x);
+template <> __host__ __device__ inline float from_float<float>(float x) { return x; }
+template <> __host__ __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
+
+template <typename T> __host__ __device__ constexpr T ceil_div(T a, T b) { return (a + b - 1) / b; }
+
+// Blocks for a grid-stride loop over n elements: enough to fill any GPU, capped so the grid stays legal.
+static inline unsigned grid_stride_blocks(size_t n, int block) {
+    size_t blocks = ceil_div(n, (size_t)block);
+    return (unsigned)(blocks < 65536 ? blocks : 65536);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Stochastic rounding. random_u32 is SplitMix64's output mix applied to seed + (index + 1) * golden ratio:
+// stateless, so element i of a tensor always draws the same bits for a given seed. Callers derive one
+// seed per (step, tensor) on the host (e.g. with rng.h), which also decorrelates nearby seeds.
+
+__host__ __device__ inline uint32_t random_u32(uint64_t seed, uint64_t index) {
+    uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return (uint32_t)((z ^ (z >> 31)) >> 32);
+}
+
+// x rounded to one of its two bf16 neighbours, up with probability equal to the distance from the lower
+// one (in units of the bf16 spacing), using the low 16 bits of `random`: adding them to the fp32 bits and
+// truncating carries into the kept bits exactly that often. Unbiased: E[result] = x. inf and NaN are
+// converted normally (adding to a NaN's low bits could turn it into inf).
+__host__ __device__ inline __nv_bfloat16 bf16_round_stochastic(float x, uint32_t random) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof(bits));
+    if ((bits & 0x7F800000u) == 0x7F800000u) return __float2bfloat16(x);
+    bits += random & 0xFFFFu;
+    __nv_bfloat16_raw raw;
+    raw.x = (unsigned short)(bits >> 16);
+    return __nv_bfloat16(raw);
+}
+
+// Store into T: stochastic rounding for bf16, exact for fp32.
+template <typename T> __host__ __device__ inline T round_stochastic(float x, uint32_t random);
+template <> __host__ __device__ inline float round_stochastic<float>(float x, uint32_t) { return x; }
+template <> __host__ __device__ inline __nv_bfloat16 round_stochastic<__nv_bfloat16>(float x, uint32_t random) {
+    return bf16_round_stochastic(x, random);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Reductions. The butterfly (xor) order gives every lane the same bits, and the block reduction adds
+// the warp sums in warp order: results are deterministic for a fixed launch configuration.
+
+template <typename T> __device__ inline T warp_reduce_sum(T v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, offset);
+    return v;
+}
+
+__device__ inline float warp_reduce_max(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xFFFFFFFFu, v, offset));
+    return v;
+}
+
+// Sum over the block, returned to every thread. blockDim.x must be a multiple of 32; every thread of the
+// block must call it (it synchronises).
+template <typename T> __device__ inline T block_reduce_sum(T v) {
+    __shared__ T warp_sums[32];
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, num_warps = blockDim.x / 32;
+    v = warp_reduce_sum(v);
+    __syncthreads();  // a previous call may still be reading warp_sums
+    if (lane == 0) warp_sums[warp] = v;
+    __syncthreads();
+    v = lane < num_warps ? warp_sums[lane] : (T)0;
+    return warp_reduce_sum(v);
+}

@@ -1,0 +1,94 @@
+/*
+ * kernels/rmsnorm.cuh: RMSNorm forward and backward, out = x / sqrt(mean(x^2) + eps) * w, with the same
+ * formulas as rmsnorm_forward/rmsnorm_backward in train_llama.c. Statistics are fp32.
+ *
+ * The weight gradient is deterministic without atomics: a fixed number of blocks (a function of N only,
+ * not of the GPU) each own a contiguous range of rows and sum their dw contribution in fp32 in shared memory
+ * (each thread owns its columns), write it to a scratch row, and a second kernel adds the rows in block
+ * order into dweight.
+ */
+#pragma once
+
+#include "common.cuh"
+
+// One warp per row. out [N, C]; rstd [N] fp32 = 1 / sqrt(mean(x^2) + eps)
+__global__ void rmsnorm_forward_kernel(floatX *out, float *rstd, const floatX *inp, const floatX *weight, int N, int C,
+                                       float eps) {
+    int lane = threadIdx.x % 32;
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= N) return;
+    const floatX *x = inp + (size_t)row * C;
+    float ss = 0.0f;
+    for (int i = lane; i < C; i += 32) {
+        float v = to_float(x[i]);
+        ss += v * v;
+    }
+    ss = warp_reduce_sum(ss);
+    float r = 1.0f / sqrtf(ss / C + eps);
+    if (lane == 0) rstd[row] = r;
+    floatX *o = out + (size_t)row * C;
+    for (int i = lane; i < C; i += 32) o[i] = from_float<floatX>(to_float(x[i]) * r * to_float(weight[i]));
+}
+
+static void rmsnorm_forward(floatX *out, float *rstd, const floatX *inp, const floatX *weight, int N, int C, float eps,
+                            cudaStream_t stream) {
+    // out [N, C], rstd [N], inp [N, C], weight [C]
+    const int block = 256, rows_per_block = block / 32;
+    if (N == 0) return;
+    rmsnorm_forward_kernel<<<ceil_div(N, rows_per_block), block, 0, stream>>>(out, rstd, inp, weight, N, C, eps);
+    cudaCheckLaunch();
+}
+
+// The number of partial dweight rows the backward writes: fixed by N, so results do not depend on the GPU.
+static int rmsnorm_backward_blocks(int N) { return N < 512 ? N : 512; }
+
+// Scratch the backward needs, in floats: [rmsnorm_backward_blocks(N), C].
+static size_t rmsnorm_backward_scratch_floats(int N, int C) { return (size_t)rmsnorm_backward_blocks(N) * C; }
+
+// Block b owns rows [b N / G, (b + 1) N / G). dinp [N, C] +=; partial [G, C] = this block's sum of dw.
+__global__ void rmsnorm_backward_kernel(floatX *dinp, float *partial, const floatX *dout, const floatX *inp,
+                                        const floatX *weight, const float *rstd, int N, int C) {
+    extern __shared__ float dw[];  // [C]: thread t owns columns t, t + blockDim.x, ...
+    int G = gridDim.x, b = blockIdx.x;
+    int row0 = (int)((long long)N * b / G), row1 = (int)((long long)N * (b + 1) / G);
+    for (int i = threadIdx.x; i < C; i += blockDim.x) dw[i] = 0.0f;
+    for (int row = row0; row < row1; row++) {
+        const floatX *x = inp + (size_t)row * C, *g = dout + (size_t)row * C;
+        floatX *dx = dinp + (size_t)row * C;
+        float r = rstd[row], dot = 0.0f;
+        for (int i = threadIdx.x; i < C; i += blockDim.x) dot += to_float(g[i]) * to_float(weight[i]) * to_float(x[i]);
+        dot = block_reduce_sum(dot);
+        float c = dot * r * r * r / C;
+        for (int i = threadIdx.x; i < C; i += blockDim.x) {
+            float gi = to_float(g[i]), xi = to_float(x[i]);
+            dx[i] = from_float<floatX>(to_float(dx[i]) + gi * to_float(weight[i]) * r - xi * c);
+            dw[i] += gi * xi * r;
+        }
+    }
+    for (int i = threadIdx.x; i < C; i += blockDim.x) partial[(size_t)b * C + i] = dw[i];
+}
+
+// dweight [C] += sum over the G partial rows, in row order
+__global__ void rmsnorm_dweight_reduce_kernel(floatX *dweight, const float *partial, int G, int C) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= C) return;
+    float acc = 0.0f;
+    for (int b = 0; b < G; b++) acc += partial[(size_t)b * C + i];
+    dweight[i] = from_float<floatX>(to_float(dweight[i]) + acc);
+}
+
+static void rmsnorm_backward(floatX *dinp, floatX *dweight, float *scratch, const floatX *dout, const floatX *inp,
+                             const floatX *weight, const float *rstd, int N, int C, cudaStream_t stream) {
+    // dinp [N, C] +=, dweight [C] +=, scratch [rmsnorm_backward_scratch_floats(N, C)],
+    // dout [N, C], inp [N, C] (the forward's input), weight [C], rstd [N] (from the forward)
+    if (N == 0) return;
+    const int block = 256;
+    int G = rmsnorm_backward_blocks(N);
+    size_t smem = sizeof(float) * C;
+    if (smem > 48 * 1024)
+        cudaCheck(cudaFuncSetAttribute(rmsnorm_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    rmsnorm_backward_kernel<<<G, block, smem, stream>>>(dinp, scratch, dout, inp, weight, rstd, N, C);
+    cudaCheckLaunch();
+    rmsnorm_dweight_reduce_kernel<<<ceil_div(C, block), block, 0, stream>>>(dweight, scratch, G, C);
+    cudaCheckLaunch();
+}

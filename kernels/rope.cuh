@@ -1,0 +1,60 @@
+/*
+ * kernels/rope.cuh: rotary position embedding in the HF rotate_half layout (element i of a head is paired
+ * with element i + hd/2), forward and backward. The backward applies the inverse rotation (the transpose),
+ * exactly as rope_apply with sign -1 in train_llama.c. The cos/sin tables come from llama_rope_tables, the
+ * host code the CPU trainer uses (fp32 inv_freq = 1 / theta^(2i/hd), angle = t * inv_freq), uploaded once,
+ * so both trainers rotate by bit-identical angles.
+ */
+#pragma once
+
+#include "../llama_config.h"
+#include "common.cuh"
+
+// Device tables cos_dev, sin_dev [T, hd/2] fp32, computed on the host (synchronous upload).
+static void rope_tables_init(float *cos_dev, float *sin_dev, int T, int hd, float theta) {
+    size_t bytes = sizeof(float) * (size_t)T * (hd / 2);
+    float *cosb = (float *)malloc(bytes), *sinb = (float *)malloc(bytes);
+    if (!cosb || !sinb) { fprintf(stderr, "error: out of host memory in rope_tables_init\n"); exit(1); }
+    llama_rope_tables(cosb, sinb, T, hd, theta);
+    cudaCheck(cudaMemcpy(cos_dev, cosb, bytes, cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(sin_dev, sinb, bytes, cudaMemcpyHostToDevice));
+    free(cosb);
+    free(sinb);
+}
+
+// One thread per pair (row n, head h, i < hd/2); position t = n % T. sign +1 rotates, -1 rotates back.
+// out may alias inp: each thread reads its pair before writing it.
+__global__ void rope_kernel(floatX *out, const floatX *inp, const float *cosb, const float *sinb, int N, int T, int nh,
+                            int hd, float sign) {
+    int half = hd / 2;
+    size_t total = (size_t)N * nh * half;
+    for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
+        size_t head = idx / half;  // n * nh + h
+        int i = (int)(idx % half), t = (int)((head / nh) % T);
+        size_t at = head * hd + i;
+        float a = to_float(inp[at]), b = to_float(inp[at + half]);
+        float c = cosb[t * half + i], s = sign * sinb[t * half + i];
+        out[at] = from_float<floatX>(a * c - b * s);
+        out[at + half] = from_float<floatX>(b * c + a * s);
+    }
+}
+
+static void rope_launch(floatX *out, const floatX *inp, const float *cosb, const float *sinb, int N, int T, int nh,
+                        int hd, float sign, cudaStream_t stream) {
+    size_t pairs = (size_t)N * nh * (hd / 2);
+    if (pairs == 0) return;
+    rope_kernel<<<grid_stride_blocks(pairs, 256), 256, 0, stream>>>(out, inp, cosb, sinb, N, T, nh, hd, sign);
+    cudaCheckLaunch();
+}
+
+static void rope_forward(floatX *out, const floatX *inp, const float *cosb, const float *sinb, int N, int T, int nh,
+                         int hd, cudaStream_t stream) {
+    // out, inp [N = B*T, nh, hd] (may be the same buffer); cosb, sinb [T, hd/2]
+    rope_launch(out, inp, cosb, sinb, N, T, nh, hd, 1.0f, stream);
+}
+
+static void rope_backward(floatX *dinp, const floatX *dout, const float *cosb, const float *sinb, int N, int T, int nh,
+                          int hd, cudaStream_t stream) {
+    // dinp, dout [N = B*T, nh, hd] (may be the same buffer): dinp = R^T dout
+    rope_launch(dinp, dout, cosb, sinb, N, T, nh, hd, -1.0f, stream);
+}
