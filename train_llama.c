@@ -801,41 +801,20 @@ static float evaluate(Llama *m, DataLoader *val, int batches) {
     return (float)comm_mean_f64(m->comm, sum / batches);
 }
 
-// Generates `ntok` tokens after BOS by sampling the softmax (temperature 1) with a stream keyed by the step,
-// and prints them decoded (with a tokenizer) or as ids.
+// Generates `ntok` tokens after BOS (DESIGN §10 --sample-every) and prints them.
 static void sample_print(Llama *m, const Tokenizer *tok, int ntok, uint64_t seed, int step) {
     int T = m->T, V = m->cfg.vocab_size, d = m->cfg.dim;
     int *seq = (int *)xmalloc(sizeof(int) * (ntok + 1));
     float *logits = (float *)xmalloc(sizeof(float) * V);
     Rng r;
-    rng_init(&r, seed, 0x5A3B, (uint64_t)step, 0);
-    seq[0] = tok && tok->bos_id >= 0 ? tok->bos_id : 1;
+    seq[0] = sample_start(&r, tok, seed, step);
     for (int i = 1; i <= ntok; i++) {
         int ctx = i < T ? i : T, *window = seq + i - ctx;
         llama_forward_blocks(m, window, 1, ctx);
         matmul_forward(logits, m->a.lnf + (size_t)(ctx - 1) * d, llama_param(m, m->params, PARAM_LM_HEAD, 0), 1, d, V);
-        float mx = -INFINITY;
-        double sum = 0.0;
-        for (int v = 0; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
-        for (int v = 0; v < V; v++) sum += exp((double)logits[v] - mx);
-        double u = rng_uniform(&r) * sum, cdf = 0.0;
-        int next = V - 1;
-        for (int v = 0; v < V; v++) {
-            cdf += exp((double)logits[v] - mx);
-            if (u < cdf) { next = v; break; }
-        }
-        seq[i] = next;
+        seq[i] = sample_next(logits, V, &r);
     }
-    printf("sample (step %d):", step);
-    if (tok) {
-        char *text = tokenizer_decode(tok, seq + 1, ntok, NULL);
-        printf("\n%s\n", text);
-        free(text);
-    } else {
-        for (int i = 1; i <= ntok; i++) printf(" %d", seq[i]);
-        printf("\n");
-    }
-    fflush(stdout);
+    sample_report(tok, seq + 1, ntok, step);
     free(seq);
     free(logits);
 }

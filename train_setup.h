@@ -1,7 +1,7 @@
 /*
  * train_setup.h: the set-up both trainers share before their loops: where the weights come from (a
  * checkpoint to resume, --init, or a fresh init) and the model config that goes with them, the tokenizer
- * for samples, and the validation data. Plain C that also compiles as C++.
+ * for samples, the validation data, and the sampling of text. Plain C that also compiles as C++.
  */
 #ifndef GRASS_TRAIN_SETUP_H
 #define GRASS_TRAIN_SETUP_H
@@ -63,6 +63,40 @@ static int train_setup_val(DataLoader *val, TrainOptions *opt, int rank, int wor
         opt->eval_batches = (int)avail;
     }
     return 1;
+}
+
+// Sampling (temperature 1): the next token drawn from softmax(logits [V]).
+static int sample_next(const float *logits, int V, Rng *r) {
+    float mx = -INFINITY;
+    double sum = 0.0, cdf = 0.0;
+    for (int v = 0; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
+    for (int v = 0; v < V; v++) sum += exp((double)logits[v] - mx);
+    double u = rng_uniform(r) * sum;
+    for (int v = 0; v < V; v++) {
+        cdf += exp((double)logits[v] - mx);
+        if (u < cdf) return v;
+    }
+    return V - 1;
+}
+
+// The stream a sample at `step` draws from, and its first token (BOS).
+static int sample_start(Rng *r, const Tokenizer *tok, uint64_t seed, int step) {
+    rng_init(r, seed, 0x5A3B, (uint64_t)step, 0);
+    return tok && tok->bos_id >= 0 ? tok->bos_id : 1;
+}
+
+// Prints a sample: decoded with a tokenizer, else as ids.
+static void sample_report(const Tokenizer *tok, const int *ids, int n, int step) {
+    printf("sample (step %d):", step);
+    if (tok) {
+        char *text = tokenizer_decode(tok, ids, n, NULL);
+        printf("\n%s\n", text);
+        free(text);
+    } else {
+        for (int i = 0; i < n; i++) printf(" %d", ids[i]);
+        printf("\n");
+    }
+    fflush(stdout);
 }
 
 #endif
