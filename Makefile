@@ -16,11 +16,25 @@ else
   TRAIN_CFLAGS =
 endif
 
+# CUDA: the GPU trainer where nvcc exists (bf16, and an fp32 build for tight comparison with the CPU trainer)
+NVCC ?= $(shell command -v nvcc 2>/dev/null)
+GPU_ARCH ?= sm_90
+NVCC_FLAGS = -O3 -std=c++17 -arch=$(GPU_ARCH) -I. -Xcompiler -Wall,-Wextra,-Wno-unused-function,-Wno-unused-parameter
+NVCC_LDLIBS = -lcublasLt -lcublas
+ifneq ($(MPICC),)
+  NVCC_FLAGS += -DUSE_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(shell $(MPICC) --showme:compile)
+  NVCC_LDLIBS += $(shell $(MPICC) --showme:link)
+endif
+CUDA_HEADERS = llama_model.cuh $(wildcard kernels/*.cuh)
+
 PYTHON ?= $(shell [ -x .venv/bin/python ] && echo .venv/bin/python || echo /usr/bin/python3)
 
 HOST_HEADERS = $(wildcard *.h) $(wildcard tokenizer/*.h)
 
 BINARIES = train_llama_cpu
+ifneq ($(NVCC),)
+  BINARIES += train_llama train_llama_fp32
+endif
 TEST_BINARIES = test/bin/test_reference test/bin/test_grass_select
 
 .PHONY: all test test-gpu venv clean
@@ -28,6 +42,12 @@ all: $(BINARIES) $(TEST_BINARIES)
 
 train_llama_cpu: train_llama.c $(HOST_HEADERS)
 	$(TRAIN_CC) $(CFLAGS) $(TRAIN_CFLAGS) -o $@ $< $(LDLIBS)
+
+train_llama: train_llama.cu $(CUDA_HEADERS) $(HOST_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LDLIBS)
+
+train_llama_fp32: train_llama.cu $(CUDA_HEADERS) $(HOST_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 -o $@ $< $(NVCC_LDLIBS)
 
 test/bin/test_reference: test/test_reference.c train_llama.c $(HOST_HEADERS)
 	@mkdir -p test/bin
@@ -53,4 +73,4 @@ test-gpu: all
 	PYTHON=$(PYTHON) test/run_all.sh test/gpu_*.sh
 
 clean:
-	rm -rf $(BINARIES) test/bin test/tmp
+	rm -rf $(BINARIES) test/bin test/tmp dev/cuda/bin

@@ -1,0 +1,445 @@
+/*
+ * llama_model.cuh: the LLaMA model on the GPU for train_llama.cu: the memory plan (every device allocation,
+ * by category; --dry-run prints it without touching a GPU, and the allocator uses exactly it), the parameter,
+ * gradient and optimizer buffers (the flat layout of llama_config.h, in floatX), the activations with the
+ * recomputation levels of DESIGN §4, forward, backward and the AdamW step. The math is train_llama.c's; the
+ * kernels are in kernels/.
+ *
+ * Recomputation (--recompute): 0 keeps every activation of every layer; 1 recomputes the two RMSNorm outputs
+ * and the SwiGLU product in the backward (cheap elementwise work) instead of keeping them per layer; 2 keeps
+ * only each layer's input and reruns the whole layer forward before its backward.
+ */
+#pragma once
+
+#include "kernels/common.cuh"
+#include "kernels/adamw.cuh"
+#include "kernels/attention.cuh"
+#include "kernels/crossentropy.cuh"
+#include "kernels/embedding.cuh"
+#include "kernels/matmul.cuh"
+#include "kernels/rmsnorm.cuh"
+#include "kernels/rope.cuh"
+#include "kernels/swiglu.cuh"
+#include "llama_config.h"
+#include "train_config.h"
+
+#define GPU_MATMUL_WORKSPACE ((size_t)32 << 20)  // cuBLASLt workspace
+#define GPU_LOGITS_CHUNK_BYTES ((size_t)256 << 20)  // the lm_head's logits are computed this many bytes at a time
+
+enum { GPU_WEIGHTS, GPU_MASTER, GPU_GRADS, GPU_OPTSTATE, GPU_ACTS, GPU_WORKSPACE, GPU_NUM_CATEGORIES };
+static const char *gpu_category_names[GPU_NUM_CATEGORIES] = {"weights", "master weights", "gradients",
+                                                             "optimizer state", "activations", "workspace"};
+
+typedef struct {
+    floatX *x;             // [L+1, N, d] residual stream: each layer's input, then the last layer's output
+    floatX *ln1;           // [La, N, d] attention RMSNorm output
+    float *rstd1;          // [Ls, N]
+    floatX *q;             // [Ls, N, H*hd] after RoPE
+    floatX *k;             // [Ls, N, KV*hd] after RoPE
+    floatX *v;             // [Ls, N, KV*hd]
+    float *lse;            // [Ls, B, H, T] attention logsumexp
+    floatX *atty;          // [Ls, N, H*hd] attention output
+    floatX *h;             // [Ls, N, d] residual stream after attention
+    floatX *ln2;           // [La, N, d] MLP RMSNorm output
+    float *rstd2;          // [Ls, N]
+    floatX *gate, *up;     // [Ls, N, ffn]
+    floatX *act;           // [La, N, ffn] silu(gate) * up
+    floatX *lnf;           // [N, d] final RMSNorm output
+    float *rstdf;          // [N]
+    float *losses;         // [N] per-token loss
+    int *tokens, *targets; // [N]
+    int *buckets;          // [3N + 1] embedding-backward buckets
+    float *rope_cos, *rope_sin;  // [T, hd/2]
+    // backward scratch (one layer)
+    floatX *dres, *dln;    // [N, d]
+    floatX *dq, *datty;    // [N, H*hd]
+    floatX *dk, *dv;       // [N, KV*hd]
+    floatX *dgate, *dup, *dact;  // [N, ffn]
+    float *attn_scratch;   // [B, H, T]
+    float *norm_scratch;   // rmsnorm backward partial sums
+    floatX *logits;        // [chunk_rows, V] the lm_head's logits, then their gradient
+    double *norm_partials; // [NORM_BLOCKS]
+    float *norm_out;       // [1]
+} GpuActivations;
+
+typedef struct {
+    LlamaConfig cfg;
+    ParamLayout lay;
+    int B, T;             // the micro-batch the activations hold
+    int recompute;        // 0, 1, 2 (see the top of this file)
+    int master_weights;   // 1: fp32 master copy; 0: floatX weights updated with stochastic rounding
+    int state_bf16;       // optimizer moments in bf16 (else fp32)
+    int chunk_rows;       // lm_head rows per logits chunk
+    floatX *params;       // [P] weights
+    float *master;        // [P] fp32 master weights, or NULL
+    floatX *grads;        // [P]
+    void *mom, *var;      // [P] AdamW moments, float or bf16
+    GpuActivations a;
+    Matmul mm;
+    cudaStream_t stream;
+    int *host_buckets;    // [3N + 1]
+} GpuLlama;
+
+typedef struct {
+    void **ptr;
+    size_t bytes;
+    int category;
+} GpuBuffer;
+
+// Layers of storage of the per-layer activations: Ls for what level 2 recomputes, La for what level 1 does.
+static size_t gpu_stored_layers(const GpuLlama *m) { return m->recompute >= 2 ? 1 : (size_t)m->cfg.n_layers; }
+static size_t gpu_norm_layers(const GpuLlama *m) { return m->recompute >= 1 ? 1 : (size_t)m->cfg.n_layers; }
+
+// The memory plan: every device buffer with its size and category. gpu_alloc allocates exactly these.
+static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
+    const LlamaConfig *c = &m->cfg;
+    size_t L = c->n_layers, N = (size_t)m->B * m->T, d = c->dim, qd = llama_q_dim(c), kvd = llama_kv_dim(c);
+    size_t f = c->ffn_dim, V = c->vocab_size, H = c->n_heads, P = m->lay.count, X = sizeof(floatX);
+    size_t Ls = gpu_stored_layers(m), La = gpu_norm_layers(m), mom = m->state_bf16 ? 2 : 4;
+    size_t norm_scratch = rmsnorm_backward_scratch_floats((int)N, (int)d);
+    GpuActivations *a = &m->a;
+    int n = 0;
+#define GBUF(p, bytes, cat) buf[n++] = (GpuBuffer){(void **)&(p), (bytes), (cat)}
+    GBUF(m->params, P * X, GPU_WEIGHTS);
+    if (m->master_weights) GBUF(m->master, P * 4, GPU_MASTER);
+    GBUF(m->grads, P * X, GPU_GRADS);
+    GBUF(m->mom, P * mom, GPU_OPTSTATE);
+    GBUF(m->var, P * mom, GPU_OPTSTATE);
+    GBUF(a->x, (L + 1) * N * d * X, GPU_ACTS);
+    GBUF(a->ln1, La * N * d * X, GPU_ACTS);
+    GBUF(a->rstd1, Ls * N * 4, GPU_ACTS);
+    GBUF(a->q, Ls * N * qd * X, GPU_ACTS);
+    GBUF(a->k, Ls * N * kvd * X, GPU_ACTS);
+    GBUF(a->v, Ls * N * kvd * X, GPU_ACTS);
+    GBUF(a->lse, Ls * N * H * 4, GPU_ACTS);
+    GBUF(a->atty, Ls * N * qd * X, GPU_ACTS);
+    GBUF(a->h, Ls * N * d * X, GPU_ACTS);
+    GBUF(a->ln2, La * N * d * X, GPU_ACTS);
+    GBUF(a->rstd2, Ls * N * 4, GPU_ACTS);
+    GBUF(a->gate, Ls * N * f * X, GPU_ACTS);
+    GBUF(a->up, Ls * N * f * X, GPU_ACTS);
+    GBUF(a->act, La * N * f * X, GPU_ACTS);
+    GBUF(a->lnf, N * d * X, GPU_ACTS);
+    GBUF(a->rstdf, N * 4, GPU_ACTS);
+    GBUF(a->losses, N * 4, GPU_ACTS);
+    GBUF(a->tokens, N * 4, GPU_ACTS);
+    GBUF(a->targets, N * 4, GPU_ACTS);
+    GBUF(a->buckets, (3 * N + 1) * 4, GPU_ACTS);
+    GBUF(a->rope_cos, (size_t)m->T * llama_head_dim(c) / 2 * 4, GPU_ACTS);
+    GBUF(a->rope_sin, (size_t)m->T * llama_head_dim(c) / 2 * 4, GPU_ACTS);
+    GBUF(a->dres, N * d * X, GPU_WORKSPACE);
+    GBUF(a->dln, N * d * X, GPU_WORKSPACE);
+    GBUF(a->dq, N * qd * X, GPU_WORKSPACE);
+    GBUF(a->datty, N * qd * X, GPU_WORKSPACE);
+    GBUF(a->dk, N * kvd * X, GPU_WORKSPACE);
+    GBUF(a->dv, N * kvd * X, GPU_WORKSPACE);
+    GBUF(a->dgate, N * f * X, GPU_WORKSPACE);
+    GBUF(a->dup, N * f * X, GPU_WORKSPACE);
+    GBUF(a->dact, N * f * X, GPU_WORKSPACE);
+    GBUF(a->attn_scratch, N * H * 4, GPU_WORKSPACE);
+    GBUF(a->norm_scratch, norm_scratch * 4, GPU_WORKSPACE);
+    GBUF(a->logits, (size_t)m->chunk_rows * V * X, GPU_WORKSPACE);
+    GBUF(a->norm_partials, NORM_BLOCKS * sizeof(double), GPU_WORKSPACE);
+    GBUF(a->norm_out, 4, GPU_WORKSPACE);
+#undef GBUF
+    return n;
+}
+#define GPU_MAX_BUFFERS 48
+
+// Sizes for a micro-batch B x T and the options (no allocation, no GPU needed).
+static void gpu_plan(GpuLlama *m, const LlamaConfig *cfg, int B, int T, const TrainOptions *opt) {
+    memset(m, 0, sizeof(*m));
+    m->cfg = *cfg;
+    llama_param_layout(cfg, &m->lay);
+    m->B = B;
+    m->T = T;
+    m->recompute = opt->recompute;
+    m->master_weights = opt->master_weights;
+    m->state_bf16 = !strcmp(opt->state_dtype, "bf16");
+    size_t rows = GPU_LOGITS_CHUNK_BYTES / ((size_t)cfg->vocab_size * sizeof(floatX));
+    m->chunk_rows = (int)(rows < 1 ? 1 : rows > (size_t)B * T ? (size_t)B * T : rows);
+}
+
+static size_t gpu_plan_total(GpuLlama *m, size_t *by_category) {
+    GpuBuffer buf[GPU_MAX_BUFFERS];
+    int n = gpu_buffers(m, buf);
+    size_t total = GPU_MATMUL_WORKSPACE;
+    for (int k = 0; k < GPU_NUM_CATEGORIES; k++) by_category[k] = k == GPU_WORKSPACE ? GPU_MATMUL_WORKSPACE : 0;
+    for (int i = 0; i < n; i++) {
+        by_category[buf[i].category] += buf[i].bytes;
+        total += buf[i].bytes;
+    }
+    return total;
+}
+
+static void gpu_plan_print(GpuLlama *m) {
+    size_t cat[GPU_NUM_CATEGORIES];
+    size_t total = gpu_plan_total(m, cat);
+    printf("memory plan (GPU, %s weights%s, %s moments, recompute %d):\n", PRECISION_NAME,
+           m->master_weights ? " + fp32 master" : "", m->state_bf16 ? "bf16" : "fp32", m->recompute);
+    for (int k = 0; k < GPU_NUM_CATEGORIES; k++)
+        printf("  %-18s %14zu bytes %10.3f GiB\n", gpu_category_names[k], cat[k], cat[k] / 1073741824.0);
+    printf("  %-18s %14zu bytes %10.3f GiB (plus the CUDA context)\n", "total", total, total / 1073741824.0);
+}
+
+static void gpu_alloc(GpuLlama *m) {
+    GpuBuffer buf[GPU_MAX_BUFFERS];
+    int n = gpu_buffers(m, buf);
+    for (int i = 0; i < n; i++) {
+        cudaCheck(cudaMalloc(buf[i].ptr, buf[i].bytes > 0 ? buf[i].bytes : 1));
+        cudaCheck(cudaMemset(*buf[i].ptr, 0, buf[i].bytes));
+    }
+    cudaCheck(cudaStreamCreate(&m->stream));
+    matmul_init(&m->mm, GPU_MATMUL_WORKSPACE);
+    m->host_buckets = (int *)xmalloc(sizeof(int) * (3 * (size_t)m->B * m->T + 1));
+    float *cosb = (float *)xmalloc(sizeof(float) * m->T * llama_head_dim(&m->cfg) / 2);
+    float *sinb = (float *)xmalloc(sizeof(float) * m->T * llama_head_dim(&m->cfg) / 2);
+    llama_rope_tables(cosb, sinb, m->T, llama_head_dim(&m->cfg), m->cfg.rope_theta);
+    size_t tb = sizeof(float) * m->T * llama_head_dim(&m->cfg) / 2;
+    cudaCheck(cudaMemcpy(m->a.rope_cos, cosb, tb, cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(m->a.rope_sin, sinb, tb, cudaMemcpyHostToDevice));
+    free(cosb);
+    free(sinb);
+}
+
+static void gpu_free(GpuLlama *m) {
+    GpuBuffer buf[GPU_MAX_BUFFERS];
+    int n = gpu_buffers(m, buf);
+    for (int i = 0; i < n; i++) cudaCheck(cudaFree(*buf[i].ptr));
+    matmul_free(&m->mm);
+    cudaCheck(cudaStreamDestroy(m->stream));
+    free(m->host_buckets);
+}
+
+static floatX *gpu_param(GpuLlama *m, floatX *base, int kind, int layer) {
+    return base + llama_param_offset(&m->cfg, &m->lay, kind, layer);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Weights in and out: tensor by tensor through host fp32, so no full host copy is ever needed.
+
+static void gpu_set_tensor(GpuLlama *m, int kind, int layer, const float *data, size_t n) {
+    size_t off = llama_param_offset(&m->cfg, &m->lay, kind, layer);
+    floatX *tmp = (floatX *)xmalloc(sizeof(floatX) * n);
+    for (size_t i = 0; i < n; i++) tmp[i] = from_float<floatX>(data[i]);
+    cudaCheck(cudaMemcpy(m->params + off, tmp, sizeof(floatX) * n, cudaMemcpyHostToDevice));
+    if (m->master) cudaCheck(cudaMemcpy(m->master + off, data, sizeof(float) * n, cudaMemcpyHostToDevice));
+    free(tmp);
+}
+
+static void gpu_take_tensor(void *ctx, int kind, int layer, const float *data, size_t n) {
+    gpu_set_tensor((GpuLlama *)ctx, kind, layer, data, n);
+}
+
+static void gpu_init_weights(GpuLlama *m, uint64_t seed) {
+    size_t cap = 0;
+    float *buf = NULL;
+    for (int i = 0; i < llama_num_tensors(&m->cfg); i++) {
+        int kind, layer;
+        llama_tensor_at(&m->cfg, i, &kind, &layer);
+        size_t n = llama_param_numel(&m->cfg, kind);
+        if (n > cap) { free(buf); cap = n; buf = (float *)xmalloc(sizeof(float) * cap); }
+        llama_init_tensor(&m->cfg, buf, kind, layer, seed);
+        gpu_set_tensor(m, kind, layer, buf, n);
+    }
+    free(buf);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Forward
+
+// out [N, OC] = resid + inp @ weight^T: the o_proj and down_proj products add the residual stream in the
+// GEMM itself (beta = 1 on a copy of the residual).
+static void gpu_matmul_residual(GpuLlama *m, floatX *out, const floatX *resid, const floatX *inp, const floatX *weight,
+                                int N, int C, int OC) {
+    cudaCheck(cudaMemcpyAsync(out, resid, sizeof(floatX) * N * OC, cudaMemcpyDeviceToDevice, m->stream));
+    Gemm g = matmul_forward_gemm(out, inp, weight, N, C, OC);
+    g.beta = 1.0f;
+    matmul_gemm(&m->mm, &g, m->stream);
+}
+
+// The activations of layer l: per-layer buffers at slot l, recomputed ones in slot 0.
+typedef struct {
+    floatX *x, *xo, *ln1, *q, *k, *v, *atty, *h, *ln2, *gate, *up, *act;
+    float *rstd1, *rstd2, *lse;
+} LayerActs;
+
+static LayerActs gpu_layer_acts(GpuLlama *m, int l) {
+    const LlamaConfig *c = &m->cfg;
+    GpuActivations *a = &m->a;
+    size_t N = (size_t)m->B * m->T, d = c->dim, qd = llama_q_dim(c), kvd = llama_kv_dim(c), f = c->ffn_dim;
+    size_t s = m->recompute >= 2 ? 0 : (size_t)l, r = m->recompute >= 1 ? 0 : (size_t)l;
+    LayerActs la;
+    la.x = a->x + (size_t)l * N * d;
+    la.xo = la.x + N * d;
+    la.ln1 = a->ln1 + r * N * d;
+    la.ln2 = a->ln2 + r * N * d;
+    la.act = a->act + r * N * f;
+    la.q = a->q + s * N * qd;
+    la.k = a->k + s * N * kvd;
+    la.v = a->v + s * N * kvd;
+    la.atty = a->atty + s * N * qd;
+    la.h = a->h + s * N * d;
+    la.gate = a->gate + s * N * f;
+    la.up = a->up + s * N * f;
+    la.rstd1 = a->rstd1 + s * N;
+    la.rstd2 = a->rstd2 + s * N;
+    la.lse = a->lse + s * N * c->n_heads;
+    return la;
+}
+
+static void gpu_layer_forward(GpuLlama *m, int l) {
+    const LlamaConfig *c = &m->cfg;
+    int B = m->B, T = m->T, N = B * T, d = c->dim, qd = llama_q_dim(c), kvd = llama_kv_dim(c), f = c->ffn_dim;
+    int hd = llama_head_dim(c);
+    LayerActs la = gpu_layer_acts(m, l);
+    cudaStream_t s = m->stream;
+    rmsnorm_forward(la.ln1, la.rstd1, la.x, gpu_param(m, m->params, PARAM_ATTN_NORM, l), N, d, c->norm_eps, s);
+    matmul_forward(&m->mm, la.q, la.ln1, gpu_param(m, m->params, PARAM_WQ, l), N, d, qd, s);
+    matmul_forward(&m->mm, la.k, la.ln1, gpu_param(m, m->params, PARAM_WK, l), N, d, kvd, s);
+    matmul_forward(&m->mm, la.v, la.ln1, gpu_param(m, m->params, PARAM_WV, l), N, d, kvd, s);
+    rope_forward(la.q, la.q, m->a.rope_cos, m->a.rope_sin, N, T, c->n_heads, hd, s);
+    rope_forward(la.k, la.k, m->a.rope_cos, m->a.rope_sin, N, T, c->n_kv_heads, hd, s);
+    attention_forward(la.atty, la.lse, la.q, la.k, la.v, B, T, c->n_heads, c->n_kv_heads, hd, s);
+    gpu_matmul_residual(m, la.h, la.x, la.atty, gpu_param(m, m->params, PARAM_WO, l), N, qd, d);
+    rmsnorm_forward(la.ln2, la.rstd2, la.h, gpu_param(m, m->params, PARAM_MLP_NORM, l), N, d, c->norm_eps, s);
+    matmul_forward(&m->mm, la.gate, la.ln2, gpu_param(m, m->params, PARAM_WGATE, l), N, d, f, s);
+    matmul_forward(&m->mm, la.up, la.ln2, gpu_param(m, m->params, PARAM_WUP, l), N, d, f, s);
+    swiglu_forward(la.act, la.gate, la.up, (size_t)N * f, s);
+    gpu_matmul_residual(m, la.xo, la.h, la.act, gpu_param(m, m->params, PARAM_WDOWN, l), N, f, d);
+}
+
+// Copies a micro-batch to the device (and the embedding-backward buckets, when training).
+static void gpu_set_batch(GpuLlama *m, const int *tokens, const int *targets, int train) {
+    size_t N = (size_t)m->B * m->T;
+    cudaCheck(cudaMemcpyAsync(m->a.tokens, tokens, sizeof(int) * N, cudaMemcpyHostToDevice, m->stream));
+    cudaCheck(cudaMemcpyAsync(m->a.targets, targets, sizeof(int) * N, cudaMemcpyHostToDevice, m->stream));
+    if (!train) return;
+    int U = embedding_buckets(m->host_buckets, tokens, (int)N);
+    cudaCheck(cudaMemcpyAsync(m->a.buckets, m->host_buckets, sizeof(int) * (N + 2 * (size_t)U + 1), cudaMemcpyHostToDevice,
+                              m->stream));
+    m->host_buckets[3 * N] = U;  // remembered for the backward (the last slot is never part of the buckets)
+}
+
+// Forward of a micro-batch (gpu_set_batch first) through the blocks and the final norm, into lnf.
+static void gpu_forward_blocks(GpuLlama *m) {
+    const LlamaConfig *c = &m->cfg;
+    int N = m->B * m->T, d = c->dim;
+    embedding_forward(m->a.x, m->a.tokens, gpu_param(m, m->params, PARAM_EMBED, 0), N, d, m->stream);
+    for (int l = 0; l < c->n_layers; l++) gpu_layer_forward(m, l);
+    rmsnorm_forward(m->a.lnf, m->a.rstdf, m->a.x + (size_t)c->n_layers * N * d, gpu_param(m, m->params, PARAM_FINAL_NORM, 0),
+                    N, d, c->norm_eps, m->stream);
+}
+
+// Forward of a micro-batch through the loss; with dloss != 0 also the backward of the lm_head (its weight
+// gradient and d(loss)/d(lnf) into dln), for loss = dloss * sum of per-token losses. Returns the mean loss
+// (synchronises).
+static float gpu_forward(GpuLlama *m, float dloss) {
+    const LlamaConfig *c = &m->cfg;
+    int N = m->B * m->T, d = c->dim;
+    cudaStream_t s = m->stream;
+    gpu_forward_blocks(m);
+    int backward = dloss != 0.0f;
+    crossentropy_forward_backward(&m->mm, m->a.losses, backward ? m->a.dln : NULL,
+                                  backward ? gpu_param(m, m->grads, PARAM_LM_HEAD, 0) : NULL, m->a.logits, m->chunk_rows,
+                                  m->a.lnf, gpu_param(m, m->params, PARAM_LM_HEAD, 0), m->a.targets, N, d, c->vocab_size,
+                                  dloss, s);
+    float *losses = (float *)xmalloc(sizeof(float) * N);
+    cudaCheck(cudaMemcpyAsync(losses, m->a.losses, sizeof(float) * N, cudaMemcpyDeviceToHost, s));
+    cudaCheck(cudaStreamSynchronize(s));
+    double sum = 0.0;
+    for (int i = 0; i < N; i++) sum += losses[i];
+    free(losses);
+    return (float)(sum / N);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Backward (after gpu_forward with dloss != 0): the gradients accumulate into m->grads.
+
+static void gpu_backward(GpuLlama *m) {
+    const LlamaConfig *c = &m->cfg;
+    GpuActivations *a = &m->a;
+    int B = m->B, T = m->T, N = B * T, d = c->dim, qd = llama_q_dim(c), kvd = llama_kv_dim(c), f = c->ffn_dim;
+    int hd = llama_head_dim(c);
+    cudaStream_t s = m->stream;
+    Matmul *mm = &m->mm;
+    cudaCheck(cudaMemsetAsync(a->dres, 0, sizeof(floatX) * N * d, s));
+    rmsnorm_backward(a->dres, gpu_param(m, m->grads, PARAM_FINAL_NORM, 0), a->norm_scratch, a->dln,
+                     a->x + (size_t)c->n_layers * N * d, gpu_param(m, m->params, PARAM_FINAL_NORM, 0), a->rstdf, N, d, s);
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        LayerActs la = gpu_layer_acts(m, l);
+        if (m->recompute >= 2) {
+            gpu_layer_forward(m, l);
+        } else if (m->recompute == 1) {
+            rmsnorm_forward(la.ln1, la.rstd1, la.x, gpu_param(m, m->params, PARAM_ATTN_NORM, l), N, d, c->norm_eps, s);
+            rmsnorm_forward(la.ln2, la.rstd2, la.h, gpu_param(m, m->params, PARAM_MLP_NORM, l), N, d, c->norm_eps, s);
+            swiglu_forward(la.act, la.gate, la.up, (size_t)N * f, s);
+        }
+        // MLP: x[l+1] = h + down(silu(gate(ln2)) * up(ln2)); dres holds d x[l+1] and becomes d h
+        matmul_backward(mm, a->dact, gpu_param(m, m->grads, PARAM_WDOWN, l), a->dres, la.act,
+                        gpu_param(m, m->params, PARAM_WDOWN, l), N, f, d, 0, s);
+        swiglu_backward(a->dgate, a->dup, a->dact, la.gate, la.up, (size_t)N * f, s);
+        matmul_backward(mm, a->dln, gpu_param(m, m->grads, PARAM_WGATE, l), a->dgate, la.ln2,
+                        gpu_param(m, m->params, PARAM_WGATE, l), N, d, f, 0, s);
+        matmul_backward(mm, a->dln, gpu_param(m, m->grads, PARAM_WUP, l), a->dup, la.ln2, gpu_param(m, m->params, PARAM_WUP, l),
+                        N, d, f, 1, s);
+        rmsnorm_backward(a->dres, gpu_param(m, m->grads, PARAM_MLP_NORM, l), a->norm_scratch, a->dln, la.h,
+                         gpu_param(m, m->params, PARAM_MLP_NORM, l), la.rstd2, N, d, s);
+        // attention: h = x + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1))); dres becomes d x[l]
+        matmul_backward(mm, a->datty, gpu_param(m, m->grads, PARAM_WO, l), a->dres, la.atty, gpu_param(m, m->params, PARAM_WO, l),
+                        N, qd, d, 0, s);
+        attention_backward(a->dq, a->dk, a->dv, a->attn_scratch, a->datty, la.atty, la.q, la.k, la.v, la.lse, B, T,
+                           c->n_heads, c->n_kv_heads, hd, s);
+        rope_backward(a->dq, a->dq, a->rope_cos, a->rope_sin, N, T, c->n_heads, hd, s);
+        rope_backward(a->dk, a->dk, a->rope_cos, a->rope_sin, N, T, c->n_kv_heads, hd, s);
+        matmul_backward(mm, a->dln, gpu_param(m, m->grads, PARAM_WQ, l), a->dq, la.ln1, gpu_param(m, m->params, PARAM_WQ, l), N, d,
+                        qd, 0, s);
+        matmul_backward(mm, a->dln, gpu_param(m, m->grads, PARAM_WK, l), a->dk, la.ln1, gpu_param(m, m->params, PARAM_WK, l), N, d,
+                        kvd, 1, s);
+        matmul_backward(mm, a->dln, gpu_param(m, m->grads, PARAM_WV, l), a->dv, la.ln1, gpu_param(m, m->params, PARAM_WV, l), N, d,
+                        kvd, 1, s);
+        rmsnorm_backward(a->dres, gpu_param(m, m->grads, PARAM_ATTN_NORM, l), a->norm_scratch, a->dln, la.x,
+                         gpu_param(m, m->params, PARAM_ATTN_NORM, l), la.rstd1, N, d, s);
+    }
+    embedding_backward(gpu_param(m, m->grads, PARAM_EMBED, 0), a->dres, a->buckets, m->host_buckets[3 * (size_t)N], N, d, s);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Optimizer
+
+static void gpu_zero_grads(GpuLlama *m) {
+    cudaCheck(cudaMemsetAsync(m->grads, 0, sizeof(floatX) * m->lay.count, m->stream));
+}
+
+// The global gradient norm (synchronises).
+static float gpu_grad_norm(GpuLlama *m) {
+    global_norm_squared(m->a.norm_partials, m->grads, m->lay.count, 0, m->stream);
+    global_norm_squared_finish(m->a.norm_out, m->a.norm_partials, m->stream);
+    float sq;
+    cudaCheck(cudaMemcpyAsync(&sq, m->a.norm_out, sizeof(float), cudaMemcpyDeviceToHost, m->stream));
+    cudaCheck(cudaStreamSynchronize(m->stream));
+    return sqrtf(sq);
+}
+
+// Clipping and AdamW on every tensor kind (weight decay on the matrices only), as llama_optimizer_step in
+// train_llama.c. step is 0-based; the stochastic-rounding seeds are keyed by (seed, step, kind).
+static float gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, float lr) {
+    float norm = gpu_grad_norm(m);
+    float coef = 1.0f;
+    if (opt->grad_clip > 0.0f && opt->grad_clip / (norm + 1e-6f) < 1.0f) coef = opt->grad_clip / (norm + 1e-6f);
+    for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
+        size_t off = m->lay.offset[kind], n = llama_param_kind_numel(&m->cfg, kind);
+        Rng r;
+        rng_init(&r, (uint64_t)opt->seed, 0xADA3, (uint64_t)step, (uint64_t)kind);
+        AdamWParams hp = {lr, opt->beta1, opt->beta2, opt->eps, llama_param_is_matrix(kind) ? opt->weight_decay : 0.0f,
+                          coef, step + 1, rng_next(&r)};
+        float *master = m->master ? m->master + off : NULL;
+        if (m->state_bf16)
+            adamw_update(m->params + off, master, m->grads + off, (__nv_bfloat16 *)m->mom + off, (__nv_bfloat16 *)m->var + off,
+                         n, &hp, m->stream);
+        else
+            adamw_update(m->params + off, master, m->grads + off, (float *)m->mom + off, (float *)m->var + off, n, &hp,
+                         m->stream);
+    }
+    return norm;
+}

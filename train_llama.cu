@@ -1,0 +1,249 @@
+/*
+ * train_llama.cu: the GPU trainer (binary train_llama): command line, set-up, training loop, evaluation,
+ * sampling and checkpoints around the model of llama_model.cuh. It shares every host-side fact with the CPU
+ * trainer train_llama.c (options, presets, shards, checkpoints, logging, the initial weights), so both accept
+ * the same flags and read and write the same files: a checkpoint of one resumes in the other.
+ *
+ * Status: full-rank AdamW on one GPU. --optimizer grass (issue 7) and data parallelism across GPUs (issue 8)
+ * are refused with a message until they are built.
+ */
+#include <math.h>
+#include "common.h"
+#include "comm.h"
+#include "checkpoint.h"
+#include "dataloader.h"
+#include "llama_model.cuh"
+#include "logger.h"
+#include "train_config.h"
+#include "train_setup.h"
+
+static float gpu_evaluate(GpuLlama *m, DataLoader *val, int batches) {
+    dataloader_reset(val);
+    double sum = 0.0;
+    for (int i = 0; i < batches; i++) {
+        dataloader_next_batch(val);
+        gpu_set_batch(m, val->inputs, val->targets, 0);
+        sum += gpu_forward(m, 0.0f);
+    }
+    return (float)(sum / batches);
+}
+
+// Generates `ntok` tokens after BOS and prints them. Each token runs the blocks over row 0 of a full
+// micro-batch (the context, zero-padded: causal attention ignores what follows) and the lm_head on one row.
+static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, uint64_t seed, int step) {
+    int T = m->T, V = m->cfg.vocab_size, d = m->cfg.dim, N = m->B * m->T;
+    int *seq = (int *)xmalloc(sizeof(int) * (ntok + 1)), *batch = (int *)xcalloc(N, sizeof(int));
+    floatX *row = (floatX *)xmalloc(sizeof(floatX) * V);
+    float *logits = (float *)xmalloc(sizeof(float) * V);
+    Rng r;
+    seq[0] = sample_start(&r, tok, seed, step);
+    for (int i = 1; i <= ntok; i++) {
+        int ctx = i < T ? i : T;
+        memcpy(batch, seq + i - ctx, sizeof(int) * ctx);
+        gpu_set_batch(m, batch, batch, 0);
+        gpu_forward_blocks(m);
+        matmul_forward(&m->mm, m->a.logits, m->a.lnf + (size_t)(ctx - 1) * d, gpu_param(m, m->params, PARAM_LM_HEAD, 0), 1,
+                       d, V, m->stream);
+        cudaCheck(cudaMemcpyAsync(row, m->a.logits, sizeof(floatX) * V, cudaMemcpyDeviceToHost, m->stream));
+        cudaCheck(cudaStreamSynchronize(m->stream));
+        for (int v = 0; v < V; v++) logits[v] = to_float(row[v]);
+        seq[i] = sample_next(logits, V, &r);
+    }
+    sample_report(tok, seq + 1, ntok, step);
+    free(seq);
+    free(batch);
+    free(row);
+    free(logits);
+}
+
+// The trainer state: the shared header and the AdamW moments (the same sections as train_llama_cpu's with
+// fp32 moments, so checkpoints move between the trainers). host holds the moments while they are written.
+static int gpu_state_sections(GpuLlama *m, StateHeader *h, void **host, StateSection *sec) {
+    size_t bytes = m->lay.count * (m->state_bf16 ? 2 : 4);
+    int n = state_header_sections(h, sec);
+    sec[n++] = (StateSection){m->state_bf16 ? "adamw.m.bf16" : "adamw.m", bytes, host[0]};
+    sec[n++] = (StateSection){m->state_bf16 ? "adamw.v.bf16" : "adamw.v", bytes, host[1]};
+    return n;
+}
+
+static StateHeader gpu_state_header(const TrainOptions *opt, int step, const DataLoader *train, int accum, int world) {
+    StateHeader h = {step, {opt->batch, opt->seq, world, accum, opt->seed}, {train->epoch, train->shard_pos, train->window_pos},
+                     {0, 0, 0, 0, 0}};
+    return h;
+}
+
+// The weights go out in their most precise copy: the fp32 master weights, else the floatX weights.
+static void gpu_save_checkpoint(GpuLlama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum, int world) {
+    size_t P = m->lay.count, mb = P * (m->state_bf16 ? 2 : 4);
+    int fp32_out = m->master || sizeof(floatX) == 4;
+    void *weights = xmalloc(P * (fp32_out ? 4 : 2)), *host[2] = {xmalloc(mb), xmalloc(mb)};
+    cudaCheck(cudaMemcpy(weights, m->master ? (void *)m->master : (void *)m->params, P * (fp32_out ? 4 : 2), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(host[0], m->mom, mb, cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(host[1], m->var, mb, cudaMemcpyDeviceToHost));
+    StateHeader h = gpu_state_header(opt, step, train, accum, world);
+    StateSection sec[STATE_HEADER_SECTIONS + 2];
+    int n = gpu_state_sections(m, &h, host, sec);
+    checkpoint_save(opt->out, step, &m->cfg, weights, fp32_out ? "F32" : "BF16", n, sec);
+    free(weights);
+    free(host[0]);
+    free(host[1]);
+}
+
+static int gpu_load_state(GpuLlama *m, const TrainOptions *opt, const char *dir, DataLoader *train, int accum, int world) {
+    size_t mb = m->lay.count * (m->state_bf16 ? 2 : 4);
+    void *host[2] = {xmalloc(mb), xmalloc(mb)};
+    StateHeader h = gpu_state_header(opt, 0, train, accum, world);
+    StateSection sec[STATE_HEADER_SECTIONS + 2];
+    int n = gpu_state_sections(m, &h, host, sec);
+    checkpoint_load_state(dir, &h, n, sec);
+    cudaCheck(cudaMemcpy(m->mom, host[0], mb, cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(m->var, host[1], mb, cudaMemcpyHostToDevice));
+    free(host[0]);
+    free(host[1]);
+    dataloader_seek(train, (int)h.data[0], (int)h.data[1], (int)h.data[2]);
+    return (int)h.step;
+}
+
+// --gpu-mem-limit: holds back what the device has beyond the limit, so a larger card behaves like a smaller one.
+// Returns the block (NULL when nothing is held) and its size in *held.
+static void *gpu_hold_back(double limit_gib, size_t *held) {
+    *held = 0;
+    if (limit_gib <= 0) return NULL;
+    size_t free_b, total_b;
+    cudaCheck(cudaMemGetInfo(&free_b, &total_b));
+    double limit = limit_gib * 1073741824.0, used = (double)(total_b - free_b);
+    if (used > limit) fail("--gpu-mem-limit %.1f GiB: the run already uses %.2f GiB of the GPU", limit_gib, used / 1073741824.0);
+    if (limit >= (double)total_b) return NULL;
+    void *block = NULL;
+    size_t hold = free_b - (size_t)(limit - used);
+    if (hold > 0) cudaCheck(cudaMalloc(&block, hold));
+    *held = hold;
+    printf("gpu-mem-limit: holding back %.2f GiB of the GPU's %.2f GiB\n", hold / 1073741824.0, total_b / 1073741824.0);
+    return block;
+}
+
+// FLOPs per token of one training step (forward + backward = 3 x forward): 6 per parameter of the matrices
+// and 6 L T d for attention's two products with causal masking halving them (as llm.c counts).
+static double gpu_flops_per_token(const LlamaConfig *c, int T) {
+    ParamLayout lay;
+    llama_param_layout(c, &lay);
+    double matrices = (double)lay.count - (double)c->vocab_size * c->dim;  // the embedding is a lookup
+    return 6.0 * matrices + 6.0 * c->n_layers * (double)T * llama_q_dim(c);
+}
+
+int main(int argc, char **argv) {
+    Comm comm;
+    comm_init(&comm, &argc, &argv);
+    if (comm.rank != 0 && !freopen("/dev/null", "w", stdout)) fail("cannot silence rank %d's output", comm.rank);
+    TrainOptions opt;
+    train_options_default(&opt);
+    train_options_parse(&opt, argc, argv, 1);
+    if (opt.help) {
+        train_options_help(argv[0], 1);
+        comm_finalize(&comm);
+        return 0;
+    }
+    train_options_check(&opt);
+    if (!strcmp(opt.optimizer, "grass"))
+        fail("--optimizer grass is not in train_llama yet (the GPU Grass issue); train_llama_cpu has it");
+    if (comm.world > 1) fail("train_llama does not run across several GPUs yet (the multi-GPU issue); train_llama_cpu does, under mpirun");
+
+    TrainSetup setup;
+    train_setup_model(&setup, &opt);
+    const LlamaConfig cfg = setup.cfg;
+    int world = comm.world, rank = comm.rank, accum = train_options_grad_accum(&opt, world);
+    int B = opt.batch, T = opt.seq;
+
+    GpuLlama model;
+    char desc[256];
+    llama_config_describe(&cfg, desc, sizeof(desc));
+    gpu_plan(&model, &cfg, B, T, &opt);
+    printf("model: %s; %zu parameters\n", desc, model.lay.count);
+    gpu_plan_print(&model);
+    size_t cat[GPU_NUM_CATEGORIES], planned = gpu_plan_total(&model, cat);
+    if (opt.gpu_mem_limit > 0 && planned > opt.gpu_mem_limit * 1073741824.0)
+        fail("--gpu-mem-limit %.1f GiB: the plan needs %.2f GiB (lower --batch, raise --recompute, --master-weights 0, --state-dtype bf16)",
+             (double)opt.gpu_mem_limit, planned / 1073741824.0);
+    if (opt.dry_run) {  // the plan needs the sizes only: no GPU is touched
+        comm_finalize(&comm);
+        return 0;
+    }
+    int devices = 0;
+    cudaCheck(cudaGetDeviceCount(&devices));
+    cudaCheck(cudaSetDevice(comm.local_rank % devices));
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, comm.local_rank % devices));
+    gpu_alloc(&model);
+    size_t held_bytes;
+    void *held = gpu_hold_back(opt.gpu_mem_limit, &held_bytes);
+    printf("device: %s; batch: %d x %d tokens, %d micro-batches per step = %lld tokens per step\n", prop.name, B, T, accum,
+           (long long)B * T * accum * world);
+    if (setup.weights_dir) {
+        checkpoint_read_model(setup.weights_dir, &cfg, gpu_take_tensor, &model);
+        printf("weights: %s\n", setup.weights_dir);
+    } else {
+        gpu_init_weights(&model, (uint64_t)opt.seed);
+    }
+
+    Tokenizer tok;
+    int have_tok = train_setup_tokenizer(&tok, &opt, &cfg);
+    DataLoader train, val;
+    int have_val = train_setup_val(&val, &opt, rank, world, cfg.vocab_size);
+    if (opt.eval_only) {
+        Logger none = {NULL};
+        logger_val(&none, 0, gpu_evaluate(&model, &val, opt.eval_batches));
+        comm_finalize(&comm);
+        return 0;
+    }
+    dataloader_init(&train, opt.train_data, "--train-data", B, T, rank, world, cfg.vocab_size, 1, (uint64_t)opt.seed);
+    int start = 0;
+    if (setup.resume_dir[0]) {
+        start = gpu_load_state(&model, &opt, setup.resume_dir, &train, accum, world);
+        printf("resume: %s at step %d\n", setup.resume_dir, start);
+        if (start >= opt.steps) fail("%s is at step %d; --steps %d leaves nothing to do", setup.resume_dir, start, opt.steps);
+    }
+    if (opt.out[0]) mkdir_p(opt.out);
+    Logger log;
+    logger_init(&log, rank == 0 ? opt.out : NULL, start > 0);
+    if (have_val && start == 0) logger_val(&log, 0, gpu_evaluate(&model, &val, opt.eval_batches));
+
+    // MFU against the dense bf16 tensor-core peak of the H100 SXM (989 TFLOP/s); other GPUs: read as relative
+    double peak = 989e12, flops_per_step = gpu_flops_per_token(&cfg, T) * B * T * accum;
+    for (int step = start; step < opt.steps; step++) {
+        double t0 = wall_time();
+        gpu_zero_grads(&model);
+        double loss = 0.0;
+        for (int micro = 0; micro < accum; micro++) {
+            dataloader_next_batch(&train);
+            gpu_set_batch(&model, train.inputs, train.targets, 1);
+            loss += gpu_forward(&model, 1.0f / ((float)B * T * accum));
+            gpu_backward(&model);
+        }
+        loss /= accum;
+        if (!isfinite(loss)) fail("the loss is %f at step %d: training diverged (lower --lr or set --grad-clip)", loss, step + 1);
+        float lr = lr_at_step(&opt, step);
+        float norm = gpu_optimizer_step(&model, &opt, step, lr);
+        cudaCheck(cudaStreamSynchronize(model.stream));
+        double sec = wall_time() - t0;
+        size_t free_b, total_b;
+        cudaCheck(cudaMemGetInfo(&free_b, &total_b));
+        int done = step + 1;
+        logger_step(&log, done, opt.steps, (float)loss, lr, norm, 1000.0 * sec, (double)B * T * accum * world / sec,
+                    flops_per_step / sec / peak, (double)(total_b - free_b - held_bytes) / 1073741824.0);
+        int last = done == opt.steps;
+        if (have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
+            logger_val(&log, done, gpu_evaluate(&model, &val, opt.eval_batches));
+        if (opt.sample_every && (done % opt.sample_every == 0 || last))
+            gpu_sample_print(&model, have_tok ? &tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
+        if (opt.out[0] && ((opt.ckpt_every && done % opt.ckpt_every == 0) || last))
+            gpu_save_checkpoint(&model, &opt, done, &train, accum, world);
+    }
+    logger_close(&log);
+    if (have_tok) tokenizer_free(&tok);
+    dataloader_free(&train);
+    if (have_val) dataloader_free(&val);
+    if (held) cudaCheck(cudaFree(held));
+    gpu_free(&model);
+    comm_finalize(&comm);
+    return 0;
+}
