@@ -1,0 +1,26 @@
+# The GPU trainer's memory plan needs no GPU: --dry-run prints every category and a total that is their sum
+# plus the cuBLASLt workspace, for every preset; the recomputation levels and the precision options shrink
+# what they should; --gpu-mem-limit refuses a plan that does not fit. Skipped where train_llama was not built.
+source test/lib.sh
+[ -x ./train_llama ] || skip "train_llama was not built (no nvcc when make ran)"
+get() { awk -v k="$2" '$0 ~ "^  "k" " {for (i = 1; i <= NF; i++) if ($(i+1) == "bytes") {print $i; exit}}' "$1"; }
+for preset in test tiny 60m 130m 350m 1b 7b 13b; do
+  ./train_llama --model $preset --dry-run --batch 1 --seq 128 > "$TMP/$preset"
+  sum=0; for c in weights master gradients optimizer activations workspace; do sum=$((sum + $(get "$TMP/$preset" "$c"))); done
+  [ "$sum" -eq "$(get "$TMP/$preset" total)" ] || die "$preset: the categories do not add up to the total"
+done
+# 60m: bf16 weights and gradients (2 bytes per parameter), fp32 master (4), fp32 moments (8)
+P=$(( 2*32000*512 + 8*(4*512*512 + 3*512*1376 + 2*512) + 512 ))
+[ "$(get "$TMP/60m" weights)" -eq $((2 * P)) ] || die "60m weights"
+[ "$(get "$TMP/60m" master)" -eq $((4 * P)) ] || die "60m master weights"
+[ "$(get "$TMP/60m" optimizer)" -eq $((8 * P)) ] || die "60m optimizer state"
+./train_llama --model 60m --dry-run --batch 1 --seq 128 --master-weights 0 --state-dtype bf16 > "$TMP/60m_lean"
+[ "$(get "$TMP/60m_lean" master)" -eq 0 ] && [ "$(get "$TMP/60m_lean" optimizer)" -eq $((4 * P)) ] || die "60m lean options"
+for r in 0 1 2; do ./train_llama --model 350m --dry-run --batch 8 --seq 1024 --recompute $r > "$TMP/r$r"; done
+a0=$(get "$TMP/r0" activations); a1=$(get "$TMP/r1" activations); a2=$(get "$TMP/r2" activations)
+[ $a0 -gt $a1 ] && [ $a1 -gt $a2 ] || die "recompute levels do not shrink the activations ($a0, $a1, $a2)"
+echo "ok: 350m batch 8 x 1024 activations: recompute 0 $a0, 1 $a1, 2 $a2 bytes"
+expect_error "--gpu-mem-limit 1.0 GiB: the plan needs" ./train_llama --model 1b --dry-run --gpu-mem-limit 1
+expect_error "--recompute must be 0, 1 or 2" ./train_llama --model test --dry-run --recompute 3
+expect_error "--state-dtype must be one of fp32|bf16" ./train_llama --model test --dry-run --state-dtype fp16
+expect_error "--optimizer grass is not in train_llama yet" ./train_llama --model test --dry-run --optimizer grass
