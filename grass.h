@@ -57,6 +57,53 @@ static GrassShape grass_shape_of(const LlamaConfig *c, int kind, int side, int r
     return grass_shape(side, rank, (int)m, (int)n);
 }
 
+// The sizes of Grass for a model: per projection kind its shape (the same in every layer) and where its
+// layers start in the arrays of all projections' indices and scales (r each) and compressed gradients and
+// moments (r x E each), stored kind-major then layer-major like the parameters. Both trainers size their
+// Grass buffers from it.
+typedef struct {
+    int enabled;
+    int selector, side, rank, interval;
+    float alpha;
+    uint64_t seed;
+    GrassShape shape[NUM_PARAM_KINDS];
+    size_t roff[NUM_PARAM_KINDS];  // offset of a kind's layer 0 among the indices and scales
+    size_t goff[NUM_PARAM_KINDS];  // offset of a kind's layer 0 among the compressed gradients and moments
+    size_t nsel, nstate;           // sum of r, sum of r x E over all projection matrices
+    size_t full_numel;             // the largest projection matrix, m x n (the refresh scratch)
+    int rmax, dmax;                // the largest r and D
+} GrassPlan;
+
+static void grass_plan(GrassPlan *p, const LlamaConfig *c, int enabled, const char *selector, const char *side, int rank,
+                       int interval, float alpha, uint64_t seed) {
+    memset(p, 0, sizeof(*p));
+    p->enabled = enabled;
+    if (!enabled) return;
+    p->selector = grass_selector_from_name(selector);
+    p->side = grass_side_from_name(side);
+    p->rank = rank;
+    p->interval = interval;
+    p->alpha = alpha;
+    p->seed = seed;
+    for (int k = 0; k < NUM_PARAM_KINDS; k++) {
+        if (!llama_param_kinds[k].is_projection) continue;
+        GrassShape sh = grass_shape_of(c, k, p->side, rank);
+        p->shape[k] = sh;
+        p->roff[k] = p->nsel;
+        p->goff[k] = p->nstate;
+        p->nsel += (size_t)c->n_layers * sh.r;
+        p->nstate += (size_t)c->n_layers * sh.r * sh.E;
+        if ((size_t)sh.D * sh.E > p->full_numel) p->full_numel = (size_t)sh.D * sh.E;
+        if (sh.r > p->rmax) p->rmax = sh.r;
+        if (sh.D > p->dmax) p->dmax = sh.D;
+    }
+}
+
+static size_t grass_sel_offset(const GrassPlan *p, int kind, int layer) { return p->roff[kind] + (size_t)layer * p->shape[kind].r; }
+static size_t grass_state_offset(const GrassPlan *p, int kind, int layer) {
+    return p->goff[kind] + (size_t)layer * p->shape[kind].r * p->shape[kind].E;
+}
+
 // Steps 0, K, 2K, ... refresh the selection; the moments restart there.
 static int grass_is_refresh(int step, int interval) { return step % interval == 0; }
 static int grass_refresh_number(int step, int interval) { return step / interval; }

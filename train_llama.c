@@ -323,15 +323,7 @@ typedef struct {
 // Grass state (DESIGN §3): for every projection matrix (kind, layer) r selected indices and scales, and the
 // r x E compressed gradient and subspace Adam moments, stored kind-major then layer-major like the parameters.
 typedef struct {
-    int enabled;
-    int selector, side, rank, interval;
-    float alpha;
-    uint64_t seed;
-    GrassShape shape[NUM_PARAM_KINDS];    // per projection kind (the same in every layer)
-    size_t roff[NUM_PARAM_KINDS];         // offset of a kind's layer 0 in sigma, rho
-    size_t goff[NUM_PARAM_KINDS];         // offset of a kind's layer 0 in g, m, v
-    size_t nsel, nstate;                  // sum of r, sum of r x E over all projection matrices
-    size_t full_numel;                    // the largest projection matrix, m x n
+    GrassPlan p;                          // sizes and settings
     int *sigma;                           // [nsel] selected rows (or columns), ascending
     float *rho;                           // [nsel] their scales
     float *g;                             // [nstate] compressed gradients g = diag(rho) B G
@@ -382,13 +374,13 @@ static int llama_buffers(Llama *m, Buffer *buf) {
     BUF(m->grads, G, "gradients");
     BUF(m->adam_m, G, "optimizer state");
     BUF(m->adam_v, G, "optimizer state");
-    if (gs->enabled) {
-        BUF(gs->g, gs->nstate, "gradients");
-        BUF(gs->m, gs->nstate, "optimizer state");
-        BUF(gs->v, gs->nstate, "optimizer state");
-        BUF(gs->sigma, gs->nsel, "optimizer state");
-        BUF(gs->rho, gs->nsel, "optimizer state");
-        BUF(gs->full, gs->full_numel, "grass refresh");
+    if (gs->p.enabled) {
+        BUF(gs->g, gs->p.nstate, "gradients");
+        BUF(gs->m, gs->p.nstate, "optimizer state");
+        BUF(gs->v, gs->p.nstate, "optimizer state");
+        BUF(gs->sigma, gs->p.nsel, "optimizer state");
+        BUF(gs->rho, gs->p.nsel, "optimizer state");
+        BUF(gs->full, gs->p.full_numel, "grass refresh");
     }
     BUF(a->x, (L + 1) * N * d, "activations");
     BUF(a->ln1, L * N * d, "activations");
@@ -429,7 +421,7 @@ static void llama_plan_print(Llama *m) {
     Buffer buf[LLAMA_MAX_BUFFERS];
     int n = llama_buffers(m, buf);
     size_t total = 0;
-    printf("memory plan (host, fp32 %s):\n", m->grass.enabled ? "Grass" : "AdamW");
+    printf("memory plan (host, fp32 %s):\n", m->grass.p.enabled ? "Grass" : "AdamW");
     for (int k = 0; k < LLAMA_NUM_CATEGORIES; k++) {
         size_t bytes = 0;
         for (int i = 0; i < n; i++)
@@ -448,26 +440,10 @@ static void llama_plan(Llama *m, const LlamaConfig *cfg, int B, int T, const Tra
     m->T = T;
     m->comm = &comm_solo;
     llama_param_layout(cfg, &m->lay);
-    GrassState *gs = &m->grass;
-    gs->enabled = !strcmp(opt->optimizer, "grass");
-    llama_param_layout_of(cfg, &m->glay, !gs->enabled);
-    if (!gs->enabled) return;
-    gs->selector = grass_selector_from_name(opt->grass_select);
-    gs->side = grass_side_from_name(opt->grass_side);
-    gs->rank = grass_rank;
-    gs->interval = opt->grass_interval;
-    gs->alpha = opt->grass_alpha;
-    gs->seed = (uint64_t)opt->seed;
-    for (int k = 0; k < NUM_PARAM_KINDS; k++) {
-        if (!llama_param_kinds[k].is_projection) continue;
-        GrassShape sh = grass_shape_of(cfg, k, gs->side, grass_rank);
-        gs->shape[k] = sh;
-        gs->roff[k] = gs->nsel;
-        gs->goff[k] = gs->nstate;
-        gs->nsel += (size_t)cfg->n_layers * sh.r;
-        gs->nstate += (size_t)cfg->n_layers * sh.r * sh.E;
-        if ((size_t)sh.D * sh.E > gs->full_numel) gs->full_numel = (size_t)sh.D * sh.E;
-    }
+    GrassPlan *gp = &m->grass.p;
+    grass_plan(gp, cfg, !strcmp(opt->optimizer, "grass"), opt->grass_select, opt->grass_side, grass_rank,
+               opt->grass_interval, opt->grass_alpha, (uint64_t)opt->seed);
+    llama_param_layout_of(cfg, &m->glay, !gp->enabled);
 }
 
 static void llama_alloc(Llama *m, const LlamaConfig *cfg, int B, int T, const TrainOptions *opt, int grass_rank) {
@@ -490,18 +466,15 @@ static float *llama_param(Llama *m, float *base, int kind, int layer) {
 
 // The full gradient of a tensor; under Grass the projections have none.
 static float *llama_grad(Llama *m, int kind, int layer) {
-    if (m->grass.enabled && llama_param_kinds[kind].is_projection) fail("internal: no full gradient for a Grass projection");
+    if (m->grass.p.enabled && llama_param_kinds[kind].is_projection) fail("internal: no full gradient for a Grass projection");
     return m->grads + llama_param_offset(&m->cfg, &m->glay, kind, layer);
 }
 
 // ----------------------------------------------------------------------------------------------------
 // Grass on the CPU (DESIGN §3). W is m x n (out x in); dout = dY [N, m], inp = X [N, n].
 
-static int *grass_sigma(GrassState *gs, int kind, int layer) { return gs->sigma + gs->roff[kind] + (size_t)layer * gs->shape[kind].r; }
-static float *grass_rho(GrassState *gs, int kind, int layer) { return gs->rho + gs->roff[kind] + (size_t)layer * gs->shape[kind].r; }
-static size_t grass_state_offset(GrassState *gs, int kind, int layer) {
-    return gs->goff[kind] + (size_t)layer * gs->shape[kind].r * gs->shape[kind].E;
-}
+static int *grass_sigma(GrassState *gs, int kind, int layer) { return gs->sigma + grass_sel_offset(&gs->p, kind, layer); }
+static float *grass_rho(GrassState *gs, int kind, int layer) { return gs->rho + grass_sel_offset(&gs->p, kind, layer); }
 
 // g [r, E] += diag(rho) B dY^T X without forming dY^T X: rows side, g[j] += rho_j * sum_t dY[t, sigma_j] X[t];
 // columns side, g[j] += rho_j * sum_t X[t, sigma_j] dY[t]. The selected columns of dY (or X) are read in place.
@@ -517,7 +490,7 @@ static void grass_compressed_grad(float *g, const int *sigma, const float *rho, 
 // its g, so the average of the g's at the end of the step counts them once (DESIGN §3, §5).
 static void grass_refresh_matrix(GrassState *gs, const Comm *comm, int kind, int layer, const float *dout, const float *inp,
                                  int N, int n, int m) {
-    GrassShape sh = gs->shape[kind];
+    GrassShape sh = gs->p.shape[kind];
     memset(gs->full, 0, sizeof(float) * (size_t)m * n);
     matmul_backward(NULL, gs->full, dout, inp, NULL, N, n, m);
     comm_mean_f32(comm, gs->full, (size_t)m * n);
@@ -525,12 +498,12 @@ static void grass_refresh_matrix(GrassState *gs, const Comm *comm, int kind, int
     double *norms = (double *)xmalloc(sizeof(double) * sh.D);
     grass_norms(gs->full, m, n, sh.rows, norms);
     Rng rng;
-    grass_rng(&rng, gs->seed, gs->refresh_index, layer, kind);
+    grass_rng(&rng, gs->p.seed, gs->refresh_index, layer, kind);
     int *sigma = grass_sigma(gs, kind, layer);
     float *rho = grass_rho(gs, kind, layer);
-    grass_select(gs->selector, norms, sh.D, sh.r, &rng, sigma, rho);
+    grass_select(gs->p.selector, norms, sh.D, sh.r, &rng, sigma, rho);
     free(norms);
-    size_t off = grass_state_offset(gs, kind, layer);
+    size_t off = grass_state_offset(&gs->p, kind, layer);
     float *g = gs->g + off;
     for (int j = 0; j < sh.r; j++)
         for (int e = 0; e < sh.E; e++)
@@ -545,21 +518,21 @@ static void projection_backward(Llama *m, int kind, int layer, float *dinp, cons
                                 int n, int mo) {
     matmul_backward(dinp, NULL, dout, inp, llama_param(m, m->params, kind, layer), N, n, mo);
     GrassState *gs = &m->grass;
-    if (!gs->enabled) {
+    if (!gs->p.enabled) {
         matmul_backward(NULL, llama_grad(m, kind, layer), dout, inp, NULL, N, n, mo);
     } else if (gs->refresh_now) {
         grass_refresh_matrix(gs, m->comm, kind, layer, dout, inp, N, n, mo);
     } else {
-        grass_compressed_grad(gs->g + grass_state_offset(gs, kind, layer), grass_sigma(gs, kind, layer),
-                              grass_rho(gs, kind, layer), gs->shape[kind], dout, inp, N, n, mo);
+        grass_compressed_grad(gs->g + grass_state_offset(&gs->p, kind, layer), grass_sigma(gs, kind, layer),
+                              grass_rho(gs, kind, layer), gs->p.shape[kind], dout, inp, N, n, mo);
     }
 }
 
 // Subspace Adam on g and the scatter update W -= lr * alpha * P U of one matrix (after weight decay of all of
 // W). g is overwritten with U. t counts the steps since the last refresh (1 at the refresh).
 static void grass_update(GrassState *gs, float *W, int kind, int layer, float lr, const TrainOptions *opt, int t) {
-    GrassShape sh = gs->shape[kind];
-    size_t off = grass_state_offset(gs, kind, layer), cnt = (size_t)sh.r * sh.E, mn = (size_t)sh.D * sh.E;
+    GrassShape sh = gs->p.shape[kind];
+    size_t off = grass_state_offset(&gs->p, kind, layer), cnt = (size_t)sh.r * sh.E, mn = (size_t)sh.D * sh.E;
     float *g = gs->g + off, *mom = gs->m + off, *var = gs->v + off;
     float b1 = opt->beta1, b2 = opt->beta2, bc1 = 1.0f - powf(b1, (float)t), bc2 = 1.0f - powf(b2, (float)t);
     float decay = 1.0f - lr * opt->weight_decay;
@@ -576,7 +549,7 @@ static void grass_update(GrassState *gs, float *W, int kind, int layer, float lr
         for (size_t i = 0; i < mn; i++) W[i] *= decay;
     }
     // each thread owns whole elements of W and walks j in order, so duplicate indices accumulate deterministically
-    float step = lr * gs->alpha;
+    float step = lr * gs->p.alpha;
     int n = sh.rows ? sh.E : sh.D;  // W's row length
 #pragma omp parallel for schedule(static)
     for (int e = 0; e < sh.E; e++)
@@ -737,16 +710,16 @@ static void adamw_update(float *p, const float *g, float *mom, float *var, size_
 static void llama_zero_grads(Llama *m, int step) {
     memset(m->grads, 0, sizeof(float) * m->glay.count);
     GrassState *gs = &m->grass;
-    if (!gs->enabled) return;
-    memset(gs->g, 0, sizeof(float) * gs->nstate);
-    gs->refresh_now = grass_is_refresh(step, gs->interval);
-    gs->refresh_index = grass_refresh_number(step, gs->interval);
+    if (!gs->p.enabled) return;
+    memset(gs->g, 0, sizeof(float) * gs->p.nstate);
+    gs->refresh_now = grass_is_refresh(step, gs->p.interval);
+    gs->refresh_index = grass_refresh_number(step, gs->p.interval);
 }
 
 // Averages the step's gradients over the ranks: the full ones and Grass's compressed ones.
 static void llama_reduce_grads(Llama *m) {
     comm_mean_f32(m->comm, m->grads, m->glay.count);
-    if (m->grass.enabled) comm_mean_f32(m->comm, m->grass.g, m->grass.nstate);
+    if (m->grass.p.enabled) comm_mean_f32(m->comm, m->grass.g, m->grass.p.nstate);
 }
 
 // Floats all-reduced per step on every rank: in an ordinary step, the part of it that belongs to the
@@ -756,9 +729,9 @@ static void llama_comm_floats(const Llama *m, size_t *step, size_t *proj, size_t
     size_t proj_full = 0;
     for (int k = 0; k < NUM_PARAM_KINDS; k++)
         if (llama_param_kinds[k].is_projection) proj_full += llama_param_kind_numel(&m->cfg, k);
-    *step = m->glay.count + (gs->enabled ? gs->nstate : 0);
-    *proj = gs->enabled ? gs->nstate : proj_full;
-    *refresh = *step + (gs->enabled ? proj_full : 0);
+    *step = m->glay.count + (gs->p.enabled ? gs->p.nstate : 0);
+    *proj = gs->p.enabled ? gs->p.nstate : proj_full;
+    *refresh = *step + (gs->p.enabled ? proj_full : 0);
 }
 
 // Clips (when opt->grad_clip > 0) by the global norm over every gradient there is (full gradients, and
@@ -766,18 +739,18 @@ static void llama_comm_floats(const Llama *m, size_t *step, size_t *proj, size_t
 // matrices only), Grass on the projections. Returns the norm before clipping. step is 0-based.
 static float llama_optimizer_step(Llama *m, const TrainOptions *opt, int step, float lr) {
     GrassState *gs = &m->grass;
-    float norm = (float)sqrt(grad_sumsq(m->grads, m->glay.count) + (gs->enabled ? grad_sumsq(gs->g, gs->nstate) : 0.0));
+    float norm = (float)sqrt(grad_sumsq(m->grads, m->glay.count) + (gs->p.enabled ? grad_sumsq(gs->g, gs->p.nstate) : 0.0));
     if (opt->grad_clip > 0.0f) {
         float coef = opt->grad_clip / (norm + 1e-6f);
         if (coef < 1.0f) {
             grad_scale(m->grads, m->glay.count, coef);
-            if (gs->enabled) grad_scale(gs->g, gs->nstate, coef);
+            if (gs->p.enabled) grad_scale(gs->g, gs->p.nstate, coef);
         }
     }
     for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
-        if (gs->enabled && llama_param_kinds[kind].is_projection) {
+        if (gs->p.enabled && llama_param_kinds[kind].is_projection) {
             for (int l = 0; l < m->cfg.n_layers; l++)
-                grass_update(gs, llama_param(m, m->params, kind, l), kind, l, lr, opt, grass_adam_t(step, gs->interval));
+                grass_update(gs, llama_param(m, m->params, kind, l), kind, l, lr, opt, grass_adam_t(step, gs->p.interval));
             continue;
         }
         size_t off = m->glay.offset[kind], n = llama_param_kind_numel(&m->cfg, kind);
@@ -828,11 +801,11 @@ static int trainer_state_sections(Llama *m, StateHeader *h, StateSection *sec) {
     int n = state_header_sections(h, sec);
     sec[n++] = (StateSection){"adamw.m", sizeof(float) * G, m->adam_m};
     sec[n++] = (StateSection){"adamw.v", sizeof(float) * G, m->adam_v};
-    if (gs->enabled) {
-        sec[n++] = (StateSection){"grass.sigma", sizeof(int) * gs->nsel, gs->sigma};
-        sec[n++] = (StateSection){"grass.rho", sizeof(float) * gs->nsel, gs->rho};
-        sec[n++] = (StateSection){"grass.m", sizeof(float) * gs->nstate, gs->m};
-        sec[n++] = (StateSection){"grass.v", sizeof(float) * gs->nstate, gs->v};
+    if (gs->p.enabled) {
+        sec[n++] = (StateSection){"grass.sigma", sizeof(int) * gs->p.nsel, gs->sigma};
+        sec[n++] = (StateSection){"grass.rho", sizeof(float) * gs->p.nsel, gs->rho};
+        sec[n++] = (StateSection){"grass.m", sizeof(float) * gs->p.nstate, gs->m};
+        sec[n++] = (StateSection){"grass.v", sizeof(float) * gs->p.nstate, gs->v};
     }
     return n;
 }
@@ -840,7 +813,7 @@ static int trainer_state_sections(Llama *m, StateHeader *h, StateSection *sec) {
 static StateHeader trainer_state_header(const Llama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum) {
     const GrassState *gs = &m->grass;
     StateHeader h = {step, {opt->batch, opt->seq, m->comm->world, accum, opt->seed}, {train->epoch, train->shard_pos, train->window_pos},
-                     {gs->enabled, gs->rank, gs->interval, gs->selector, gs->side}};
+                     {gs->p.enabled, gs->p.rank, gs->p.interval, gs->p.selector, gs->p.side}};
     return h;
 }
 
@@ -894,7 +867,7 @@ int main(int argc, char **argv) {
     llama_config_describe(&cfg, desc, sizeof(desc));
     llama_plan(&model, &cfg, B, T, &opt, grass_rank);
     printf("model: %s; %zu parameters\n", desc, model.lay.count);
-    if (model.grass.enabled)
+    if (model.grass.p.enabled)
         printf("grass: rank %d, interval %d, selector %s, side %s, alpha %g\n", grass_rank, opt.grass_interval,
                opt.grass_select, opt.grass_side, (double)opt.grass_alpha);
     llama_plan_print(&model);

@@ -31,7 +31,8 @@
 #endif
 
 // One product in cuBLAS's column-major terms: C [m, n] = op(A) [m, k] op(B) [k, n] + beta C, where op
-// transposes the stored matrix when trans is 1. All three matrices are floatX.
+// transposes the stored matrix when trans is 1. A and B are floatX; C is floatX, or fp32 with c_fp32 (Grass's
+// compressed gradients and refresh gradients accumulate in fp32).
 typedef struct {
     int transa, transb;
     int m, n, k;
@@ -42,33 +43,34 @@ typedef struct {
     void *C;
     int ldc;
     float beta;
+    int c_fp32;
 } Gemm;
 
 // out [N, OC] = inp [N, C] @ weight [OC, C]^T: A = weight stored [C, OC] (ld C), transposed; B = inp stored
 // [C, N] (ld C); C = out [OC, N] (ld OC).
 static Gemm matmul_forward_gemm(floatX *out, const floatX *inp, const floatX *weight, int N, int C, int OC) {
-    Gemm g = {1, 0, OC, N, C, weight, C, inp, C, out, OC, 0.0f};
+    Gemm g = {1, 0, OC, N, C, weight, C, inp, C, out, OC, 0.0f, 0};
     return g;
 }
 
 // dinp [N, C] (= or +=) dout [N, OC] @ weight [OC, C]: A = weight stored [C, OC] (ld C); B = dout stored
 // [OC, N] (ld OC); C = dinp [C, N] (ld C).
 static Gemm matmul_dinp_gemm(floatX *dinp, const floatX *dout, const floatX *weight, int N, int C, int OC, float beta) {
-    Gemm g = {0, 0, C, N, OC, weight, C, dout, OC, dinp, C, beta};
+    Gemm g = {0, 0, C, N, OC, weight, C, dout, OC, dinp, C, beta, 0};
     return g;
 }
 
 // dweight [OC, C] += dout^T [OC, N] @ inp [N, C]: A = inp stored [C, N] (ld C); B = dout stored [OC, N]
 // (ld OC), transposed; C = dweight [C, OC] (ld C).
 static Gemm matmul_dweight_gemm(floatX *dweight, const floatX *dout, const floatX *inp, int N, int C, int OC) {
-    Gemm g = {0, 1, C, OC, N, inp, C, dout, OC, dweight, C, 1.0f};
+    Gemm g = {0, 1, C, OC, N, inp, C, dout, OC, dweight, C, 1.0f, 0};
     return g;
 }
 
 #define MATMUL_MAX_PLANS 64
 
 typedef struct {
-    int transa, transb, m, n, k, lda, ldb, ldc, align_a, align_b, align_c;  // the key
+    int transa, transb, m, n, k, lda, ldb, ldc, align_a, align_b, align_c, c_fp32;  // the key
     int found;  // 0: cuBLASLt has no algorithm for it, so it runs through cublasGemmEx
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t layout_a, layout_b, layout_c;
@@ -110,21 +112,22 @@ static void matmul_free(Matmul *mm) {
     memset(mm, 0, sizeof(*mm));
 }
 
-// Largest power of two <= 256 dividing the address and the row pitch (ld elements) in bytes.
-static int matmul_alignment(const void *p, int ld) {
-    uintptr_t bits = (uintptr_t)p | ((uintptr_t)ld * sizeof(floatX));
+// Largest power of two <= 256 dividing the address and the row pitch (ld elements of esize bytes) in bytes.
+static int matmul_alignment(const void *p, int ld, size_t esize) {
+    uintptr_t bits = (uintptr_t)p | ((uintptr_t)ld * esize);
     int a = 1;
     while (a < 256 && !(bits & (uintptr_t)a)) a <<= 1;
     return a;
 }
 
 static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
-    int aa = matmul_alignment(g->A, g->lda), ab = matmul_alignment(g->B, g->ldb), ac = matmul_alignment(g->C, g->ldc);
+    int aa = matmul_alignment(g->A, g->lda, sizeof(floatX)), ab = matmul_alignment(g->B, g->ldb, sizeof(floatX));
+    int ac = matmul_alignment(g->C, g->ldc, g->c_fp32 ? 4 : sizeof(floatX));
     for (int i = 0; i < mm->num_plans; i++) {
         MatmulPlan *p = &mm->plans[i];
         if (p->transa == g->transa && p->transb == g->transb && p->m == g->m && p->n == g->n && p->k == g->k &&
             p->lda == g->lda && p->ldb == g->ldb && p->ldc == g->ldc && p->align_a == aa && p->align_b == ab &&
-            p->align_c == ac)
+            p->align_c == ac && p->c_fp32 == g->c_fp32)
             return p;
     }
     MatmulPlan *p;
@@ -138,6 +141,7 @@ static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
     memset(p, 0, sizeof(*p));
     p->transa = g->transa, p->transb = g->transb, p->m = g->m, p->n = g->n, p->k = g->k;
     p->lda = g->lda, p->ldb = g->ldb, p->ldc = g->ldc, p->align_a = aa, p->align_b = ab, p->align_c = ac;
+    p->c_fp32 = g->c_fp32;
 
     cublasOperation_t opa = g->transa ? CUBLAS_OP_T : CUBLAS_OP_N, opb = g->transb ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -146,7 +150,7 @@ static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
     // stored shapes (rows x columns, column-major): op(A) is m x k, op(B) is k x n
     cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_a, CUDA_FLOATX, g->transa ? g->k : g->m, g->transa ? g->m : g->k, g->lda));
     cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_b, CUDA_FLOATX, g->transb ? g->n : g->k, g->transb ? g->k : g->n, g->ldb));
-    cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_c, CUDA_FLOATX, g->m, g->n, g->ldc));
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_c, g->c_fp32 ? CUDA_R_32F : CUDA_FLOATX, g->m, g->n, g->ldc));
 
     cublasLtMatmulPreference_t pref;
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
@@ -184,7 +188,7 @@ static void matmul_gemm(Matmul *mm, const Gemm *g, cudaStream_t stream) {
         cublasCheck(cublasSetStream(mm->blas, stream));
         cublasCheck(cublasGemmEx(mm->blas, g->transa ? CUBLAS_OP_T : CUBLAS_OP_N, g->transb ? CUBLAS_OP_T : CUBLAS_OP_N,
                                  g->m, g->n, g->k, &alpha, g->A, CUDA_FLOATX, g->lda, g->B, CUDA_FLOATX, g->ldb, &g->beta,
-                                 g->C, CUDA_FLOATX, g->ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                                 g->C, g->c_fp32 ? CUDA_R_32F : CUDA_FLOATX, g->ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
 }
 

@@ -161,7 +161,7 @@ static int compare(const char *dir) {
             llama_tensor_at(c, i, &kind, &layer);
             if (!llama_param_kinds[kind].is_projection) continue;
             llama_param_name(kind, layer, name, sizeof(name));
-            int r = m.grass.shape[kind].r;
+            int r = m.grass.p.shape[kind].r;
             int32_t *sig = (int32_t *)xmalloc(sizeof(int32_t) * r);
             float *rh = (float *)xmalloc(sizeof(float) * r);
             snprintf(key, sizeof(key), "grass.sigma.%s", name);
@@ -208,10 +208,10 @@ static int compare(const char *dir) {
             int kind, layer;
             llama_tensor_at(c, i, &kind, &layer);
             if (!llama_param_kinds[kind].is_projection) continue;
-            GrassShape sh = m.grass.shape[kind];
+            GrassShape sh = m.grass.p.shape[kind];
             size_t mrows, ncols;
             llama_param_shape(c, kind, &mrows, &ncols);
-            const float *G = llama_grad(&f, kind, layer), *g = m.grass.g + grass_state_offset(&m.grass, kind, layer);
+            const float *G = llama_grad(&f, kind, layer), *g = m.grass.g + grass_state_offset(&m.grass.p, kind, layer);
             const int *sig = grass_sigma(&m.grass, kind, layer);
             const float *rh = grass_rho(&m.grass, kind, layer);
             double scale = 0.0, err = 0.0;
