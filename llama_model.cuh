@@ -20,15 +20,16 @@
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
 #include "kernels/swiglu.cuh"
+#include "grass.cuh"
 #include "llama_config.h"
 #include "train_config.h"
 
 #define GPU_MATMUL_WORKSPACE ((size_t)32 << 20)  // cuBLASLt workspace
 #define GPU_LOGITS_CHUNK_BYTES ((size_t)256 << 20)  // the lm_head's logits are computed this many bytes at a time
 
-enum { GPU_WEIGHTS, GPU_MASTER, GPU_GRADS, GPU_OPTSTATE, GPU_ACTS, GPU_WORKSPACE, GPU_NUM_CATEGORIES };
-static const char *gpu_category_names[GPU_NUM_CATEGORIES] = {"weights", "master weights", "gradients",
-                                                             "optimizer state", "activations", "workspace"};
+enum { GPU_WEIGHTS, GPU_MASTER, GPU_GRADS, GPU_OPTSTATE, GPU_GRASS_REFRESH, GPU_ACTS, GPU_WORKSPACE, GPU_NUM_CATEGORIES };
+static const char *gpu_category_names[GPU_NUM_CATEGORIES] = {"weights", "master weights", "gradients", "optimizer state",
+                                                             "grass refresh", "activations", "workspace"};
 
 typedef struct {
     floatX *x;             // [L+1, N, d] residual stream: each layer's input, then the last layer's output
@@ -62,9 +63,26 @@ typedef struct {
     float *norm_out;       // [1]
 } GpuActivations;
 
+// Grass on the GPU (grass.cuh): the plan shared with the CPU trainer, and the device (and host) buffers.
+typedef struct {
+    GrassPlan p;
+    int *sigma;           // [nsel] selected rows (or columns), ascending
+    float *rho;           // [nsel] their scales
+    float *g;             // [nsel x E summed: nstate] fp32 compressed gradients, then the update U
+    void *m, *v;          // [nstate] subspace Adam moments, float or bf16
+    float *full;          // [full_numel] one full gradient, at refresh steps only
+    floatX *sel;          // [N, rmax] the gathered, scaled columns of one product
+    double *norms;        // [dmax] row or column norms of the refresh gradient
+    int *host_sigma;      // [nsel] staging: the selection is made on the host (grass.h), then copied
+    float *host_rho;      // [nsel]
+    double *host_norms;   // [dmax]
+    int refresh_now, refresh_index;
+} GpuGrass;
+
 typedef struct {
     LlamaConfig cfg;
-    ParamLayout lay;
+    ParamLayout lay;      // parameters
+    ParamLayout glay;     // gradients and AdamW moments: every tensor, or those outside the projections (Grass)
     int B, T;             // the micro-batch the activations hold
     int recompute;        // 0, 1, 2 (see the top of this file)
     int master_weights;   // 1: fp32 master copy; 0: floatX weights updated with stochastic rounding
@@ -72,9 +90,10 @@ typedef struct {
     int chunk_rows;       // lm_head rows per logits chunk
     floatX *params;       // [P] weights
     float *master;        // [P] fp32 master weights, or NULL
-    floatX *grads;        // [P]
-    void *mom, *var;      // [P] AdamW moments, float or bf16
+    floatX *grads;        // [G] (G = glay.count)
+    void *mom, *var;      // [G] AdamW moments, float or bf16
     GpuActivations a;
+    GpuGrass grass;
     Matmul mm;
     cudaStream_t stream;
     int *host_buckets;    // [3N + 1]
@@ -94,7 +113,7 @@ static size_t gpu_norm_layers(const GpuLlama *m) { return m->recompute >= 1 ? 1 
 static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
     const LlamaConfig *c = &m->cfg;
     size_t L = c->n_layers, N = (size_t)m->B * m->T, d = c->dim, qd = llama_q_dim(c), kvd = llama_kv_dim(c);
-    size_t f = c->ffn_dim, V = c->vocab_size, H = c->n_heads, P = m->lay.count, X = sizeof(floatX);
+    size_t f = c->ffn_dim, V = c->vocab_size, H = c->n_heads, P = m->lay.count, G = m->glay.count, X = sizeof(floatX);
     size_t Ls = gpu_stored_layers(m), La = gpu_norm_layers(m), mom = m->state_bf16 ? 2 : 4;
     size_t norm_scratch = rmsnorm_backward_scratch_floats((int)N, (int)d);
     GpuActivations *a = &m->a;
@@ -102,9 +121,20 @@ static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
 #define GBUF(p, bytes, cat) buf[n++] = (GpuBuffer){(void **)&(p), (bytes), (cat)}
     GBUF(m->params, P * X, GPU_WEIGHTS);
     if (m->master_weights) GBUF(m->master, P * 4, GPU_MASTER);
-    GBUF(m->grads, P * X, GPU_GRADS);
-    GBUF(m->mom, P * mom, GPU_OPTSTATE);
-    GBUF(m->var, P * mom, GPU_OPTSTATE);
+    GBUF(m->grads, G * X, GPU_GRADS);
+    GBUF(m->mom, G * mom, GPU_OPTSTATE);
+    GBUF(m->var, G * mom, GPU_OPTSTATE);
+    GpuGrass *gs = &m->grass;
+    if (gs->p.enabled) {
+        GBUF(gs->g, gs->p.nstate * 4, GPU_GRADS);
+        GBUF(gs->m, gs->p.nstate * mom, GPU_OPTSTATE);
+        GBUF(gs->v, gs->p.nstate * mom, GPU_OPTSTATE);
+        GBUF(gs->sigma, gs->p.nsel * 4, GPU_OPTSTATE);
+        GBUF(gs->rho, gs->p.nsel * 4, GPU_OPTSTATE);
+        GBUF(gs->full, gs->p.full_numel * 4, GPU_GRASS_REFRESH);
+        GBUF(gs->norms, (size_t)gs->p.dmax * 8, GPU_GRASS_REFRESH);
+        GBUF(gs->sel, N * gs->p.rmax * X, GPU_WORKSPACE);
+    }
     GBUF(a->x, (L + 1) * N * d * X, GPU_ACTS);
     GBUF(a->ln1, La * N * d * X, GPU_ACTS);
     GBUF(a->rstd1, Ls * N * 4, GPU_ACTS);
@@ -147,10 +177,13 @@ static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
 #define GPU_MAX_BUFFERS 48
 
 // Sizes for a micro-batch B x T and the options (no allocation, no GPU needed).
-static void gpu_plan(GpuLlama *m, const LlamaConfig *cfg, int B, int T, const TrainOptions *opt) {
+static void gpu_plan(GpuLlama *m, const LlamaConfig *cfg, int B, int T, const TrainOptions *opt, int grass_rank) {
     memset(m, 0, sizeof(*m));
     m->cfg = *cfg;
     llama_param_layout(cfg, &m->lay);
+    grass_plan(&m->grass.p, cfg, !strcmp(opt->optimizer, "grass"), opt->grass_select, opt->grass_side, grass_rank,
+               opt->grass_interval, opt->grass_alpha, (uint64_t)opt->seed);
+    llama_param_layout_of(cfg, &m->glay, !m->grass.p.enabled);
     m->B = B;
     m->T = T;
     m->recompute = opt->recompute;
@@ -175,8 +208,8 @@ static size_t gpu_plan_total(GpuLlama *m, size_t *by_category) {
 static void gpu_plan_print(GpuLlama *m) {
     size_t cat[GPU_NUM_CATEGORIES];
     size_t total = gpu_plan_total(m, cat);
-    printf("memory plan (GPU, %s weights%s, %s moments, recompute %d):\n", PRECISION_NAME,
-           m->master_weights ? " + fp32 master" : "", m->state_bf16 ? "bf16" : "fp32", m->recompute);
+    printf("memory plan (GPU, %s, %s weights%s, %s moments, recompute %d):\n", m->grass.p.enabled ? "Grass" : "AdamW",
+           PRECISION_NAME, m->master_weights ? " + fp32 master" : "", m->state_bf16 ? "bf16" : "fp32", m->recompute);
     for (int k = 0; k < GPU_NUM_CATEGORIES; k++)
         printf("  %-18s %14zu bytes %10.3f GiB\n", gpu_category_names[k], cat[k], cat[k] / 1073741824.0);
     printf("  %-18s %14zu bytes %10.3f GiB (plus the CUDA context)\n", "total", total, total / 1073741824.0);
@@ -192,6 +225,11 @@ static void gpu_alloc(GpuLlama *m) {
     cudaCheck(cudaStreamCreate(&m->stream));
     matmul_init(&m->mm, GPU_MATMUL_WORKSPACE);
     m->host_buckets = (int *)xmalloc(sizeof(int) * (3 * (size_t)m->B * m->T + 1));
+    if (m->grass.p.enabled) {
+        m->grass.host_sigma = (int *)xmalloc(sizeof(int) * m->grass.p.nsel);
+        m->grass.host_rho = (float *)xmalloc(sizeof(float) * m->grass.p.nsel);
+        m->grass.host_norms = (double *)xmalloc(sizeof(double) * m->grass.p.dmax);
+    }
     float *cosb = (float *)xmalloc(sizeof(float) * m->T * llama_head_dim(&m->cfg) / 2);
     float *sinb = (float *)xmalloc(sizeof(float) * m->T * llama_head_dim(&m->cfg) / 2);
     llama_rope_tables(cosb, sinb, m->T, llama_head_dim(&m->cfg), m->cfg.rope_theta);
@@ -209,10 +247,19 @@ static void gpu_free(GpuLlama *m) {
     matmul_free(&m->mm);
     cudaCheck(cudaStreamDestroy(m->stream));
     free(m->host_buckets);
+    free(m->grass.host_sigma);
+    free(m->grass.host_rho);
+    free(m->grass.host_norms);
 }
 
 static floatX *gpu_param(GpuLlama *m, floatX *base, int kind, int layer) {
     return base + llama_param_offset(&m->cfg, &m->lay, kind, layer);
+}
+
+// The full gradient of a tensor; under Grass the projections have none.
+static floatX *gpu_grad(GpuLlama *m, int kind, int layer) {
+    if (m->grass.p.enabled && llama_param_kinds[kind].is_projection) fail("internal: no full gradient for a Grass projection");
+    return m->grads + llama_param_offset(&m->cfg, &m->glay, kind, layer);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -341,7 +388,7 @@ static float gpu_forward(GpuLlama *m, float dloss) {
     gpu_forward_blocks(m);
     int backward = dloss != 0.0f;
     crossentropy_forward_backward(&m->mm, m->a.losses, backward ? m->a.dln : NULL,
-                                  backward ? gpu_param(m, m->grads, PARAM_LM_HEAD, 0) : NULL, m->a.logits, m->chunk_rows,
+                                  backward ? gpu_grad(m, PARAM_LM_HEAD, 0) : NULL, m->a.logits, m->chunk_rows,
                                   m->a.lnf, gpu_param(m, m->params, PARAM_LM_HEAD, 0), m->a.targets, N, d, c->vocab_size,
                                   dloss, s);
     float *losses = (float *)xmalloc(sizeof(float) * N);
@@ -354,6 +401,51 @@ static float gpu_forward(GpuLlama *m, float dloss) {
 }
 
 // ----------------------------------------------------------------------------------------------------
+// Grass: the refresh of one matrix and the backward of a projection
+
+// A refresh (DESIGN §3): the full gradient into the scratch, its row or column norms, the selection on the
+// host (keyed by seed, refresh, layer, kind: the CPU trainer's indices), g from the selected rows, moments reset.
+static void gpu_grass_refresh(GpuLlama *m, int kind, int layer, const floatX *dout, const floatX *inp, int N, int n, int mo) {
+    GpuGrass *gs = &m->grass;
+    GrassShape sh = gs->p.shape[kind];
+    cudaStream_t s = m->stream;
+    grass_full_grad(&m->mm, gs->full, dout, inp, N, n, mo, s);
+    grass_norms_kernel<<<ceil_div(sh.D, 256), 256, 0, s>>>(gs->norms, gs->full, mo, n, sh.rows);
+    cudaCheckLaunch();
+    cudaCheck(cudaMemcpyAsync(gs->host_norms, gs->norms, sizeof(double) * sh.D, cudaMemcpyDeviceToHost, s));
+    cudaCheck(cudaStreamSynchronize(s));
+    size_t so = grass_sel_offset(&gs->p, kind, layer), go = grass_state_offset(&gs->p, kind, layer);
+    Rng rng;
+    grass_rng(&rng, gs->p.seed, gs->refresh_index, layer, kind);
+    grass_select(gs->p.selector, gs->host_norms, sh.D, sh.r, &rng, gs->host_sigma + so, gs->host_rho + so);
+    cudaCheck(cudaMemcpyAsync(gs->sigma + so, gs->host_sigma + so, sizeof(int) * sh.r, cudaMemcpyHostToDevice, s));
+    cudaCheck(cudaMemcpyAsync(gs->rho + so, gs->host_rho + so, sizeof(float) * sh.r, cudaMemcpyHostToDevice, s));
+    size_t cnt = (size_t)sh.r * sh.E, mb = m->state_bf16 ? 2 : 4;
+    grass_take_kernel<<<grid_stride_blocks(cnt, 256), 256, 0, s>>>(gs->g + go, gs->full, gs->sigma + so, gs->rho + so, sh.r,
+                                                                   sh.E, n, sh.rows);
+    cudaCheckLaunch();
+    cudaCheck(cudaMemsetAsync((char *)gs->m + go * mb, 0, cnt * mb, s));
+    cudaCheck(cudaMemsetAsync((char *)gs->v + go * mb, 0, cnt * mb, s));
+}
+
+// The backward of a projection out [N, mo] = inp [N, n] @ W^T: dinp (= or += with accumulate) dout @ W, and the
+// weight gradient: the full one (AdamW), or Grass's compressed one (a refresh computes the full one first).
+static void gpu_projection_backward(GpuLlama *m, int kind, int layer, floatX *dinp, const floatX *dout, const floatX *inp,
+                                    int N, int n, int mo, int accumulate) {
+    matmul_backward(&m->mm, dinp, NULL, dout, inp, gpu_param(m, m->params, kind, layer), N, n, mo, accumulate, m->stream);
+    GpuGrass *gs = &m->grass;
+    if (!gs->p.enabled) {
+        matmul_backward(&m->mm, NULL, gpu_grad(m, kind, layer), dout, inp, NULL, N, n, mo, 0, m->stream);
+    } else if (gs->refresh_now) {
+        gpu_grass_refresh(m, kind, layer, dout, inp, N, n, mo);
+    } else {
+        size_t so = grass_sel_offset(&gs->p, kind, layer);
+        grass_compressed_grad(&m->mm, gs->g + grass_state_offset(&gs->p, kind, layer), gs->sel, gs->sigma + so, gs->rho + so,
+                              gs->p.shape[kind], dout, inp, N, n, mo, m->stream);
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
 // Backward (after gpu_forward with dloss != 0): the gradients accumulate into m->grads.
 
 static void gpu_backward(GpuLlama *m) {
@@ -362,9 +454,8 @@ static void gpu_backward(GpuLlama *m) {
     int B = m->B, T = m->T, N = B * T, d = c->dim, qd = llama_q_dim(c), kvd = llama_kv_dim(c), f = c->ffn_dim;
     int hd = llama_head_dim(c);
     cudaStream_t s = m->stream;
-    Matmul *mm = &m->mm;
     cudaCheck(cudaMemsetAsync(a->dres, 0, sizeof(floatX) * N * d, s));
-    rmsnorm_backward(a->dres, gpu_param(m, m->grads, PARAM_FINAL_NORM, 0), a->norm_scratch, a->dln,
+    rmsnorm_backward(a->dres, gpu_grad(m, PARAM_FINAL_NORM, 0), a->norm_scratch, a->dln,
                      a->x + (size_t)c->n_layers * N * d, gpu_param(m, m->params, PARAM_FINAL_NORM, 0), a->rstdf, N, d, s);
     for (int l = c->n_layers - 1; l >= 0; l--) {
         LayerActs la = gpu_layer_acts(m, l);
@@ -376,44 +467,45 @@ static void gpu_backward(GpuLlama *m) {
             swiglu_forward(la.act, la.gate, la.up, (size_t)N * f, s);
         }
         // MLP: x[l+1] = h + down(silu(gate(ln2)) * up(ln2)); dres holds d x[l+1] and becomes d h
-        matmul_backward(mm, a->dact, gpu_param(m, m->grads, PARAM_WDOWN, l), a->dres, la.act,
-                        gpu_param(m, m->params, PARAM_WDOWN, l), N, f, d, 0, s);
+        gpu_projection_backward(m, PARAM_WDOWN, l, a->dact, a->dres, la.act, N, f, d, 0);
         swiglu_backward(a->dgate, a->dup, a->dact, la.gate, la.up, (size_t)N * f, s);
-        matmul_backward(mm, a->dln, gpu_param(m, m->grads, PARAM_WGATE, l), a->dgate, la.ln2,
-                        gpu_param(m, m->params, PARAM_WGATE, l), N, d, f, 0, s);
-        matmul_backward(mm, a->dln, gpu_param(m, m->grads, PARAM_WUP, l), a->dup, la.ln2, gpu_param(m, m->params, PARAM_WUP, l),
-                        N, d, f, 1, s);
-        rmsnorm_backward(a->dres, gpu_param(m, m->grads, PARAM_MLP_NORM, l), a->norm_scratch, a->dln, la.h,
+        gpu_projection_backward(m, PARAM_WGATE, l, a->dln, a->dgate, la.ln2, N, d, f, 0);
+        gpu_projection_backward(m, PARAM_WUP, l, a->dln, a->dup, la.ln2, N, d, f, 1);
+        rmsnorm_backward(a->dres, gpu_grad(m, PARAM_MLP_NORM, l), a->norm_scratch, a->dln, la.h,
                          gpu_param(m, m->params, PARAM_MLP_NORM, l), la.rstd2, N, d, s);
         // attention: h = x + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1))); dres becomes d x[l]
-        matmul_backward(mm, a->datty, gpu_param(m, m->grads, PARAM_WO, l), a->dres, la.atty, gpu_param(m, m->params, PARAM_WO, l),
-                        N, qd, d, 0, s);
+        gpu_projection_backward(m, PARAM_WO, l, a->datty, a->dres, la.atty, N, qd, d, 0);
         attention_backward(a->dq, a->dk, a->dv, a->attn_scratch, a->datty, la.atty, la.q, la.k, la.v, la.lse, B, T,
                            c->n_heads, c->n_kv_heads, hd, s);
         rope_backward(a->dq, a->dq, a->rope_cos, a->rope_sin, N, T, c->n_heads, hd, s);
         rope_backward(a->dk, a->dk, a->rope_cos, a->rope_sin, N, T, c->n_kv_heads, hd, s);
-        matmul_backward(mm, a->dln, gpu_param(m, m->grads, PARAM_WQ, l), a->dq, la.ln1, gpu_param(m, m->params, PARAM_WQ, l), N, d,
-                        qd, 0, s);
-        matmul_backward(mm, a->dln, gpu_param(m, m->grads, PARAM_WK, l), a->dk, la.ln1, gpu_param(m, m->params, PARAM_WK, l), N, d,
-                        kvd, 1, s);
-        matmul_backward(mm, a->dln, gpu_param(m, m->grads, PARAM_WV, l), a->dv, la.ln1, gpu_param(m, m->params, PARAM_WV, l), N, d,
-                        kvd, 1, s);
-        rmsnorm_backward(a->dres, gpu_param(m, m->grads, PARAM_ATTN_NORM, l), a->norm_scratch, a->dln, la.x,
+        gpu_projection_backward(m, PARAM_WQ, l, a->dln, a->dq, la.ln1, N, d, qd, 0);
+        gpu_projection_backward(m, PARAM_WK, l, a->dln, a->dk, la.ln1, N, d, kvd, 1);
+        gpu_projection_backward(m, PARAM_WV, l, a->dln, a->dv, la.ln1, N, d, kvd, 1);
+        rmsnorm_backward(a->dres, gpu_grad(m, PARAM_ATTN_NORM, l), a->norm_scratch, a->dln, la.x,
                          gpu_param(m, m->params, PARAM_ATTN_NORM, l), la.rstd1, N, d, s);
     }
-    embedding_backward(gpu_param(m, m->grads, PARAM_EMBED, 0), a->dres, a->buckets, m->host_buckets[3 * (size_t)N], N, d, s);
+    embedding_backward(gpu_grad(m, PARAM_EMBED, 0), a->dres, a->buckets, m->host_buckets[3 * (size_t)N], N, d, s);
+    m->grass.refresh_now = 0;  // a refresh selects on the step's first micro-batch only
 }
 
 // ----------------------------------------------------------------------------------------------------
 // Optimizer
 
-static void gpu_zero_grads(GpuLlama *m) {
-    cudaCheck(cudaMemsetAsync(m->grads, 0, sizeof(floatX) * m->lay.count, m->stream));
+// Zeroes the gradients before a step's first micro-batch; under Grass, marks whether this step refreshes.
+static void gpu_zero_grads(GpuLlama *m, int step) {
+    cudaCheck(cudaMemsetAsync(m->grads, 0, sizeof(floatX) * m->glay.count, m->stream));
+    GpuGrass *gs = &m->grass;
+    if (!gs->p.enabled) return;
+    cudaCheck(cudaMemsetAsync(gs->g, 0, sizeof(float) * gs->p.nstate, m->stream));
+    gs->refresh_now = grass_is_refresh(step, gs->p.interval);
+    gs->refresh_index = grass_refresh_number(step, gs->p.interval);
 }
 
-// The global gradient norm (synchronises).
+// The global gradient norm over the full gradients and Grass's compressed ones (synchronises).
 static float gpu_grad_norm(GpuLlama *m) {
-    global_norm_squared(m->a.norm_partials, m->grads, m->lay.count, 0, m->stream);
+    global_norm_squared(m->a.norm_partials, m->grads, m->glay.count, 0, m->stream);
+    if (m->grass.p.enabled) global_norm_squared(m->a.norm_partials, m->grass.g, m->grass.p.nstate, 1, m->stream);
     global_norm_squared_finish(m->a.norm_out, m->a.norm_partials, m->stream);
     float sq;
     cudaCheck(cudaMemcpyAsync(&sq, m->a.norm_out, sizeof(float), cudaMemcpyDeviceToHost, m->stream));
@@ -421,24 +513,44 @@ static float gpu_grad_norm(GpuLlama *m) {
     return sqrtf(sq);
 }
 
-// Clipping and AdamW on every tensor kind (weight decay on the matrices only), as llama_optimizer_step in
-// train_llama.c. step is 0-based; the stochastic-rounding seeds are keyed by (seed, step, kind).
+// Clipping, AdamW on the tensors with full gradients (weight decay on the matrices only) and Grass on the
+// projections, as llama_optimizer_step in train_llama.c. step is 0-based; the stochastic-rounding seeds are
+// keyed by (seed, step, kind, layer).
 static float gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, float lr) {
     float norm = gpu_grad_norm(m);
     float coef = 1.0f;
     if (opt->grad_clip > 0.0f && opt->grad_clip / (norm + 1e-6f) < 1.0f) coef = opt->grad_clip / (norm + 1e-6f);
+    GpuGrass *gs = &m->grass;
     for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
-        size_t off = m->lay.offset[kind], n = llama_param_kind_numel(&m->cfg, kind);
+        if (gs->p.enabled && llama_param_kinds[kind].is_projection) {
+            for (int l = 0; l < m->cfg.n_layers; l++) {
+                Rng r;
+                rng_init(&r, (uint64_t)opt->seed, 0xADA3, (uint64_t)step, (uint64_t)(NUM_PARAM_KINDS * (l + 1) + kind));
+                size_t po = llama_param_offset(&m->cfg, &m->lay, kind, l), so = grass_sel_offset(&gs->p, kind, l);
+                size_t go = grass_state_offset(&gs->p, kind, l);
+                float *master = m->master ? m->master + po : NULL;
+                int t = grass_adam_t(step, gs->p.interval);
+                if (m->state_bf16)
+                    grass_update(m->params + po, master, gs->g + go, (__nv_bfloat16 *)gs->m + go, (__nv_bfloat16 *)gs->v + go,
+                                 gs->sigma + so, gs->rho + so, gs->p.shape[kind], opt, lr, gs->p.alpha, coef, t, rng_next(&r),
+                                 m->stream);
+                else
+                    grass_update(m->params + po, master, gs->g + go, (float *)gs->m + go, (float *)gs->v + go, gs->sigma + so,
+                                 gs->rho + so, gs->p.shape[kind], opt, lr, gs->p.alpha, coef, t, rng_next(&r), m->stream);
+            }
+            continue;
+        }
+        size_t off = m->lay.offset[kind], goff = m->glay.offset[kind], n = llama_param_kind_numel(&m->cfg, kind);
         Rng r;
         rng_init(&r, (uint64_t)opt->seed, 0xADA3, (uint64_t)step, (uint64_t)kind);
         AdamWParams hp = {lr, opt->beta1, opt->beta2, opt->eps, llama_param_is_matrix(kind) ? opt->weight_decay : 0.0f,
                           coef, step + 1, rng_next(&r)};
         float *master = m->master ? m->master + off : NULL;
         if (m->state_bf16)
-            adamw_update(m->params + off, master, m->grads + off, (__nv_bfloat16 *)m->mom + off, (__nv_bfloat16 *)m->var + off,
-                         n, &hp, m->stream);
+            adamw_update(m->params + off, master, m->grads + goff, (__nv_bfloat16 *)m->mom + goff,
+                         (__nv_bfloat16 *)m->var + goff, n, &hp, m->stream);
         else
-            adamw_update(m->params + off, master, m->grads + off, (float *)m->mom + off, (float *)m->var + off, n, &hp,
+            adamw_update(m->params + off, master, m->grads + goff, (float *)m->mom + goff, (float *)m->var + goff, n, &hp,
                          m->stream);
     }
     return norm;

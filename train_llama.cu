@@ -4,8 +4,8 @@
  * trainer train_llama.c (options, presets, shards, checkpoints, logging, the initial weights), so both accept
  * the same flags and read and write the same files: a checkpoint of one resumes in the other.
  *
- * Status: full-rank AdamW on one GPU. --optimizer grass (issue 7) and data parallelism across GPUs (issue 8)
- * are refused with a message until they are built.
+ * Status: AdamW and Grass on one GPU. Data parallelism across GPUs (the multi-GPU issue) is refused with a
+ * message until it is built.
  */
 #include <math.h>
 #include "common.h"
@@ -56,50 +56,73 @@ static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, uint64
     free(logits);
 }
 
-// The trainer state: the shared header and the AdamW moments (the same sections as train_llama_cpu's with
-// fp32 moments, so checkpoints move between the trainers). host holds the moments while they are written.
+// The trainer state: the shared header, the AdamW moments and Grass's selection and moments, under the
+// CPU trainer's names (fp32 moments), so checkpoints move between the trainers; bf16 moments have names of
+// their own. host[] holds the device buffers' bytes while they are written or read.
+#define GPU_STATE_TENSORS 6
 static int gpu_state_sections(GpuLlama *m, StateHeader *h, void **host, StateSection *sec) {
-    size_t bytes = m->lay.count * (m->state_bf16 ? 2 : 4);
+    const GpuGrass *gs = &m->grass;
+    size_t mb = m->state_bf16 ? 2 : 4, G = m->glay.count;
     int n = state_header_sections(h, sec);
-    sec[n++] = (StateSection){m->state_bf16 ? "adamw.m.bf16" : "adamw.m", bytes, host[0]};
-    sec[n++] = (StateSection){m->state_bf16 ? "adamw.v.bf16" : "adamw.v", bytes, host[1]};
+    sec[n++] = (StateSection){m->state_bf16 ? "adamw.m.bf16" : "adamw.m", G * mb, host[0]};
+    sec[n++] = (StateSection){m->state_bf16 ? "adamw.v.bf16" : "adamw.v", G * mb, host[1]};
+    if (gs->p.enabled) {
+        sec[n++] = (StateSection){"grass.sigma", sizeof(int) * gs->p.nsel, host[2]};
+        sec[n++] = (StateSection){"grass.rho", sizeof(float) * gs->p.nsel, host[3]};
+        sec[n++] = (StateSection){m->state_bf16 ? "grass.m.bf16" : "grass.m", gs->p.nstate * mb, host[4]};
+        sec[n++] = (StateSection){m->state_bf16 ? "grass.v.bf16" : "grass.v", gs->p.nstate * mb, host[5]};
+    }
     return n;
 }
 
-static StateHeader gpu_state_header(const TrainOptions *opt, int step, const DataLoader *train, int accum, int world) {
+// The device buffers behind the state tensors, in gpu_state_sections' order.
+static void gpu_state_buffers(GpuLlama *m, void **dev) {
+    GpuGrass *gs = &m->grass;
+    void *d[GPU_STATE_TENSORS] = {m->mom, m->var, gs->sigma, gs->rho, gs->m, gs->v};
+    memcpy(dev, d, sizeof(d));
+}
+
+static StateHeader gpu_state_header(const GpuLlama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum,
+                                    int world) {
+    const GrassPlan *p = &m->grass.p;
     StateHeader h = {step, {opt->batch, opt->seq, world, accum, opt->seed}, {train->epoch, train->shard_pos, train->window_pos},
-                     {0, 0, 0, 0, 0}};
+                     {p->enabled, p->rank, p->interval, p->selector, p->side}};
     return h;
 }
 
 // The weights go out in their most precise copy: the fp32 master weights, else the floatX weights.
 static void gpu_save_checkpoint(GpuLlama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum, int world) {
-    size_t P = m->lay.count, mb = P * (m->state_bf16 ? 2 : 4);
+    size_t P = m->lay.count;
     int fp32_out = m->master || sizeof(floatX) == 4;
-    void *weights = xmalloc(P * (fp32_out ? 4 : 2)), *host[2] = {xmalloc(mb), xmalloc(mb)};
+    void *weights = xmalloc(P * (fp32_out ? 4 : 2)), *host[GPU_STATE_TENSORS] = {NULL}, *dev[GPU_STATE_TENSORS];
     cudaCheck(cudaMemcpy(weights, m->master ? (void *)m->master : (void *)m->params, P * (fp32_out ? 4 : 2), cudaMemcpyDeviceToHost));
-    cudaCheck(cudaMemcpy(host[0], m->mom, mb, cudaMemcpyDeviceToHost));
-    cudaCheck(cudaMemcpy(host[1], m->var, mb, cudaMemcpyDeviceToHost));
-    StateHeader h = gpu_state_header(opt, step, train, accum, world);
-    StateSection sec[STATE_HEADER_SECTIONS + 2];
-    int n = gpu_state_sections(m, &h, host, sec);
+    StateHeader h = gpu_state_header(m, opt, step, train, accum, world);
+    StateSection sec[STATE_HEADER_SECTIONS + GPU_STATE_TENSORS];
+    int n = gpu_state_sections(m, &h, host, sec);  // for the sizes
+    gpu_state_buffers(m, dev);
+    for (int i = 0; i < n - STATE_HEADER_SECTIONS; i++) {
+        host[i] = xmalloc(sec[STATE_HEADER_SECTIONS + i].nbytes);
+        cudaCheck(cudaMemcpy(host[i], dev[i], sec[STATE_HEADER_SECTIONS + i].nbytes, cudaMemcpyDeviceToHost));
+    }
+    n = gpu_state_sections(m, &h, host, sec);
     checkpoint_save(opt->out, step, &m->cfg, weights, fp32_out ? "F32" : "BF16", n, sec);
     free(weights);
-    free(host[0]);
-    free(host[1]);
+    for (int i = 0; i < GPU_STATE_TENSORS; i++) free(host[i]);
 }
 
 static int gpu_load_state(GpuLlama *m, const TrainOptions *opt, const char *dir, DataLoader *train, int accum, int world) {
-    size_t mb = m->lay.count * (m->state_bf16 ? 2 : 4);
-    void *host[2] = {xmalloc(mb), xmalloc(mb)};
-    StateHeader h = gpu_state_header(opt, 0, train, accum, world);
-    StateSection sec[STATE_HEADER_SECTIONS + 2];
-    int n = gpu_state_sections(m, &h, host, sec);
+    void *host[GPU_STATE_TENSORS] = {NULL}, *dev[GPU_STATE_TENSORS];
+    StateHeader h = gpu_state_header(m, opt, 0, train, accum, world);
+    StateSection sec[STATE_HEADER_SECTIONS + GPU_STATE_TENSORS];
+    int n = gpu_state_sections(m, &h, host, sec);  // for the sizes
+    for (int i = 0; i < n - STATE_HEADER_SECTIONS; i++) host[i] = xmalloc(sec[STATE_HEADER_SECTIONS + i].nbytes);
+    n = gpu_state_sections(m, &h, host, sec);
     checkpoint_load_state(dir, &h, n, sec);
-    cudaCheck(cudaMemcpy(m->mom, host[0], mb, cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(m->var, host[1], mb, cudaMemcpyHostToDevice));
-    free(host[0]);
-    free(host[1]);
+    gpu_state_buffers(m, dev);
+    for (int i = 0; i < n - STATE_HEADER_SECTIONS; i++) {
+        cudaCheck(cudaMemcpy(dev[i], host[i], sec[STATE_HEADER_SECTIONS + i].nbytes, cudaMemcpyHostToDevice));
+        free(host[i]);
+    }
     dataloader_seek(train, (int)h.data[0], (int)h.data[1], (int)h.data[2]);
     return (int)h.step;
 }
@@ -144,8 +167,6 @@ int main(int argc, char **argv) {
         return 0;
     }
     train_options_check(&opt);
-    if (!strcmp(opt.optimizer, "grass"))
-        fail("--optimizer grass is not in train_llama yet (the GPU Grass issue); train_llama_cpu has it");
     if (comm.world > 1) fail("train_llama does not run across several GPUs yet (the multi-GPU issue); train_llama_cpu does, under mpirun");
 
     TrainSetup setup;
@@ -157,8 +178,11 @@ int main(int argc, char **argv) {
     GpuLlama model;
     char desc[256];
     llama_config_describe(&cfg, desc, sizeof(desc));
-    gpu_plan(&model, &cfg, B, T, &opt);
+    gpu_plan(&model, &cfg, B, T, &opt, setup.grass_rank);
     printf("model: %s; %zu parameters\n", desc, model.lay.count);
+    if (model.grass.p.enabled)
+        printf("grass: rank %d, interval %d, selector %s, side %s, alpha %g\n", setup.grass_rank, opt.grass_interval,
+               opt.grass_select, opt.grass_side, (double)opt.grass_alpha);
     gpu_plan_print(&model);
     size_t cat[GPU_NUM_CATEGORIES], planned = gpu_plan_total(&model, cat);
     if (opt.gpu_mem_limit > 0 && planned > opt.gpu_mem_limit * 1073741824.0)
@@ -211,7 +235,7 @@ int main(int argc, char **argv) {
     double peak = 989e12, flops_per_step = gpu_flops_per_token(&cfg, T) * B * T * accum;
     for (int step = start; step < opt.steps; step++) {
         double t0 = wall_time();
-        gpu_zero_grads(&model);
+        gpu_zero_grads(&model, step);
         double loss = 0.0;
         for (int micro = 0; micro < accum; micro++) {
             dataloader_next_batch(&train);

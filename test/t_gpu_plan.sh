@@ -6,7 +6,7 @@ source test/lib.sh
 get() { awk -v k="$2" '$0 ~ "^  "k" " {for (i = 1; i <= NF; i++) if ($(i+1) == "bytes") {print $i; exit}}' "$1"; }
 for preset in test tiny 60m 130m 350m 1b 7b 13b; do
   ./train_llama --model $preset --dry-run --batch 1 --seq 128 > "$TMP/$preset"
-  sum=0; for c in weights master gradients optimizer activations workspace; do sum=$((sum + $(get "$TMP/$preset" "$c"))); done
+  sum=0; for c in weights master gradients optimizer grass activations workspace; do sum=$((sum + $(get "$TMP/$preset" "$c"))); done
   [ "$sum" -eq "$(get "$TMP/$preset" total)" ] || die "$preset: the categories do not add up to the total"
 done
 # 60m: bf16 weights and gradients (2 bytes per parameter), fp32 master (4), fp32 moments (8)
@@ -23,4 +23,19 @@ echo "ok: 350m batch 8 x 1024 activations: recompute 0 $a0, 1 $a1, 2 $a2 bytes"
 expect_error "--gpu-mem-limit 1.0 GiB: the plan needs" ./train_llama --model 1b --dry-run --gpu-mem-limit 1
 expect_error "--recompute must be 0, 1 or 2" ./train_llama --model test --dry-run --recompute 3
 expect_error "--state-dtype must be one of fp32|bf16" ./train_llama --model test --dry-run --state-dtype fp16
-expect_error "--optimizer grass is not in train_llama yet" ./train_llama --model test --dry-run --optimizer grass
+
+
+# Grass on the GPU: no m x n gradient for a projection (the gradients are the bf16 full gradients of the
+# tensors outside the projections plus the fp32 r x E compressed ones), and the 13b preset at rank 256 with
+# bf16 weights and no master copy, full recomputation, sequence 256, micro-batch 1 plans under 40 GiB, and
+# under 30 GiB with bf16 moments (DESIGN §9).
+dense=$(( 2*32000*5120 + (2*40 + 1)*5120 ))
+rE=$(( 40 * 256 * 5120 * 7 ))   # every projection of 13b has E = 5120 at rank 256 (the larger side is selected)
+./train_llama --model 13b --dry-run --batch 1 --seq 256 --recompute 2 --master-weights 0 --optimizer grass --grass-rank 256 > "$TMP/13b"
+./train_llama --model 13b --dry-run --batch 1 --seq 256 --recompute 2 --master-weights 0 --optimizer grass --grass-rank 256 \
+  --state-dtype bf16 > "$TMP/13b_bf16"
+[ "$(get "$TMP/13b" gradients)" -eq $((2 * dense + 4 * rE)) ] || die "13b Grass gradients are not the dense bf16 + compressed fp32 ones"
+t=$(get "$TMP/13b" total); tb=$(get "$TMP/13b_bf16" total)
+[ $t -lt $((40 << 30)) ] || die "13b Grass plan $t bytes is not under 40 GiB"
+[ $tb -lt $((30 << 30)) ] || die "13b Grass plan with bf16 moments $tb bytes is not under 30 GiB"
+echo "ok: 13b Grass rank 256: $(awk -v b=$t 'BEGIN {printf "%.2f", b / 2^30}') GiB (fp32 moments), $(awk -v b=$tb 'BEGIN {printf "%.2f", b / 2^30}') GiB (bf16 moments)"

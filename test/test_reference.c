@@ -12,6 +12,9 @@
  *       loads a checkpoint, runs the forward pass on random tokens and writes tokens, logits and loss in the
  *       debug-state layout, for test/hf_compare.py to check against Hugging Face transformers.
  *
+ *   test_reference section A/state.bin B/state.bin NAME
+ *       fails unless section NAME of two trainer states holds the same bytes (e.g. the Grass indices).
+ *
  *   test_reference diff A.safetensors B.safetensors BOUND
  *       the difference between two checkpoints' weights: per tensor ||A - B|| / ||A|| (Frobenius), the
  *       largest over the tensors; fails when it exceeds BOUND.
@@ -281,10 +284,25 @@ static int diff(const char *pa, const char *pb, double bound) {
     return ok ? 0 : 1;
 }
 
+static int section(const char *pa, const char *pb, const char *name) {
+    TrainerState a, b;
+    state_read(&a, pa);
+    state_read(&b, pb);
+    const void *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    for (int i = 0; i < a.n; i++) if (!strcmp(a.names[i], name)) { x = a.data[i]; nx = a.sizes[i]; }
+    for (int i = 0; i < b.n; i++) if (!strcmp(b.names[i], name)) { y = b.data[i]; ny = b.sizes[i]; }
+    if (!x || !y) fail("section %s is missing from %s", name, x ? pb : pa);
+    int same = nx == ny && !memcmp(x, y, nx);
+    printf("%s section %s: %zu bytes %s\n", same ? "ok  " : "FAIL", name, nx, same ? "identical" : "differ");
+    return same ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "compare")) return compare(argv[2]);
     if (argc == 7 && !strcmp(argv[1], "dump")) return dump(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), strtoull(argv[6], NULL, 10));
     if (argc == 5 && !strcmp(argv[1], "diff")) return diff(argv[2], argv[3], atof(argv[4]));
-    fprintf(stderr, "usage: %s compare DIR | dump CKPT_DIR OUT.safetensors BATCH SEQ SEED | diff A B BOUND\n", argv[0]);
+    if (argc == 5 && !strcmp(argv[1], "section")) return section(argv[2], argv[3], argv[4]);
+    fprintf(stderr, "usage: %s compare DIR | dump CKPT_DIR OUT.safetensors BATCH SEQ SEED | diff A B BOUND | section A B NAME\n", argv[0]);
     return 2;
 }

@@ -1,0 +1,143 @@
+/*
+ * grass.cuh: Grass (DESIGN §3) on the GPU, for llama_model.cuh. Selection is grass.h's host code (the same
+ * indices as the CPU trainer, every rank and the PyTorch reference); this file holds the device side:
+ *  - the compressed gradient g [r, E] += diag(rho) B G without forming G: the r selected, scaled columns of dY
+ *    (rows side) or X (columns side) are gathered into a small contiguous [N, r] buffer, then one cuBLASLt
+ *    product accumulates sel^T @ other into g in fp32;
+ *  - the refresh: the full gradient of one matrix at a time into one fp32 scratch sized for the largest
+ *    matrix, its row (or column) norms, the selection on the host, g from the selected rows, moments reset;
+ *  - subspace Adam and the scatter update W -= lr alpha P U in fused kernels (duplicate indices accumulate;
+ *    fp32 master weights, or bf16 weights with stochastic rounding).
+ */
+#pragma once
+
+#include "grass.h"
+#include "kernels/adamw.cuh"
+#include "kernels/common.cuh"
+#include "kernels/matmul.cuh"
+#include "train_config.h"
+
+// sel [N, r] = rho_j * src[t, sigma_j]: the selected columns of src [N, ld], scaled.
+__global__ void grass_gather_kernel(floatX *sel, const floatX *src, const int *sigma, const float *rho, int N, int r, int ld) {
+    size_t total = (size_t)N * r;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t t = i / r;
+        int j = (int)(i % r);
+        sel[i] = from_float<floatX>(rho[j] * to_float(src[t * ld + sigma[j]]));
+    }
+}
+
+// g [r, E] (fp32) += diag(rho) B dY^T X: rows side, the columns sigma of dY [N, m] against X [N, n];
+// columns side, the columns sigma of X against dY. sel [N, r] is scratch.
+static void grass_compressed_grad(Matmul *mm, float *g, floatX *sel, const int *sigma, const float *rho, GrassShape sh,
+                                  const floatX *dout, const floatX *inp, int N, int n, int m, cudaStream_t stream) {
+    const floatX *src = sh.rows ? dout : inp, *other = sh.rows ? inp : dout;
+    size_t total = (size_t)N * sh.r;
+    grass_gather_kernel<<<grid_stride_blocks(total, 256), 256, 0, stream>>>(sel, src, sigma, rho, N, sh.r, sh.rows ? m : n);
+    cudaCheckLaunch();
+    Gemm gm = matmul_dweight_gemm((floatX *)g, sel, other, N, sh.E, sh.r);  // [r, E] += sel^T [r, N] @ other [N, E]
+    gm.c_fp32 = 1;
+    matmul_gemm(mm, &gm, stream);
+}
+
+// The full gradient G [m, n] (fp32) = dY^T X, overwritten.
+static void grass_full_grad(Matmul *mm, float *G, const floatX *dout, const floatX *inp, int N, int n, int m, cudaStream_t stream) {
+    Gemm gm = matmul_dweight_gemm((floatX *)G, dout, inp, N, n, m);
+    gm.c_fp32 = 1;
+    gm.beta = 0.0f;
+    matmul_gemm(mm, &gm, stream);
+}
+
+// norms [D] (double) = squared norms of the rows (rows = 1) or columns of G [m, n]; one thread per row or
+// column, summing in index order (deterministic).
+__global__ void grass_norms_kernel(double *norms, const float *G, int m, int n, int rows) {
+    int D = rows ? m : n;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < D; i += gridDim.x * blockDim.x) {
+        double s = 0.0;
+        int E = rows ? n : m;
+        for (int e = 0; e < E; e++) {
+            double x = rows ? G[(size_t)i * n + e] : G[(size_t)e * n + i];
+            s += x * x;
+        }
+        norms[i] = s;
+    }
+}
+
+// g [r, E] += rho_j * (row or column sigma_j of G [m, n]).
+__global__ void grass_take_kernel(float *g, const float *G, const int *sigma, const float *rho, int r, int E, int n, int rows) {
+    size_t total = (size_t)r * E;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        int j = (int)(i / E), e = (int)(i % E);
+        g[i] += rho[j] * (rows ? G[(size_t)sigma[j] * n + e] : G[(size_t)e * n + sigma[j]]);
+    }
+}
+
+// Subspace Adam: M, V updated from g * grad_scale, and g overwritten with U = (M / bc1) / (sqrt(V / bc2) + eps).
+template <typename MomT>
+__global__ void grass_adam_kernel(float *g, MomT *mom, MomT *var, size_t n, float beta1, float beta2, float bc1, float bc2,
+                                  float eps, float grad_scale, uint64_t seed) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float x = g[i] * grad_scale;
+        float m = beta1 * to_float(mom[i]) + (1.0f - beta1) * x;
+        float v = beta2 * to_float(var[i]) + (1.0f - beta2) * x * x;
+        mom[i] = round_stochastic<MomT>(m, random_u32(seed, 2 * i));
+        var[i] = round_stochastic<MomT>(v, random_u32(seed, 2 * i + 1));
+        g[i] = (m / bc1) / (sqrtf(v / bc2) + eps);
+    }
+}
+
+// W *= decay over the whole matrix (decoupled weight decay applies to all of W): the master copy and its
+// rounding, or the floatX weights with stochastic rounding.
+__global__ void grass_decay_kernel(floatX *W, float *master, size_t n, float decay, uint64_t seed) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        if (master) {
+            master[i] *= decay;
+            W[i] = from_float<floatX>(master[i]);
+        } else {
+            W[i] = round_stochastic<floatX>(to_float(W[i]) * decay, random_u32(seed, i));
+        }
+    }
+}
+
+// W -= step * rho_j * U[j] along row (rows side) or column sigma_j of W [m, n]. One thread per position e
+// along the selected rows (or down the selected columns) walks j in order; sigma is sorted, so duplicate
+// indices are adjacent and their updates are summed before one write (deterministic, one rounding).
+__global__ void grass_scatter_kernel(floatX *W, float *master, const float *U, const int *sigma, const float *rho, int r,
+                                     int E, int n, int rows, float step, uint64_t seed) {
+    for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < E; e += gridDim.x * blockDim.x) {
+        for (int j = 0; j < r;) {
+            int s = sigma[j];
+            float delta = 0.0f;
+            for (; j < r && sigma[j] == s; j++) delta += rho[j] * U[(size_t)j * E + e];
+            size_t w = rows ? (size_t)s * n + e : (size_t)e * n + s;
+            if (master) {
+                master[w] -= step * delta;
+                W[w] = from_float<floatX>(master[w]);
+            } else {
+                W[w] = round_stochastic<floatX>(to_float(W[w]) - step * delta, random_u32(seed, w));
+            }
+        }
+    }
+}
+
+// One matrix's Grass step after its compressed gradient is complete: Adam in the subspace, weight decay,
+// the scatter update. t counts the steps since the last refresh (1 at the refresh).
+template <typename MomT>
+static void grass_update(floatX *W, float *master, float *g, MomT *mom, MomT *var, const int *sigma, const float *rho,
+                         GrassShape sh, const TrainOptions *opt, float lr, float alpha, float grad_scale, int t,
+                         uint64_t seed, cudaStream_t stream) {
+    size_t cnt = (size_t)sh.r * sh.E, mn = (size_t)sh.D * sh.E;
+    float bc1 = 1.0f - powf(opt->beta1, (float)t), bc2 = 1.0f - powf(opt->beta2, (float)t);
+    grass_adam_kernel<<<grid_stride_blocks(cnt, 256), 256, 0, stream>>>(g, mom, var, cnt, opt->beta1, opt->beta2, bc1, bc2,
+                                                                        opt->eps, grad_scale, seed);
+    cudaCheckLaunch();
+    float decay = 1.0f - lr * opt->weight_decay;
+    if (decay != 1.0f) {
+        grass_decay_kernel<<<grid_stride_blocks(mn, 256), 256, 0, stream>>>(W, master, mn, decay, seed ^ 0xDECA7ULL);
+        cudaCheckLaunch();
+    }
+    int n = sh.rows ? sh.E : sh.D;  // W's row length
+    grass_scatter_kernel<<<ceil_div(sh.E, 256), 256, 0, stream>>>(W, master, g, sigma, rho, sh.r, sh.E, n, sh.rows,
+                                                                   lr * alpha, seed ^ 0x5CA7ULL);
+    cudaCheckLaunch();
+}
