@@ -24,8 +24,14 @@ NVCC_LDLIBS = -lcublasLt -lcublas
 ifneq ($(MPICC),)
   NVCC_FLAGS += -DUSE_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(shell $(MPICC) --showme:compile)
   NVCC_LDLIBS += $(shell $(MPICC) --showme:link)
+  # NCCL (with MPI, which broadcasts its unique id): the CUDA toolkit's, or one in the system paths
+  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
+  ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h /usr/local/include/nccl.h),)
+    NVCC_FLAGS += -DUSE_NCCL
+    NVCC_LDLIBS += -L$(CUDA_HOME)/lib -L$(CUDA_HOME)/lib64 -lnccl
+  endif
 endif
-CUDA_HEADERS = llama_model.cuh $(wildcard kernels/*.cuh)
+CUDA_HEADERS = llama_model.cuh grass.cuh comm_gpu.cuh $(wildcard kernels/*.cuh)
 
 PYTHON ?= $(shell [ -x .venv/bin/python ] && echo .venv/bin/python || echo /usr/bin/python3)
 

@@ -20,6 +20,7 @@
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
 #include "kernels/swiglu.cuh"
+#include "comm_gpu.cuh"
 #include "grass.cuh"
 #include "llama_config.h"
 #include "train_config.h"
@@ -97,6 +98,7 @@ typedef struct {
     Matmul mm;
     cudaStream_t stream;
     int *host_buckets;    // [3N + 1]
+    GpuComm *gcomm;       // the data-parallel ranks gradients are averaged over (NULL: one rank)
 } GpuLlama;
 
 typedef struct {
@@ -410,6 +412,7 @@ static void gpu_grass_refresh(GpuLlama *m, int kind, int layer, const floatX *do
     GrassShape sh = gs->p.shape[kind];
     cudaStream_t s = m->stream;
     grass_full_grad(&m->mm, gs->full, dout, inp, N, n, mo, s);
+    if (m->gcomm) gpu_comm_mean(m->gcomm, gs->full, (size_t)mo * n, s);  // every rank selects from the same G
     grass_norms_kernel<<<ceil_div(sh.D, 256), 256, 0, s>>>(gs->norms, gs->full, mo, n, sh.rows);
     cudaCheckLaunch();
     cudaCheck(cudaMemcpyAsync(gs->host_norms, gs->norms, sizeof(double) * sh.D, cudaMemcpyDeviceToHost, s));
@@ -500,6 +503,19 @@ static void gpu_zero_grads(GpuLlama *m, int step) {
     cudaCheck(cudaMemsetAsync(gs->g, 0, sizeof(float) * gs->p.nstate, m->stream));
     gs->refresh_now = grass_is_refresh(step, gs->p.interval);
     gs->refresh_index = grass_refresh_number(step, gs->p.interval);
+}
+
+// Averages the step's gradients over the ranks: the full ones and Grass's compressed ones. Every rank put
+// the rank-averaged refresh rows into its g, so the average counts them once (DESIGN §3).
+static void gpu_reduce_grads(GpuLlama *m) {
+    if (!m->gcomm) return;
+    gpu_comm_mean(m->gcomm, m->grads, m->glay.count, m->stream);
+    if (m->grass.p.enabled) gpu_comm_mean(m->gcomm, m->grass.g, m->grass.p.nstate, m->stream);
+}
+
+// Bytes all-reduced per ordinary step on every rank.
+static size_t gpu_comm_bytes(const GpuLlama *m) {
+    return m->glay.count * sizeof(floatX) + (m->grass.p.enabled ? m->grass.p.nstate * 4 : 0);
 }
 
 // The global gradient norm over the full gradients and Grass's compressed ones (synchronises).

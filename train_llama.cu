@@ -4,20 +4,21 @@
  * trainer train_llama.c (options, presets, shards, checkpoints, logging, the initial weights), so both accept
  * the same flags and read and write the same files: a checkpoint of one resumes in the other.
  *
- * Status: AdamW and Grass on one GPU. Data parallelism across GPUs (the multi-GPU issue) is refused with a
- * message until it is built.
+ * Data parallelism: one process per GPU under mpirun (the GPU chosen by node-local rank), gradients averaged
+ * with NCCL or, with --comm mpi, through host memory; rank 0 writes the checkpoints.
  */
 #include <math.h>
 #include "common.h"
 #include "comm.h"
 #include "checkpoint.h"
 #include "dataloader.h"
+#include "comm_gpu.cuh"
 #include "llama_model.cuh"
 #include "logger.h"
 #include "train_config.h"
 #include "train_setup.h"
 
-static float gpu_evaluate(GpuLlama *m, DataLoader *val, int batches) {
+static float gpu_evaluate(GpuLlama *m, const Comm *comm, DataLoader *val, int batches) {
     dataloader_reset(val);
     double sum = 0.0;
     for (int i = 0; i < batches; i++) {
@@ -25,7 +26,7 @@ static float gpu_evaluate(GpuLlama *m, DataLoader *val, int batches) {
         gpu_set_batch(m, val->inputs, val->targets, 0);
         sum += gpu_forward(m, 0.0f);
     }
-    return (float)(sum / batches);
+    return (float)comm_mean_f64(comm, sum / batches);
 }
 
 // Generates `ntok` tokens after BOS and prints them. Each token runs the blocks over row 0 of a full
@@ -167,7 +168,6 @@ int main(int argc, char **argv) {
         return 0;
     }
     train_options_check(&opt);
-    if (comm.world > 1) fail("train_llama does not run across several GPUs yet (the multi-GPU issue); train_llama_cpu does, under mpirun");
 
     TrainSetup setup;
     train_setup_model(&setup, &opt);
@@ -200,6 +200,12 @@ int main(int argc, char **argv) {
     gpu_alloc(&model);
     size_t held_bytes;
     void *held = gpu_hold_back(opt.gpu_mem_limit, &held_bytes);
+    GpuComm gcomm;
+    gpu_comm_init(&gcomm, &comm, opt.comm);
+    model.gcomm = world > 1 ? &gcomm : NULL;
+    if (world > 1)
+        printf("ranks: %d over %s; all-reduce per step and rank: %zu bytes\n", world, gcomm.use_nccl ? "NCCL" : "MPI",
+               gpu_comm_bytes(&model));
     printf("device: %s; batch: %d x %d tokens, %d micro-batches per step = %lld tokens per step\n", prop.name, B, T, accum,
            (long long)B * T * accum * world);
     if (setup.weights_dir) {
@@ -215,7 +221,7 @@ int main(int argc, char **argv) {
     int have_val = train_setup_val(&val, &opt, rank, world, cfg.vocab_size);
     if (opt.eval_only) {
         Logger none = {NULL};
-        logger_val(&none, 0, gpu_evaluate(&model, &val, opt.eval_batches));
+        logger_val(&none, 0, gpu_evaluate(&model, &comm, &val, opt.eval_batches));
         comm_finalize(&comm);
         return 0;
     }
@@ -229,7 +235,7 @@ int main(int argc, char **argv) {
     if (opt.out[0]) mkdir_p(opt.out);
     Logger log;
     logger_init(&log, rank == 0 ? opt.out : NULL, start > 0);
-    if (have_val && start == 0) logger_val(&log, 0, gpu_evaluate(&model, &val, opt.eval_batches));
+    if (have_val && start == 0) logger_val(&log, 0, gpu_evaluate(&model, &comm, &val, opt.eval_batches));
 
     // MFU against the dense bf16 tensor-core peak of the H100 SXM (989 TFLOP/s); other GPUs: read as relative
     double peak = 989e12, flops_per_step = gpu_flops_per_token(&cfg, T) * B * T * accum;
@@ -243,7 +249,8 @@ int main(int argc, char **argv) {
             loss += gpu_forward(&model, 1.0f / ((float)B * T * accum));
             gpu_backward(&model);
         }
-        loss /= accum;
+        loss = comm_mean_f64(&comm, loss / accum);
+        gpu_reduce_grads(&model);
         if (!isfinite(loss)) fail("the loss is %f at step %d: training diverged (lower --lr or set --grad-clip)", loss, step + 1);
         float lr = lr_at_step(&opt, step);
         float norm = gpu_optimizer_step(&model, &opt, step, lr);
@@ -256,17 +263,20 @@ int main(int argc, char **argv) {
                     flops_per_step / sec / peak, (double)(total_b - free_b - held_bytes) / 1073741824.0);
         int last = done == opt.steps;
         if (have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
-            logger_val(&log, done, gpu_evaluate(&model, &val, opt.eval_batches));
-        if (opt.sample_every && (done % opt.sample_every == 0 || last))
+            logger_val(&log, done, gpu_evaluate(&model, &comm, &val, opt.eval_batches));
+        if (rank == 0 && opt.sample_every && (done % opt.sample_every == 0 || last))
             gpu_sample_print(&model, have_tok ? &tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
-        if (opt.out[0] && ((opt.ckpt_every && done % opt.ckpt_every == 0) || last))
-            gpu_save_checkpoint(&model, &opt, done, &train, accum, world);
+        if (opt.out[0] && ((opt.ckpt_every && done % opt.ckpt_every == 0) || last)) {
+            if (rank == 0) gpu_save_checkpoint(&model, &opt, done, &train, accum, world);
+            comm_barrier(&comm);  // every rank holds the same state; the others wait for rank 0's save
+        }
     }
     logger_close(&log);
     if (have_tok) tokenizer_free(&tok);
     dataloader_free(&train);
     if (have_val) dataloader_free(&val);
     if (held) cudaCheck(cudaFree(held));
+    gpu_comm_free(&gcomm);
     gpu_free(&model);
     comm_finalize(&comm);
     return 0;

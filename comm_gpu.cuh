@@ -1,0 +1,88 @@
+/*
+ * comm_gpu.cuh: data-parallel averaging of device buffers for the GPU trainer (DESIGN §5), over the ranks of
+ * comm.h: with NCCL (the default; the communicator's unique id is broadcast over MPI) on the trainer's
+ * stream, or with --comm mpi through host memory (for machines without NCCL, and for several ranks sharing
+ * one GPU in tests). bf16 buffers are averaged in fp32 on the MPI path. A world of one rank does nothing.
+ */
+#pragma once
+
+#include "comm.h"
+#include "kernels/common.cuh"
+#ifdef USE_NCCL
+#include <nccl.h>
+#endif
+
+typedef struct {
+    const Comm *comm;
+    int use_nccl;
+#ifdef USE_NCCL
+    ncclComm_t nccl;
+#endif
+    float *host;        // staging for the MPI path
+    size_t host_floats;
+    size_t bytes;       // bytes all-reduced so far (for the log)
+} GpuComm;
+
+#ifdef USE_NCCL
+static void nccl_check(ncclResult_t r, const char *file, int line) {
+    if (r != ncclSuccess) fail("NCCL: %s at %s:%d", ncclGetErrorString(r), file, line);
+}
+#define ncclCheck(call) nccl_check((call), __FILE__, __LINE__)
+#endif
+
+static void gpu_comm_init(GpuComm *g, const Comm *comm, const char *mode) {
+    memset(g, 0, sizeof(*g));
+    g->comm = comm;
+    if (comm->world == 1) return;
+    g->use_nccl = !strcmp(mode, "nccl");
+#ifdef USE_NCCL
+    if (g->use_nccl) {
+        ncclUniqueId id;
+        if (comm->rank == 0) ncclCheck(ncclGetUniqueId(&id));
+        comm_check(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD), "broadcast of the NCCL id");
+        ncclCheck(ncclCommInitRank(&g->nccl, comm->world, id, comm->rank));
+    }
+#else
+    if (g->use_nccl) fail("--comm nccl: this train_llama was built without NCCL (no nccl.h when make ran); use --comm mpi");
+#endif
+}
+
+static void gpu_comm_free(GpuComm *g) {
+#ifdef USE_NCCL
+    if (g->use_nccl) ncclCheck(ncclCommDestroy(g->nccl));
+#endif
+    free(g->host);
+}
+
+static float *gpu_comm_staging(GpuComm *g, size_t n) {
+    if (n > g->host_floats) {
+        free(g->host);
+        g->host_floats = n;
+        g->host = (float *)xmalloc(sizeof(float) * n);
+    }
+    return g->host;
+}
+
+// buf [n] (float or floatX, on the device) = its mean over the ranks.
+template <typename T>
+static void gpu_comm_mean(GpuComm *g, T *buf, size_t n, cudaStream_t stream) {
+    if (g->comm->world == 1 || n == 0) return;
+    g->bytes += n * sizeof(T);
+#ifdef USE_NCCL
+    if (g->use_nccl) {
+        ncclDataType_t type = sizeof(T) == 4 ? ncclFloat : ncclBfloat16;
+        ncclCheck(ncclAllReduce(buf, buf, n, type, ncclAvg, g->nccl, stream));
+        return;
+    }
+#endif
+    float *h = gpu_comm_staging(g, n);
+    T *raw = (T *)xmalloc(sizeof(T) * n);
+    cudaCheck(cudaMemcpyAsync(raw, buf, sizeof(T) * n, cudaMemcpyDeviceToHost, stream));
+    cudaCheck(cudaStreamSynchronize(stream));
+    for (size_t i = 0; i < n; i++) h[i] = to_float(raw[i]);
+    comm_mean_f32(g->comm, h, n);
+    for (size_t i = 0; i < n; i++) raw[i] = from_float<T>(h[i]);
+    cudaCheck(cudaMemcpyAsync(buf, raw, sizeof(T) * n, cudaMemcpyHostToDevice, stream));
+    cudaCheck(cudaStreamSynchronize(stream));
+    free(raw);
+}
