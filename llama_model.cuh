@@ -111,7 +111,10 @@ typedef struct {
 static size_t gpu_stored_layers(const GpuLlama *m) { return m->recompute >= 2 ? 1 : (size_t)m->cfg.n_layers; }
 static size_t gpu_norm_layers(const GpuLlama *m) { return m->recompute >= 1 ? 1 : (size_t)m->cfg.n_layers; }
 
+#define GPU_MAX_BUFFERS 64
+
 // The memory plan: every device buffer with its size and category. gpu_alloc allocates exactly these.
+// buf holds GPU_MAX_BUFFERS.
 static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
     const LlamaConfig *c = &m->cfg;
     size_t L = c->n_layers, N = (size_t)m->B * m->T, d = c->dim, qd = llama_q_dim(c), kvd = llama_kv_dim(c);
@@ -120,7 +123,11 @@ static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
     size_t norm_scratch = rmsnorm_backward_scratch_floats((int)N, (int)d);
     GpuActivations *a = &m->a;
     int n = 0;
-#define GBUF(p, bytes, cat) buf[n++] = (GpuBuffer){(void **)&(p), (bytes), (cat)}
+#define GBUF(p, bytes, cat)                                                              \
+    do {                                                                                 \
+        if (n == GPU_MAX_BUFFERS) fail("internal: more than %d GPU buffers", GPU_MAX_BUFFERS); \
+        buf[n++] = (GpuBuffer){(void **)&(p), (bytes), (cat)};                           \
+    } while (0)
     GBUF(m->params, P * X, GPU_WEIGHTS);
     if (m->master_weights) GBUF(m->master, P * 4, GPU_MASTER);
     GBUF(m->grads, G * X, GPU_GRADS);
@@ -176,7 +183,6 @@ static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
 #undef GBUF
     return n;
 }
-#define GPU_MAX_BUFFERS 48
 
 // Sizes for a micro-batch B x T and the options (no allocation, no GPU needed).
 static void gpu_plan(GpuLlama *m, const LlamaConfig *cfg, int B, int T, const TrainOptions *opt, int grass_rank) {

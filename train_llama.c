@@ -358,6 +358,8 @@ typedef struct {
 static const char *llama_categories[LLAMA_NUM_CATEGORIES] = {"parameters", "gradients", "optimizer state",
                                                              "grass refresh", "activations", "backward scratch"};
 
+#define LLAMA_MAX_BUFFERS 48
+
 // Every buffer of the model and its size: the CPU memory plan (allocation, --dry-run and the startup
 // summary use it). Gradients and optimizer state follow DESIGN §3: under Grass a projection matrix has an
 // r x E compressed gradient, 2 r x E moments and r indices and scales, and one full-gradient scratch for the
@@ -369,7 +371,11 @@ static int llama_buffers(Llama *m, Buffer *buf) {
     Activations *a = &m->a;
     GrassState *gs = &m->grass;
     int n = 0;
-#define BUF(p, cnt, cat) buf[n++] = (Buffer){(void **)&(p), (cnt), sizeof(*(p)), (cat)}
+#define BUF(p, cnt, cat)                                                                      \
+    do {                                                                                      \
+        if (n == LLAMA_MAX_BUFFERS) fail("internal: more than %d buffers", LLAMA_MAX_BUFFERS); \
+        buf[n++] = (Buffer){(void **)&(p), (cnt), sizeof(*(p)), (cat)};                       \
+    } while (0)
     BUF(m->params, P, "parameters");
     BUF(m->grads, G, "gradients");
     BUF(m->adam_m, G, "optimizer state");
@@ -414,8 +420,6 @@ static int llama_buffers(Llama *m, Buffer *buf) {
 #undef BUF
     return n;
 }
-#define LLAMA_MAX_BUFFERS 48
-
 // Prints the plan: bytes per category and the total.
 static void llama_plan_print(Llama *m) {
     Buffer buf[LLAMA_MAX_BUFFERS];
