@@ -434,6 +434,13 @@ static void llama_plan_print(Llama *m) {
         total += bytes;
     }
     printf("  %-18s %14zu bytes %10.3f GiB\n", "total", total, total / 1073741824.0);
+    // the part of gradients and optimizer state that belongs to the block projections (what Grass changes)
+    const GrassPlan *gp = &m->grass.p;
+    size_t proj = 0;
+    for (int k = 0; k < NUM_PARAM_KINDS; k++)
+        if (llama_param_kinds[k].is_projection) proj += llama_param_kind_numel(&m->cfg, k);
+    size_t pg = gp->enabled ? 4 * gp->nstate : 4 * proj, po = gp->enabled ? 8 * gp->nstate + 8 * gp->nsel : 8 * proj;
+    printf("  projections: gradients %zu bytes, optimizer state %zu bytes\n", pg, po);
 }
 
 // Sizes of the model for a batch of B x T and the optimizer the options choose (no allocation).
@@ -846,17 +853,8 @@ static int load_trainer_state(Llama *m, const TrainOptions *opt, const char *dir
 #ifndef TESTING
 int main(int argc, char **argv) {
     Comm comm;
-    comm_init(&comm, &argc, &argv);
-    if (comm.rank != 0 && !freopen("/dev/null", "w", stdout)) fail("cannot silence rank %d's output", comm.rank);
     TrainOptions opt;
-    train_options_default(&opt);
-    train_options_parse(&opt, argc, argv, 0);
-    if (opt.help) {
-        train_options_help(argv[0], 0);
-        comm_finalize(&comm);
-        return 0;
-    }
-    train_options_check(&opt);
+    if (!train_setup_start(&comm, &opt, &argc, &argv, 0)) return 0;
 
     TrainSetup setup;
     train_setup_model(&setup, &opt);

@@ -157,17 +157,8 @@ static double gpu_flops_per_token(const LlamaConfig *c, int T) {
 
 int main(int argc, char **argv) {
     Comm comm;
-    comm_init(&comm, &argc, &argv);
-    if (comm.rank != 0 && !freopen("/dev/null", "w", stdout)) fail("cannot silence rank %d's output", comm.rank);
     TrainOptions opt;
-    train_options_default(&opt);
-    train_options_parse(&opt, argc, argv, 1);
-    if (opt.help) {
-        train_options_help(argv[0], 1);
-        comm_finalize(&comm);
-        return 0;
-    }
-    train_options_check(&opt);
+    if (!train_setup_start(&comm, &opt, &argc, &argv, 1)) return 0;
 
     TrainSetup setup;
     train_setup_model(&setup, &opt);

@@ -1,16 +1,33 @@
 /*
- * train_setup.h: the set-up both trainers share before their loops: where the weights come from (a
- * checkpoint to resume, --init, or a fresh init) and the model config that goes with them, the tokenizer
- * for samples, the validation data, and the sampling of text. Plain C that also compiles as C++.
+ * train_setup.h: the set-up both trainers share before their loops: MPI and the options, where the weights
+ * come from (a checkpoint to resume, --init, or a fresh init) and the model config that goes with them, the
+ * tokenizer for samples, the validation data, and the sampling of text. Plain C that also compiles as C++.
  */
 #ifndef GRASS_TRAIN_SETUP_H
 #define GRASS_TRAIN_SETUP_H
 
 #include "checkpoint.h"
+#include "comm.h"
 #include "dataloader.h"
 #include "llama_config.h"
 #include "tokenizer/tokenizer.h"
 #include "train_config.h"
+
+// The start of both trainers: MPI (only rank 0 prints), the options, --help. Returns 0 when the run is over
+// (--help printed), 1 to go on.
+static int train_setup_start(Comm *comm, TrainOptions *opt, int *argc, char ***argv, int is_gpu) {
+    comm_init(comm, argc, argv);
+    if (comm->rank != 0 && !freopen("/dev/null", "w", stdout)) fail("cannot silence rank %d's output", comm->rank);
+    train_options_default(opt);
+    train_options_parse(opt, *argc, *argv, is_gpu);
+    if (opt->help) {
+        train_options_help((*argv)[0], is_gpu);
+        comm_finalize(comm);
+        return 0;
+    }
+    train_options_check(opt);
+    return 1;
+}
 
 typedef struct {
     char resume_dir[CKPT_PATH_LEN];  // the checkpoint to continue, or ""

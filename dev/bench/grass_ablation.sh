@@ -24,13 +24,14 @@ for run in "${runs[@]}"; do
 done
 printf '\n%s, %s steps of %s x %s tokens, lr %s, Grass interval %s%s\n\n' "$MODEL" "$STEPS" "$BATCH" "$SEQ" "$LR" \
   "$INTERVAL" "$(grep -m1 '^grass:' "$OUT/topr.log" | sed 's/^grass: \(rank [0-9]*\).*/, \1/')"
-printf '| optimizer | val loss | optimizer state (MiB) | gradients (MiB) | step (ms) |\n|---|---|---|---|---|\n'
+printf '| optimizer | val loss | optimizer state (MiB) | of it projections (MiB) | gradients (MiB) | step (ms) |\n|---|---|---|---|---|---|\n'
 for run in "${runs[@]}"; do
   val=$(grep '"val_loss"' "$OUT/$run/log.jsonl" | tail -1 | sed 's/.*"val_loss": \([0-9.e+-]*\).*/\1/')
   opt_b=$(awk '/^  optimizer state/ {print $3}' "$OUT/$run.log")
   grad_b=$(awk '/^  gradients/ {print $2}' "$OUT/$run.log")
+  proj_b=$(awk '/^  projections:/ {print $7}' "$OUT/$run.log")
   ms=$(grep '"loss"' "$OUT/$run/log.jsonl" | tail -n +2 | sed 's/.*"ms": \([0-9.]*\).*/\1/' | awk '{s += $1; n++} END {printf "%.1f", n ? s / n : 0}')
   name=$run; [ "$run" = adamw ] || name="grass $run"
-  printf '| %s | %.4f | %.2f | %.2f | %s |\n' "$name" "$val" "$(echo "$opt_b" | awk '{print $1 / 1048576}')" \
-    "$(echo "$grad_b" | awk '{print $1 / 1048576}')" "$ms"
+  mib() { awk -v b="$1" 'BEGIN {printf "%.2f", b / 1048576}'; }
+  printf '| %s | %.4f | %s | %s | %s | %s |\n' "$name" "$val" "$(mib "$opt_b")" "$(mib "$proj_b")" "$(mib "$grad_b")" "$ms"
 done
