@@ -121,7 +121,7 @@ static void train_options_default(TrainOptions *o) {
     snprintf(o->optimizer, sizeof(o->optimizer), "adamw");
     o->grass_interval = 200;
     o->grass_alpha = 0.25f;
-    snprintf(o->grass_select, sizeof(o->grass_select), "multinorm");
+    snprintf(o->grass_select, sizeof(o->grass_select), "topr");  // the winner of dev/bench/grass_ablation.sh (README)
     snprintf(o->grass_side, sizeof(o->grass_side), "auto");
     o->seed = 1337;
     o->eval_every = 100;
@@ -254,7 +254,7 @@ static void train_options_check(const TrainOptions *o) {
     if (o->grass_interval < 1) fail("--grass-interval must be at least 1");
     if (!(o->grass_alpha > 0)) fail("--grass-alpha must be positive");
     if (strcmp(o->optimizer, "grass") && (o->grass_rank || o->grass_interval != 200 || o->grass_alpha != 0.25f ||
-                                          strcmp(o->grass_select, "multinorm") || strcmp(o->grass_side, "auto")))
+                                          strcmp(o->grass_select, "topr") || strcmp(o->grass_side, "auto")))
         fail("--grass-* options need --optimizer grass");
     if (o->recompute > 2) fail("--recompute must be 0, 1 or 2");
     if (o->master_weights > 1) fail("--master-weights must be 0 or 1");
