@@ -21,12 +21,14 @@ static void logger_init(Logger *lg, const char *out_dir, int append) {
     lg->jsonl = xfopen(path, append ? "a" : "w");
 }
 
-// One training step. mfu and mem_gib are printed only when non-negative (the GPU trainer has them).
+// One training step. mfu, mem_gib (the GPU trainer has them) and comm_mib (bytes all-reduced by this rank in
+// this step, with several ranks) are printed only when non-negative.
 static void logger_step(Logger *lg, int step, int steps, float loss, float lr, float norm, double ms, double tok_s,
-                        double mfu, double mem_gib) {
+                        double mfu, double mem_gib, double comm_mib) {
     printf("step %d/%d | loss %.4f | lr %.2e | norm %.2f | %.1f ms | %.0f tok/s", step, steps, loss, lr, norm, ms, tok_s);
     if (mfu >= 0) printf(" | MFU %.1f%%", 100.0 * mfu);
     if (mem_gib >= 0) printf(" | mem %.1f GiB", mem_gib);
+    if (comm_mib >= 0) printf(" | comm %.1f MiB", comm_mib);
     printf("\n");
     fflush(stdout);
     if (!lg->jsonl) return;
@@ -34,6 +36,7 @@ static void logger_step(Logger *lg, int step, int steps, float loss, float lr, f
             loss, lr, norm, ms, tok_s);
     if (mfu >= 0) fprintf(lg->jsonl, ", \"mfu\": %.4f", mfu);
     if (mem_gib >= 0) fprintf(lg->jsonl, ", \"mem_gib\": %.3f", mem_gib);
+    if (comm_mib >= 0) fprintf(lg->jsonl, ", \"comm_mib\": %.3f", comm_mib);
     fprintf(lg->jsonl, "}\n");
     fflush(lg->jsonl);
 }

@@ -931,7 +931,9 @@ int main(int argc, char **argv) {
         float norm = llama_optimizer_step(&model, &opt, step, lr);
         double ms = 1000.0 * (wall_time() - t0);
         int done = step + 1;
-        logger_step(&log, done, opt.steps, (float)loss, lr, norm, ms, (double)B * T * accum * world / (ms / 1000.0), -1, -1);
+        size_t comm_floats = grass_is_refresh(step, opt.grass_interval) && model.grass.p.enabled ? comm_refresh : comm_step;
+        logger_step(&log, done, opt.steps, (float)loss, lr, norm, ms, (double)B * T * accum * world / (ms / 1000.0), -1, -1,
+                    world > 1 ? 4.0 * comm_floats / 1048576.0 : -1);
         int last = done == opt.steps;
         if (have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
             logger_val(&log, done, evaluate(&model, &val, opt.eval_batches));

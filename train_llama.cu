@@ -232,6 +232,7 @@ int main(int argc, char **argv) {
     double peak = 989e12, flops_per_step = gpu_flops_per_token(&cfg, T) * B * T * accum;
     for (int step = start; step < opt.steps; step++) {
         double t0 = wall_time();
+        size_t comm_before = gcomm.bytes;
         gpu_zero_grads(&model, step);
         double loss = 0.0;
         for (int micro = 0; micro < accum; micro++) {
@@ -251,7 +252,8 @@ int main(int argc, char **argv) {
         cudaCheck(cudaMemGetInfo(&free_b, &total_b));
         int done = step + 1;
         logger_step(&log, done, opt.steps, (float)loss, lr, norm, 1000.0 * sec, (double)B * T * accum * world / sec,
-                    flops_per_step / sec / peak, (double)(total_b - free_b - held_bytes) / 1073741824.0);
+                    flops_per_step / sec / peak, (double)(total_b - free_b - held_bytes) / 1073741824.0,
+                    world > 1 ? (gcomm.bytes - comm_before) / 1048576.0 : -1);
         int last = done == opt.steps;
         if (have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
             logger_val(&log, done, gpu_evaluate(&model, &comm, &val, opt.eval_batches));

@@ -24,6 +24,7 @@ compare() {  # NAME then extra flags
   for n in 2 3; do
     OMP_NUM_THREADS=1 "${MPIRUN[@]}" $n ./train_llama_cpu "${base[@]}" "$@" --batch $((6 / n)) --out "$TMP/$name.$n" > "$TMP/$name.$n.stdout"
     grep -q "ranks: $n" "$TMP/$name.$n.stdout" || die "$name: the $n-rank run did not see $n ranks"
+    [ "$(grep -c '"comm_mib"' "$TMP/$name.$n/log.jsonl")" -eq 6 ] || die "$name: the log lacks the bytes all-reduced per step"
     fields() { grep -o '"\(val_loss\|loss\|norm\)": [0-9.e+-]*' "$1"; }
     paste <(fields "$TMP/$name.1/log.jsonl") <(fields "$TMP/$name.$n/log.jsonl") |
       awk -v n=$n -v name=$name '$1 != $3 {exit 1} {a = $2 + 0; b = $4 + 0; d = (a > b ? a - b : b - a) / a; if (d > m) m = d; c++}
