@@ -1,8 +1,11 @@
 /*
  * comm_gpu.cuh: data-parallel averaging of device buffers for the GPU trainer (DESIGN §5), over the ranks of
- * comm.h: with NCCL (the default; the communicator's unique id is broadcast over MPI) on the trainer's
- * stream, or with --comm mpi through host memory (for machines without NCCL, and for several ranks sharing
- * one GPU in tests). bf16 buffers are averaged in fp32 on the MPI path. A world of one rank does nothing.
+ * comm.h: with NCCL (the default; the communicator's unique id is broadcast over MPI) on a stream of its own,
+ * so that the backward pass goes on while finished layers' gradients are being averaged (gpu_comm_mean
+ * orders the all-reduce after the work queued so far on the compute stream; gpu_comm_wait makes the compute
+ * stream wait for every all-reduce queued so far); or with --comm mpi through host memory, synchronously
+ * (for machines without NCCL, and for several ranks sharing one GPU in tests). bf16 buffers are averaged in
+ * fp32 on the MPI path. A world of one rank does nothing.
  */
 #pragma once
 
@@ -17,6 +20,9 @@ typedef struct {
     int use_nccl;
 #ifdef USE_NCCL
     ncclComm_t nccl;
+    cudaStream_t stream;  // the all-reduces
+    cudaEvent_t ready;    // the compute stream's work an all-reduce waits for
+    cudaEvent_t done;     // the all-reduces the compute stream waits for
 #endif
     float *host;        // staging for the MPI path
     size_t host_floats;
@@ -41,6 +47,9 @@ static void gpu_comm_init(GpuComm *g, const Comm *comm, const char *mode) {
         if (comm->rank == 0) ncclCheck(ncclGetUniqueId(&id));
         comm_check(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD), "broadcast of the NCCL id");
         ncclCheck(ncclCommInitRank(&g->nccl, comm->world, id, comm->rank));
+        cudaCheck(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking));
+        cudaCheck(cudaEventCreateWithFlags(&g->ready, cudaEventDisableTiming));
+        cudaCheck(cudaEventCreateWithFlags(&g->done, cudaEventDisableTiming));
     }
 #else
     if (g->use_nccl) fail("--comm nccl: this train_llama was built without NCCL (no nccl.h when make ran); use --comm mpi");
@@ -49,7 +58,12 @@ static void gpu_comm_init(GpuComm *g, const Comm *comm, const char *mode) {
 
 static void gpu_comm_free(GpuComm *g) {
 #ifdef USE_NCCL
-    if (g->use_nccl) ncclCheck(ncclCommDestroy(g->nccl));
+    if (g->use_nccl) {
+        ncclCheck(ncclCommDestroy(g->nccl));
+        cudaCheck(cudaStreamDestroy(g->stream));
+        cudaCheck(cudaEventDestroy(g->ready));
+        cudaCheck(cudaEventDestroy(g->done));
+    }
 #endif
     free(g->host);
 }
@@ -63,7 +77,8 @@ static float *gpu_comm_staging(GpuComm *g, size_t n) {
     return g->host;
 }
 
-// buf [n] (float or floatX, on the device) = its mean over the ranks.
+// buf [n] (float or floatX, on the device) = its mean over the ranks, once the work queued on `stream` so far
+// is done. With NCCL it runs on the communication stream: call gpu_comm_wait before using buf on `stream`.
 template <typename T>
 static void gpu_comm_mean(GpuComm *g, T *buf, size_t n, cudaStream_t stream) {
     if (g->comm->world == 1 || n == 0) return;
@@ -71,7 +86,9 @@ static void gpu_comm_mean(GpuComm *g, T *buf, size_t n, cudaStream_t stream) {
 #ifdef USE_NCCL
     if (g->use_nccl) {
         ncclDataType_t type = sizeof(T) == 4 ? ncclFloat : ncclBfloat16;
-        ncclCheck(ncclAllReduce(buf, buf, n, type, ncclAvg, g->nccl, stream));
+        cudaCheck(cudaEventRecord(g->ready, stream));
+        cudaCheck(cudaStreamWaitEvent(g->stream, g->ready, 0));
+        ncclCheck(ncclAllReduce(buf, buf, n, type, ncclAvg, g->nccl, g->stream));
         return;
     }
 #endif
@@ -85,4 +102,14 @@ static void gpu_comm_mean(GpuComm *g, T *buf, size_t n, cudaStream_t stream) {
     cudaCheck(cudaMemcpyAsync(buf, raw, sizeof(T) * n, cudaMemcpyHostToDevice, stream));
     cudaCheck(cudaStreamSynchronize(stream));
     free(raw);
+}
+
+// Makes `stream` wait for every all-reduce queued so far.
+static void gpu_comm_wait(GpuComm *g, cudaStream_t stream) {
+#ifdef USE_NCCL
+    if (g->comm->world > 1 && g->use_nccl) {
+        cudaCheck(cudaEventRecord(g->done, g->stream));
+        cudaCheck(cudaStreamWaitEvent(stream, g->done, 0));
+    }
+#endif
 }

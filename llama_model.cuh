@@ -99,6 +99,7 @@ typedef struct {
     cudaStream_t stream;
     int *host_buckets;    // [3N + 1]
     GpuComm *gcomm;       // the data-parallel ranks gradients are averaged over (NULL: one rank)
+    int reduce_in_backward;  // this backward is the step's last: average each layer's gradients as it finishes
 } GpuLlama;
 
 typedef struct {
@@ -418,7 +419,10 @@ static void gpu_grass_refresh(GpuLlama *m, int kind, int layer, const floatX *do
     GrassShape sh = gs->p.shape[kind];
     cudaStream_t s = m->stream;
     grass_full_grad(&m->mm, gs->full, dout, inp, N, n, mo, s);
-    if (m->gcomm) gpu_comm_mean(m->gcomm, gs->full, (size_t)mo * n, s);  // every rank selects from the same G
+    if (m->gcomm) {  // every rank selects from the same G
+        gpu_comm_mean(m->gcomm, gs->full, (size_t)mo * n, s);
+        gpu_comm_wait(m->gcomm, s);
+    }
     grass_norms_kernel<<<ceil_div(sh.D, 256), 256, 0, s>>>(gs->norms, gs->full, mo, n, sh.rows);
     cudaCheckLaunch();
     cudaCheck(cudaMemcpyAsync(gs->host_norms, gs->norms, sizeof(double) * sh.D, cudaMemcpyDeviceToHost, s));
@@ -454,8 +458,30 @@ static void gpu_projection_backward(GpuLlama *m, int kind, int layer, floatX *di
     }
 }
 
+// Averages over the ranks the gradients of one tensor (kind, layer) that the backward has finished: the
+// full gradient, or under Grass a projection's compressed one. Queued behind the backward's work so far, on
+// the communication stream, so the rest of the backward overlaps it (DESIGN §5).
+static void gpu_reduce_tensor(GpuLlama *m, int kind, int layer) {
+    GpuGrass *gs = &m->grass;
+    if (gs->p.enabled && llama_param_kinds[kind].is_projection) {
+        GrassShape sh = gs->p.shape[kind];
+        gpu_comm_mean(m->gcomm, gs->g + grass_state_offset(&gs->p, kind, layer), (size_t)sh.r * sh.E, m->stream);
+    } else {
+        gpu_comm_mean(m->gcomm, gpu_grad(m, kind, layer), llama_param_numel(&m->cfg, kind), m->stream);
+    }
+}
+
+// The kinds of one block, in the order the backward finishes them.
+static void gpu_reduce_layer(GpuLlama *m, int layer) {
+    static const int kinds[] = {PARAM_WDOWN, PARAM_WGATE, PARAM_WUP, PARAM_MLP_NORM, PARAM_WO,
+                                PARAM_WQ, PARAM_WK, PARAM_WV, PARAM_ATTN_NORM};
+    for (int i = 0; i < (int)(sizeof(kinds) / sizeof(kinds[0])); i++) gpu_reduce_tensor(m, kinds[i], layer);
+}
+
 // ----------------------------------------------------------------------------------------------------
-// Backward (after gpu_forward with dloss != 0): the gradients accumulate into m->grads.
+// Backward (after gpu_forward with dloss != 0): the gradients accumulate into m->grads (and Grass's g). With
+// reduce_in_backward (the step's last micro-batch) each finished tensor is averaged over the ranks at once.
+// Every rank put the rank-averaged refresh rows into its g, so the average counts them once (DESIGN §3).
 
 static void gpu_backward(GpuLlama *m) {
     const LlamaConfig *c = &m->cfg;
@@ -466,6 +492,11 @@ static void gpu_backward(GpuLlama *m) {
     cudaCheck(cudaMemsetAsync(a->dres, 0, sizeof(floatX) * N * d, s));
     rmsnorm_backward(a->dres, gpu_grad(m, PARAM_FINAL_NORM, 0), a->norm_scratch, a->dln,
                      a->x + (size_t)c->n_layers * N * d, gpu_param(m, m->params, PARAM_FINAL_NORM, 0), a->rstdf, N, d, s);
+    int reduce = m->gcomm && m->reduce_in_backward;
+    if (reduce) {
+        gpu_reduce_tensor(m, PARAM_LM_HEAD, 0);
+        gpu_reduce_tensor(m, PARAM_FINAL_NORM, 0);
+    }
     for (int l = c->n_layers - 1; l >= 0; l--) {
         LayerActs la = gpu_layer_acts(m, l);
         if (m->recompute >= 2) {
@@ -493,8 +524,13 @@ static void gpu_backward(GpuLlama *m) {
         gpu_projection_backward(m, PARAM_WV, l, a->dln, a->dv, la.ln1, N, d, kvd, 1);
         rmsnorm_backward(a->dres, gpu_grad(m, PARAM_ATTN_NORM, l), a->norm_scratch, a->dln, la.x,
                          gpu_param(m, m->params, PARAM_ATTN_NORM, l), la.rstd1, N, d, s);
+        if (reduce) gpu_reduce_layer(m, l);
     }
     embedding_backward(gpu_grad(m, PARAM_EMBED, 0), a->dres, a->buckets, m->host_buckets[3 * (size_t)N], N, d, s);
+    if (reduce) {
+        gpu_reduce_tensor(m, PARAM_EMBED, 0);
+        gpu_comm_wait(m->gcomm, s);  // the optimizer reads the averaged gradients
+    }
     m->grass.refresh_now = 0;  // a refresh selects on the step's first micro-batch only
 }
 
@@ -509,14 +545,6 @@ static void gpu_zero_grads(GpuLlama *m, int step) {
     cudaCheck(cudaMemsetAsync(gs->g, 0, sizeof(float) * gs->p.nstate, m->stream));
     gs->refresh_now = grass_is_refresh(step, gs->p.interval);
     gs->refresh_index = grass_refresh_number(step, gs->p.interval);
-}
-
-// Averages the step's gradients over the ranks: the full ones and Grass's compressed ones. Every rank put
-// the rank-averaged refresh rows into its g, so the average counts them once (DESIGN §3).
-static void gpu_reduce_grads(GpuLlama *m) {
-    if (!m->gcomm) return;
-    gpu_comm_mean(m->gcomm, m->grads, m->glay.count, m->stream);
-    if (m->grass.p.enabled) gpu_comm_mean(m->gcomm, m->grass.g, m->grass.p.nstate, m->stream);
 }
 
 // Bytes all-reduced per ordinary step on every rank.

@@ -239,10 +239,10 @@ int main(int argc, char **argv) {
             dataloader_next_batch(&train);
             gpu_set_batch(&model, train.inputs, train.targets, 1);
             loss += gpu_forward(&model, 1.0f / ((float)B * T * accum));
+            model.reduce_in_backward = micro == accum - 1;
             gpu_backward(&model);
         }
         loss = comm_mean_f64(&comm, loss / accum);
-        gpu_reduce_grads(&model);
         if (!isfinite(loss)) fail("the loss is %f at step %d: training diverged (lower --lr or set --grad-clip)", loss, step + 1);
         float lr = lr_at_step(&opt, step);
         float norm = gpu_optimizer_step(&model, &opt, step, lr);
