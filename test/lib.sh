@@ -24,6 +24,13 @@ expect_error() {
   echo "ok: $(cat "$TMP/stderr")"
 }
 
+# need_data FILE...: skip unless each file is in $GRASS_DATA (../shared/data: the LLaMA-2 tokenizer, TinyShakespeare).
+DATA="${GRASS_DATA:-$(cd .. && pwd)/shared/data}"
+need_data() {
+  local f
+  for f in "$@"; do [ -f "$DATA/$f" ] || skip "SKIPPED: $DATA/$f not found (set GRASS_DATA)"; done
+}
+
 # need_python_module MODULE: skip unless $PYTHON imports it.
 need_python_module() {
   "$PYTHON" -c "import $1" 2>/dev/null || skip "Python module $1 is not available to $PYTHON (run make venv)"

@@ -2,12 +2,8 @@
 # t_tokenizer_build.sh: tokenizer/tokenizer.h compiles without warnings as C (gnu11) and as C++ (and as CUDA
 # where nvcc exists, since the GPU trainer includes it), and one loaded Tokenizer used by 4 threads at once
 # gives the same encodings and decodings as one thread.
-set -eu
-cd "$(dirname "$0")/.."
-DATA="${GRASS_DATA:-$(cd .. && pwd)/shared/data}"
-mkdir -p test/tmp
-dir=$(mktemp -d test/tmp/tokenizer_build.XXXXXX)   # per run, so concurrent runs do not collide
-trap 'rm -rf "$dir"' EXIT
+source test/lib.sh
+dir=$TMP
 cat > "$dir/threads.c" <<'C'
 // Encodes and decodes every line of a text with one thread, then again with 4 threads at once (each thread
 // taking every line in a different order), and compares.
