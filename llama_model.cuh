@@ -98,6 +98,7 @@ typedef struct {
     Matmul mm;
     cudaStream_t stream;
     int *host_buckets;    // [3N + 1]
+    int bucket_count;     // distinct tokens of the micro-batch (embedding_buckets' U)
     GpuComm *gcomm;       // the data-parallel ranks gradients are averaged over (NULL: one rank)
     int reduce_in_backward;  // this backward is the step's last: average each layer's gradients as it finishes
 } GpuLlama;
@@ -374,7 +375,7 @@ static void gpu_set_batch(GpuLlama *m, const int *tokens, const int *targets, in
     int U = embedding_buckets(m->host_buckets, tokens, (int)N);
     cudaCheck(cudaMemcpyAsync(m->a.buckets, m->host_buckets, sizeof(int) * (N + 2 * (size_t)U + 1), cudaMemcpyHostToDevice,
                               m->stream));
-    m->host_buckets[3 * N] = U;  // remembered for the backward (the last slot is never part of the buckets)
+    m->bucket_count = U;
 }
 
 // Forward of a micro-batch (gpu_set_batch first) through the blocks and the final norm, into lnf.
@@ -526,7 +527,7 @@ static void gpu_backward(GpuLlama *m) {
                          gpu_param(m, m->params, PARAM_ATTN_NORM, l), la.rstd1, N, d, s);
         if (reduce) gpu_reduce_layer(m, l);
     }
-    embedding_backward(gpu_grad(m, PARAM_EMBED, 0), a->dres, a->buckets, m->host_buckets[3 * (size_t)N], N, d, s);
+    embedding_backward(gpu_grad(m, PARAM_EMBED, 0), a->dres, a->buckets, m->bucket_count, N, d, s);
     if (reduce) {
         gpu_reduce_tensor(m, PARAM_EMBED, 0);
         gpu_comm_wait(m->gcomm, s);  // the optimizer reads the averaged gradients
