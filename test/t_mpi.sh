@@ -38,6 +38,16 @@ for sel in topr multinorm multinorm-nr uniform uniform-nr; do
   compare "grass-$sel" --optimizer grass --grass-select $sel --grass-rank 12 --grass-interval 3
 done
 
+# resuming with the same number of ranks is exact: 2 ranks, 3 steps + resume + 3 = 6 straight, bit for bit
+OMP_NUM_THREADS=1 "${MPIRUN[@]}" 2 ./train_llama_cpu "${base[@]}" --batch 3 --optimizer grass --grass-rank 12 \
+  --grass-interval 2 --ckpt-every 3 --out "$TMP/rs_straight" > /dev/null
+OMP_NUM_THREADS=1 "${MPIRUN[@]}" 2 ./train_llama_cpu "${base[@]}" --batch 3 --optimizer grass --grass-rank 12 \
+  --grass-interval 2 --resume "$TMP/rs_straight/ckpt_00000003" --out "$TMP/rs_resumed" > /dev/null
+cmp "$TMP/rs_straight/ckpt_00000006/model.safetensors" "$TMP/rs_resumed/ckpt_00000006/model.safetensors" ||
+  die "2-rank resume: the weights differ"
+cmp "$TMP/rs_straight/ckpt_00000006/state.bin" "$TMP/rs_resumed/ckpt_00000006/state.bin" || die "2-rank resume: the state differs"
+echo "ok: 2 ranks, 3 + resume + 3 steps (Grass, refreshes at 4) is bit-identical to 6 straight"
+
 # resuming a 2-rank checkpoint on 3 ranks is refused (every rank prints the error; mpirun reports the abort)
 rc=0; OMP_NUM_THREADS=1 timeout 60 "${MPIRUN[@]}" 3 ./train_llama_cpu "${base[@]}" --batch 2 --steps 8 \
   --resume "$TMP/adamw.2/ckpt_00000006" > "$TMP/ranks.out" 2>&1 || rc=$?
