@@ -32,7 +32,7 @@ typedef struct {
 // DESIGN §2 presets (the GaLore / Grass sizes) and small ones for tests and CPU demos.
 static const LlamaPreset llama_presets[] = {
     // name      dim  layers heads kv  ffn    vocab  max_seq eps   theta        grass rank
-    {"test",   {64, 2, 4, 2, 172, 512, 128, 1e-6f, 10000.0f}, 16},     // tests: GQA, ffn not a multiple of 8
+    {"test",   {64, 2, 4, 2, 172, 512, 256, 1e-6f, 10000.0f}, 16},     // tests: GQA, ffn not a multiple of 8
     {"tiny",   {128, 4, 4, 4, 344, 32000, 1024, 1e-6f, 10000.0f}, 32}, // CPU quick start with the LLaMA tokenizer
     {"60m",    {512, 8, 8, 8, 1376, 32000, 2048, 1e-6f, 10000.0f}, 128},
     {"130m",   {768, 12, 12, 12, 2048, 32000, 2048, 1e-6f, 10000.0f}, 256},

@@ -29,7 +29,7 @@ expect_error "--total-batch 100 is not a multiple of batch 2 x seq 16" $T "${ok[
 expect_error "--beta2 must be below 1" $T "${ok[@]}" --beta2 1.5
 
 echo "== sizes"
-expect_error "--seq 200 is longer than the model's max-seq 128" $T "${ok[@]}" --seq 200
+expect_error "--seq 300 is longer than the model's max-seq 256" $T "${ok[@]}" --seq 300
 expect_error "dim 60 is not a multiple of heads 8" $T "${ok[@]}" --dim 60 --heads 8
 expect_error "heads 4 is not a multiple of kv-heads 3" $T "${ok[@]}" --kv-heads 3
 expect_error "--model 3b is neither a preset" $T "${ok[@]}" --model 3b
