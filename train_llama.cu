@@ -189,11 +189,11 @@ int main(int argc, char **argv) {
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, comm.local_rank % devices));
     gpu_alloc(&model);
-    size_t held_bytes;
-    void *held = gpu_hold_back(opt.gpu_mem_limit, &held_bytes);
     GpuComm gcomm;
     gpu_comm_init(&gcomm, &comm, opt.comm);
     model.gcomm = world > 1 ? &gcomm : NULL;
+    size_t held_bytes;  // after everything that allocates (NCCL included), so the limit covers it all
+    void *held = gpu_hold_back(opt.gpu_mem_limit, &held_bytes);
     if (world > 1)
         printf("ranks: %d over %s; all-reduce per step and rank: %zu bytes\n", world, gcomm.use_nccl ? "NCCL" : "MPI",
                gpu_comm_bytes(&model));
