@@ -3,7 +3,7 @@
 # grass.sigma is byte-identical) and its losses and norms agree within 1e-4 relative (the bound of
 # test/gpu_train.sh); the bf16 build within 2e-2. Then exact resume across a refresh on the GPU.
 source test/lib.sh
-source test/gpu_lib.sh
+source test/lib_gpu.sh
 "$PYTHON" test/shard_tool.py "$TMP/train.bin" --tokens 40000 --vocab 512
 args=(--model test --train-data "$TMP/train.bin" --batch 4 --seq 64 --steps 8 --warmup 2 --lr 3e-3 --weight-decay 0.1
       --eval-every 0 --optimizer grass --grass-rank 12 --grass-interval 3)

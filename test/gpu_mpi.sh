@@ -2,7 +2,7 @@
 # sharing the GPU with --comm mpi reproduce 1 rank with the whole batch (fp32 build; losses and norms within
 # 1e-5 relative, weights within 1e-4 as in test/t_mpi.sh), for AdamW and Grass across a refresh.
 source test/lib.sh
-source test/gpu_lib.sh
+source test/lib_gpu.sh
 command -v mpirun > /dev/null || skip "mpirun not found"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 "$PYTHON" test/shard_tool.py "$TMP/train.bin" --tokens 40000 --vocab 512

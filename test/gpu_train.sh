@@ -8,7 +8,7 @@
 #  - a checkpoint written by the GPU trainer loads in transformers with the CPU trainer's logits
 #    (test/hf_compare.py bounds), and resumes in the CPU trainer.
 source test/lib.sh
-source test/gpu_lib.sh
+source test/lib_gpu.sh
 "$PYTHON" test/shard_tool.py "$TMP/train.bin" --tokens 40000 --vocab 512
 "$PYTHON" test/shard_tool.py "$TMP/val.bin" --tokens 8000 --vocab 512 --seed 2
 args=(--model test --train-data "$TMP/train.bin" --val-data "$TMP/val.bin" --batch 4 --seq 64 --steps 10 --warmup 2
