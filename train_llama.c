@@ -893,36 +893,28 @@ int main(int argc, char **argv) {
         llama_init_weights(&model, (uint64_t)opt.seed);
     }
 
-    Tokenizer tok;
-    int have_tok = train_setup_tokenizer(&tok, &opt, &cfg);
-    DataLoader train, val;
-    int have_val = train_setup_val(&val, &opt, rank, world, cfg.vocab_size);
+    TrainData data;
+    train_data_open(&data, &opt, &cfg, rank, world);
+    DataLoader *train = &data.train, *val = &data.val;
     if (opt.eval_only) {
         Logger none = {NULL};
-        logger_val(&none, 0, evaluate(&model, &val, opt.eval_batches));
+        logger_val(&none, 0, evaluate(&model, val, opt.eval_batches));
         comm_finalize(&comm);
         return 0;
     }
-    dataloader_init(&train, opt.train_data, "--train-data", B, T, rank, world, cfg.vocab_size, 1, (uint64_t)opt.seed);
-    int start = 0;
-    if (resume_dir[0]) {
-        start = load_trainer_state(&model, &opt, resume_dir, &train, accum);
-        printf("resume: %s at step %d\n", resume_dir, start);
-        if (start >= opt.steps) fail("%s is at step %d; --steps %d leaves nothing to do", resume_dir, start, opt.steps);
-    }
-    if (opt.out[0]) mkdir_p(opt.out);
+    int start = resume_dir[0] ? load_trainer_state(&model, &opt, resume_dir, train, accum) : 0;
     Logger log;
-    logger_init(&log, rank == 0 ? opt.out : NULL, start > 0);
-    if (have_val && start == 0) logger_val(&log, 0, evaluate(&model, &val, opt.eval_batches));
+    train_log_open(&log, &opt, &setup, rank, start);
+    if (data.have_val && start == 0) logger_val(&log, 0, evaluate(&model, val, opt.eval_batches));
 
     for (int step = start; step < opt.steps; step++) {
         double t0 = wall_time();
         llama_zero_grads(&model, step);
         double loss = 0.0;
         for (int micro = 0; micro < accum; micro++) {
-            dataloader_next_batch(&train);
-            loss += llama_forward(&model, train.inputs, train.targets, B, T);
-            llama_backward(&model, train.inputs, train.targets, B, T, 1.0f / ((float)B * T * accum));
+            dataloader_next_batch(train);
+            loss += llama_forward(&model, train->inputs, train->targets, B, T);
+            llama_backward(&model, train->inputs, train->targets, B, T, 1.0f / ((float)B * T * accum));
         }
         loss = comm_mean_f64(&comm, loss / accum);
         llama_reduce_grads(&model);
@@ -935,15 +927,14 @@ int main(int argc, char **argv) {
         logger_step(&log, done, opt.steps, (float)loss, lr, norm, ms, (double)B * T * accum * world / (ms / 1000.0), -1, -1,
                     world > 1 ? 4.0 * comm_floats / 1048576.0 : -1);
         int last = done == opt.steps;
-        if (have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
-            logger_val(&log, done, evaluate(&model, &val, opt.eval_batches));
-        if (rank == 0 && opt.sample_every && (done % opt.sample_every == 0 || last)) sample_print(&model, have_tok ? &tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
-        if (opt.out[0] && ((opt.ckpt_every && done % opt.ckpt_every == 0) || last)) save_checkpoint(&model, &opt, done, &train, accum);
+        if (data.have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
+            logger_val(&log, done, evaluate(&model, val, opt.eval_batches));
+        if (rank == 0 && opt.sample_every && (done % opt.sample_every == 0 || last))
+            sample_print(&model, data.have_tok ? &data.tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
+        if (opt.out[0] && ((opt.ckpt_every && done % opt.ckpt_every == 0) || last)) save_checkpoint(&model, &opt, done, train, accum);
     }
     logger_close(&log);
-    if (have_tok) tokenizer_free(&tok);
-    dataloader_free(&train);
-    if (have_val) dataloader_free(&val);
+    train_data_close(&data);
     llama_free(&model);
     comm_finalize(&comm);
     return 0;

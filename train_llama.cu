@@ -206,27 +206,19 @@ int main(int argc, char **argv) {
         gpu_init_weights(&model, (uint64_t)opt.seed);
     }
 
-    Tokenizer tok;
-    int have_tok = train_setup_tokenizer(&tok, &opt, &cfg);
-    DataLoader train, val;
-    int have_val = train_setup_val(&val, &opt, rank, world, cfg.vocab_size);
+    TrainData data;
+    train_data_open(&data, &opt, &cfg, rank, world);
+    DataLoader *train = &data.train, *val = &data.val;
     if (opt.eval_only) {
         Logger none = {NULL};
-        logger_val(&none, 0, gpu_evaluate(&model, &comm, &val, opt.eval_batches));
+        logger_val(&none, 0, gpu_evaluate(&model, &comm, val, opt.eval_batches));
         comm_finalize(&comm);
         return 0;
     }
-    dataloader_init(&train, opt.train_data, "--train-data", B, T, rank, world, cfg.vocab_size, 1, (uint64_t)opt.seed);
-    int start = 0;
-    if (setup.resume_dir[0]) {
-        start = gpu_load_state(&model, &opt, setup.resume_dir, &train, accum, world);
-        printf("resume: %s at step %d\n", setup.resume_dir, start);
-        if (start >= opt.steps) fail("%s is at step %d; --steps %d leaves nothing to do", setup.resume_dir, start, opt.steps);
-    }
-    if (opt.out[0]) mkdir_p(opt.out);
+    int start = setup.resume_dir[0] ? gpu_load_state(&model, &opt, setup.resume_dir, train, accum, world) : 0;
     Logger log;
-    logger_init(&log, rank == 0 ? opt.out : NULL, start > 0);
-    if (have_val && start == 0) logger_val(&log, 0, gpu_evaluate(&model, &comm, &val, opt.eval_batches));
+    train_log_open(&log, &opt, &setup, rank, start);
+    if (data.have_val && start == 0) logger_val(&log, 0, gpu_evaluate(&model, &comm, val, opt.eval_batches));
 
     // MFU against the dense bf16 tensor-core peak of the H100 SXM (989 TFLOP/s); other GPUs: read as relative
     double peak = 989e12, flops_per_step = gpu_flops_per_token(&cfg, T) * B * T * accum;
@@ -236,8 +228,8 @@ int main(int argc, char **argv) {
         gpu_zero_grads(&model, step);
         double loss = 0.0;
         for (int micro = 0; micro < accum; micro++) {
-            dataloader_next_batch(&train);
-            gpu_set_batch(&model, train.inputs, train.targets, 1);
+            dataloader_next_batch(train);
+            gpu_set_batch(&model, train->inputs, train->targets, 1);
             loss += gpu_forward(&model, 1.0f / ((float)B * T * accum));
             model.reduce_in_backward = micro == accum - 1;
             gpu_backward(&model);
@@ -255,19 +247,17 @@ int main(int argc, char **argv) {
                     flops_per_step / sec / peak, (double)(total_b - free_b - held_bytes) / 1073741824.0,
                     world > 1 ? (gcomm.bytes - comm_before) / 1048576.0 : -1);
         int last = done == opt.steps;
-        if (have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
-            logger_val(&log, done, gpu_evaluate(&model, &comm, &val, opt.eval_batches));
+        if (data.have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
+            logger_val(&log, done, gpu_evaluate(&model, &comm, val, opt.eval_batches));
         if (rank == 0 && opt.sample_every && (done % opt.sample_every == 0 || last))
-            gpu_sample_print(&model, have_tok ? &tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
+            gpu_sample_print(&model, data.have_tok ? &data.tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
         if (opt.out[0] && ((opt.ckpt_every && done % opt.ckpt_every == 0) || last)) {
-            if (rank == 0) gpu_save_checkpoint(&model, &opt, done, &train, accum, world);
+            if (rank == 0) gpu_save_checkpoint(&model, &opt, done, train, accum, world);
             comm_barrier(&comm);  // every rank holds the same state; the others wait for rank 0's save
         }
     }
     logger_close(&log);
-    if (have_tok) tokenizer_free(&tok);
-    dataloader_free(&train);
-    if (have_val) dataloader_free(&val);
+    train_data_close(&data);
     if (held) cudaCheck(cudaFree(held));
     gpu_comm_free(&gcomm);
     gpu_free(&model);

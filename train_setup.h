@@ -9,6 +9,7 @@
 #include "checkpoint.h"
 #include "comm.h"
 #include "dataloader.h"
+#include "logger.h"
 #include "llama_config.h"
 #include "tokenizer/tokenizer.h"
 #include "train_config.h"
@@ -61,25 +62,55 @@ static void train_setup_model(TrainSetup *s, const TrainOptions *opt) {
     }
 }
 
-// Loads --tokenizer when given (returns 1) and checks that its ids fit the model.
-static int train_setup_tokenizer(Tokenizer *tok, const TrainOptions *opt, const LlamaConfig *c) {
-    if (!opt->tokenizer[0]) return 0;
-    tokenizer_load(tok, opt->tokenizer);
-    if (tok->vocab_size > c->vocab_size)
-        fail("--tokenizer %s has %d pieces, more than the model's vocabulary of %d", opt->tokenizer, tok->vocab_size, c->vocab_size);
-    return 1;
+// The data of a run: the tokenizer for samples (with --tokenizer), the validation shards (with --val-data,
+// in file order, --eval-batches capped at what they hold) and, unless --eval-only, the training shards
+// (shuffled by --seed).
+typedef struct {
+    Tokenizer tok;
+    int have_tok, have_val, have_train;
+    DataLoader train, val;
+} TrainData;
+
+static void train_data_open(TrainData *d, TrainOptions *opt, const LlamaConfig *c, int rank, int world) {
+    memset(d, 0, sizeof(*d));
+    if (opt->tokenizer[0]) {
+        tokenizer_load(&d->tok, opt->tokenizer);
+        d->have_tok = 1;
+        if (d->tok.vocab_size > c->vocab_size)
+            fail("--tokenizer %s has %d pieces, more than the model's vocabulary of %d", opt->tokenizer, d->tok.vocab_size,
+                 c->vocab_size);
+    }
+    if (opt->val_data[0]) {
+        dataloader_init(&d->val, opt->val_data, "--val-data", opt->batch, opt->seq, rank, world, c->vocab_size, 0, 0);
+        d->have_val = 1;
+        size_t avail = dataloader_num_batches(&d->val);
+        if ((size_t)opt->eval_batches > avail) {
+            printf("val: --eval-batches %d but the validation shards hold %zu batches; using %zu\n", opt->eval_batches, avail, avail);
+            opt->eval_batches = (int)avail;
+        }
+    }
+    if (!opt->eval_only) {
+        dataloader_init(&d->train, opt->train_data, "--train-data", opt->batch, opt->seq, rank, world, c->vocab_size, 1,
+                        (uint64_t)opt->seed);
+        d->have_train = 1;
+    }
 }
 
-// Opens --val-data when given (returns 1), in file order, and caps --eval-batches at what it holds.
-static int train_setup_val(DataLoader *val, TrainOptions *opt, int rank, int world, int vocab) {
-    if (!opt->val_data[0]) return 0;
-    dataloader_init(val, opt->val_data, "--val-data", opt->batch, opt->seq, rank, world, vocab, 0, 0);
-    size_t avail = dataloader_num_batches(val);
-    if ((size_t)opt->eval_batches > avail) {
-        printf("val: --eval-batches %d but the validation shards hold %zu batches; using %zu\n", opt->eval_batches, avail, avail);
-        opt->eval_batches = (int)avail;
+static void train_data_close(TrainData *d) {
+    if (d->have_tok) tokenizer_free(&d->tok);
+    if (d->have_train) dataloader_free(&d->train);
+    if (d->have_val) dataloader_free(&d->val);
+}
+
+// After the trainer state is restored (start: its step, 0 for a fresh run): reports a resume, refuses one
+// with nothing left to do, and opens --out and its log.jsonl (rank 0; appending when resuming).
+static void train_log_open(Logger *log, const TrainOptions *opt, const TrainSetup *s, int rank, int start) {
+    if (s->resume_dir[0]) {
+        printf("resume: %s at step %d\n", s->resume_dir, start);
+        if (start >= opt->steps) fail("%s is at step %d; --steps %d leaves nothing to do", s->resume_dir, start, opt->steps);
     }
-    return 1;
+    if (opt->out[0]) mkdir_p(opt->out);
+    logger_init(log, rank == 0 ? opt->out : NULL, start > 0);
 }
 
 // Sampling (temperature 1): the next token drawn from softmax(logits [V]).
