@@ -1,5 +1,7 @@
 # grass.c build. `make` builds every binary this machine can build: the CPU trainer always, the CUDA targets
-# where nvcc exists. `make test` runs every test that can run here; `make test-gpu` the ones that need a GPU.
+# where nvcc exists; `make emu` the CUDA code for the CPU emulator (dev/emu) where the CUDA headers exist.
+# `make test` runs every test that can run here (the emulated GPU code included); `make test-gpu` the ones
+# that need a GPU.
 
 CC ?= gcc
 CFLAGS ?= -O3 -march=native -fno-math-errno -fno-trapping-math -fno-signed-zeros -fassociative-math
@@ -21,11 +23,11 @@ NVCC ?= $(shell command -v nvcc 2>/dev/null)
 GPU_ARCH ?= sm_90
 NVCC_FLAGS = -O3 -std=c++17 -arch=$(GPU_ARCH) -I. -Xcompiler -Wall,-Wextra,-Wno-unused-function,-Wno-unused-parameter
 NVCC_LDLIBS = -lcublasLt -lcublas
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
 ifneq ($(MPICC),)
   NVCC_FLAGS += -DUSE_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(shell $(MPICC) --showme:compile)
   NVCC_LDLIBS += $(shell $(MPICC) --showme:link)
   # NCCL (with MPI, which broadcasts its unique id): the CUDA toolkit's, or one in the system paths
-  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
   ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h /usr/local/include/nccl.h),)
     NVCC_FLAGS += -DUSE_NCCL
     NVCC_LDLIBS += -L$(CUDA_HOME)/lib -L$(CUDA_HOME)/lib64 -lnccl
@@ -64,6 +66,7 @@ test/bin/test_grass_select: test/test_grass_select.c $(HOST_HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 -include tokenizer/tokenizer.mk
+include dev/emu/emu.mk
 
 # Python environment for the references and checks (Debian's PyTorch 1.13 plus pinned pip packages).
 venv: .venv/.done
@@ -72,11 +75,11 @@ venv: .venv/.done
 	.venv/bin/pip install -q -r dev/requirements.txt
 	touch $@
 
-test: all
+test: all emu
 	PYTHON=$(PYTHON) test/run_all.sh
 
 test-gpu: all
 	PYTHON=$(PYTHON) test/run_all.sh test/gpu_*.sh
 
 clean:
-	rm -rf $(BINARIES) test/bin test/tmp dev/cuda/bin
+	rm -rf $(BINARIES) test/bin test/tmp dev/cuda/bin dev/emu/bin dev/emu/build

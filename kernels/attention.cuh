@@ -219,16 +219,18 @@ __device__ inline uint32_t bf16x2_from_floats(float lo, float hi) {
     return bf16x2_pack(__float2bfloat16(lo), __float2bfloat16(hi));
 }
 
-#ifndef ATTENTION_CPU_EMULATION  // the emulator brings its own
 // d += a b (16 x 8 += 16 x 16 by 16 x 8)
 __device__ inline void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+#ifdef CUDA_EMULATION  // dev/emu/cuda_emu.h
+    emu_mma_bf16_16816(d, a, b);
+#else
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
         "{%0, %1, %2, %3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
 #endif
+}
 
 // A = tile[r0 .. r0 + 16][c0 .. c0 + 16]
 __device__ inline void frag_a(uint32_t a[4], const __nv_bfloat16 *tile, int S, int r0, int c0, int g, int t) {
@@ -522,9 +524,7 @@ __global__ void __launch_bounds__(128) attention_backward_dkdv_mma_kernel(__nv_b
 #endif  // !ENABLE_FP32
 
 // ----------------------------------------------------------------------------------------------------
-// Launchers. (dev/cuda/attention_emulate.cpp compiles everything above for the CPU, without them.)
-
-#ifndef ATTENTION_CPU_EMULATION
+// Launchers.
 
 // Calls f(std::integral_constant<int, HD>()) for the supported head dims.
 template <typename F> static void attention_dispatch_hd(int hd, F f) {
@@ -658,5 +658,3 @@ static void attention_backward(floatX *dq, floatX *dk, floatX *dv, float *scratc
     attention_backward_mma(dq, dk, dv, scratch, dout, out, q, k, v, lse, B, T, H, KV, hd, stream);
 #endif
 }
-
-#endif  // !ATTENTION_CPU_EMULATION

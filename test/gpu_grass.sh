@@ -1,27 +1,33 @@
 # Grass on the GPU against Grass on the CPU (DESIGN §3, §8): for every selector, 8 steps with refreshes at
 # 0, 3 and 6 from the same weights and data: the fp32 build selects the same indices (the state's
 # grass.sigma is byte-identical) and its losses and norms agree within 1e-4 relative (the bound of
-# test/gpu_train.sh); the bf16 build within 2e-2. Then exact resume across a refresh on the GPU.
+# test/gpu_train.sh); the bf16 build's losses within 2e-2, and its gradient norms within 2e-2 for topr. With
+# the sampling selectors the bf16 norms get 1e-1: the rows a refresh draws depend on the row norms, which
+# carry bf16's error, so a bf16 run may draw a few rows the CPU did not, and until the next refresh the
+# compressed gradient's norm depends on which rows were drawn (multinorm weighs each by 1 / sqrt(r q)).
+# Then exact resume across a refresh on the GPU.
 source test/lib.sh
 source test/lib_gpu.sh
 "$PYTHON" test/shard_tool.py "$TMP/train.bin" --tokens 40000 --vocab 512
 args=(--model test --train-data "$TMP/train.bin" --batch 4 --seq 64 --steps 8 --warmup 2 --lr 3e-3 --weight-decay 0.1
       --eval-every 0 --optimizer grass --grass-rank 12 --grass-interval 3)
-compare() {  # A B BOUND
+compare() {  # A B LOSS_BOUND NORM_BOUND
   paste <(grep -o '"\(loss\|norm\)": [0-9.e+-]*' "$1/log.jsonl") <(grep -o '"\(loss\|norm\)": [0-9.e+-]*' "$2/log.jsonl") |
-    awk -v b=$3 -v name="$2" '$1 != $3 {exit 1} {a = $2 + 0; c = $4 + 0; d = (a > c ? a - c : c - a) / a; if (d > m) m = d; n++}
-      END {printf "%s: %d values, largest relative difference %.2e (bound %g)\n", name, n, m, b; exit !(n == 16 && m <= b)}' ||
+    awk -v lb=$3 -v nb=$4 -v name="$2" '$1 != $3 {exit 1}
+      {a = $2 + 0; c = $4 + 0; d = (a > c ? a - c : c - a) / a; if ($1 ~ /loss/) {if (d > ml) ml = d} else if (d > mn) mn = d; n++}
+      END {printf "%s: %d values, largest relative difference: losses %.2e (bound %g), norms %.2e (bound %g)\n", name, n, ml, lb, mn, nb
+           exit !(n == 16 && ml <= lb && mn <= nb)}' ||
     die "$2 differs from $1"
 }
 for sel in topr multinorm multinorm-nr uniform uniform-nr; do
   ./train_llama_cpu "${args[@]}" --grass-select $sel --out "$TMP/cpu_$sel" > /dev/null
-  ./train_llama_fp32 "${args[@]}" --grass-select $sel --out "$TMP/fp32_$sel" > /dev/null
-  ./train_llama "${args[@]}" --grass-select $sel --out "$TMP/bf16_$sel" > /dev/null
-  compare "$TMP/cpu_$sel" "$TMP/fp32_$sel" 1e-4
-  compare "$TMP/cpu_$sel" "$TMP/bf16_$sel" 2e-2
+  "$TRAIN_GPU_FP32" "${args[@]}" --grass-select $sel --out "$TMP/fp32_$sel" > /dev/null
+  "$TRAIN_GPU" "${args[@]}" --grass-select $sel --out "$TMP/bf16_$sel" > /dev/null
+  compare "$TMP/cpu_$sel" "$TMP/fp32_$sel" 1e-4 1e-4
+  compare "$TMP/cpu_$sel" "$TMP/bf16_$sel" 2e-2 $([ $sel = topr ] && echo 2e-2 || echo 1e-1)
   test/bin/test_reference section "$TMP/cpu_$sel/ckpt_00000008/state.bin" "$TMP/fp32_$sel/ckpt_00000008/state.bin" grass.sigma
 done
-./train_llama "${args[@]}" --steps 10 --ckpt-every 4 --out "$TMP/straight"
-./train_llama "${args[@]}" --steps 10 --resume "$TMP/straight/ckpt_00000004" --out "$TMP/resumed"
+"$TRAIN_GPU" "${args[@]}" --steps 10 --ckpt-every 4 --out "$TMP/straight"
+"$TRAIN_GPU" "${args[@]}" --steps 10 --resume "$TMP/straight/ckpt_00000004" --out "$TMP/resumed"
 cmp "$TMP/straight/ckpt_00000010/model.safetensors" "$TMP/resumed/ckpt_00000010/model.safetensors" || die "GPU Grass resume: weights differ"
 echo "ok: GPU Grass 4 + resume + 6 (refreshes at 6 and 9) is bit-identical to 10 straight"

@@ -20,18 +20,18 @@ compare() {  # NAME BOUND: the run's losses and norms against the CPU trainer's
       END {printf "%s: %d values, largest relative difference %.2e (bound %g)\n", name, n, m, b; exit !(n == 23 && m <= b)}' ||
     die "$1 differs from the CPU trainer"
 }
-./train_llama_fp32 "${args[@]}" --out "$TMP/fp32" --recompute 0
+"$TRAIN_GPU_FP32" "${args[@]}" --out "$TMP/fp32" --recompute 0
 compare fp32 1e-4
-./train_llama_fp32 "${args[@]}" --out "$TMP/fp32_r2" --recompute 2
+"$TRAIN_GPU_FP32" "${args[@]}" --out "$TMP/fp32_r2" --recompute 2
 compare fp32_r2 1e-4
-./train_llama "${args[@]}" --out "$TMP/bf16"
+"$TRAIN_GPU" "${args[@]}" --out "$TMP/bf16"
 compare bf16 2e-2
-./train_llama "${args[@]}" --out "$TMP/bf16_sr" --master-weights 0 --state-dtype bf16
+"$TRAIN_GPU" "${args[@]}" --out "$TMP/bf16_sr" --master-weights 0 --state-dtype bf16
 compare bf16_sr 2e-2
 
 # exact resume on the GPU
-./train_llama "${args[@]}" --steps 20 --ckpt-every 10 --out "$TMP/straight"
-./train_llama "${args[@]}" --steps 20 --resume "$TMP/straight/ckpt_00000010" --out "$TMP/resumed"
+"$TRAIN_GPU" "${args[@]}" --steps 20 --ckpt-every 10 --out "$TMP/straight"
+"$TRAIN_GPU" "${args[@]}" --steps 20 --resume "$TMP/straight/ckpt_00000010" --out "$TMP/resumed"
 strip() { grep -v '"step": \([0-9]\|10\),' "$1" | sed 's/, "ms".*}/}/'; }
 diff <(strip "$TMP/straight/log.jsonl") <(strip "$TMP/resumed/log.jsonl") || die "GPU resume differs"
 cmp "$TMP/straight/ckpt_00000020/model.safetensors" "$TMP/resumed/ckpt_00000020/model.safetensors" || die "GPU resume: weights differ"

@@ -1,5 +1,14 @@
-# lib_gpu.sh: sourced by the GPU tests test/gpu_*.sh after test/lib.sh: skips without a GPU or without the
-# GPU trainer binaries.
-command -v nvidia-smi > /dev/null 2>&1 || skip "no GPU: nvidia-smi is not installed"
-nvidia-smi -L 2> /dev/null | grep -q GPU || skip "no GPU: nvidia-smi finds none"
-[ -x ./train_llama ] && [ -x ./train_llama_fp32 ] || skip "train_llama was not built (no nvcc when make ran)"
+# lib_gpu.sh: sourced by the GPU tests test/gpu_*.sh after test/lib.sh. Sets TRAIN_GPU and TRAIN_GPU_FP32,
+# the GPU trainer's bf16 and fp32 builds: ./train_llama and ./train_llama_fp32 on a GPU (skips without one or
+# without them), or with GPU_EMU=1 their builds for the CPU emulator, dev/emu/bin/ (`make emu`), which is how
+# test/t_emu_*.sh run the same tests on machines without a GPU.
+if [ "${GPU_EMU:-0}" = 1 ]; then
+  TRAIN_GPU=dev/emu/bin/train_llama TRAIN_GPU_FP32=dev/emu/bin/train_llama_fp32
+  [ -x $TRAIN_GPU ] && [ -x $TRAIN_GPU_FP32 ] || skip "the emulated GPU trainer was not built (no CUDA headers when make ran: see make emu)"
+  echo "the GPU trainer under the CPU emulator (dev/emu)"
+else
+  command -v nvidia-smi > /dev/null 2>&1 || skip "no GPU: nvidia-smi is not installed"
+  nvidia-smi -L 2> /dev/null | grep -q GPU || skip "no GPU: nvidia-smi finds none"
+  TRAIN_GPU=./train_llama TRAIN_GPU_FP32=./train_llama_fp32
+  [ -x $TRAIN_GPU ] && [ -x $TRAIN_GPU_FP32 ] || skip "train_llama was not built (no nvcc when make ran)"
+fi

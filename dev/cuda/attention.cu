@@ -4,7 +4,7 @@
  * of the tiles, then timed.
  *   make -C dev/cuda && dev/cuda/bin/attention [--version 1|2] [--no-bench] [--cpu-selftest]
  * versions: 1 scalar (one warp per row, fp32; the fp32 build's path), 2 tensor cores (mma.sync, bf16 builds
- * only; the default there). dev/cuda/bin/attention_emulate runs the same kernels on the CPU.
+ * only; the default there). `make emu` builds it for the CPU emulator too (dev/emu/bin/attention).
  */
 #include "dev_common.cuh"
 #include "../../kernels/attention.cuh"

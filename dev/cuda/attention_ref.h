@@ -1,6 +1,5 @@
 /*
- * dev/cuda/attention_ref.h: the CPU reference of attention shared by dev/cuda/attention.cu (GPU) and
- * dev/cuda/attention_emulate.cpp (the kernels run on the CPU): train_llama.c's attention_forward and
+ * dev/cuda/attention_ref.h: the CPU reference of attention for dev/cuda/attention.cu: train_llama.c's attention_forward and
  * attention_backward (the full [T, T] softmax) in double, plus the logsumexp rows the kernels store; the
  * backward in the kernels' formulation (from lse and D); and the checks of a kernel's results with their
  * error bounds. Include after dev_common.cuh.

@@ -1,0 +1,538 @@
+/*
+ * dev/emu/cuda_emu.h: a CPU emulator of the part of CUDA, cuBLAS and cuBLASLt that grass.c uses, so that the
+ * GPU trainer and the dev/cuda kernel files run, unchanged, on a machine without a GPU. It is how the CUDA
+ * code is tested in CI: the emulated GPU trainer against the CPU trainer, every kernel against its CPU
+ * reference. dev/emu/rewrite.py turns each `kernel<<<grid, block, smem, stream>>>(args)` into an
+ * emu_launch call; the host compiler then builds the rewritten sources with this header force-included.
+ *
+ * Kernels: the threads of a block are fibers on one OS thread, switched only where CUDA threads
+ * communicate (__syncthreads, __syncwarp, the warp shuffles, mma.sync); blocks run one after the other.
+ * __shared__ variables are function statics (blocks never overlap) and the dynamic shared memory is one
+ * buffer, set to NaN bytes before every block, as is every cudaMalloc'd buffer, so reading what was never
+ * written shows up. A barrier that some thread of the block (or warp) never reaches is reported as a
+ * deadlock, a launch beyond CUDA's limits (threads, grid, shared memory without the opt-in attribute) as
+ * the launch error CUDA would give.
+ * cuBLAS/cuBLASLt: column-major products with fp32 accumulation, checking their arguments as the library
+ * documents them (leading dimensions, layouts against the operation's shape, the alignment promised to the
+ * heuristic against the pointers later passed).
+ * Streams are synchronous (everything runs in issue order), so what this cannot find: races between
+ * streams or between threads between two synchronisation points, the memory model, speed.
+ */
+#pragma once
+#define CUDA_EMULATION 1
+#define __shared__ static  // a block's shared variables: blocks run one at a time
+#define __launch_bounds__(...)
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <map>
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+[[noreturn]] static void emu_fail(const char *what, const char *detail) {
+    fprintf(stderr, "error: CUDA emulator: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    exit(1);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// The SIMT machine: built-in variables, fibers, barriers.
+
+inline uint3 threadIdx, blockIdx;  // threadIdx: of the fiber running now (set at every switch)
+inline dim3 blockDim, gridDim;
+
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+
+enum { EMU_MAX_THREADS = 1024, EMU_STACK = 256 * 1024 };
+
+struct EmuFiber {
+    jmp_buf jb;          // where the fiber continues
+    ucontext_t start;    // its first entry (the only switch through ucontext)
+    char *stack;
+    int started, done;
+    unsigned waiting;    // the barrier phase it waits to see change, plus one (0: not waiting)
+};
+
+struct EmuBarrier {
+    int count, arrived;
+    unsigned phase;
+};
+
+struct EmuMachine {
+    EmuFiber fibers[EMU_MAX_THREADS];
+    jmp_buf scheduler;
+    int running, nthreads;
+    const char *kernel;                 // the name of the kernel being run, for messages
+    void (*body)(void *);               // what every fiber runs, with body_arg
+    void *body_arg;
+    unsigned long progress;             // barrier arrivals and finished threads (deadlock detection)
+    EmuBarrier block_barrier, warp_barrier[EMU_MAX_THREADS / 32];
+    unsigned char *dyn_smem;            // the dynamic shared memory of the running block
+    size_t dyn_smem_size;
+    std::map<const void *, int> max_dyn_smem;  // cudaFuncAttributeMaxDynamicSharedMemorySize per kernel
+    cudaError_t last_error;
+};
+inline EmuMachine emu;
+
+// Back to the scheduler, which sets threadIdx when it resumes this fiber.
+static void emu_yield() {
+    if (!_setjmp(emu.fibers[emu.running].jb)) _longjmp(emu.scheduler, 1);
+}
+
+// A fiber runs the body for every block it takes part in; between blocks it waits in emu_yield.
+static void emu_fiber_main() {
+    for (;;) {
+        emu.body(emu.body_arg);
+        emu.fibers[emu.running].done = 1;
+        emu.progress++;
+        emu_yield();
+    }
+}
+
+static void emu_barrier_wait(EmuBarrier &b) {
+    emu.progress++;
+    if (++b.arrived == b.count) {
+        b.arrived = 0;
+        b.phase++;
+        return;
+    }
+    unsigned phase = b.phase;
+    emu.fibers[emu.running].waiting = phase + 1;
+    while (b.phase == phase) emu_yield();
+    emu.fibers[emu.running].waiting = 0;
+}
+
+static inline int emu_linear_tid() { return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z); }
+
+static inline void __syncthreads() { emu_barrier_wait(emu.block_barrier); }
+static inline void __syncwarp(unsigned = 0xFFFFFFFFu) { emu_barrier_wait(emu.warp_barrier[emu_linear_tid() / 32]); }
+
+// Warp shuffles: every lane posts its value, waits for the others, reads its source lane's (lanes of a
+// partial last warp read only lanes that exist). Two slot sets used in turn make one barrier per shuffle
+// enough: a lane can post into a set again only after the next shuffle's barrier, which every lane reaches
+// after reading.
+static uint64_t emu_shuffle_slots[2][EMU_MAX_THREADS];
+static unsigned char emu_shuffle_turn[EMU_MAX_THREADS];
+template <typename T> static T emu_shuffle(T v, int src_lane) {
+    static_assert(sizeof(T) <= 8, "shuffle of a type wider than 8 bytes");
+    int tid = emu_linear_tid(), base = tid / 32 * 32, turn = emu_shuffle_turn[tid] ^= 1;
+    uint64_t bits = 0;
+    memcpy(&bits, &v, sizeof(T));
+    emu_shuffle_slots[turn][tid] = bits;
+    __syncwarp();
+    int width = emu.warp_barrier[tid / 32].count;
+    if (src_lane < 0 || src_lane >= width) src_lane = tid - base;  // outside the warp: own value, as CUDA does
+    bits = emu_shuffle_slots[turn][base + src_lane];
+    T r;
+    memcpy(&r, &bits, sizeof(T));
+    return r;
+}
+template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int mask, int = 32) { return emu_shuffle(v, (emu_linear_tid() % 32) ^ mask); }
+template <typename T> static inline T __shfl_sync(unsigned, T v, int src, int = 32) { return emu_shuffle(v, src % 32); }
+template <typename T> static inline T __shfl_down_sync(unsigned, T v, unsigned d, int = 32) {
+    int lane = emu_linear_tid() % 32;
+    return emu_shuffle(v, lane + (int)d < 32 ? lane + (int)d : lane);
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32: every lane posts its fragments, then computes its own
+// four outputs. The fragment layouts of the PTX ISA are written here from the matrix element's side (which
+// lane and register hold element (r, c)) while the kernels use them from the lane's side: the two must agree
+// for the products to come out right.
+static uint32_t emu_mma_a[2][EMU_MAX_THREADS][4], emu_mma_b[2][EMU_MAX_THREADS][2];  // two sets in turn, as the shuffles
+static unsigned char emu_mma_turn[EMU_MAX_THREADS];
+static float emu_bf16_half(uint32_t reg, int high) {
+    uint32_t bits = (high ? reg >> 16 : reg & 0xFFFFu) << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+static void emu_mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+    int tid = emu_linear_tid(), base = tid / 32 * 32, lane = tid - base, turn = emu_mma_turn[tid] ^= 1;
+    if (emu.warp_barrier[tid / 32].count != 32) emu_fail("mma.sync in a partial warp", emu.kernel);
+    uint32_t(*fa)[4] = emu_mma_a[turn], (*fb)[2] = emu_mma_b[turn];
+    memcpy(fa[tid], a, sizeof(fa[tid]));
+    memcpy(fb[tid], b, sizeof(fb[tid]));
+    __syncwarp();
+    // A (16 x 16) element (r, c): lane 4 (r % 8) + (c % 8) / 2, register (r / 8) + 2 (c / 8), half c % 2
+    // B (16 x 8) element (k, n): lane 4 n + (k % 8) / 2, register k / 8, half k % 2
+    // C (16 x 8) element e of a lane: row lane / 4 + 8 (e / 2), column 2 (lane % 4) + e % 2
+    for (int e = 0; e < 4; e++) {
+        int r = lane / 4 + 8 * (e / 2), n = 2 * (lane % 4) + e % 2;
+        float acc = 0.0f;
+        for (int k = 0; k < 16; k++)
+            acc += emu_bf16_half(fa[base + 4 * (r % 8) + (k % 8) / 2][r / 8 + 2 * (k / 8)], k % 2) *
+                   emu_bf16_half(fb[base + 4 * n + (k % 8) / 2][k / 8], k % 2);
+        d[e] += acc;
+    }
+}
+
+static unsigned char *emu_dynamic_shared() { return emu.dyn_smem; }
+
+// Runs f() as every thread of every block of the grid (the rewritten form of kernel<<<grid, block, smem>>>).
+template <typename F> static void emu_run(const char *name, dim3 grid, dim3 block, size_t smem, F &f) {
+    emu.kernel = name;
+    emu.nthreads = (int)(block.x * block.y * block.z);
+    gridDim = grid;
+    blockDim = block;
+    emu.body = [](void *p) { (*(F *)p)(); };
+    emu.body_arg = &f;
+    if (smem > emu.dyn_smem_size) {
+        free(emu.dyn_smem);
+        emu.dyn_smem = (unsigned char *)aligned_alloc(256, (smem + 255) / 256 * 256);
+        emu.dyn_smem_size = smem;
+    }
+    for (int i = 0; i < emu.nthreads; i++) {
+        EmuFiber &fb = emu.fibers[i];
+        if (!fb.stack) {
+            fb.stack = (char *)malloc(EMU_STACK);
+            if (!fb.stack) emu_fail("out of memory for the fibers' stacks", name);
+        }
+    }
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) {
+                blockIdx = make_uint3(x, y, z);
+                if (smem) memset(emu.dyn_smem, 0xFF, smem);
+                emu.block_barrier = {emu.nthreads, 0, 0};
+                for (int w = 0; w * 32 < emu.nthreads; w++) emu.warp_barrier[w] = {min(32, emu.nthreads - 32 * w), 0, 0};
+                for (int i = 0; i < emu.nthreads; i++) emu.fibers[i].done = 0, emu.fibers[i].waiting = 0;
+                for (int alive = emu.nthreads; alive > 0;) {
+                    unsigned long before = emu.progress;
+                    alive = 0;
+                    for (int i = 0; i < emu.nthreads; i++) {
+                        EmuFiber &fb = emu.fibers[i];
+                        if (fb.done) continue;
+                        emu.running = i;
+                        threadIdx.x = i % block.x, threadIdx.y = i / block.x % block.y, threadIdx.z = i / (block.x * block.y);
+                        if (!_setjmp(emu.scheduler)) {
+                            if (fb.started) _longjmp(fb.jb, 1);
+                            fb.started = 1;
+                            ucontext_t here;
+                            getcontext(&fb.start);
+                            fb.start.uc_stack.ss_sp = fb.stack;
+                            fb.start.uc_stack.ss_size = EMU_STACK;
+                            fb.start.uc_link = NULL;  // never returns: emu_fiber_main loops
+                            makecontext(&fb.start, emu_fiber_main, 0);
+                            swapcontext(&here, &fb.start);
+                        }
+                        alive += !fb.done;
+                    }
+                    if (alive && emu.progress == before) {
+                        char where[160];
+                        snprintf(where, sizeof(where), "%s, block (%u, %u, %u): %d threads wait at a barrier that others of their block or warp never reach",
+                                 name, x, y, z, alive);
+                        emu_fail("deadlock", where);
+                    }
+                }
+            }
+}
+
+template <typename F>
+static void emu_launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t smem, cudaStream_t, F f) {
+    size_t threads = (size_t)block.x * block.y * block.z;
+    int allowed = emu.max_dyn_smem.count(fn) ? emu.max_dyn_smem[fn] : 48 * 1024;
+    if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u ||
+        grid.y > 65535 || grid.z > 65535)
+        emu.last_error = cudaErrorInvalidConfiguration;
+    else if (smem > (size_t)allowed)
+        emu.last_error = cudaErrorInvalidValue;
+    else
+        emu_run(name, grid, block, smem, f);
+    if (emu.last_error != cudaSuccess)
+        fprintf(stderr, "CUDA emulator: launch of %s refused: grid (%u, %u, %u), block (%u, %u, %u), %zu bytes of shared memory (allowed %d)\n",
+                name, grid.x, grid.y, grid.z, block.x, block.y, block.z, smem, allowed);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// The runtime API: device memory is host memory; streams and events are synchronous.
+
+inline size_t emu_mem_used;
+inline std::map<void *, size_t> emu_allocations;
+static size_t emu_mem_total() {
+    const char *s = getenv("EMU_GPU_MEM_GIB");  // the emulated card's size (default 16 GiB)
+    return (size_t)((s ? atof(s) : 16.0) * 1073741824.0);
+}
+
+cudaError_t cudaMalloc(void **p, size_t n) {
+    if (emu_mem_used + n > emu_mem_total()) return emu.last_error = cudaErrorMemoryAllocation;
+    if (n >= ((size_t)1 << 30)) {  // a large block (--gpu-mem-limit's hold-back): reserved, never touched
+        *p = mmap(NULL, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (*p == MAP_FAILED) return emu.last_error = cudaErrorMemoryAllocation;
+    } else {
+        *p = aligned_alloc(256, (n + 255) / 256 * 256 + 256);
+        if (!*p) return emu.last_error = cudaErrorMemoryAllocation;
+        memset(*p, 0xFF, n);  // NaN in fp32 and bf16: reading memory never written shows
+    }
+    emu_allocations[*p] = n;
+    emu_mem_used += n;
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void *p) {
+    if (!p) return cudaSuccess;
+    auto it = emu_allocations.find(p);
+    if (it == emu_allocations.end()) return emu.last_error = cudaErrorInvalidValue;
+    if (it->second >= ((size_t)1 << 30)) munmap(p, it->second);
+    else free(p);
+    emu_mem_used -= it->second;
+    emu_allocations.erase(it);
+    return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
+    *total_b = emu_mem_total();
+    *free_b = *total_b - emu_mem_used;
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind) {
+    memmove(dst, src, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t) { return cudaMemcpy(dst, src, n, kind); }
+cudaError_t cudaMemset(void *p, int v, size_t n) {
+    memset(p, v, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { return cudaMemset(p, v, n); }
+cudaError_t cudaStreamCreate(cudaStream_t *s) {
+    static uintptr_t next = 1;
+    *s = (cudaStream_t)(next++ * 16);
+    return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { return cudaStreamCreate(s); }
+cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaEventCreate(cudaEvent_t *e) { return cudaStreamCreate((cudaStream_t *)e); }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return cudaEventCreate(e); }
+cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) {
+    *ms = 1.0f;  // no timing on the emulator
+    return cudaSuccess;
+}
+cudaError_t cudaGetDeviceCount(int *n) {
+    *n = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : (emu.last_error = cudaErrorInvalidDevice); }
+cudaError_t cudaGetDevice(int *d) {
+    *d = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int) {
+    memset(p, 0, sizeof(*p));
+    snprintf(p->name, sizeof(p->name), "CPU emulator of CUDA (dev/emu)");
+    p->totalGlobalMem = emu_mem_total();
+    p->multiProcessorCount = 132;
+    p->sharedMemPerBlock = 48 * 1024;
+    p->sharedMemPerBlockOptin = 227 * 1024;
+    p->maxThreadsPerBlock = 1024;
+    p->warpSize = 32;
+    p->major = 9;
+    return cudaSuccess;
+}
+cudaError_t cudaFuncSetAttribute(const void *fn, cudaFuncAttribute attr, int value) {
+    if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
+        if (value < 0 || value > 227 * 1024) return emu.last_error = cudaErrorInvalidValue;
+        emu.max_dyn_smem[fn] = value;
+    }
+    return cudaSuccess;
+}
+template <typename T> cudaError_t cudaFuncSetAttribute(T *fn, cudaFuncAttribute attr, int value) {
+    return cudaFuncSetAttribute((const void *)fn, attr, value);
+}
+cudaError_t cudaGetLastError() {
+    cudaError_t e = emu.last_error;
+    emu.last_error = cudaSuccess;
+    return e;
+}
+const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    default: return "unknown error";
+    }
+}
+const char *cudaGetErrorName(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    default: return "cudaErrorUnknown";
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// cuBLAS and cuBLASLt: D = alpha op(A) op(B) + beta C in column-major terms, fp32 accumulation.
+
+static float emu_load(const void *p, cudaDataType t, size_t i) {
+    return t == CUDA_R_32F ? ((const float *)p)[i] : __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+}
+static void emu_store(void *p, cudaDataType t, size_t i, float v) {
+    if (t == CUDA_R_32F) ((float *)p)[i] = v;
+    else ((__nv_bfloat16 *)p)[i] = __float2bfloat16(v);
+}
+
+static cublasStatus_t emu_gemm(int transa, int transb, int m, int n, int k, float alpha, const void *A, cudaDataType ta, long lda,
+                               const void *B, cudaDataType tb, long ldb, float beta, void *C, cudaDataType tc, long ldc) {
+    if (m < 0 || n < 0 || k < 0 || lda < (transa ? k : m) || lda < 1 || ldb < (transb ? n : k) || ldb < 1 || ldc < m || ldc < 1)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (ta != tb || (ta != CUDA_R_32F && ta != CUDA_R_16BF) || (tc != CUDA_R_32F && tc != ta)) return CUBLAS_STATUS_NOT_SUPPORTED;
+    // op(A) as rows of k (a[i][p]) and op(B) as columns of k (b[j][p]), in fp32, then dot products
+    float *a = (float *)malloc(sizeof(float) * ((size_t)m * k + 1)), *b = (float *)malloc(sizeof(float) * ((size_t)n * k + 1));
+    for (int i = 0; i < m; i++)
+        for (int p = 0; p < k; p++) a[(size_t)i * k + p] = emu_load(A, ta, transa ? p + (size_t)i * lda : i + (size_t)p * lda);
+    for (int j = 0; j < n; j++)
+        for (int p = 0; p < k; p++) b[(size_t)j * k + p] = emu_load(B, tb, transb ? j + (size_t)p * ldb : p + (size_t)j * ldb);
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            const float *x = a + (size_t)i * k, *y = b + (size_t)j * k;
+            float acc = 0.0f;
+            for (int p = 0; p < k; p++) acc += x[p] * y[p];
+            size_t at = i + (size_t)j * ldc;
+            emu_store(C, tc, at, alpha * acc + (beta != 0.0f ? beta * emu_load(C, tc, at) : 0.0f));  // beta 0: C is not read
+        }
+    free(a);
+    free(b);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+struct EmuLtDesc { int transa, transb; };
+struct EmuLtLayout { cudaDataType type; uint64_t rows, cols; int64_t ld; };
+struct EmuLtPref { uint32_t align[4]; uint64_t workspace; };
+
+cublasStatus_t cublasCreate(cublasHandle_t *h) {
+    *h = (cublasHandle_t)malloc(1);
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy(cublasHandle_t h) {
+    free(h);
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetWorkspace(cublasHandle_t, void *, size_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *alpha,
+                            const void *A, cudaDataType at, int lda, const void *B, cudaDataType bt, int ldb, const void *beta,
+                            void *C, cudaDataType ct, int ldc, cublasComputeType_t compute, cublasGemmAlgo_t) {
+    if (compute != CUBLAS_COMPUTE_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    return emu_gemm(ta != CUBLAS_OP_N, tb != CUBLAS_OP_N, m, n, k, *(const float *)alpha, A, at, lda, B, bt, ldb,
+                    *(const float *)beta, C, ct, ldc);
+}
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) {
+    *h = (cublasLtHandle_t)malloc(1);
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) {
+    free(h);
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t compute, cudaDataType_t scale) {
+    if (compute != CUBLAS_COMPUTE_32F || scale != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    *d = (cublasLtMatmulDesc_t)calloc(1, sizeof(EmuLtDesc));
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) {
+    free(d);
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr, const void *buf, size_t size) {
+    EmuLtDesc *e = (EmuLtDesc *)d;
+    if ((attr != CUBLASLT_MATMUL_DESC_TRANSA && attr != CUBLASLT_MATMUL_DESC_TRANSB) || size != sizeof(cublasOperation_t))
+        return CUBLAS_STATUS_NOT_SUPPORTED;  // only what grass.c uses
+    int t = *(const cublasOperation_t *)buf != CUBLAS_OP_N;
+    (attr == CUBLASLT_MATMUL_DESC_TRANSA ? e->transa : e->transb) = t;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType type, uint64_t rows, uint64_t cols, int64_t ld) {
+    if (ld < (int64_t)rows || ld < 1) return CUBLAS_STATUS_INVALID_VALUE;
+    EmuLtLayout *e = (EmuLtLayout *)malloc(sizeof(EmuLtLayout));
+    *e = {type, rows, cols, ld};
+    *l = (cublasLtMatrixLayout_t)e;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) {
+    free(l);
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) {
+    EmuLtPref *e = (EmuLtPref *)calloc(1, sizeof(EmuLtPref));
+    for (int i = 0; i < 4; i++) e->align[i] = 256;  // the library's default assumption
+    *p = (cublasLtMatmulPreference_t)e;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) {
+    free(p);
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t attr,
+                                                    const void *buf, size_t size) {
+    EmuLtPref *e = (EmuLtPref *)p;
+    switch (attr) {
+    case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES: e->workspace = *(const uint64_t *)buf; break;
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES: e->align[0] = *(const uint32_t *)buf; break;
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES: e->align[1] = *(const uint32_t *)buf; break;
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES: e->align[2] = *(const uint32_t *)buf; break;
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES: e->align[3] = *(const uint32_t *)buf; break;
+    default: return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    return size == 4 || size == 8 ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
+}
+
+// The shape m x n x k of a product from its layouts, as cuBLASLt derives it; 0 when they disagree.
+static int emu_lt_shape(const EmuLtDesc *d, const EmuLtLayout *a, const EmuLtLayout *b, const EmuLtLayout *c, const EmuLtLayout *dd,
+                        uint64_t *m, uint64_t *n, uint64_t *k) {
+    *m = c->rows, *n = c->cols, *k = d->transa ? a->rows : a->cols;
+    uint64_t am = d->transa ? a->cols : a->rows, bk = d->transb ? b->cols : b->rows, bn = d->transb ? b->rows : b->cols;
+    return am == *m && bk == *k && bn == *n && dd->rows == c->rows && dd->cols == c->cols && dd->type == c->type;
+}
+
+// The heuristic offers one algorithm, which records the alignments it was promised (checked at each product).
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t A, cublasLtMatrixLayout_t B,
+                                              cublasLtMatrixLayout_t C, cublasLtMatrixLayout_t D, cublasLtMatmulPreference_t pref,
+                                              int requested, cublasLtMatmulHeuristicResult_t *results, int *count) {
+    uint64_t m, n, k;
+    if (requested < 1 || !emu_lt_shape((EmuLtDesc *)op, (EmuLtLayout *)A, (EmuLtLayout *)B, (EmuLtLayout *)C, (EmuLtLayout *)D, &m, &n, &k))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    memset(results, 0, sizeof(*results));
+    memcpy(results->algo.data, ((EmuLtPref *)pref)->align, sizeof(((EmuLtPref *)pref)->align));
+    results->state = CUBLAS_STATUS_SUCCESS;
+    results->wavesCount = 1.0f;
+    *count = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t op, const void *alpha, const void *A, cublasLtMatrixLayout_t Al,
+                              const void *B, cublasLtMatrixLayout_t Bl, const void *beta, const void *C, cublasLtMatrixLayout_t Cl,
+                              void *D, cublasLtMatrixLayout_t Dl, const cublasLtMatmulAlgo_t *algo, void *, size_t, cudaStream_t) {
+    const EmuLtDesc *d = (const EmuLtDesc *)op;
+    const EmuLtLayout *a = (const EmuLtLayout *)Al, *b = (const EmuLtLayout *)Bl, *c = (const EmuLtLayout *)Cl, *dd = (const EmuLtLayout *)Dl;
+    uint64_t m, n, k;
+    if (!emu_lt_shape(d, a, b, c, dd, &m, &n, &k)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (C != D || c->ld != dd->ld) return CUBLAS_STATUS_NOT_SUPPORTED;  // grass.c always writes in place
+    uint32_t align[4];
+    memcpy(align, algo->data, sizeof(align));
+    const void *ptr[4] = {A, B, C, D};
+    for (int i = 0; i < 4; i++)
+        if ((uintptr_t)ptr[i] % align[i]) {
+            fprintf(stderr, "CUDA emulator: cublasLtMatmul: matrix %c at %p is not aligned to the %u bytes promised to the heuristic\n",
+                    "ABCD"[i], ptr[i], align[i]);
+            return CUBLAS_STATUS_INVALID_VALUE;
+        }
+    return emu_gemm(d->transa, d->transb, (int)m, (int)n, (int)k, *(const float *)alpha, A, a->type, a->ld, B, b->type, b->ld,
+                    *(const float *)beta, D, c->type, c->ld);
+}

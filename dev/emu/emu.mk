@@ -1,0 +1,45 @@
+# dev/emu/emu.mk: the GPU trainer and the dev/cuda kernel files built for the CPU emulator of
+# dev/emu/cuda_emu.h, into dev/emu/bin/ (`make emu`; `make test` runs them). Included by the main Makefile.
+# Needs the CUDA headers and python3, not a GPU and not the CUDA libraries: dev/emu/rewrite.py copies the
+# sources into dev/emu/build/ with the kernel launches turned into emulator calls, the host C++ compiler
+# builds them with cuda_emu.h force-included.
+CXX ?= g++
+EMU_CUDA_INCLUDE := $(firstword $(patsubst %/cuda_runtime.h,%,$(wildcard $(CUDA_HOME)/include/cuda_runtime.h /usr/local/cuda/include/cuda_runtime.h /usr/include/cuda_runtime.h)))
+EMU_CXXFLAGS = -O2 -std=c++17 -U_FORTIFY_SOURCE -I$(EMU_CUDA_INCLUDE) -include dev/emu/cuda_emu.h -Wall -Wextra \
+    -Wno-unknown-pragmas -Wno-unused-function -Wno-unused-parameter -Wno-clobbered
+EMU_KERNELS = rmsnorm rope swiglu embedding crossentropy adamw matmul attention
+EMU_SOURCES = train_llama.cu llama_model.cuh grass.cuh comm_gpu.cuh $(wildcard kernels/*.cuh) $(HOST_HEADERS) \
+    $(EMU_KERNELS:%=dev/cuda/%.cu) $(wildcard dev/cuda/*.cuh dev/cuda/*.h)
+EMU_BINARIES = dev/emu/bin/train_llama dev/emu/bin/train_llama_fp32 $(EMU_KERNELS:%=dev/emu/bin/%) $(EMU_KERNELS:%=dev/emu/bin/%_fp32)
+# the emulated trainer takes part in MPI runs too (--comm mpi), like the real one
+ifneq ($(MPICC),)
+  EMU_MPI = -DUSE_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(shell $(MPICC) --showme:compile) $(shell $(MPICC) --showme:link)
+endif
+
+.PHONY: emu
+ifneq ($(EMU_CUDA_INCLUDE),)
+emu: $(EMU_BINARIES)
+else
+emu:
+	@echo "emu: no CUDA headers (cuda_runtime.h) found: the emulated GPU binaries are not built (set CUDA_HOME)"
+endif
+
+dev/emu/build/.stamp: $(EMU_SOURCES) dev/emu/rewrite.py
+	python3 dev/emu/rewrite.py . dev/emu/build $(EMU_SOURCES)
+	@touch $@
+
+dev/emu/bin/train_llama: dev/emu/build/.stamp dev/emu/cuda_emu.h
+	@mkdir -p dev/emu/bin
+	$(CXX) -x c++ $(EMU_CXXFLAGS) -Idev/emu/build -o $@ dev/emu/build/train_llama.cu $(EMU_MPI) -lm
+
+dev/emu/bin/train_llama_fp32: dev/emu/build/.stamp dev/emu/cuda_emu.h
+	@mkdir -p dev/emu/bin
+	$(CXX) -x c++ $(EMU_CXXFLAGS) -Idev/emu/build -DENABLE_FP32 -o $@ dev/emu/build/train_llama.cu $(EMU_MPI) -lm
+
+dev/emu/bin/%_fp32: dev/emu/build/.stamp dev/emu/cuda_emu.h
+	@mkdir -p dev/emu/bin
+	$(CXX) -x c++ $(EMU_CXXFLAGS) -DENABLE_FP32 -o $@ dev/emu/build/dev/cuda/$*.cu -lm
+
+dev/emu/bin/%: dev/emu/build/.stamp dev/emu/cuda_emu.h
+	@mkdir -p dev/emu/bin
+	$(CXX) -x c++ $(EMU_CXXFLAGS) -o $@ dev/emu/build/dev/cuda/$*.cu -lm
