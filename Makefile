@@ -20,7 +20,9 @@ endif
 
 # CUDA: the GPU trainer where nvcc exists (bf16, and an fp32 build for tight comparison with the CPU trainer)
 NVCC ?= $(shell command -v nvcc 2>/dev/null)
-GPU_ARCH ?= sm_90
+# the architecture of this machine's first GPU, else sm_90 (H100/H200); the kernels need sm_80 or newer
+GPU_CAP := $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2> /dev/null | head -n 1 | tr -d '. ')
+GPU_ARCH ?= $(if $(GPU_CAP),sm_$(GPU_CAP),sm_90)
 NVCC_FLAGS = -O3 -std=c++17 -arch=$(GPU_ARCH) -I. -Xcompiler -Wall,-Wextra,-Wno-unused-function,-Wno-unused-parameter
 NVCC_LDLIBS = -lcublasLt -lcublas
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))

@@ -189,6 +189,10 @@ static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
 // Sizes for a micro-batch B x T and the options (no allocation, no GPU needed).
 static void gpu_plan(GpuLlama *m, const LlamaConfig *cfg, int B, int T, const TrainOptions *opt, int grass_rank) {
     memset(m, 0, sizeof(*m));
+    int hd = llama_head_dim(cfg);
+    if (!attention_head_dim_supported(hd))
+        fail("--dim %d with --heads %d gives head dim %d: the GPU attention kernels take " ATTENTION_HEAD_DIMS, cfg->dim,
+             cfg->n_heads, hd);
     m->cfg = *cfg;
     llama_param_layout(cfg, &m->lay);
     grass_plan(&m->grass.p, cfg, !strcmp(opt->optimizer, "grass"), opt->grass_select, opt->grass_side, grass_rank,

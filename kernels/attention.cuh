@@ -526,6 +526,11 @@ __global__ void __launch_bounds__(128) attention_backward_dkdv_mma_kernel(__nv_b
 // ----------------------------------------------------------------------------------------------------
 // Launchers.
 
+// The head dims the kernels are instantiated for (attention_dispatch_hd), as the message of a trainer that
+// refuses others before it starts.
+#define ATTENTION_HEAD_DIMS "16, 32, 64 or 128"
+static int attention_head_dim_supported(int hd) { return hd == 16 || hd == 32 || hd == 64 || hd == 128; }
+
 // Calls f(std::integral_constant<int, HD>()) for the supported head dims.
 template <typename F> static void attention_dispatch_hd(int hd, F f) {
     switch (hd) {
@@ -533,7 +538,7 @@ template <typename F> static void attention_dispatch_hd(int hd, F f) {
         case 32: f(std::integral_constant<int, 32>()); break;
         case 64: f(std::integral_constant<int, 64>()); break;
         case 128: f(std::integral_constant<int, 128>()); break;
-        default: kernelRequire(false, "attention: head dim %d is not supported (16, 32, 64 or 128)", hd);
+        default: kernelRequire(false, "attention: head dim %d is not supported (" ATTENTION_HEAD_DIMS ")", hd);
     }
 }
 

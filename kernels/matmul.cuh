@@ -94,7 +94,6 @@ static void matmul_init(Matmul *mm, size_t workspace_size) {
     cublasCheck(cublasCreate(&mm->blas));
     mm->workspace_size = workspace_size;
     cudaCheck(cudaMalloc(&mm->workspace, workspace_size));
-    cublasCheck(cublasSetWorkspace(mm->blas, mm->workspace, workspace_size));
 }
 
 static void matmul_plan_destroy(MatmulPlan *p) {
@@ -168,6 +167,9 @@ static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
                                                        p->layout_c, pref, 1, &result, &count);
     p->found = st == CUBLAS_STATUS_SUCCESS && count > 0;
     if (p->found) p->algo = result.algo;
+    else  // correct but slower: say so once per shape
+        fprintf(stderr, "matmul: cuBLASLt has no algorithm for m %d n %d k %d (alignments %d %d %d bytes, status %d): using cublasGemmEx\n",
+                g->m, g->n, g->k, aa, ab, ac, (int)st);
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     return p;
 }
@@ -186,6 +188,7 @@ static void matmul_gemm(Matmul *mm, const Gemm *g, cudaStream_t stream) {
                                    p->layout_c, g->C, p->layout_c, &p->algo, mm->workspace, mm->workspace_size, stream));
     } else {
         cublasCheck(cublasSetStream(mm->blas, stream));
+        cublasCheck(cublasSetWorkspace(mm->blas, mm->workspace, mm->workspace_size));  // setting a stream resets it
         cublasCheck(cublasGemmEx(mm->blas, g->transa ? CUBLAS_OP_T : CUBLAS_OP_N, g->transb ? CUBLAS_OP_T : CUBLAS_OP_N,
                                  g->m, g->n, g->k, &alpha, g->A, CUDA_FLOATX, g->lda, g->B, CUDA_FLOATX, g->ldb, &g->beta,
                                  g->C, g->c_fp32 ? CUDA_R_32F : CUDA_FLOATX, g->ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));

@@ -3,7 +3,7 @@
 # architecture (skipped without a GPU or without nvcc); with GPU_EMU=1 it runs the same files built for the
 # CPU emulator (dev/emu/bin, `make emu`).
 source test/lib.sh
-kernels=(rmsnorm rope swiglu embedding crossentropy adamw matmul attention)
+kernels=(rmsnorm rope swiglu embedding crossentropy adamw matmul attention grass)
 if [ "${GPU_EMU:-0}" = 1 ]; then
   bin=dev/emu/bin
   for k in "${kernels[@]}"; do

@@ -2,3 +2,9 @@
 # the CPU trainer for every selector, exact resume across a refresh, with the CUDA code run on the CPU.
 GPU_EMU=1
 source test/gpu_grass.sh
+
+# Races (as in test/t_emu_train.sh): the threads of every block in reverse order give the same bits.
+EMU_SCHEDULE=reverse "$TRAIN_GPU" "${args[@]}" --grass-select multinorm --out "$TMP/reverse" > /dev/null
+cmp "$TMP/bf16_multinorm/ckpt_00000008/model.safetensors" "$TMP/reverse/ckpt_00000008/model.safetensors" || die "reverse thread order changes the weights"
+cmp "$TMP/bf16_multinorm/ckpt_00000008/state.bin" "$TMP/reverse/ckpt_00000008/state.bin" || die "reverse thread order changes the state"
+echo "ok: Grass (multinorm, bf16) with the threads of every block in reverse order gives the same bits"

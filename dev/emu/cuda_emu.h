@@ -11,7 +11,8 @@
  * buffer, set to NaN bytes before every block, as is every cudaMalloc'd buffer, so reading what was never
  * written shows up. A barrier that some thread of the block (or warp) never reaches is reported as a
  * deadlock, a launch beyond CUDA's limits (threads, grid, shared memory without the opt-in attribute) as
- * the launch error CUDA would give.
+ * the launch error CUDA would give. EMU_SCHEDULE=reverse runs each block's threads in the opposite order,
+ * so that a missing barrier (a thread reading what another writes) changes the results.
  * cuBLAS/cuBLASLt: column-major products with fp32 accumulation, checking their arguments as the library
  * documents them (leading dimensions, layouts against the operation's shape, the alignment promised to the
  * heuristic against the pointers later passed).
@@ -176,6 +177,18 @@ static void emu_mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b
 
 static unsigned char *emu_dynamic_shared() { return emu.dyn_smem; }
 
+// EMU_SCHEDULE=reverse runs the threads of a block in the opposite order (last thread first) between
+// barriers: a kernel free of races between its threads gives the same bits either way.
+static int emu_reverse() {
+    static int reverse = -1;
+    if (reverse < 0) {
+        const char *s = getenv("EMU_SCHEDULE");
+        if (s && strcmp(s, "reverse") && strcmp(s, "forward")) emu_fail("EMU_SCHEDULE must be forward or reverse", s);
+        reverse = s && !strcmp(s, "reverse");
+    }
+    return reverse;
+}
+
 // Runs f() as every thread of every block of the grid (the rewritten form of kernel<<<grid, block, smem>>>).
 template <typename F> static void emu_run(const char *name, dim3 grid, dim3 block, size_t smem, F &f) {
     emu.kernel = name;
@@ -207,7 +220,8 @@ template <typename F> static void emu_run(const char *name, dim3 grid, dim3 bloc
                 for (int alive = emu.nthreads; alive > 0;) {
                     unsigned long before = emu.progress;
                     alive = 0;
-                    for (int i = 0; i < emu.nthreads; i++) {
+                    for (int turn = 0; turn < emu.nthreads; turn++) {
+                        int i = emu_reverse() ? emu.nthreads - 1 - turn : turn;
                         EmuFiber &fb = emu.fibers[i];
                         if (fb.done) continue;
                         emu.running = i;
