@@ -99,24 +99,23 @@ __global__ void grass_decay_kernel(floatX *W, float *master, size_t n, float dec
     }
 }
 
-// W -= step * rho_j * U[j] along row (rows side) or column sigma_j of W [m, n]. One thread per position e
-// along the selected rows (or down the selected columns) walks j in order; sigma is sorted, so duplicate
-// indices are adjacent and their updates are summed before one write (deterministic, one rounding).
+// W -= step * rho_j * U[j] along row (rows side) or column sigma_j of W [m, n]. Thread (e, j) updates position
+// e of the row (or column) sigma_j, if j starts a run of equal indices (sigma is sorted, so duplicates are
+// adjacent): it sums the run's updates and writes once (deterministic, one rounding); the others do nothing.
+// Each row or column is written by one run only, so the r x E threads never touch the same element.
 __global__ void grass_scatter_kernel(floatX *W, float *master, const float *U, const int *sigma, const float *rho, int r,
                                      int E, int n, int rows, float step, uint64_t seed) {
-    for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < E; e += gridDim.x * blockDim.x) {
-        for (int j = 0; j < r;) {
-            int s = sigma[j];
-            float delta = 0.0f;
-            for (; j < r && sigma[j] == s; j++) delta += rho[j] * U[(size_t)j * E + e];
-            size_t w = rows ? (size_t)s * n + e : (size_t)e * n + s;
-            if (master) {
-                master[w] -= step * delta;
-                W[w] = from_float<floatX>(master[w]);
-            } else {
-                W[w] = round_stochastic<floatX>(to_float(W[w]) - step * delta, random_u32(seed, w));
-            }
-        }
+    int e = blockIdx.x * blockDim.x + threadIdx.x, j = blockIdx.y;
+    if (e >= E || (j > 0 && sigma[j - 1] == sigma[j])) return;
+    int s = sigma[j];
+    float delta = 0.0f;
+    for (; j < r && sigma[j] == s; j++) delta += rho[j] * U[(size_t)j * E + e];
+    size_t w = rows ? (size_t)s * n + e : (size_t)e * n + s;
+    if (master) {
+        master[w] -= step * delta;
+        W[w] = from_float<floatX>(master[w]);
+    } else {
+        W[w] = round_stochastic<floatX>(to_float(W[w]) - step * delta, random_u32(seed, w));
     }
 }
 
@@ -137,7 +136,7 @@ static void grass_update(floatX *W, float *master, float *g, MomT *mom, MomT *va
         cudaCheckLaunch();
     }
     int n = sh.rows ? sh.E : sh.D;  // W's row length
-    grass_scatter_kernel<<<ceil_div(sh.E, 256), 256, 0, stream>>>(W, master, g, sigma, rho, sh.r, sh.E, n, sh.rows,
-                                                                   lr * alpha, seed ^ 0x5CA7ULL);
+    grass_scatter_kernel<<<dim3(ceil_div(sh.E, 256), sh.r), 256, 0, stream>>>(W, master, g, sigma, rho, sh.r, sh.E, n, sh.rows,
+                                                                              lr * alpha, seed ^ 0x5CA7ULL);
     cudaCheckLaunch();
 }

@@ -4,9 +4,10 @@
  * fp32 g [r, E]) against the selected rows of a full gradient computed separately, on the CPU and by
  * grass_full_grad on the GPU; the refresh kernels (row/column norms, g from the selected rows of G); and the update
  * (subspace Adam, weight decay, the scatter W -= lr alpha P U with duplicate indices) with fp32 master weights or
- * stochastically rounded floatX weights and fp32 or bf16 moments, over several steps. Rows and columns sides,
- * r < D and r = D, selections from grass.h's selectors (sorted, with duplicates, rho not all 1), sizes that are
- * not multiples of 8. Then timed on the 1b preset's shapes.
+ * stochastically rounded floatX weights and fp32 or bf16 moments, over several steps (a stochastic rounding must
+ * give one of the two neighbours of the exact value, and be unbiased). Rows and columns sides, r < D and r = D,
+ * selections from grass.h's selectors (sorted, with duplicates, rho not all 1), sizes that are not multiples of 8.
+ * Then timed on the 1b preset's shapes.
  *   make -C dev/cuda && dev/cuda/bin/grass [--no-bench] [--cpu-selftest]
  */
 #include <algorithm>
@@ -250,9 +251,9 @@ static void selftest_side(int rows) {
     const double b1 = 0.9, b2 = 0.999, eps = 1e-3, wd = 0.1, lr = 0.01, alpha = 0.25, gs = 0.5;
     size_t cnt = (size_t)sh.r * sh.E;
     std::vector<double> W = to_double(random_normal((size_t)m * n, 0, 0.02, 25)), mom(cnt, 0.0), var(cnt, 0.0);
-    std::vector<double> Wd = W, U_all;
+    std::vector<double> Wd = W, U_ref, U_unrolled;
     std::vector<std::vector<double>> xs;
-    double decay = 1 - lr * wd, u_err = 0.0;
+    double decay = 1 - lr * wd;
     for (int t = 1; t <= T; t++) {
         std::vector<double> g = to_double(random_normal(cnt, 0, 0.01, 30 + t));
         xs.push_back(g);
@@ -266,8 +267,9 @@ static void selftest_side(int rows) {
                 V += (1 - b2) * pow(b2, t - k) * xk * xk;
             }
             U[i] = (M / (1 - pow(b1, t))) / (sqrt(V / (1 - pow(b2, t))) + eps);
-            u_err = fmax(u_err, fabs(U[i] - g[i]) / (1e-12 + 1e-12 * fabs(U[i])));
         }
+        U_ref.insert(U_ref.end(), g.begin(), g.end());
+        U_unrolled.insert(U_unrolled.end(), U.begin(), U.end());
         for (auto &w : Wd) w *= decay;
         for (int d = 0; d < sh.D; d++)
             for (int e = 0; e < sh.E; e++) {
@@ -276,9 +278,7 @@ static void selftest_side(int rows) {
                 Wd[rows ? (size_t)d * n + e : (size_t)e * n + d] -= lr * alpha * pu;
             }
     }
-    int ok = u_err <= 1.0;
-    printf("    %-26s worst %.2f of its bound  %s\n", "U vs unrolled moments", u_err, ok ? "ok" : "FAIL");
-    dev_failures += !ok;
+    check_doubles("U vs unrolled moments", U_ref, U_unrolled, 1e-12, 1e-12);
     check_doubles("W vs dense P U, 3 steps", W, Wd, 1e-12, 1e-12);
 }
 
@@ -526,6 +526,26 @@ static void validate_update(int m, int n, int side, int rank, int master, float 
             }
             snprintf(label, sizeof(label), "t=%d W (stochastic)", t);
             check_interval(label, Wg, lo, hi);
+            if (weight_decay != 0.0f && sizeof(floatX) == 2) {
+                // The decay alone (the elements no index selects) moves W by 0.1%, less than half a bf16 spacing:
+                // rounding to nearest, or no decay, would stay at W, which is one of the two neighbours. It must be
+                // unbiased: (W - exact) / spacing, positive away from zero, has mean 0 and a standard deviation
+                // of at most 1/2 per element, so their mean's is 1/(2 sqrt(count)); 6 sigma. Without the decay the
+                // mean would be about +0.13 to +0.26 (0.001 |W| over a spacing of 2^-8 to 2^-7 |W|).
+                double sum = 0.0;
+                size_t count = 0;
+                for (size_t i = 0; i < mn; i++) {
+                    double exact = Wb[i] * decay, below = value_below<floatX>(exact), above = value_above<floatX>(exact);
+                    if (touched[i] || above == below) continue;
+                    sum += (Wg[i] - exact) / (above - below) * (exact > 0 ? 1.0 : -1.0);
+                    count++;
+                }
+                double mean = sum / count, bound = 6.0 * 0.5 / sqrt((double)count);
+                int ok = count > 0 && fabs(mean) <= bound;
+                printf("    t=%d %-22s mean %+.4f of a spacing over %zu unselected elements (bound %.3f)  %s\n", t,
+                       "decay unbiased", mean, count, bound, ok ? "ok" : "FAIL");
+                dev_failures += !ok;
+            }
         }
         if (weight_decay == 0.0f) {  // no decay: what no index selects keeps its bits
             std::vector<double> got_u, want_u;
@@ -539,6 +559,45 @@ static void validate_update(int m, int n, int side, int rank, int master, float 
     cudaCheck(cudaFree(d_W)), cudaCheck(cudaFree(d_g)), cudaCheck(cudaFree(d_rho)), cudaCheck(cudaFree(d_m));
     cudaCheck(cudaFree(d_v)), cudaCheck(cudaFree(d_sigma));
     if (d_master) cudaCheck(cudaFree(d_master));
+}
+
+// Scatter updates of 0.3 of a bf16 spacing: rounding to nearest would drop every one of them (and, being one of
+// the two neighbours, pass the checks above); stochastic rounding must move 30% of the weights down one spacing,
+// so that the mean follows the exact update. Every row selected once (rho = 1, as uniform-nr gives at r = D),
+// g = 1 and eps = 0, so that U = 1 exactly at t = 1. Also checks that the same seed gives the same bits.
+static void validate_unbiased(int m, int n) {
+    GrassShape sh = grass_shape(GRASS_SIDE_ROWS, m, m, n);
+    size_t cnt = (size_t)sh.r * sh.E, mn = (size_t)m * n;
+    printf("  m %d, n %d, rows side, r = D: stochastic rounding of scatter updates smaller than half a bf16 spacing\n", m, n);
+    TrainOptions opt;
+    memset(&opt, 0, sizeof(opt));
+    opt.beta1 = 0.9f, opt.beta2 = 0.999f, opt.eps = 0.0f, opt.weight_decay = 0.0f;
+    const float spacing = 1.0f / 128.0f, alpha = 0.25f, lr = 0.3f * spacing / alpha;  // bf16 spacing in [1, 2)
+    std::vector<int> sigma(sh.r);
+    for (int j = 0; j < sh.r; j++) sigma[j] = j;
+    std::vector<float> rho(sh.r, 1.0f), w0(mn, 1.5f), ones(cnt, 1.0f);
+    floatX *d_W = upload<floatX>(w0);
+    float *d_g = upload<float>(ones), *d_rho = upload<float>(rho), *d_m = device_alloc<float>(cnt), *d_v = device_alloc<float>(cnt);
+    int *d_sigma = upload_ints(sigma);
+    cudaCheck(cudaMemset(d_m, 0, sizeof(float) * cnt)), cudaCheck(cudaMemset(d_v, 0, sizeof(float) * cnt));
+    grass_update(d_W, (float *)NULL, d_g, d_m, d_v, d_sigma, d_rho, sh, &opt, lr, alpha, 1.0f, 1, 77, 0);
+    check_same("U = 1 exactly", to_double(download(d_g, cnt)), std::vector<double>(cnt, 1.0));
+    std::vector<float> first = download(d_W, mn);
+    double mean = 0.0;
+    for (float x : first) mean += x;
+    mean /= mn;
+    double want = 1.5 - (double)(lr * alpha);  // the step as the kernel gets it, lr * alpha in fp32
+    // each weight is 1.5 - spacing with probability 0.3: the mean's standard deviation is sqrt(0.21 / mn) spacings
+    double bound = sizeof(floatX) == 4 ? 1e-6 : 6.0 * sqrt(0.21 / mn) * spacing;
+    int ok = fabs(mean - want) <= bound;
+    printf("    %-26s mean %.8f want %.8f (bound %.1e)  %s\n", "unbiased", mean, want, bound, ok ? "ok" : "FAIL");
+    dev_failures += !ok;
+    upload_to(d_W, w0), upload_to(d_g, ones);
+    cudaCheck(cudaMemset(d_m, 0, sizeof(float) * cnt)), cudaCheck(cudaMemset(d_v, 0, sizeof(float) * cnt));
+    grass_update(d_W, (float *)NULL, d_g, d_m, d_v, d_sigma, d_rho, sh, &opt, lr, alpha, 1.0f, 1, 77, 0);
+    check_same("same seed, same bits", to_double(download(d_W, mn)), to_double(first));
+    cudaCheck(cudaFree(d_W)), cudaCheck(cudaFree(d_g)), cudaCheck(cudaFree(d_rho)), cudaCheck(cudaFree(d_m));
+    cudaCheck(cudaFree(d_v)), cudaCheck(cudaFree(d_sigma));
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -609,6 +668,7 @@ int main(int argc, char **argv) {
         validate_update<float>(100, 257, GRASS_SIDE_ROWS, 100, 0, 0.0f, 1.0f);
         validate_update<__nv_bfloat16>(172, 64, GRASS_SIDE_AUTO, 172, 0, 0.1f, 0.5f);
         validate_update<__nv_bfloat16>(100, 257, GRASS_SIDE_AUTO, 85, 0, 0.0f, 1.0f);
+        validate_unbiased(200, 129);
     }
     if (opt.bench) {
         printf("grass: timing, 1b preset shapes, 16K tokens, rank 512\n");

@@ -281,8 +281,7 @@ cudaError_t cudaMalloc(void **p, size_t n) {
         *p = mmap(NULL, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (*p == MAP_FAILED) return emu.last_error = cudaErrorMemoryAllocation;
     } else {
-        *p = aligned_alloc(256, (n + 255) / 256 * 256 + 256);
-        if (!*p) return emu.last_error = cudaErrorMemoryAllocation;
+        if (posix_memalign(p, 256, n ? n : 1)) return emu.last_error = cudaErrorMemoryAllocation;  // exactly n: a sanitizer sees overruns
         memset(*p, 0xFF, n);  // NaN in fp32 and bf16: reading memory never written shows
     }
     emu_allocations[*p] = n;
