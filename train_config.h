@@ -90,7 +90,7 @@ static const OptionSpec train_option_specs[] = {
     OPTION("--sample-every", sample_every, OPT_INT, 0, NULL, "print a generated sample every N steps (0: never)"),
     OPTION("--sample-tokens", sample_tokens, OPT_INT, 0, NULL, "tokens per sample"),
     OPTION("--out", out, OPT_STRING, 0, NULL, "output directory for log.jsonl and checkpoints (none: no files)"),
-    OPTION("--ckpt-every", ckpt_every, OPT_INT, 0, NULL, "checkpoint every N steps (0: only at the end); needs --out"),
+    OPTION("--ckpt-every", ckpt_every, OPT_INT, 0, NULL, "checkpoint every N steps and at the end (0: only at the end, -1: never); needs --out"),
     OPTION("--resume", resume, OPT_STRING, 0, NULL, "auto (newest checkpoint in --out, if any) or a checkpoint directory"),
     OPTION("--init", init, OPT_STRING, 0, NULL, "checkpoint or HF model directory to take the weights from (not the optimizer state)"),
     OPTION("--eval-only", eval_only, OPT_FLAG, 0, NULL, "load (--init or --resume), print the validation loss, exit"),
@@ -172,7 +172,10 @@ static void train_option_set(const OptionSpec *s, TrainOptions *o, const char *v
             long long v = strtoll(value, &end, 10);
             if (!*value || *end || errno || (s->type == OPT_INT && (v < -2147483647LL || v > 2147483647LL)))
                 fail("%s expects an integer, got '%s'", s->name, value);
-            if (v < 0) fail("%s must not be negative, got %s", s->name, value);
+            int never = s->offset == offsetof(TrainOptions, ckpt_every) && v == -1;  // the one negative value taken
+            if (v < 0 && !never)
+                fail(s->offset == offsetof(TrainOptions, ckpt_every) ? "%s must be -1 (never), 0 (only at the end) or a number of steps, got %s"
+                                                                     : "%s must not be negative, got %s", s->name, value);
             if (s->type == OPT_INT) *(int *)p = (int)v; else *(long long *)p = v;
             break;
         }
@@ -246,7 +249,7 @@ static void train_options_check(const TrainOptions *o) {
     if (o->eval_only && !o->val_data[0]) fail("--eval-only needs --val-data");
     if (!o->eval_only && !o->dry_run && !o->train_data[0])
         fail("--train-data is required (a glob of token shards; README shows how to make them)");
-    if (o->ckpt_every && !o->out[0]) fail("--ckpt-every needs --out DIR to write checkpoints into");
+    if (o->ckpt_every > 0 && !o->out[0]) fail("--ckpt-every needs --out DIR to write checkpoints into");
     if (!strcmp(o->resume, "auto") && !o->out[0]) fail("--resume auto looks for checkpoints in --out, which is not set");
     if (o->resume[0] && strcmp(o->resume, "auto") && !path_is_dir(o->resume))
         fail("--resume %s: no such checkpoint directory (give a directory or 'auto')", o->resume);
@@ -258,6 +261,13 @@ static void train_options_check(const TrainOptions *o) {
         fail("--grass-* options need --optimizer grass");
     if (o->recompute > 2) fail("--recompute must be 0, 1 or 2");
     if (o->master_weights > 1) fail("--master-weights must be 0 or 1");
+}
+
+// Whether a checkpoint is written after optimizer step `done` (1-based): every --ckpt-every steps and at the
+// last step, into --out.
+static int train_options_ckpt_due(const TrainOptions *o, int done) {
+    if (!o->out[0] || o->ckpt_every < 0) return 0;
+    return (o->ckpt_every > 0 && done % o->ckpt_every == 0) || done == o->steps;
 }
 
 // The model config the options select: --model (a preset or a config.json); without --model the

@@ -931,7 +931,7 @@ int main(int argc, char **argv) {
             logger_val(&log, done, evaluate(&model, val, opt.eval_batches));
         if (rank == 0 && opt.sample_every && (done % opt.sample_every == 0 || last))
             sample_print(&model, data.have_tok ? &data.tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
-        if (opt.out[0] && ((opt.ckpt_every && done % opt.ckpt_every == 0) || last)) save_checkpoint(&model, &opt, done, train, accum);
+        if (train_options_ckpt_due(&opt, done)) save_checkpoint(&model, &opt, done, train, accum);
     }
     logger_close(&log);
     train_data_close(&data);

@@ -251,7 +251,7 @@ int main(int argc, char **argv) {
             logger_val(&log, done, gpu_evaluate(&model, &comm, val, opt.eval_batches));
         if (rank == 0 && opt.sample_every && (done % opt.sample_every == 0 || last))
             gpu_sample_print(&model, data.have_tok ? &data.tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
-        if (opt.out[0] && ((opt.ckpt_every && done % opt.ckpt_every == 0) || last)) {
+        if (train_options_ckpt_due(&opt, done)) {
             if (rank == 0) gpu_save_checkpoint(&model, &opt, done, train, accum, world);
             comm_barrier(&comm);  // every rank holds the same state; the others wait for rank 0's save
         }

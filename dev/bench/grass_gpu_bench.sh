@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PRESETS=${PRESETS:-350m 1b} BATCH=${BATCH:-8} SEQ=${SEQ:-1024} STEPS=${STEPS:-20} PYTHON=${PYTHON:-python3}
+TRAIN_GPU=${TRAIN_GPU:-./train_llama}  # dev/emu/bin/train_llama checks the script on the CPU emulator (PRESETS=test)
 OUT=${OUT:-out/grass_gpu_bench}
 mkdir -p "$OUT"
 "$PYTHON" test/shard_tool.py "$OUT/train.bin" --tokens $((BATCH * SEQ * (STEPS + 2) + 1)) --vocab 32000
@@ -17,8 +18,8 @@ for p in $PRESETS; do
   adamw_tok=
   for opt in adamw grass; do
     extra=(--optimizer $opt); [ $opt = grass ] && extra+=("${rank_args[@]}")
-    ./train_llama --model $p --train-data "$OUT/train.bin" --batch $BATCH --seq $SEQ --steps $STEPS --warmup 1 \
-      --eval-every 0 "${extra[@]}" --out "$OUT/$p.$opt" > "$OUT/$p.$opt.log"
+    "$TRAIN_GPU" --model $p --train-data "$OUT/train.bin" --batch $BATCH --seq $SEQ --steps $STEPS --warmup 1 \
+      --eval-every 0 --ckpt-every -1 "${extra[@]}" --out "$OUT/$p.$opt" > "$OUT/$p.$opt.log"
     # mean over the steps after the first three (plans, allocations and the refresh at step 0 settle)
     read -r tok mfu mem <<< "$(grep '"loss"' "$OUT/$p.$opt/log.jsonl" | tail -n +4 |
       sed 's/.*"tok_s": \([0-9.]*\), "mfu": \([0-9.]*\), "mem_gib": \([0-9.]*\).*/\1 \2 \3/' |

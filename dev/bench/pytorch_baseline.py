@@ -20,6 +20,7 @@ ap.add_argument("--batch", type=int, default=8)
 ap.add_argument("--seq", type=int, default=1024)
 ap.add_argument("--steps", type=int, default=20)
 ap.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+ap.add_argument("--device", default="cuda", help="cuda, or cpu to check the script itself on a small preset")
 a = ap.parse_args()
 
 line = subprocess.run(["./train_llama_cpu", "--model", a.preset, "--dry-run", "--seq", str(a.seq), "--batch", "1"],
@@ -29,21 +30,26 @@ cfg = LlamaConfig(hidden_size=sizes["dim"], num_hidden_layers=sizes["layers"], n
                   num_key_value_heads=sizes["kv-heads"], intermediate_size=sizes["ffn"], vocab_size=sizes["vocab"],
                   max_position_embeddings=max(sizes["max-seq"], a.seq), rms_norm_eps=1e-6, tie_word_embeddings=False)
 torch.manual_seed(0)
-model = LlamaForCausalLM(cfg).cuda().to(torch.bfloat16)
+dev = torch.device(a.device)
+sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+model = LlamaForCausalLM(cfg).to(dev).to(torch.bfloat16)
 try:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
 except (TypeError, RuntimeError):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-x = torch.randint(0, cfg.vocab_size, (a.batch, a.seq + 1), device="cuda")
-torch.cuda.reset_peak_memory_stats()
+# seq tokens in, the loss over their next-token predictions (HF shifts the labels itself), as train_llama
+x = torch.randint(0, cfg.vocab_size, (a.batch, a.seq), device=dev)
+if dev.type == "cuda":
+    torch.cuda.reset_peak_memory_stats()
 for step in range(a.warmup + a.steps):
     if step == a.warmup:
-        torch.cuda.synchronize()
+        sync()
         t0 = time.time()
-    loss = model(input_ids=x[:, :-1], labels=x[:, 1:]).loss
+    loss = model(input_ids=x, labels=x).loss
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
-torch.cuda.synchronize()
+sync()
 tok_s = a.batch * a.seq * a.steps / (time.time() - t0)
-print(f"pytorch {a.preset} tok/s {tok_s:.0f} peak_gib {torch.cuda.max_memory_allocated() / 2**30:.2f}")
+peak = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else float("nan")
+print(f"pytorch {a.preset} tok/s {tok_s:.0f} peak_gib {peak:.2f}")

@@ -24,18 +24,6 @@ static void adamw_update_ref(R *p, const R *g, R *mom, R *var, size_t n, R lr, R
     }
 }
 
-// The bf16 neighbours below and above x (equal when x is a bf16 value).
-static void bf16_neighbours(float x, float *lo, float *hi) {
-    uint32_t bits;
-    memcpy(&bits, &x, 4);
-    uint32_t down = bits & 0xFFFF0000u, up = down + 0x10000u;
-    float a, b;
-    memcpy(&a, &down, 4);
-    memcpy(&b, &up, 4);
-    if (down == bits) b = a;
-    *lo = fminf(a, b), *hi = fmaxf(a, b);  // negative numbers: truncation moves towards zero
-}
-
 static void selftest(void) {
     printf("adamw CPU self-test: the reference against torch's formulation, and stochastic rounding on the host\n");
     // torch: p -= lr wd p; p -= lr * (m / bc1) / (sqrt(v / bc2) + eps), algebraically the reference's form

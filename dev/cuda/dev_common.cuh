@@ -93,6 +93,18 @@ static std::vector<float> random_normal(size_t n, double mean, double std, uint6
     return x;
 }
 
+// The bf16 neighbours below and above x (equal when x is a bf16 value).
+static void bf16_neighbours(float x, float *lo, float *hi) {
+    uint32_t bits;
+    memcpy(&bits, &x, 4);
+    uint32_t down = bits & 0xFFFF0000u, up = down + 0x10000u;
+    float a, b;
+    memcpy(&a, &down, 4);
+    memcpy(&b, &up, 4);
+    if (down == bits) b = a;
+    *lo = fminf(a, b), *hi = fmaxf(a, b);  // negative numbers: truncation moves towards zero
+}
+
 static std::vector<int> random_ints(size_t n, int below, uint64_t seed) {
     Rng r;
     rng_init(&r, seed, 0x1D5, 0, 0);

@@ -104,18 +104,6 @@ static void update_ref(R *W, R *g, R *mom, R *var, const int *sigma, const float
 // ----------------------------------------------------------------------------------------------------
 // Helpers
 
-// The bf16 neighbours below and above x (equal when x is a bf16 value).
-static void bf16_neighbours(float x, float *lo, float *hi) {
-    uint32_t bits;
-    memcpy(&bits, &x, 4);
-    uint32_t down = bits & 0xFFFF0000u, up = down + 0x10000u;
-    float a, b;
-    memcpy(&a, &down, 4);
-    memcpy(&b, &up, 4);
-    if (down == bits) b = a;
-    *lo = fminf(a, b), *hi = fmaxf(a, b);  // negative numbers: truncation moves towards zero
-}
-
 // The largest T value <= x and the smallest >= x, for T = bf16. For T = float, x itself: fp32 arithmetic errors
 // are part of the tolerance that the caller adds to x instead.
 template <typename T> static double value_below(double x) {

@@ -549,3 +549,51 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t op, const v
     return emu_gemm(d->transa, d->transb, (int)m, (int)n, (int)k, *(const float *)alpha, A, a->type, a->ld, B, b->type, b->ld,
                     *(const float *)beta, D, c->type, c->ld);
 }
+
+// ----------------------------------------------------------------------------------------------------
+// NCCL, for builds with MPI: every rank is a process of its own, and an all-reduce is an MPI_Allreduce of the
+// buffer (device memory is host memory), in fp32 for bf16, done when it is queued: the point where the real
+// one would start, after the work queued before it on the compute stream (the trainer's event). A buffer
+// queued before its gradient is complete therefore comes out wrong here too.
+#if defined(USE_NCCL) && defined(USE_MPI)
+#include <mpi.h>
+#include <nccl.h>
+#include <vector>
+
+struct ncclComm {
+    int nranks, rank;
+};
+ncclResult_t ncclGetUniqueId(ncclUniqueId *id) {
+    memset(id, 0, sizeof(*id));
+    snprintf(id->internal, sizeof(id->internal), "cuda_emu");
+    return ncclSuccess;
+}
+ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id, int rank) {
+    int world = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    if (strcmp(id.internal, "cuda_emu") || nranks != world || rank < 0 || rank >= nranks) return ncclInvalidArgument;
+    *comm = new ncclComm{nranks, rank};
+    return ncclSuccess;
+}
+ncclResult_t ncclCommDestroy(ncclComm_t comm) {
+    delete comm;
+    return ncclSuccess;
+}
+const char *ncclGetErrorString(ncclResult_t r) { return r == ncclSuccess ? "no error" : "invalid argument (the CUDA emulator's NCCL)"; }
+ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t type, ncclRedOp_t op, ncclComm_t comm, cudaStream_t) {
+    if ((op != ncclSum && op != ncclAvg) || (type != ncclFloat && type != ncclBfloat16)) return ncclInvalidArgument;
+    std::vector<float> x(count);
+    for (size_t i = 0; i < count; i++)
+        x[i] = type == ncclFloat ? ((const float *)send)[i] : __bfloat162float(((const __nv_bfloat16 *)send)[i]);
+    for (size_t at = 0; at < count; at += 1 << 30) {
+        int n = (int)(count - at < ((size_t)1 << 30) ? count - at : (size_t)1 << 30);
+        if (MPI_Allreduce(MPI_IN_PLACE, x.data() + at, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS) return ncclSystemError;
+    }
+    for (size_t i = 0; i < count; i++) {
+        float v = op == ncclAvg ? x[i] / comm->nranks : x[i];
+        if (type == ncclFloat) ((float *)recv)[i] = v;
+        else ((__nv_bfloat16 *)recv)[i] = __float2bfloat16(v);
+    }
+    return ncclSuccess;
+}
+#endif

@@ -10,10 +10,18 @@ EMU_CXXFLAGS = -O2 -std=c++17 -U_FORTIFY_SOURCE -I$(EMU_CUDA_INCLUDE) -include d
 EMU_KERNELS = rmsnorm rope swiglu embedding crossentropy adamw matmul attention grass
 EMU_SOURCES = train_llama.cu llama_model.cuh grass.cuh comm_gpu.cuh $(wildcard kernels/*.cuh) $(HOST_HEADERS) \
     $(EMU_KERNELS:%=dev/cuda/%.cu) $(wildcard dev/cuda/*.cuh dev/cuda/*.h)
-EMU_BINARIES = dev/emu/bin/train_llama dev/emu/bin/train_llama_fp32 $(EMU_KERNELS:%=dev/emu/bin/%) $(EMU_KERNELS:%=dev/emu/bin/%_fp32)
-# the emulated trainer takes part in MPI runs too (--comm mpi), like the real one
+EMU_BINARIES = dev/emu/bin/train_llama dev/emu/bin/train_llama_fp32 $(EMU_KERNELS:%=dev/emu/bin/%) $(EMU_KERNELS:%=dev/emu/bin/%_fp32) \
+    dev/emu/bin/train_llama_asan dev/emu/bin/train_llama_fp32_asan
+# the _asan trainers run under AddressSanitizer and UBSan: a kernel reading or writing past a cudaMalloc'd
+# buffer (allocated at exactly its size) is reported (slow: a sanitizer check at every fiber switch)
+EMU_ASAN = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+# the emulated trainer takes part in MPI runs too, like the real one, with --comm mpi and with --comm nccl
+# (the emulator's NCCL works over MPI)
 ifneq ($(MPICC),)
   EMU_MPI = -DUSE_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(shell $(MPICC) --showme:compile) $(shell $(MPICC) --showme:link)
+  ifneq ($(wildcard $(EMU_CUDA_INCLUDE)/nccl.h),)
+    EMU_MPI += -DUSE_NCCL
+  endif
 endif
 
 .PHONY: emu
@@ -35,6 +43,14 @@ dev/emu/bin/train_llama: dev/emu/build/.stamp dev/emu/cuda_emu.h
 dev/emu/bin/train_llama_fp32: dev/emu/build/.stamp dev/emu/cuda_emu.h
 	@mkdir -p dev/emu/bin
 	$(CXX) -x c++ $(EMU_CXXFLAGS) -Idev/emu/build -DENABLE_FP32 -o $@ dev/emu/build/train_llama.cu $(EMU_MPI) -lm
+
+dev/emu/bin/train_llama_asan: dev/emu/build/.stamp dev/emu/cuda_emu.h
+	@mkdir -p dev/emu/bin
+	$(CXX) -x c++ $(EMU_CXXFLAGS) $(EMU_ASAN) -Idev/emu/build -o $@ dev/emu/build/train_llama.cu -lm
+
+dev/emu/bin/train_llama_fp32_asan: dev/emu/build/.stamp dev/emu/cuda_emu.h
+	@mkdir -p dev/emu/bin
+	$(CXX) -x c++ $(EMU_CXXFLAGS) $(EMU_ASAN) -Idev/emu/build -DENABLE_FP32 -o $@ dev/emu/build/train_llama.cu -lm
 
 dev/emu/bin/%_fp32: dev/emu/build/.stamp dev/emu/cuda_emu.h
 	@mkdir -p dev/emu/bin
