@@ -5,7 +5,7 @@
 # the sampling selectors the bf16 norms get 1e-1: the rows a refresh draws depend on the row norms, which
 # carry bf16's error, so a bf16 run may draw a few rows the CPU did not, and until the next refresh the
 # compressed gradient's norm depends on which rows were drawn (multinorm weighs each by 1 / sqrt(r q)).
-# Then exact resume across a refresh on the GPU.
+# The fp32 build also with 2 micro-batches per step. Then exact resume across a refresh on the GPU.
 source test/lib.sh
 source test/lib_gpu.sh
 "$PYTHON" test/shard_tool.py "$TMP/train.bin" --tokens 40000 --vocab 512
@@ -27,6 +27,11 @@ for sel in topr multinorm multinorm-nr uniform uniform-nr; do
   compare "$TMP/cpu_$sel" "$TMP/bf16_$sel" 2e-2 $([ $sel = topr ] && echo 2e-2 || echo 1e-1)
   test/bin/test_reference section "$TMP/cpu_$sel/ckpt_00000008/state.bin" "$TMP/fp32_$sel/ckpt_00000008/state.bin" grass.sigma
 done
+# gradient accumulation (2 micro-batches): the refresh takes micro-batch 0's full gradient once
+./train_llama_cpu "${args[@]}" --grass-select multinorm --total-batch 512 --out "$TMP/cpu_accum" > /dev/null
+"$TRAIN_GPU_FP32" "${args[@]}" --grass-select multinorm --total-batch 512 --out "$TMP/fp32_accum" > /dev/null
+compare "$TMP/cpu_accum" "$TMP/fp32_accum" 1e-4 1e-4
+test/bin/test_reference section "$TMP/cpu_accum/ckpt_00000008/state.bin" "$TMP/fp32_accum/ckpt_00000008/state.bin" grass.sigma
 "$TRAIN_GPU" "${args[@]}" --steps 10 --ckpt-every 4 --out "$TMP/straight"
 "$TRAIN_GPU" "${args[@]}" --steps 10 --resume "$TMP/straight/ckpt_00000004" --out "$TMP/resumed"
 cmp "$TMP/straight/ckpt_00000010/model.safetensors" "$TMP/resumed/ckpt_00000010/model.safetensors" || die "GPU Grass resume: weights differ"

@@ -2,6 +2,7 @@
 #  - the fp32 build: 10 AdamW steps' losses and gradient norms within 1e-4 relative (fp32 with other
 #    summation orders and cuBLAS's blocking: ~1e-6 per step, grown by Adam's normalisation of near-zero
 #    gradients; the CPU-vs-PyTorch comparison measured 2e-5 for the norms over 8 steps);
+#  - the fp32 build with 3 micro-batches per step against the CPU trainer with the same;
 #  - the bf16 build: losses within 2e-2 relative (bf16 keeps 8 bits: 4e-3 relative per rounding, through a few
 #    layers and 10 updates of bf16 weights), with fp32 master weights and with stochastic rounding;
 #  - exact resume: 10 + resume + 10 steps equal 20 straight, bit for bit (the kernels are deterministic);
@@ -14,8 +15,9 @@ source test/lib_gpu.sh
 args=(--model test --train-data "$TMP/train.bin" --val-data "$TMP/val.bin" --batch 4 --seq 64 --steps 10 --warmup 2
       --lr 3e-3 --weight-decay 0.1 --eval-every 5 --eval-batches 4)
 ./train_llama_cpu "${args[@]}" --out "$TMP/cpu"
-compare() {  # NAME BOUND: the run's losses and norms against the CPU trainer's
-  paste <(grep -o '"\(val_loss\|loss\|norm\)": [0-9.e+-]*' "$TMP/cpu/log.jsonl") <(grep -o '"\(val_loss\|loss\|norm\)": [0-9.e+-]*' "$TMP/$1/log.jsonl") |
+compare() {  # NAME BOUND [REFERENCE]: the run's losses and norms against the CPU trainer's (run $TMP/cpu by default)
+  local ref=${3:-cpu}
+  paste <(grep -o '"\(val_loss\|loss\|norm\)": [0-9.e+-]*' "$TMP/$ref/log.jsonl") <(grep -o '"\(val_loss\|loss\|norm\)": [0-9.e+-]*' "$TMP/$1/log.jsonl") |
     awk -v b=$2 -v name=$1 '$1 != $3 {exit 1} {a = $2 + 0; c = $4 + 0; d = (a > c ? a - c : c - a) / a; if (d > m) m = d; n++}
       END {printf "%s: %d values, largest relative difference %.2e (bound %g)\n", name, n, m, b; exit !(n == 23 && m <= b)}' ||
     die "$1 differs from the CPU trainer"
@@ -28,6 +30,10 @@ compare fp32_r2 1e-4
 compare bf16 2e-2
 "$TRAIN_GPU" "${args[@]}" --out "$TMP/bf16_sr" --master-weights 0 --state-dtype bf16
 compare bf16_sr 2e-2
+# gradient accumulation: 3 micro-batches per step
+./train_llama_cpu "${args[@]}" --total-batch 768 --out "$TMP/cpu_accum" > /dev/null
+"$TRAIN_GPU_FP32" "${args[@]}" --total-batch 768 --out "$TMP/fp32_accum"
+compare fp32_accum 1e-4 cpu_accum
 
 # exact resume on the GPU
 "$TRAIN_GPU" "${args[@]}" --steps 20 --ckpt-every 10 --out "$TMP/straight"
