@@ -1,5 +1,5 @@
 /*
- * dev/emu/cuda_emu.h: a CPU emulator of the part of CUDA, cuBLAS and cuBLASLt that grass.c uses, so that the
+ * dev/emu/cuda_emu.h: a CPU emulator of the part of CUDA, cuBLAS, cuBLASLt and NCCL that grass.c uses, so that the
  * GPU trainer and the dev/cuda kernel files run, unchanged, on a machine without a GPU. It is how the CUDA
  * code is tested in CI: the emulated GPU trainer against the CPU trainer, every kernel against its CPU
  * reference. dev/emu/rewrite.py turns each `kernel<<<grid, block, smem, stream>>>(args)` into an
@@ -16,8 +16,9 @@
  * cuBLAS/cuBLASLt: column-major products with fp32 accumulation, checking their arguments as the library
  * documents them (leading dimensions, layouts against the operation's shape, the alignment promised to the
  * heuristic against the pointers later passed).
+ * NCCL (builds with MPI): each rank a process, each all-reduce an MPI_Allreduce done when it is queued.
  * Streams are synchronous (everything runs in issue order), so what this cannot find: races between
- * streams or between threads between two synchronisation points, the memory model, speed.
+ * streams, races between threads that both orders of EMU_SCHEDULE miss, the memory model, speed.
  */
 #pragma once
 #define CUDA_EMULATION 1
