@@ -17,25 +17,32 @@
 #include "kernels/matmul.cuh"
 #include "train_config.h"
 
-// sel [N, r] = rho_j * src[t, sigma_j]: the selected columns of src [N, ld], scaled.
-__global__ void grass_gather_kernel(floatX *sel, const floatX *src, const int *sigma, const float *rho, int N, int r, int ld) {
+// sel [N, r] (rows of ldsel) = rho_j * src[t, sigma_j]: the selected columns of src [N, ld], scaled.
+__global__ void grass_gather_kernel(floatX *sel, const floatX *src, const int *sigma, const float *rho, int N, int r, int ld,
+                                    int ldsel) {
     size_t total = (size_t)N * r;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         size_t t = i / r;
         int j = (int)(i % r);
-        sel[i] = from_float<floatX>(rho[j] * to_float(src[t * ld + sigma[j]]));
+        sel[t * ldsel + j] = from_float<floatX>(rho[j] * to_float(src[t * ld + sigma[j]]));
     }
 }
 
 // g [r, E] (fp32) += diag(rho) B dY^T X: rows side, the columns sigma of dY [N, m] against X [N, n];
-// columns side, the columns sigma of X against dY. sel [N, r] is scratch.
+// columns side, the columns sigma of X against dY. sel [N, matmul_padded(r)] is scratch (aligned rows).
+// m and n are the stored row lengths of dY and X, which may exceed the model's (zero padding, never selected):
+// only the first E columns of the other operand enter g.
 static void grass_compressed_grad(Matmul *mm, float *g, floatX *sel, const int *sigma, const float *rho, GrassShape sh,
                                   const floatX *dout, const floatX *inp, int N, int n, int m, cudaStream_t stream) {
     const floatX *src = sh.rows ? dout : inp, *other = sh.rows ? inp : dout;
     size_t total = (size_t)N * sh.r;
-    grass_gather_kernel<<<grid_stride_blocks(total, 256), 256, 0, stream>>>(sel, src, sigma, rho, N, sh.r, sh.rows ? m : n);
+    int ldsel = matmul_padded(sh.r);
+    grass_gather_kernel<<<grid_stride_blocks(total, 256), 256, 0, stream>>>(sel, src, sigma, rho, N, sh.r, sh.rows ? m : n,
+                                                                           ldsel);
     cudaCheckLaunch();
     Gemm gm = matmul_dweight_gemm((floatX *)g, sel, other, N, sh.E, sh.r);  // [r, E] += sel^T [r, N] @ other [N, E]
+    gm.lda = sh.rows ? n : m;
+    gm.ldb = ldsel;
     gm.c_fp32 = 1;
     matmul_gemm(mm, &gm, stream);
 }
@@ -120,12 +127,14 @@ __global__ void grass_scatter_kernel(floatX *W, float *master, const float *U, c
 }
 
 // One matrix's Grass step after its compressed gradient is complete: Adam in the subspace, weight decay,
-// the scatter update. t counts the steps since the last refresh (1 at the refresh).
+// the scatter update. t counts the steps since the last refresh (1 at the refresh). W (and master) [wm, wn] is
+// the matrix as stored: the model's (D x E rows side, E x D columns side), or larger by rows or columns of zeros
+// (padding), which decay keeps zero and the scatter never reaches.
 template <typename MomT>
 static void grass_update(floatX *W, float *master, float *g, MomT *mom, MomT *var, const int *sigma, const float *rho,
-                         GrassShape sh, const TrainOptions *opt, float lr, float alpha, float grad_scale, int t,
-                         uint64_t seed, cudaStream_t stream) {
-    size_t cnt = (size_t)sh.r * sh.E, mn = (size_t)sh.D * sh.E;
+                         GrassShape sh, int wm, int wn, const TrainOptions *opt, float lr, float alpha, float grad_scale,
+                         int t, uint64_t seed, cudaStream_t stream) {
+    size_t cnt = (size_t)sh.r * sh.E, mn = (size_t)wm * wn;
     float bc1 = 1.0f - powf(opt->beta1, (float)t), bc2 = 1.0f - powf(opt->beta2, (float)t);
     grass_adam_kernel<<<grid_stride_blocks(cnt, 256), 256, 0, stream>>>(g, mom, var, cnt, opt->beta1, opt->beta2, bc1, bc2,
                                                                         opt->eps, grad_scale, seed);
@@ -135,8 +144,7 @@ static void grass_update(floatX *W, float *master, float *g, MomT *mom, MomT *va
         grass_decay_kernel<<<grid_stride_blocks(mn, 256), 256, 0, stream>>>(W, master, mn, decay, seed ^ 0xDECA7ULL);
         cudaCheckLaunch();
     }
-    int n = sh.rows ? sh.E : sh.D;  // W's row length
-    grass_scatter_kernel<<<dim3(ceil_div(sh.E, 256), sh.r), 256, 0, stream>>>(W, master, g, sigma, rho, sh.r, sh.E, n, sh.rows,
+    grass_scatter_kernel<<<dim3(ceil_div(sh.E, 256), sh.r), 256, 0, stream>>>(W, master, g, sigma, rho, sh.r, sh.E, wn, sh.rows,
                                                                               lr * alpha, seed ^ 0x5CA7ULL);
     cudaCheckLaunch();
 }

@@ -8,6 +8,12 @@
  * Recomputation (--recompute): 0 keeps every activation of every layer; 1 recomputes the two RMSNorm outputs
  * and the SwiGLU product in the backward (cheap elementwise work) instead of keeping them per layer; 2 keeps
  * only each layer's input and reruns the whole layer forward before its backward.
+ *
+ * Padding: the GPU stores the model with its ffn width rounded up to matmul_padded (1b's 5461 to 5464), so
+ * every product has 16-byte aligned rows for cuBLASLt's fast kernels (kernels/matmul.cuh). The extra rows of
+ * gate_proj and up_proj and columns of down_proj are zero, their gradients are exactly zero (so AdamW and
+ * weight decay keep them zero), and Grass never selects them: the trainer computes the model exactly. Only
+ * the boundary sees it: weights and moments go in and out in the model's shapes (gpu_tensor_copy).
  */
 #pragma once
 
@@ -66,13 +72,17 @@ typedef struct {
 
 // Grass on the GPU (grass.cuh): the plan shared with the CPU trainer, and the device (and host) buffers.
 typedef struct {
-    GrassPlan p;
+    GrassPlan p;          // the model's shapes (grass.h): the same selection as the CPU trainer
+    size_t full_numel;    // the largest stored projection matrix (the refresh scratch)
+    int dmax;             // the largest stored selected dimension
     int *sigma;           // [nsel] selected rows (or columns), ascending
     float *rho;           // [nsel] their scales
     float *g;             // [nsel x E summed: nstate] fp32 compressed gradients, then the update U
+    floatX *gx;           // [nstate] g in floatX for the all-reduce (several ranks only), as the full gradients
+                          // are: the bytes of a projection's all-reduce are r / D of AdamW's (DESIGN §9)
     void *m, *v;          // [nstate] subspace Adam moments, float or bf16
     float *full;          // [full_numel] one full gradient, at refresh steps only
-    floatX *sel;          // [N, rmax] the gathered, scaled columns of one product
+    floatX *sel;          // [N, matmul_padded(rmax)] the gathered, scaled columns of one product
     double *norms;        // [dmax] row or column norms of the refresh gradient
     int *host_sigma;      // [nsel] staging: the selection is made on the host (grass.h), then copied
     float *host_rho;      // [nsel]
@@ -81,10 +91,12 @@ typedef struct {
 } GpuGrass;
 
 typedef struct {
-    LlamaConfig cfg;
+    LlamaConfig cfg;      // the sizes as stored: model_cfg with ffn_dim = matmul_padded(ffn) (see the top)
+    LlamaConfig model_cfg;  // the model's sizes (checkpoints, initial weights, Grass selection, FLOPs)
     ParamLayout lay;      // parameters
     ParamLayout glay;     // gradients and AdamW moments: every tensor, or those outside the projections (Grass)
     int B, T;             // the micro-batch the activations hold
+    int ranks;            // data-parallel ranks (the all-reduce buffers exist with several)
     int recompute;        // 0, 1, 2 (see the top of this file)
     int master_weights;   // 1: fp32 master copy; 0: floatX weights updated with stochastic rounding
     int state_bf16;       // optimizer moments in bf16 (else fp32)
@@ -138,13 +150,14 @@ static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
     GpuGrass *gs = &m->grass;
     if (gs->p.enabled) {
         GBUF(gs->g, gs->p.nstate * 4, GPU_GRADS);
+        if (m->ranks > 1) GBUF(gs->gx, gs->p.nstate * X, GPU_GRADS);
         GBUF(gs->m, gs->p.nstate * mom, GPU_OPTSTATE);
         GBUF(gs->v, gs->p.nstate * mom, GPU_OPTSTATE);
         GBUF(gs->sigma, gs->p.nsel * 4, GPU_OPTSTATE);
         GBUF(gs->rho, gs->p.nsel * 4, GPU_OPTSTATE);
-        GBUF(gs->full, gs->p.full_numel * 4, GPU_GRASS_REFRESH);
-        GBUF(gs->norms, (size_t)gs->p.dmax * 8, GPU_GRASS_REFRESH);
-        GBUF(gs->sel, N * gs->p.rmax * X, GPU_WORKSPACE);
+        GBUF(gs->full, gs->full_numel * 4, GPU_GRASS_REFRESH);
+        GBUF(gs->norms, (size_t)gs->dmax * 8, GPU_GRASS_REFRESH);
+        GBUF(gs->sel, N * matmul_padded(gs->p.rmax) * X, GPU_WORKSPACE);
     }
     GBUF(a->x, (L + 1) * N * d * X, GPU_ACTS);
     GBUF(a->ln1, La * N * d * X, GPU_ACTS);
@@ -186,20 +199,32 @@ static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
     return n;
 }
 
-// Sizes for a micro-batch B x T and the options (no allocation, no GPU needed).
-static void gpu_plan(GpuLlama *m, const LlamaConfig *cfg, int B, int T, const TrainOptions *opt, int grass_rank) {
+// Sizes for a micro-batch B x T on each of `ranks` ranks and the options (no allocation, no GPU needed).
+static void gpu_plan(GpuLlama *m, const LlamaConfig *cfg, int B, int T, int ranks, const TrainOptions *opt, int grass_rank) {
     memset(m, 0, sizeof(*m));
     int hd = llama_head_dim(cfg);
     if (!attention_head_dim_supported(hd))
         fail("--dim %d with --heads %d gives head dim %d: the GPU attention kernels take " ATTENTION_HEAD_DIMS, cfg->dim,
              cfg->n_heads, hd);
+    m->model_cfg = *cfg;
     m->cfg = *cfg;
-    llama_param_layout(cfg, &m->lay);
-    grass_plan(&m->grass.p, cfg, !strcmp(opt->optimizer, "grass"), opt->grass_select, opt->grass_side, grass_rank,
+    m->cfg.ffn_dim = matmul_padded(cfg->ffn_dim);
+    llama_param_layout(&m->cfg, &m->lay);
+    GpuGrass *gs = &m->grass;
+    grass_plan(&gs->p, cfg, !strcmp(opt->optimizer, "grass"), opt->grass_select, opt->grass_side, grass_rank,
                opt->grass_interval, opt->grass_alpha, (uint64_t)opt->seed);
-    llama_param_layout_of(cfg, &m->glay, !m->grass.p.enabled);
+    for (int k = 0; gs->p.enabled && k < NUM_PARAM_KINDS; k++) {  // the refresh buffers, over the stored matrices
+        if (!llama_param_kinds[k].is_projection) continue;
+        size_t rows, cols, D;
+        llama_param_shape(&m->cfg, k, &rows, &cols);
+        D = gs->p.shape[k].rows ? rows : cols;
+        if (rows * cols > gs->full_numel) gs->full_numel = rows * cols;
+        if ((int)D > gs->dmax) gs->dmax = (int)D;
+    }
+    llama_param_layout_of(&m->cfg, &m->glay, !gs->p.enabled);
     m->B = B;
     m->T = T;
+    m->ranks = ranks;
     m->recompute = opt->recompute;
     m->master_weights = opt->master_weights;
     m->state_bf16 = !strcmp(opt->state_dtype, "bf16");
@@ -244,14 +269,7 @@ static void gpu_alloc(GpuLlama *m) {
         m->grass.host_rho = (float *)xmalloc(sizeof(float) * m->grass.p.nsel);
         m->grass.host_norms = (double *)xmalloc(sizeof(double) * m->grass.p.dmax);
     }
-    float *cosb = (float *)xmalloc(sizeof(float) * m->T * llama_head_dim(&m->cfg) / 2);
-    float *sinb = (float *)xmalloc(sizeof(float) * m->T * llama_head_dim(&m->cfg) / 2);
-    llama_rope_tables(cosb, sinb, m->T, llama_head_dim(&m->cfg), m->cfg.rope_theta);
-    size_t tb = sizeof(float) * m->T * llama_head_dim(&m->cfg) / 2;
-    cudaCheck(cudaMemcpy(m->a.rope_cos, cosb, tb, cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(m->a.rope_sin, sinb, tb, cudaMemcpyHostToDevice));
-    free(cosb);
-    free(sinb);
+    rope_tables_init(m->a.rope_cos, m->a.rope_sin, m->T, llama_head_dim(&m->cfg), m->cfg.rope_theta);
 }
 
 static void gpu_free(GpuLlama *m) {
@@ -277,14 +295,45 @@ static floatX *gpu_grad(GpuLlama *m, int kind, int layer) {
 }
 
 // ----------------------------------------------------------------------------------------------------
-// Weights in and out: tensor by tensor through host fp32, so no full host copy is ever needed.
+// Weights and moments in and out, in the model's shapes (checkpoints) from and to the stored ones (padded).
+
+// Copies tensor (kind, layer) between host, in the model's shape, and the device buffer dev of stored layout
+// dlay (the parameters' or the moments'), esize bytes per element. Padding stays untouched (zero).
+static void gpu_tensor_copy(GpuLlama *m, int kind, int layer, void *host, void *dev, const ParamLayout *dlay, size_t esize,
+                            int to_device) {
+    size_t rows, cols, srows, scols;
+    llama_param_shape(&m->model_cfg, kind, &rows, &cols);
+    llama_param_shape(&m->cfg, kind, &srows, &scols);
+    char *d = (char *)dev + llama_param_offset(&m->cfg, dlay, kind, layer) * esize;
+    if (cols == scols)  // contiguous (padded rows, if any, follow the model's)
+        cudaCheck(cudaMemcpy(to_device ? (void *)d : host, to_device ? host : (void *)d, rows * cols * esize,
+                             to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost));
+    else if (to_device)
+        cudaCheck(cudaMemcpy2D(d, scols * esize, host, cols * esize, cols * esize, rows, cudaMemcpyHostToDevice));
+    else
+        cudaCheck(cudaMemcpy2D(host, cols * esize, d, scols * esize, cols * esize, rows, cudaMemcpyDeviceToHost));
+}
+
+// Copies a whole flat buffer between host, in the model's layout (with_projections as llama_param_layout_of),
+// and the device, in the stored layout.
+static void gpu_tensors_copy(GpuLlama *m, void *host, void *dev, size_t esize, int with_projections, int to_device) {
+    ParamLayout hlay, dlay;
+    llama_param_layout_of(&m->model_cfg, &hlay, with_projections);
+    llama_param_layout_of(&m->cfg, &dlay, with_projections);
+    for (int i = 0; i < llama_num_tensors(&m->cfg); i++) {
+        int kind, layer;
+        llama_tensor_at(&m->cfg, i, &kind, &layer);
+        if (!with_projections && llama_param_kinds[kind].is_projection) continue;
+        char *h = (char *)host + llama_param_offset(&m->model_cfg, &hlay, kind, layer) * esize;
+        gpu_tensor_copy(m, kind, layer, h, dev, &dlay, esize, to_device);
+    }
+}
 
 static void gpu_set_tensor(GpuLlama *m, int kind, int layer, const float *data, size_t n) {
-    size_t off = llama_param_offset(&m->cfg, &m->lay, kind, layer);
     floatX *tmp = (floatX *)xmalloc(sizeof(floatX) * n);
     for (size_t i = 0; i < n; i++) tmp[i] = from_float<floatX>(data[i]);
-    cudaCheck(cudaMemcpy(m->params + off, tmp, sizeof(floatX) * n, cudaMemcpyHostToDevice));
-    if (m->master) cudaCheck(cudaMemcpy(m->master + off, data, sizeof(float) * n, cudaMemcpyHostToDevice));
+    gpu_tensor_copy(m, kind, layer, tmp, m->params, &m->lay, sizeof(floatX), 1);
+    if (m->master) gpu_tensor_copy(m, kind, layer, (void *)data, m->master, &m->lay, sizeof(float), 1);
     free(tmp);
 }
 
@@ -298,9 +347,9 @@ static void gpu_init_weights(GpuLlama *m, uint64_t seed) {
     for (int i = 0; i < llama_num_tensors(&m->cfg); i++) {
         int kind, layer;
         llama_tensor_at(&m->cfg, i, &kind, &layer);
-        size_t n = llama_param_numel(&m->cfg, kind);
+        size_t n = llama_param_numel(&m->model_cfg, kind);
         if (n > cap) { free(buf); cap = n; buf = (float *)xmalloc(sizeof(float) * cap); }
-        llama_init_tensor(&m->cfg, buf, kind, layer, seed);
+        llama_init_tensor(&m->model_cfg, buf, kind, layer, seed);
         gpu_set_tensor(m, kind, layer, buf, n);
     }
     free(buf);
@@ -428,7 +477,8 @@ static void gpu_grass_refresh(GpuLlama *m, int kind, int layer, const floatX *do
         gpu_comm_mean(m->gcomm, gs->full, (size_t)mo * n, s);
         gpu_comm_wait(m->gcomm, s);
     }
-    grass_norms_kernel<<<ceil_div(sh.D, 256), 256, 0, s>>>(gs->norms, gs->full, mo, n, sh.rows);
+    // the norms of all stored rows or columns; the model's sh.D come first and are the ones selected from
+    grass_norms_kernel<<<ceil_div(sh.rows ? mo : n, 256), 256, 0, s>>>(gs->norms, gs->full, mo, n, sh.rows);
     cudaCheckLaunch();
     cudaCheck(cudaMemcpyAsync(gs->host_norms, gs->norms, sizeof(double) * sh.D, cudaMemcpyDeviceToHost, s));
     cudaCheck(cudaStreamSynchronize(s));
@@ -464,13 +514,17 @@ static void gpu_projection_backward(GpuLlama *m, int kind, int layer, floatX *di
 }
 
 // Averages over the ranks the gradients of one tensor (kind, layer) that the backward has finished: the
-// full gradient, or under Grass a projection's compressed one. Queued behind the backward's work so far, on
-// the communication stream, so the rest of the backward overlaps it (DESIGN §5).
+// full gradient, or under Grass a projection's compressed one (in floatX, gx; gpu_backward takes the averages
+// back into g). Queued behind the backward's work so far, on the communication stream, so the rest of the
+// backward overlaps it (DESIGN §5).
 static void gpu_reduce_tensor(GpuLlama *m, int kind, int layer) {
     GpuGrass *gs = &m->grass;
     if (gs->p.enabled && llama_param_kinds[kind].is_projection) {
         GrassShape sh = gs->p.shape[kind];
-        gpu_comm_mean(m->gcomm, gs->g + grass_state_offset(&gs->p, kind, layer), (size_t)sh.r * sh.E, m->stream);
+        size_t off = grass_state_offset(&gs->p, kind, layer), n = (size_t)sh.r * sh.E;
+        convert_kernel<<<grid_stride_blocks(n, 256), 256, 0, m->stream>>>(gs->gx + off, gs->g + off, n);
+        cudaCheckLaunch();
+        gpu_comm_mean(m->gcomm, gs->gx + off, n, m->stream);
     } else {
         gpu_comm_mean(m->gcomm, gpu_grad(m, kind, layer), llama_param_numel(&m->cfg, kind), m->stream);
     }
@@ -535,6 +589,11 @@ static void gpu_backward(GpuLlama *m) {
     if (reduce) {
         gpu_reduce_tensor(m, PARAM_EMBED, 0);
         gpu_comm_wait(m->gcomm, s);  // the optimizer reads the averaged gradients
+        if (m->grass.p.enabled) {
+            size_t n = m->grass.p.nstate;
+            convert_kernel<<<grid_stride_blocks(n, 256), 256, 0, s>>>(m->grass.g, m->grass.gx, n);
+            cudaCheckLaunch();
+        }
     }
     m->grass.refresh_now = 0;  // a refresh selects on the step's first micro-batch only
 }
@@ -554,7 +613,7 @@ static void gpu_zero_grads(GpuLlama *m, int step) {
 
 // Bytes all-reduced per ordinary step on every rank.
 static size_t gpu_comm_bytes(const GpuLlama *m) {
-    return m->glay.count * sizeof(floatX) + (m->grass.p.enabled ? m->grass.p.nstate * 4 : 0);
+    return (m->glay.count + (m->grass.p.enabled ? m->grass.p.nstate : 0)) * sizeof(floatX);
 }
 
 // The global gradient norm over the full gradients and Grass's compressed ones (synchronises).
@@ -585,13 +644,16 @@ static float gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, 
                 size_t go = grass_state_offset(&gs->p, kind, l);
                 float *master = m->master ? m->master + po : NULL;
                 int t = grass_adam_t(step, gs->p.interval);
+                GrassShape sh = gs->p.shape[kind];
+                size_t wm, wn;  // the stored matrix: decay and scatter address it
+                llama_param_shape(&m->cfg, kind, &wm, &wn);
                 if (m->state_bf16)
                     grass_update(m->params + po, master, gs->g + go, (__nv_bfloat16 *)gs->m + go, (__nv_bfloat16 *)gs->v + go,
-                                 gs->sigma + so, gs->rho + so, gs->p.shape[kind], opt, lr, gs->p.alpha, coef, t, rng_next(&r),
+                                 gs->sigma + so, gs->rho + so, sh, (int)wm, (int)wn, opt, lr, gs->p.alpha, coef, t, rng_next(&r),
                                  m->stream);
                 else
                     grass_update(m->params + po, master, gs->g + go, (float *)gs->m + go, (float *)gs->v + go, gs->sigma + so,
-                                 gs->rho + so, gs->p.shape[kind], opt, lr, gs->p.alpha, coef, t, rng_next(&r), m->stream);
+                                 gs->rho + so, sh, (int)wm, (int)wn, opt, lr, gs->p.alpha, coef, t, rng_next(&r), m->stream);
             }
             continue;
         }

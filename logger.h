@@ -22,9 +22,10 @@ static void logger_init(Logger *lg, const char *out_dir, int append) {
 }
 
 // One training step. mfu, mem_gib (the GPU trainer has them) and comm_mib (bytes all-reduced by this rank in
-// this step, with several ranks) are printed only when non-negative.
+// this step, with several ranks) are printed only when non-negative. phase_ms (the GPU trainer's; NULL for
+// none) is where the step's time went, forward, backward and optimizer, recorded in the JSONL file only.
 static void logger_step(Logger *lg, int step, int steps, float loss, float lr, float norm, double ms, double tok_s,
-                        double mfu, double mem_gib, double comm_mib) {
+                        double mfu, double mem_gib, double comm_mib, const double *phase_ms) {
     printf("step %d/%d | loss %.4f | lr %.2e | norm %.2f | %.1f ms | %.0f tok/s", step, steps, loss, lr, norm, ms, tok_s);
     if (mfu >= 0) printf(" | MFU %.1f%%", 100.0 * mfu);
     if (mem_gib >= 0) printf(" | mem %.1f GiB", mem_gib);
@@ -37,6 +38,9 @@ static void logger_step(Logger *lg, int step, int steps, float loss, float lr, f
     if (mfu >= 0) fprintf(lg->jsonl, ", \"mfu\": %.4f", mfu);
     if (mem_gib >= 0) fprintf(lg->jsonl, ", \"mem_gib\": %.3f", mem_gib);
     if (comm_mib >= 0) fprintf(lg->jsonl, ", \"comm_mib\": %.3f", comm_mib);
+    if (phase_ms)
+        fprintf(lg->jsonl, ", \"forward_ms\": %.3f, \"backward_ms\": %.3f, \"optimizer_ms\": %.3f", phase_ms[0], phase_ms[1],
+                phase_ms[2]);
     fprintf(lg->jsonl, "}\n");
     fflush(lg->jsonl);
 }

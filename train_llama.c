@@ -925,7 +925,7 @@ int main(int argc, char **argv) {
         int done = step + 1;
         size_t comm_floats = grass_is_refresh(step, opt.grass_interval) && model.grass.p.enabled ? comm_refresh : comm_step;
         logger_step(&log, done, opt.steps, (float)loss, lr, norm, ms, (double)B * T * accum * world / (ms / 1000.0), -1, -1,
-                    world > 1 ? 4.0 * comm_floats / 1048576.0 : -1);
+                    world > 1 ? 4.0 * comm_floats / 1048576.0 : -1, NULL);
         int last = done == opt.steps;
         if (data.have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
             logger_val(&log, done, evaluate(&model, val, opt.eval_batches));

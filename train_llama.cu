@@ -58,12 +58,15 @@ static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, uint64
 }
 
 // The trainer state: the shared header, the AdamW moments and Grass's selection and moments, under the
-// CPU trainer's names (fp32 moments), so checkpoints move between the trainers; bf16 moments have names of
-// their own. host[] holds the device buffers' bytes while they are written or read.
+// CPU trainer's names (fp32 moments) and in the model's layout, so checkpoints move between the trainers;
+// bf16 moments have names of their own. host[] holds the device buffers' bytes while they are written or read.
 #define GPU_STATE_TENSORS 6
+#define GPU_STATE_ADAMW 2  // the first two, the AdamW moments, are stored padded (gpu_tensors_copy)
 static int gpu_state_sections(GpuLlama *m, StateHeader *h, void **host, StateSection *sec) {
     const GpuGrass *gs = &m->grass;
-    size_t mb = m->state_bf16 ? 2 : 4, G = m->glay.count;
+    ParamLayout model_glay;
+    llama_param_layout_of(&m->model_cfg, &model_glay, !gs->p.enabled);
+    size_t mb = m->state_bf16 ? 2 : 4, G = model_glay.count;
     int n = state_header_sections(h, sec);
     sec[n++] = (StateSection){m->state_bf16 ? "adamw.m.bf16" : "adamw.m", G * mb, host[0]};
     sec[n++] = (StateSection){m->state_bf16 ? "adamw.v.bf16" : "adamw.v", G * mb, host[1]};
@@ -76,11 +79,16 @@ static int gpu_state_sections(GpuLlama *m, StateHeader *h, void **host, StateSec
     return n;
 }
 
-// The device buffers behind the state tensors, in gpu_state_sections' order.
-static void gpu_state_buffers(GpuLlama *m, void **dev) {
+// Copies state tensor i between host[i] (nbytes) and its device buffer (gpu_state_sections' order).
+static void gpu_state_copy(GpuLlama *m, int i, void *host, size_t nbytes, int to_device) {
     GpuGrass *gs = &m->grass;
-    void *d[GPU_STATE_TENSORS] = {m->mom, m->var, gs->sigma, gs->rho, gs->m, gs->v};
-    memcpy(dev, d, sizeof(d));
+    void *dev[GPU_STATE_TENSORS] = {m->mom, m->var, gs->sigma, gs->rho, gs->m, gs->v};
+    if (i < GPU_STATE_ADAMW)
+        gpu_tensors_copy(m, host, dev[i], m->state_bf16 ? 2 : 4, !gs->p.enabled, to_device);
+    else if (to_device)
+        cudaCheck(cudaMemcpy(dev[i], host, nbytes, cudaMemcpyHostToDevice));
+    else
+        cudaCheck(cudaMemcpy(host, dev[i], nbytes, cudaMemcpyDeviceToHost));
 }
 
 static StateHeader gpu_state_header(const GpuLlama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum,
@@ -93,35 +101,34 @@ static StateHeader gpu_state_header(const GpuLlama *m, const TrainOptions *opt, 
 
 // The weights go out in their most precise copy: the fp32 master weights, else the floatX weights.
 static void gpu_save_checkpoint(GpuLlama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum, int world) {
-    size_t P = m->lay.count;
-    int fp32_out = m->master || sizeof(floatX) == 4;
-    void *weights = xmalloc(P * (fp32_out ? 4 : 2)), *host[GPU_STATE_TENSORS] = {NULL}, *dev[GPU_STATE_TENSORS];
-    cudaCheck(cudaMemcpy(weights, m->master ? (void *)m->master : (void *)m->params, P * (fp32_out ? 4 : 2), cudaMemcpyDeviceToHost));
+    ParamLayout model_lay;
+    llama_param_layout(&m->model_cfg, &model_lay);
+    size_t esize = m->master || sizeof(floatX) == 4 ? 4 : 2;
+    void *weights = xmalloc(model_lay.count * esize), *host[GPU_STATE_TENSORS] = {NULL};
+    gpu_tensors_copy(m, weights, m->master ? (void *)m->master : (void *)m->params, esize, 1, 0);
     StateHeader h = gpu_state_header(m, opt, step, train, accum, world);
     StateSection sec[STATE_HEADER_SECTIONS + GPU_STATE_TENSORS];
     int n = gpu_state_sections(m, &h, host, sec);  // for the sizes
-    gpu_state_buffers(m, dev);
     for (int i = 0; i < n - STATE_HEADER_SECTIONS; i++) {
         host[i] = xmalloc(sec[STATE_HEADER_SECTIONS + i].nbytes);
-        cudaCheck(cudaMemcpy(host[i], dev[i], sec[STATE_HEADER_SECTIONS + i].nbytes, cudaMemcpyDeviceToHost));
+        gpu_state_copy(m, i, host[i], sec[STATE_HEADER_SECTIONS + i].nbytes, 0);
     }
     n = gpu_state_sections(m, &h, host, sec);
-    checkpoint_save(opt->out, step, &m->cfg, weights, fp32_out ? "F32" : "BF16", n, sec);
+    checkpoint_save(opt->out, step, &m->model_cfg, weights, esize == 4 ? "F32" : "BF16", n, sec);
     free(weights);
     for (int i = 0; i < GPU_STATE_TENSORS; i++) free(host[i]);
 }
 
 static int gpu_load_state(GpuLlama *m, const TrainOptions *opt, const char *dir, DataLoader *train, int accum, int world) {
-    void *host[GPU_STATE_TENSORS] = {NULL}, *dev[GPU_STATE_TENSORS];
+    void *host[GPU_STATE_TENSORS] = {NULL};
     StateHeader h = gpu_state_header(m, opt, 0, train, accum, world);
     StateSection sec[STATE_HEADER_SECTIONS + GPU_STATE_TENSORS];
     int n = gpu_state_sections(m, &h, host, sec);  // for the sizes
     for (int i = 0; i < n - STATE_HEADER_SECTIONS; i++) host[i] = xmalloc(sec[STATE_HEADER_SECTIONS + i].nbytes);
     n = gpu_state_sections(m, &h, host, sec);
     checkpoint_load_state(dir, &h, n, sec);
-    gpu_state_buffers(m, dev);
     for (int i = 0; i < n - STATE_HEADER_SECTIONS; i++) {
-        cudaCheck(cudaMemcpy(dev[i], host[i], sec[STATE_HEADER_SECTIONS + i].nbytes, cudaMemcpyHostToDevice));
+        gpu_state_copy(m, i, host[i], sec[STATE_HEADER_SECTIONS + i].nbytes, 1);
         free(host[i]);
     }
     dataloader_seek(train, (int)h.data[0], (int)h.data[1], (int)h.data[2]);
@@ -169,8 +176,12 @@ int main(int argc, char **argv) {
     GpuLlama model;
     char desc[256];
     llama_config_describe(&cfg, desc, sizeof(desc));
-    gpu_plan(&model, &cfg, B, T, &opt, setup.grass_rank);
-    printf("model: %s; %zu parameters\n", desc, model.lay.count);
+    gpu_plan(&model, &cfg, B, T, world, &opt, setup.grass_rank);
+    ParamLayout model_lay;
+    llama_param_layout(&cfg, &model_lay);
+    printf("model: %s; %zu parameters", desc, model_lay.count);
+    if (model.cfg.ffn_dim != cfg.ffn_dim) printf(" (ffn stored padded to %d)", model.cfg.ffn_dim);
+    printf("\n");
     if (model.grass.p.enabled)
         printf("grass: rank %d, interval %d, selector %s, side %s, alpha %g\n", setup.grass_rank, opt.grass_interval,
                opt.grass_select, opt.grass_side, (double)opt.grass_alpha);
@@ -222,30 +233,43 @@ int main(int argc, char **argv) {
 
     // MFU against the dense bf16 tensor-core peak of the H100 SXM (989 TFLOP/s); other GPUs: read as relative
     double peak = 989e12, flops_per_step = gpu_flops_per_token(&cfg, T) * B * T * accum;
+    // where the step time goes: events[0] at the start, then after each micro-batch's forward and backward
+    // (2 per micro-batch), then after the optimizer
+    cudaEvent_t *events = (cudaEvent_t *)xmalloc(sizeof(cudaEvent_t) * (2 * accum + 2));
+    for (int i = 0; i < 2 * accum + 2; i++) cudaCheck(cudaEventCreate(&events[i]));
     for (int step = start; step < opt.steps; step++) {
         double t0 = wall_time();
         size_t comm_before = gcomm.bytes;
+        cudaCheck(cudaEventRecord(events[0], model.stream));
         gpu_zero_grads(&model, step);
         double loss = 0.0;
         for (int micro = 0; micro < accum; micro++) {
             dataloader_next_batch(train);
             gpu_set_batch(&model, train->inputs, train->targets, 1);
             loss += gpu_forward(&model, 1.0f / ((float)B * T * accum));
+            cudaCheck(cudaEventRecord(events[2 * micro + 1], model.stream));
             model.reduce_in_backward = micro == accum - 1;
             gpu_backward(&model);
+            cudaCheck(cudaEventRecord(events[2 * micro + 2], model.stream));
         }
         loss = comm_mean_f64(&comm, loss / accum);
         if (!isfinite(loss)) fail("the loss is %f at step %d: training diverged (lower --lr or set --grad-clip)", loss, step + 1);
         float lr = lr_at_step(&opt, step);
         float norm = gpu_optimizer_step(&model, &opt, step, lr);
+        cudaCheck(cudaEventRecord(events[2 * accum + 1], model.stream));
         cudaCheck(cudaStreamSynchronize(model.stream));
-        double sec = wall_time() - t0;
+        double sec = wall_time() - t0, phase_ms[3] = {0.0, 0.0, 0.0};  // forward, backward, optimizer
+        for (int i = 0; i < 2 * accum + 1; i++) {
+            float ms;
+            cudaCheck(cudaEventElapsedTime(&ms, events[i], events[i + 1]));
+            phase_ms[i == 2 * accum ? 2 : i % 2] += ms;
+        }
         size_t free_b, total_b;
         cudaCheck(cudaMemGetInfo(&free_b, &total_b));
         int done = step + 1;
         logger_step(&log, done, opt.steps, (float)loss, lr, norm, 1000.0 * sec, (double)B * T * accum * world / sec,
                     flops_per_step / sec / peak, (double)(total_b - free_b - held_bytes) / 1073741824.0,
-                    world > 1 ? (gcomm.bytes - comm_before) / 1048576.0 : -1);
+                    world > 1 ? (gcomm.bytes - comm_before) / 1048576.0 : -1, phase_ms);
         int last = done == opt.steps;
         if (data.have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
             logger_val(&log, done, gpu_evaluate(&model, &comm, val, opt.eval_batches));
@@ -256,6 +280,8 @@ int main(int argc, char **argv) {
             comm_barrier(&comm);  // every rank holds the same state; the others wait for rank 0's save
         }
     }
+    for (int i = 0; i < 2 * accum + 2; i++) cudaCheck(cudaEventDestroy(events[i]));
+    free(events);
     logger_close(&log);
     train_data_close(&data);
     if (held) cudaCheck(cudaFree(held));

@@ -363,6 +363,30 @@ __global__ void __launch_bounds__(128) attention_forward_mma_kernel(__nv_bfloat1
     }
 }
 
+// The two score products of the backward for one warp's 16 rows (a_row on) of the shared tiles A1, A2
+// [.., HD + ATTN_PAD]: acc1 = A1 B1^T and acc2 = A2 B2^T over HD, for the NT x 8 rows of B1, B2. The dq kernel
+// takes (Q, dO) against (K, V) for S and dP; the dk/dv kernel (K, V) against (Q, dO) for S^T and dP^T.
+template <int HD, int NT>
+__device__ __forceinline__ void attention_two_products(float acc1[NT][4], float acc2[NT][4], const __nv_bfloat16 *A1,
+                                                       const __nv_bfloat16 *A2, const __nv_bfloat16 *B1,
+                                                       const __nv_bfloat16 *B2, int a_row, int g, int t) {
+    constexpr int S = HD + ATTN_PAD;
+    for (int nt = 0; nt < NT; nt++)
+        for (int e = 0; e < 4; e++) acc1[nt][e] = acc2[nt][e] = 0.0f;
+    for (int kk = 0; kk < HD / 16; kk++) {
+        uint32_t a1[4], a2[4];
+        frag_a(a1, A1, S, a_row, kk * 16, g, t);
+        frag_a(a2, A2, S, a_row, kk * 16, g, t);
+        for (int nt = 0; nt < NT; nt++) {
+            uint32_t bf[2];
+            frag_b(bf, B1, S, nt * 8, kk * 16, g, t);
+            mma_bf16_16816(acc1[nt], a1, bf);
+            frag_b(bf, B2, S, nt * 8, kk * 16, g, t);
+            mma_bf16_16816(acc2[nt], a2, bf);
+        }
+    }
+}
+
 // Block (query tile, head, batch): dq for 64 query rows, over the key tiles up to the diagonal.
 template <int HD>
 __global__ void __launch_bounds__(128) attention_backward_dq_mma_kernel(__nv_bfloat16 *dq, const __nv_bfloat16 *dout,
@@ -398,20 +422,7 @@ __global__ void __launch_bounds__(128) attention_backward_dq_mma_kernel(__nv_bfl
         tile_load<HD>(Vs, vb + k0 * kv_stride, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
         __syncthreads();
         float s[ATTN_BK / 8][4], dp[ATTN_BK / 8][4];
-        for (int nt = 0; nt < ATTN_BK / 8; nt++)
-            for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.0f;
-        for (int kk = 0; kk < HD / 16; kk++) {
-            uint32_t qa[4], da[4];
-            frag_a(qa, Qs, S, warp * 16, kk * 16, g, t);
-            frag_a(da, dOs, S, warp * 16, kk * 16, g, t);
-            for (int nt = 0; nt < ATTN_BK / 8; nt++) {
-                uint32_t bf[2];
-                frag_b(bf, Ks, S, nt * 8, kk * 16, g, t);
-                mma_bf16_16816(s[nt], qa, bf);  // S = Q K^T
-                frag_b(bf, Vs, S, nt * 8, kk * 16, g, t);
-                mma_bf16_16816(dp[nt], da, bf);  // dP = dO V^T
-            }
-        }
+        attention_two_products<HD, ATTN_BK / 8>(s, dp, Qs, dOs, Ks, Vs, warp * 16, g, t);  // S = Q K^T, dP = dO V^T
         for (int nt = 0; nt < ATTN_BK / 8; nt++)
             for (int e = 0; e < 4; e++) {
                 int col = k0 + nt * 8 + 2 * t + (e & 1), r = row[e >> 1];
@@ -476,20 +487,7 @@ __global__ void __launch_bounds__(128) attention_backward_dkdv_mma_kernel(__nv_b
             }
             __syncthreads();
             float st[BQ / 8][4], dpt[BQ / 8][4];  // S^T = K Q^T and dP^T = V dO^T: rows keys, columns queries
-            for (int nt = 0; nt < BQ / 8; nt++)
-                for (int e = 0; e < 4; e++) st[nt][e] = dpt[nt][e] = 0.0f;
-            for (int kk = 0; kk < HD / 16; kk++) {
-                uint32_t ka[4], va[4];
-                frag_a(ka, Ks, S, warp * 16, kk * 16, g, t);
-                frag_a(va, Vs, S, warp * 16, kk * 16, g, t);
-                for (int nt = 0; nt < BQ / 8; nt++) {
-                    uint32_t bf[2];
-                    frag_b(bf, Qs, S, nt * 8, kk * 16, g, t);
-                    mma_bf16_16816(st[nt], ka, bf);
-                    frag_b(bf, dOs, S, nt * 8, kk * 16, g, t);
-                    mma_bf16_16816(dpt[nt], va, bf);
-                }
-            }
+            attention_two_products<HD, BQ / 8>(st, dpt, Ks, Vs, Qs, dOs, warp * 16, g, t);
             for (int nt = 0; nt < BQ / 8; nt++)
                 for (int e = 0; e < 4; e++) {
                     int qc = nt * 8 + 2 * t + (e & 1), qi = q0 + qc, kr = key[e >> 1];

@@ -77,6 +77,13 @@ static inline unsigned grid_stride_blocks(size_t n, int block) {
     return (unsigned)(blocks < 65536 ? blocks : 65536);
 }
 
+// dst [n] = src [n] in dst's type (round to nearest even), e.g. fp32 gradients to floatX for an all-reduce.
+template <typename D, typename S>
+__global__ void convert_kernel(D *dst, const S *src, size_t n) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = from_float<D>(to_float(src[i]));
+}
+
 // ----------------------------------------------------------------------------------------------------
 // Stochastic rounding. random_u32 is SplitMix64's output mix applied to seed + (index + 1) * golden ratio:
 // stateless, so element i of a tensor always draws the same bits for a given seed. Callers derive one

@@ -12,8 +12,9 @@
  * row pitch in bytes. With an odd leading dimension (ffn 5461 of the 1b preset, a vocab of 50257) that is 2
  * bytes, which rules out the vectorised tensor-core kernels: cuBLASLt then picks a slower kernel, or none,
  * in which case the product falls back to cublasGemmEx, which accepts any alignment. The result is correct
- * either way; for speed, a trainer should store such dimensions padded to a multiple of 8 (zero rows or
- * columns contribute nothing and receive zero gradients), as llm.c pads GPT-2's vocabulary.
+ * either way, and the plan says so on stderr once per shape; for speed, the trainer stores such dimensions
+ * padded to matmul_padded (zero rows or columns contribute nothing and receive zero gradients), as llm.c
+ * pads GPT-2's vocabulary.
  *
  * Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape and alignment. A Matmul
  * owns one workspace, so use one Matmul per stream.
@@ -66,6 +67,10 @@ static Gemm matmul_dweight_gemm(floatX *dweight, const floatX *dout, const float
     Gemm g = {0, 1, C, OC, N, inp, C, dout, OC, dweight, C, 1.0f, 0};
     return g;
 }
+
+// A row length of n elements rounded up to a multiple of 8: 16-byte rows in bf16 (32 in fp32), what the
+// tensor-core kernels of cuBLASLt ask of every matrix.
+static int matmul_padded(int n) { return (n + 7) / 8 * 8; }
 
 #define MATMUL_MAX_PLANS 64
 
@@ -170,6 +175,9 @@ static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
     else  // correct but slower: say so once per shape
         fprintf(stderr, "matmul: cuBLASLt has no algorithm for m %d n %d k %d (alignments %d %d %d bytes, status %d): using cublasGemmEx\n",
                 g->m, g->n, g->k, aa, ab, ac, (int)st);
+    if (aa < 16 || ab < 16 || ac < 16)  // the trainer's own products never are (the GPU tests check for this line)
+        fprintf(stderr, "matmul: m %d n %d k %d has rows aligned to %d %d %d bytes, below the 16 of the fast kernels\n", g->m,
+                g->n, g->k, aa, ab, ac);
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     return p;
 }

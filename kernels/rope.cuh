@@ -13,8 +13,7 @@
 // Device tables cos_dev, sin_dev [T, hd/2] fp32, computed on the host (synchronous upload).
 static void rope_tables_init(float *cos_dev, float *sin_dev, int T, int hd, float theta) {
     size_t bytes = sizeof(float) * (size_t)T * (hd / 2);
-    float *cosb = (float *)malloc(bytes), *sinb = (float *)malloc(bytes);
-    if (!cosb || !sinb) { fprintf(stderr, "error: out of host memory in rope_tables_init\n"); exit(1); }
+    float *cosb = (float *)xmalloc(bytes), *sinb = (float *)xmalloc(bytes);
     llama_rope_tables(cosb, sinb, T, hd, theta);
     cudaCheck(cudaMemcpy(cos_dev, cosb, bytes, cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(sin_dev, sinb, bytes, cudaMemcpyHostToDevice));

@@ -5,7 +5,9 @@
 # the sampling selectors the bf16 norms get 1e-1: the rows a refresh draws depend on the row norms, which
 # carry bf16's error, so a bf16 run may draw a few rows the CPU did not, and until the next refresh the
 # compressed gradient's norm depends on which rows were drawn (multinorm weighs each by 1 / sqrt(r q)).
-# The fp32 build also with 2 micro-batches per step. Then exact resume across a refresh on the GPU.
+# The fp32 build also with 2 micro-batches per step, and with the side forced (rows, columns) so that the
+# ffn of the test preset, 172 stored padded to 176 on the GPU, is the other dimension E of down_proj (rows)
+# or of gate_proj and up_proj (columns). Then exact resume across a refresh on the GPU.
 source test/lib.sh
 source test/lib_gpu.sh
 "$PYTHON" test/shard_tool.py "$TMP/train.bin" --tokens 40000 --vocab 512
@@ -22,10 +24,17 @@ compare() {  # A B LOSS_BOUND NORM_BOUND
 for sel in topr multinorm multinorm-nr uniform uniform-nr; do
   ./train_llama_cpu "${args[@]}" --grass-select $sel --out "$TMP/cpu_$sel" > /dev/null
   "$TRAIN_GPU_FP32" "${args[@]}" --grass-select $sel --out "$TMP/fp32_$sel" > /dev/null
-  "$TRAIN_GPU" "${args[@]}" --grass-select $sel --out "$TMP/bf16_$sel" > /dev/null
+  gpu_aligned "$TRAIN_GPU" "${args[@]}" --grass-select $sel --out "$TMP/bf16_$sel" > /dev/null  # rank 12: sel padded to 16
   compare "$TMP/cpu_$sel" "$TMP/fp32_$sel" 1e-4 1e-4
   compare "$TMP/cpu_$sel" "$TMP/bf16_$sel" 2e-2 $([ $sel = topr ] && echo 2e-2 || echo 1e-1)
   test/bin/test_reference section "$TMP/cpu_$sel/ckpt_00000008/state.bin" "$TMP/fp32_$sel/ckpt_00000008/state.bin" grass.sigma
+done
+# the side forced: the padded ffn is E, the length of each selected row or column
+for side in rows cols; do
+  ./train_llama_cpu "${args[@]}" --grass-select multinorm --grass-side $side --out "$TMP/cpu_$side" > /dev/null
+  "$TRAIN_GPU_FP32" "${args[@]}" --grass-select multinorm --grass-side $side --out "$TMP/fp32_$side" > /dev/null
+  compare "$TMP/cpu_$side" "$TMP/fp32_$side" 1e-4 1e-4
+  test/bin/test_reference section "$TMP/cpu_$side/ckpt_00000008/state.bin" "$TMP/fp32_$side/ckpt_00000008/state.bin" grass.sigma
 done
 # gradient accumulation (2 micro-batches): the refresh takes micro-batch 0's full gradient once
 ./train_llama_cpu "${args[@]}" --grass-select multinorm --total-batch 512 --out "$TMP/cpu_accum" > /dev/null

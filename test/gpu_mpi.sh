@@ -32,3 +32,25 @@ for opt in adamw grass; do
     test/bin/test_reference diff "$TMP/$opt.1/ckpt_00000006/model.safetensors" "$TMP/$run/ckpt_00000006/model.safetensors" 1e-4
   done
 done
+
+# The bf16 build, 2 ranks, for AdamW and Grass: the all-reduces carry bf16, the compressed gradients as well as
+# the full ones, so each step sends exactly half the bytes of the CPU trainer's fp32 all-reduces (its dry run
+# counts them) and a projection's share is r / D of AdamW's (DESIGN §9); training matches 1 rank within the
+# bf16 bound of test/gpu_train.sh (2e-2 relative, losses). ffn 176 here: the test preset's 172 is stored
+# padded on the GPU, whose zero gradients AdamW's all-reduce would carry too (4 rows of 64 per matrix).
+for opt in adamw grass; do
+  extra=(--ffn 176); [ $opt = grass ] && extra+=(--optimizer grass --grass-rank 12 --grass-interval 3)
+  cpu_bytes=$(./train_llama_cpu "${base[@]}" "${extra[@]}" --batch 4 --dry-run |
+    sed -n 's/^all-reduce per step and rank: \([0-9]*\) bytes.*/\1/p')
+  "$TRAIN_GPU" "${base[@]}" "${extra[@]}" --batch 8 --out "$TMP/$opt.bf16.1" > /dev/null
+  mpirun -np 2 "$TRAIN_GPU" "${base[@]}" "${extra[@]}" --batch 4 --comm mpi --out "$TMP/$opt.bf16.2" > "$TMP/$opt.bf16.2.out"
+  # step 2 refreshes nothing (refreshes at steps 1 and 4); comm_mib has 3 decimals: 1049 bytes of rounding
+  mib=$(grep '"step": 2,' "$TMP/$opt.bf16.2/log.jsonl" | sed 's/.*"comm_mib": \([0-9.]*\).*/\1/')
+  awk -v mib="$mib" -v cpu="$cpu_bytes" -v name=$opt 'BEGIN {b = mib * 1048576; d = b - cpu / 2; if (d < 0) d = -d
+    printf "%s bf16: %.0f bytes all-reduced per step and rank, the CPU trainer %d (fp32)\n", name, b, cpu; exit !(cpu > 0 && d < 1049)}' ||
+    die "$opt bf16: the all-reduce is not half of the CPU trainer's fp32 bytes"
+  paste <(grep -o '"loss": [0-9.e+-]*' "$TMP/$opt.bf16.1/log.jsonl") <(grep -o '"loss": [0-9.e+-]*' "$TMP/$opt.bf16.2/log.jsonl") |
+    awk -v name=$opt '{a = $2 + 0; b = $4 + 0; d = (a > b ? a - b : b - a) / a; if (d > m) m = d; n++}
+      END {printf "%s bf16: 2 ranks vs 1: %d losses, largest relative difference %.2e (bound 2e-2)\n", name, n, m; exit !(n == 6 && m <= 2e-2)}' ||
+    die "$opt bf16: 2 ranks differ from 1"
+done

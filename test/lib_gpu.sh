@@ -12,3 +12,12 @@ else
   TRAIN_GPU=./train_llama TRAIN_GPU_FP32=./train_llama_fp32
   [ -x $TRAIN_GPU ] && [ -x $TRAIN_GPU_FP32 ] || skip "train_llama was not built (no nvcc when make ran)"
 fi
+
+# gpu_aligned CMD...: runs a GPU trainer command (stdout to the log) and fails when one of its matrix products
+# had rows below the 16-byte alignment of cuBLASLt's fast kernels (kernels/matmul.cuh says so on stderr): the
+# trainer stores odd sizes padded (llama_model.cuh), the test preset's ffn 172 among them.
+gpu_aligned() {
+  "$@" 2> "$TMP/aligned.err" || { cat "$TMP/aligned.err"; die "failed: $*"; }
+  cat "$TMP/aligned.err" >&2
+  ! grep "below the 16" "$TMP/aligned.err" || die "a matrix product with unaligned rows: $*"
+}

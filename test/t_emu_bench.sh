@@ -10,7 +10,9 @@ OUT="$TMP/gpu" TORCH_DEVICE=cpu dev/bench/gpu_bench.sh | tee "$TMP/gpu.md"
 grep -Eq '^\| tiny \| 2 x 32 \| [0-9]+ \| [0-9.]+% \| [0-9.]+ \| [0-9]+ \| nan \| [0-9.]+x \|$' "$TMP/gpu.md" || die "gpu_bench.sh: no complete row"
 OUT="$TMP/grass" PRESETS=tiny dev/bench/grass_gpu_bench.sh | tee "$TMP/grass.md"
 for opt in adamw grass; do
-  grep -Eq "^\| tiny \| $opt \| [0-9]+ \| [0-9.]+% \| [0-9.]+ \| [0-9.]+x \|$" "$TMP/grass.md" || die "grass_gpu_bench.sh: no complete $opt row"
+  # | tiny | opt | tok/s | MFU% | GiB | forward ms | backward ms | optimizer ms | ratio |
+  grep -Eq "^\| tiny \| $opt \| [0-9]+ \| [0-9.]+% \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+x \|$" "$TMP/grass.md" ||
+    die "grass_gpu_bench.sh: no complete $opt row"
 done
 [ -z "$(ls -d "$TMP"/*/*/ckpt_* 2> /dev/null)" ] || die "the benchmarks wrote checkpoints (--ckpt-every -1 means never)"
 echo "ok: both benchmark scripts print complete tables"

@@ -308,7 +308,7 @@ static void validate_grad(Matmul *mm, int N, int m, int n) {
     full_grad_ref(G.data(), dyd.data(), xd.data(), N, n, m);
     full_grad_ref(Gmag.data(), dabs(dyd).data(), dabs(xd).data(), N, n, m);
     int dmax = std::max(m, n);
-    floatX *d_dy = upload<floatX>(dy), *d_x = upload<floatX>(x), *d_sel = device_alloc<floatX>((size_t)N * dmax);
+    floatX *d_dy = upload<floatX>(dy), *d_x = upload<floatX>(x), *d_sel = device_alloc<floatX>((size_t)N * matmul_padded(dmax));
     float *d_G = device_alloc<float>((size_t)m * n), *d_g = device_alloc<float>((size_t)m * n), *d_rho = device_alloc<float>(dmax);
     double *d_norms = device_alloc<double>(dmax);
     int *d_sigma = device_alloc<int>(dmax);
@@ -440,7 +440,7 @@ static void validate_update(int m, int n, int side, int rank, int master, float 
         std::vector<double> W = Wb, U = to_double(g), mr = mb, vr = vb;
         update_ref(W.data(), U.data(), mr.data(), vr.data(), sigma.data(), rho.data(), sh, b1, b2, eps, (double)weight_decay,
                    (double)lr, (double)alpha, (double)grad_scale, t);
-        grass_update(d_W, d_master, d_g, d_m, d_v, d_sigma, d_rho, sh, &opt, lr, alpha, grad_scale, t, 1000u + t, 0);
+        grass_update(d_W, d_master, d_g, d_m, d_v, d_sigma, d_rho, sh, m, n, &opt, lr, alpha, grad_scale, t, 1000u + t, 0);
         cudaCheck(cudaDeviceSynchronize());
         if (t == 2) continue;  // checked at t = 1 and t = steps; step 2 only moves the state on
 
@@ -568,7 +568,7 @@ static void validate_unbiased(int m, int n) {
     float *d_g = upload<float>(ones), *d_rho = upload<float>(rho), *d_m = device_alloc<float>(cnt), *d_v = device_alloc<float>(cnt);
     int *d_sigma = upload_ints(sigma);
     cudaCheck(cudaMemset(d_m, 0, sizeof(float) * cnt)), cudaCheck(cudaMemset(d_v, 0, sizeof(float) * cnt));
-    grass_update(d_W, (float *)NULL, d_g, d_m, d_v, d_sigma, d_rho, sh, &opt, lr, alpha, 1.0f, 1, 77, 0);
+    grass_update(d_W, (float *)NULL, d_g, d_m, d_v, d_sigma, d_rho, sh, m, n, &opt, lr, alpha, 1.0f, 1, 77, 0);
     check_same("U = 1 exactly", to_double(download(d_g, cnt)), std::vector<double>(cnt, 1.0));
     std::vector<float> first = download(d_W, mn);
     double mean = 0.0;
@@ -582,7 +582,7 @@ static void validate_unbiased(int m, int n) {
     dev_failures += !ok;
     upload_to(d_W, w0), upload_to(d_g, ones);
     cudaCheck(cudaMemset(d_m, 0, sizeof(float) * cnt)), cudaCheck(cudaMemset(d_v, 0, sizeof(float) * cnt));
-    grass_update(d_W, (float *)NULL, d_g, d_m, d_v, d_sigma, d_rho, sh, &opt, lr, alpha, 1.0f, 1, 77, 0);
+    grass_update(d_W, (float *)NULL, d_g, d_m, d_v, d_sigma, d_rho, sh, m, n, &opt, lr, alpha, 1.0f, 1, 77, 0);
     check_same("same seed, same bits", to_double(download(d_W, mn)), to_double(first));
     cudaCheck(cudaFree(d_W)), cudaCheck(cudaFree(d_g)), cudaCheck(cudaFree(d_rho)), cudaCheck(cudaFree(d_m));
     cudaCheck(cudaFree(d_v)), cudaCheck(cudaFree(d_sigma));
@@ -598,7 +598,7 @@ static void bench(Matmul *mm, const char *what, int N, int m, int n, int rank) {
     std::vector<float> rho;
     make_selection(GRASS_MULTINORM, std::vector<double>(sh.D, 1.0), sh.r, 200, sigma, rho);
     floatX *d_dy = upload<floatX>(random_normal((size_t)N * m, 0, 1, 201)), *d_x = upload<floatX>(random_normal((size_t)N * n, 0, 1, 202));
-    floatX *d_sel = device_alloc<floatX>((size_t)N * sh.r), *d_W = upload<floatX>(random_normal(mn, 0, 0.02, 203));
+    floatX *d_sel = device_alloc<floatX>((size_t)N * matmul_padded(sh.r)), *d_W = upload<floatX>(random_normal(mn, 0, 0.02, 203));
     float *d_G = device_alloc<float>(mn), *d_g = device_alloc<float>(cnt), *d_master = device_alloc<float>(mn);
     float *d_m = device_alloc<float>(cnt), *d_v = device_alloc<float>(cnt), *d_rho = upload<float>(rho);
     __nv_bfloat16 *d_m16 = device_alloc<__nv_bfloat16>(cnt), *d_v16 = device_alloc<__nv_bfloat16>(cnt);
@@ -617,10 +617,10 @@ static void bench(Matmul *mm, const char *what, int N, int m, int n, int rank) {
         grass_take_kernel<<<grid_stride_blocks(cnt, 256), 256>>>(d_g, d_G, d_sigma, d_rho, sh.r, sh.E, n, sh.rows);
     });
     float ms_u1 = time_ms(10, [&] {
-        grass_update(d_W, d_master, d_g, d_m, d_v, d_sigma, d_rho, sh, &opt, 1e-4f, 0.25f, 1.0f, 2, 7, 0);
+        grass_update(d_W, d_master, d_g, d_m, d_v, d_sigma, d_rho, sh, m, n, &opt, 1e-4f, 0.25f, 1.0f, 2, 7, 0);
     });
     float ms_u2 = time_ms(10, [&] {
-        grass_update(d_W, (float *)NULL, d_g, d_m16, d_v16, d_sigma, d_rho, sh, &opt, 1e-4f, 0.25f, 1.0f, 2, 7, 0);
+        grass_update(d_W, (float *)NULL, d_g, d_m16, d_v16, d_sigma, d_rho, sh, m, n, &opt, 1e-4f, 0.25f, 1.0f, 2, 7, 0);
     });
     printf("  %-8s m %5d n %5d, %s r %d: compressed %7.3f ms %6.1f TFLOPS, full %7.3f ms %6.1f TFLOPS; norms %.3f ms, "
            "take %.3f ms; update master + fp32 moments %.3f ms, stochastic + bf16 moments %.3f ms\n", what, m, n,
