@@ -23,8 +23,9 @@ NVCC ?= $(shell command -v nvcc 2>/dev/null)
 # the architecture of this machine's first GPU, else sm_90 (H100/H200); the kernels need sm_80 or newer
 GPU_CAP := $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2> /dev/null | head -n 1 | tr -d '. ')
 GPU_ARCH ?= $(if $(GPU_CAP),sm_$(GPU_CAP),sm_90)
-NVCC_FLAGS = -O3 -std=c++17 -arch=$(GPU_ARCH) -I. -Xcompiler -Wall,-Wextra,-Wno-unused-function,-Wno-unused-parameter
-NVCC_LDLIBS = -lcublasLt -lcublas
+# host code uses OpenMP where it handles whole models (weight init, conversions)
+NVCC_FLAGS = -O3 -std=c++17 -arch=$(GPU_ARCH) -I. -Xcompiler -fopenmp,-Wall,-Wextra,-Wno-unused-function,-Wno-unused-parameter
+NVCC_LDLIBS = -lcublasLt -lcublas -lgomp
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
 ifneq ($(MPICC),)
   NVCC_FLAGS += -DUSE_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(shell $(MPICC) --showme:compile)

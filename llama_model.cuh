@@ -331,6 +331,7 @@ static void gpu_tensors_copy(GpuLlama *m, void *host, void *dev, size_t esize, i
 
 static void gpu_set_tensor(GpuLlama *m, int kind, int layer, const float *data, size_t n) {
     floatX *tmp = (floatX *)xmalloc(sizeof(floatX) * n);
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) tmp[i] = from_float<floatX>(data[i]);
     gpu_tensor_copy(m, kind, layer, tmp, m->params, &m->lay, sizeof(floatX), 1);
     if (m->master) gpu_tensor_copy(m, kind, layer, (void *)data, m->master, &m->lay, sizeof(float), 1);

@@ -18,6 +18,11 @@
  *   test_reference diff A.safetensors B.safetensors BOUND
  *       the difference between two checkpoints' weights: per tensor ||A - B|| / ||A|| (Frobenius), the
  *       largest over the tensors; fails when it exceeds BOUND.
+ *
+ *   test_reference init
+ *       the initial weights (llama_init_tensor, shared by both trainers): the same bits with 1 and 3 OpenMP
+ *       threads, every value written, N(0, 0.02) within statistical bounds, distinct streams per chunk and
+ *       per layer, norm weights 1.
  */
 #define TESTING
 #include "../train_llama.c"
@@ -298,11 +303,59 @@ static int section(const char *pa, const char *pb, const char *name) {
     return same ? 0 : 1;
 }
 
+static int init_ok = 1;
+static void init_require(int cond, const char *what) {
+    printf("%s %s\n", cond ? "ok  " : "FAIL", what);
+    init_ok &= cond;
+}
+
+static int init_check(void) {
+    LlamaConfig c = llama_preset_find("1b")->cfg;
+    c.dim = 65;  // gate_proj 5461 x 65: 354965 values, 5 whole chunks and an odd tail
+    size_t n = llama_param_numel(&c, PARAM_WGATE), chunk = LLAMA_INIT_CHUNK;
+    float *a = (float *)xmalloc(sizeof(float) * n), *b = (float *)xmalloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) a[i] = b[i] = NAN;
+    omp_set_num_threads(1);
+    llama_init_tensor(&c, a, PARAM_WGATE, 3, 42);
+    omp_set_num_threads(3);
+    llama_init_tensor(&c, b, PARAM_WGATE, 3, 42);
+    init_require(!memcmp(a, b, sizeof(float) * n), "1 and 3 threads draw the same bits");
+    double sum = 0.0, sq = 0.0;
+    int finite = 1;
+    for (size_t i = 0; i < n; i++) {
+        finite &= isfinite(a[i]);
+        sum += a[i];
+        sq += (double)a[i] * a[i];
+    }
+    init_require(finite, "every value written (the odd tail too)");
+    // bounds of 5 standard errors: the mean's is 0.02 / sqrt(n), the standard deviation's 0.02 / sqrt(2 n)
+    double mean = sum / n, sd = sqrt(sq / n - mean * mean);
+    printf("     %zu values: mean %.3e, standard deviation %.6f\n", n, mean, sd);
+    init_require(fabs(mean) <= 5 * 0.02 / sqrt((double)n), "mean 0 within 5 standard errors");
+    init_require(fabs(sd - 0.02) <= 5 * 0.02 / sqrt(2.0 * n), "standard deviation 0.02 within 5 standard errors");
+    double corr = 0.0;  // chunks 0 and 1 from independent streams: correlation within 5 / sqrt(chunk)
+    for (size_t i = 0; i < chunk; i++) corr += (double)a[i] * a[chunk + i];
+    corr /= chunk * sd * sd;
+    printf("     correlation of chunks 0 and 1: %.4f\n", corr);
+    init_require(fabs(corr) <= 5.0 / sqrt((double)chunk), "chunks 0 and 1 uncorrelated");
+    llama_init_tensor(&c, b, PARAM_WGATE, 4, 42);
+    init_require(memcmp(a, b, sizeof(float) * chunk) != 0, "another layer draws other values");
+    llama_init_tensor(&c, b, PARAM_ATTN_NORM, 3, 42);
+    int ones = 1;
+    for (size_t i = 0; i < llama_param_numel(&c, PARAM_ATTN_NORM); i++) ones &= b[i] == 1.0f;
+    init_require(ones, "norm weights 1");
+    free(a);
+    free(b);
+    return init_ok ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "compare")) return compare(argv[2]);
     if (argc == 7 && !strcmp(argv[1], "dump")) return dump(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), strtoull(argv[6], NULL, 10));
     if (argc == 5 && !strcmp(argv[1], "diff")) return diff(argv[2], argv[3], atof(argv[4]));
     if (argc == 5 && !strcmp(argv[1], "section")) return section(argv[2], argv[3], argv[4]);
-    fprintf(stderr, "usage: %s compare DIR | dump CKPT_DIR OUT.safetensors BATCH SEQ SEED | diff A B BOUND | section A B NAME\n", argv[0]);
+    if (argc == 2 && !strcmp(argv[1], "init")) return init_check();
+    fprintf(stderr, "usage: %s compare DIR | dump CKPT_DIR OUT.safetensors BATCH SEQ SEED | diff A B BOUND | section A B NAME | init\n",
+            argv[0]);
     return 2;
 }
