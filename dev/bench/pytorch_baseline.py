@@ -32,7 +32,11 @@ cfg = LlamaConfig(hidden_size=sizes["dim"], num_hidden_layers=sizes["layers"], n
 torch.manual_seed(0)
 dev = torch.device(a.device)
 sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-model = LlamaForCausalLM(cfg).to(dev).to(torch.bfloat16)
+if hasattr(torch.device, "__enter__"):  # torch 2: build the model on the device (no host init of 1e9 weights)
+    with dev:
+        model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+else:
+    model = LlamaForCausalLM(cfg).to(dev).to(torch.bfloat16)
 try:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
 except (TypeError, RuntimeError):

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# dev/gpu/run.sh: what a session with a lent GPU runs. A lease is short (15 minutes of device time, a command at
+# most 10), so `all` runs every stage in one command, in order of importance, each under a timeout taken from
+# what is left of BUDGET seconds, and rewrites the summary after every stage: a command cut off at its limit
+# still brings back what it had. Logs go to $OUT (which the device tool brings back; at most 8 files: the ones
+# named below) or out/gpu.
+#   env       what the machine has: GPU, driver, nvcc, NCCL, MPI, Python packages (seconds)
+#   build     make (trainers, test binaries) and make -C dev/cuda, 16 jobs
+#   test      make test-gpu (kernels against CPU references, trainer against the CPU trainer, Grass, MPI)
+#   bench     dev/bench/gpu_bench.sh (60m ... 1b, PyTorch beside it) and dev/bench/grass_gpu_bench.sh
+#   13b       the 13b preset with Grass under --gpu-mem-limit 40 (DESIGN §9), 10 steps
+#   kernels   the timing loops of dev/cuda (cuBLASLt at ffn 5461 and 5464, attention, Grass's kernels)
+#   all       every stage above, in this order, within BUDGET seconds (default 540)
+# e.g. the device tool's run with command `dev/gpu/run.sh all` and timeout_s 600; or single stages,
+# `dev/gpu/run.sh build bench`. Copy the tables of summary.txt and the logs to dev/bench/RESULTS.md.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+LOG=${OUT:-out/gpu}
+mkdir -p "$LOG"
+export LOG PYTHON=${PYTHON:-$(command -v python3)}  # the device's python3 holds torch and transformers
+START=$SECONDS BUDGET=${BUDGET:-540}
+rm -f "$LOG/summary.txt"
+
+note() { echo "$*" >> "$LOG/summary.txt"; }  # one line of the summary, on disk at once
+
+# staged NAME MIN MAX: runs stage_NAME under a timeout of MAX seconds or what is left of the budget, if at
+# least MIN seconds are left (else notes that it was left out), and notes how it ended and how long it took.
+staged() {
+  local name=$1 min=$2 max=$3 left=$((BUDGET - (SECONDS - START))) t0=$SECONDS rc=0
+  if [ $left -lt "$min" ]; then note "$name: not run (${left} s of the budget left, it needs ${min})"; return 1; fi
+  [ $left -lt "$max" ] || left=$max
+  timeout --kill-after=5 $left bash -c "set -o pipefail; stage_$name" || rc=$?
+  case $rc in
+    0) note "$name: done in $((SECONDS - t0)) s" ;;
+    124|137) note "$name: cut off by the budget after $((SECONDS - t0)) s" ;;
+    *) note "$name: failed (exit $rc) after $((SECONDS - t0)) s" ;;
+  esac
+  return $rc
+}
+
+stage_env() {
+  {
+    echo "date: $(date -u +%F)  commit: ${COMMIT:-$(git rev-parse --short HEAD 2> /dev/null || echo unknown)}"
+    nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,clocks.max.sm --format=csv,noheader
+    nvcc --version | tail -n 2
+    echo "nccl.h: $(ls /usr/include/nccl.h /usr/local/cuda/include/nccl.h 2> /dev/null | tr '\n' ' ')"
+    echo "pip nccl: $("$PYTHON" -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))' 2> /dev/null)"
+    echo "mpicc: $(command -v mpicc)  mpirun: $(command -v mpirun)"
+    "$PYTHON" -c 'import torch, transformers, sentencepiece, numpy; print("python", __import__("sys").version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())'
+    echo "cores: $(nproc)  memory: $(free -g | awk '/Mem/ {print $2}') GiB"
+  } 2>&1 | tee "$LOG/env.log"
+}
+
+stage_build() {
+  { make -j16 all && make -C dev/cuda -j16; } >> "$LOG/env.log" 2>&1 || { tail -n 30 "$LOG/env.log"; echo "build failed"; return 1; }
+}
+
+stage_test() {
+  make test-gpu PYTHON="$PYTHON" 2>&1 | tee "$LOG/test-gpu.log"
+  local rc=${PIPESTATUS[0]}
+  tar czf "$LOG/test-logs.tar.gz" test/tmp/*.log test/tmp/gpu_*/*.log 2> /dev/null
+  note "test-gpu: $(tail -n 1 "$LOG/test-gpu.log")"
+  return $rc
+}
+
+stage_bench() {
+  OUT=out/gpu_bench dev/bench/gpu_bench.sh 2>&1 | tee "$LOG/bench.log"
+  OUT=out/grass_gpu_bench dev/bench/grass_gpu_bench.sh 2>&1 | tee -a "$LOG/bench.log"
+  tar czf "$LOG/bench-logs.tar.gz" out/gpu_bench/*.log out/gpu_bench/*.err out/gpu_bench/*/log.jsonl out/grass_gpu_bench/*.log \
+    out/grass_gpu_bench/*/log.jsonl 2> /dev/null
+  note "$(grep '^|' "$LOG/bench.log")"
+}
+
+stage_13b() {
+  mkdir -p out/13b
+  "$PYTHON" test/shard_tool.py out/13b/train.bin --tokens 40000 --vocab 32000
+  ./train_llama --model 13b --optimizer grass --grass-rank 256 --master-weights 0 --state-dtype bf16 --recompute 2 \
+    --batch 1 --seq 256 --gpu-mem-limit 40 --train-data out/13b/train.bin --steps 10 --warmup 2 --eval-every 0 \
+    --ckpt-every -1 --out out/13b 2>&1 | tee "$LOG/13b.log"
+  note "13b: $(grep -E '^(step 10/|  total|error)' "$LOG/13b.log" | tr '\n' ' ')"
+}
+
+stage_kernels() {
+  for k in dev/cuda/bin/*; do echo "== $k"; "$k" --no-validate; done 2>&1 | tee "$LOG/kernels.log"
+}
+
+run_stage() {  # the seconds each stage needs at least and may take at most
+  case $1 in
+    env) staged env 5 30 ;;
+    build) staged build 60 300 ;;
+    test) staged test 120 300 ;;
+    bench) staged bench 120 240 ;;
+    13b) staged 13b 90 180 ;;
+    kernels) staged kernels 30 120 ;;
+    *) echo "unknown stage '$1' (env|build|test|bench|13b|kernels|all)"; exit 2 ;;
+  esac
+}
+
+[ $# -gt 0 ] || { sed -n '2,15p' "$0"; exit 2; }
+export -f stage_env stage_build stage_test stage_bench stage_13b stage_kernels note  # for the timeouts' bash -c
+for s in "$@"; do
+  if [ "$s" = all ]; then
+    run_stage env
+    run_stage build || break  # nothing else can run without the binaries
+    for t in test bench 13b kernels; do run_stage $t; done
+  else
+    run_stage "$s"
+  fi
+done
+echo "== summary"
+cat "$LOG/summary.txt"
