@@ -36,7 +36,7 @@ ifneq ($(MPICC),)
     NVCC_LDLIBS += -L$(CUDA_HOME)/lib -L$(CUDA_HOME)/lib64 -lnccl
   endif
 endif
-CUDA_HEADERS = llama_model.cuh grass.cuh comm_gpu.cuh $(wildcard kernels/*.cuh)
+CUDA_HEADERS = llama_model.cuh grass.cuh comm_gpu.cuh gpu_profile.cuh $(wildcard kernels/*.cuh)
 
 PYTHON ?= $(shell [ -x .venv/bin/python ] && echo .venv/bin/python || echo /usr/bin/python3)
 

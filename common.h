@@ -40,6 +40,12 @@ static void *xmalloc(size_t n) {
     return p;
 }
 
+static void *xrealloc(void *p, size_t n) {
+    p = realloc(p, n ? n : 1);
+    if (!p) fail("out of host memory allocating %zu bytes", n);
+    return p;
+}
+
 static void *xcalloc(size_t count, size_t size) {
     void *p = calloc(count ? count : 1, size ? size : 1);
     if (!p) fail("out of host memory allocating %zu x %zu bytes", count, size);

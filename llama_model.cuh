@@ -27,6 +27,7 @@
 #include "kernels/rope.cuh"
 #include "kernels/swiglu.cuh"
 #include "comm_gpu.cuh"
+#include "gpu_profile.cuh"
 #include "grass.cuh"
 #include "llama_config.h"
 #include "train_config.h"
@@ -113,6 +114,7 @@ typedef struct {
     int bucket_count;     // distinct tokens of the micro-batch (embedding_buckets' U)
     GpuComm *gcomm;       // the data-parallel ranks gradients are averaged over (NULL: one rank)
     int reduce_in_backward;  // this backward is the step's last: average each layer's gradients as it finishes
+    GpuProfile prof;      // --profile: GPU time by kind of work (gpu_profile.cuh)
 } GpuLlama;
 
 typedef struct {
@@ -282,7 +284,11 @@ static void gpu_free(GpuLlama *m) {
     free(m->grass.host_sigma);
     free(m->grass.host_rho);
     free(m->grass.host_norms);
+    gpu_profile_free(&m->prof);
 }
+
+// The work queued from here on is of this kind (--profile).
+static void gpu_mark(GpuLlama *m, int kind) { gpu_profile_mark(&m->prof, kind, m->stream); }
 
 static floatX *gpu_param(GpuLlama *m, floatX *base, int kind, int layer) {
     return base + llama_param_offset(&m->cfg, &m->lay, kind, layer);
@@ -405,24 +411,34 @@ static void gpu_layer_forward(GpuLlama *m, int l) {
     int hd = llama_head_dim(c);
     LayerActs la = gpu_layer_acts(m, l);
     cudaStream_t s = m->stream;
+    gpu_mark(m, PROF_RMSNORM);
     rmsnorm_forward(la.ln1, la.rstd1, la.x, gpu_param(m, m->params, PARAM_ATTN_NORM, l), N, d, c->norm_eps, s);
+    gpu_mark(m, PROF_MATMUL_FWD);
     matmul_forward(&m->mm, la.q, la.ln1, gpu_param(m, m->params, PARAM_WQ, l), N, d, qd, s);
     matmul_forward(&m->mm, la.k, la.ln1, gpu_param(m, m->params, PARAM_WK, l), N, d, kvd, s);
     matmul_forward(&m->mm, la.v, la.ln1, gpu_param(m, m->params, PARAM_WV, l), N, d, kvd, s);
+    gpu_mark(m, PROF_ROPE);
     rope_forward(la.q, la.q, m->a.rope_cos, m->a.rope_sin, N, T, c->n_heads, hd, s);
     rope_forward(la.k, la.k, m->a.rope_cos, m->a.rope_sin, N, T, c->n_kv_heads, hd, s);
+    gpu_mark(m, PROF_ATTENTION_FWD);
     attention_forward(la.atty, la.lse, la.q, la.k, la.v, B, T, c->n_heads, c->n_kv_heads, hd, s);
+    gpu_mark(m, PROF_MATMUL_FWD);
     gpu_matmul_residual(m, la.h, la.x, la.atty, gpu_param(m, m->params, PARAM_WO, l), N, qd, d);
+    gpu_mark(m, PROF_RMSNORM);
     rmsnorm_forward(la.ln2, la.rstd2, la.h, gpu_param(m, m->params, PARAM_MLP_NORM, l), N, d, c->norm_eps, s);
+    gpu_mark(m, PROF_MATMUL_FWD);
     matmul_forward(&m->mm, la.gate, la.ln2, gpu_param(m, m->params, PARAM_WGATE, l), N, d, f, s);
     matmul_forward(&m->mm, la.up, la.ln2, gpu_param(m, m->params, PARAM_WUP, l), N, d, f, s);
+    gpu_mark(m, PROF_SWIGLU);
     swiglu_forward(la.act, la.gate, la.up, (size_t)N * f, s);
+    gpu_mark(m, PROF_MATMUL_FWD);
     gpu_matmul_residual(m, la.xo, la.h, la.act, gpu_param(m, m->params, PARAM_WDOWN, l), N, f, d);
 }
 
 // Copies a micro-batch to the device (and the embedding-backward buckets, when training).
 static void gpu_set_batch(GpuLlama *m, const int *tokens, const int *targets, int train) {
     size_t N = (size_t)m->B * m->T;
+    gpu_mark(m, PROF_HOST);
     cudaCheck(cudaMemcpyAsync(m->a.tokens, tokens, sizeof(int) * N, cudaMemcpyHostToDevice, m->stream));
     cudaCheck(cudaMemcpyAsync(m->a.targets, targets, sizeof(int) * N, cudaMemcpyHostToDevice, m->stream));
     if (!train) return;
@@ -436,8 +452,10 @@ static void gpu_set_batch(GpuLlama *m, const int *tokens, const int *targets, in
 static void gpu_forward_blocks(GpuLlama *m) {
     const LlamaConfig *c = &m->cfg;
     int N = m->B * m->T, d = c->dim;
+    gpu_mark(m, PROF_EMBEDDING);
     embedding_forward(m->a.x, m->a.tokens, gpu_param(m, m->params, PARAM_EMBED, 0), N, d, m->stream);
     for (int l = 0; l < c->n_layers; l++) gpu_layer_forward(m, l);
+    gpu_mark(m, PROF_RMSNORM);
     rmsnorm_forward(m->a.lnf, m->a.rstdf, m->a.x + (size_t)c->n_layers * N * d, gpu_param(m, m->params, PARAM_FINAL_NORM, 0),
                     N, d, c->norm_eps, m->stream);
 }
@@ -451,11 +469,13 @@ static float gpu_forward(GpuLlama *m, float dloss) {
     cudaStream_t s = m->stream;
     gpu_forward_blocks(m);
     int backward = dloss != 0.0f;
+    gpu_mark(m, PROF_LM_HEAD_LOSS);
     crossentropy_forward_backward(&m->mm, m->a.losses, backward ? m->a.dln : NULL,
                                   backward ? gpu_grad(m, PARAM_LM_HEAD, 0) : NULL, m->a.logits, m->chunk_rows,
                                   m->a.lnf, gpu_param(m, m->params, PARAM_LM_HEAD, 0), m->a.targets, N, d, c->vocab_size,
                                   dloss, s);
     float *losses = (float *)xmalloc(sizeof(float) * N);
+    gpu_mark(m, PROF_HOST);
     cudaCheck(cudaMemcpyAsync(losses, m->a.losses, sizeof(float) * N, cudaMemcpyDeviceToHost, s));
     cudaCheck(cudaStreamSynchronize(s));
     double sum = 0.0;
@@ -501,8 +521,10 @@ static void gpu_grass_refresh(GpuLlama *m, int kind, int layer, const floatX *do
 // weight gradient: the full one (AdamW), or Grass's compressed one (a refresh computes the full one first).
 static void gpu_projection_backward(GpuLlama *m, int kind, int layer, floatX *dinp, const floatX *dout, const floatX *inp,
                                     int N, int n, int mo, int accumulate) {
+    gpu_mark(m, PROF_MATMUL_DINP);
     matmul_backward(&m->mm, dinp, NULL, dout, inp, gpu_param(m, m->params, kind, layer), N, n, mo, accumulate, m->stream);
     GpuGrass *gs = &m->grass;
+    gpu_mark(m, !gs->p.enabled ? PROF_MATMUL_DW : gs->refresh_now ? PROF_GRASS_REFRESH : PROF_GRASS_GRAD);
     if (!gs->p.enabled) {
         matmul_backward(&m->mm, NULL, gpu_grad(m, kind, layer), dout, inp, NULL, N, n, mo, 0, m->stream);
     } else if (gs->refresh_now) {
@@ -520,6 +542,7 @@ static void gpu_projection_backward(GpuLlama *m, int kind, int layer, floatX *di
 // backward overlaps it (DESIGN §5).
 static void gpu_reduce_tensor(GpuLlama *m, int kind, int layer) {
     GpuGrass *gs = &m->grass;
+    gpu_mark(m, PROF_COMM);
     if (gs->p.enabled && llama_param_kinds[kind].is_projection) {
         GrassShape sh = gs->p.shape[kind];
         size_t off = grass_state_offset(&gs->p, kind, layer), n = (size_t)sh.r * sh.E;
@@ -549,6 +572,7 @@ static void gpu_backward(GpuLlama *m) {
     int B = m->B, T = m->T, N = B * T, d = c->dim, qd = llama_q_dim(c), kvd = llama_kv_dim(c), f = c->ffn_dim;
     int hd = llama_head_dim(c);
     cudaStream_t s = m->stream;
+    gpu_mark(m, PROF_RMSNORM);
     cudaCheck(cudaMemsetAsync(a->dres, 0, sizeof(floatX) * N * d, s));
     rmsnorm_backward(a->dres, gpu_grad(m, PARAM_FINAL_NORM, 0), a->norm_scratch, a->dln,
                      a->x + (size_t)c->n_layers * N * d, gpu_param(m, m->params, PARAM_FINAL_NORM, 0), a->rstdf, N, d, s);
@@ -562,34 +586,43 @@ static void gpu_backward(GpuLlama *m) {
         if (m->recompute >= 2) {
             gpu_layer_forward(m, l);
         } else if (m->recompute == 1) {
+            gpu_mark(m, PROF_RMSNORM);
             rmsnorm_forward(la.ln1, la.rstd1, la.x, gpu_param(m, m->params, PARAM_ATTN_NORM, l), N, d, c->norm_eps, s);
             rmsnorm_forward(la.ln2, la.rstd2, la.h, gpu_param(m, m->params, PARAM_MLP_NORM, l), N, d, c->norm_eps, s);
+            gpu_mark(m, PROF_SWIGLU);
             swiglu_forward(la.act, la.gate, la.up, (size_t)N * f, s);
         }
         // MLP: x[l+1] = h + down(silu(gate(ln2)) * up(ln2)); dres holds d x[l+1] and becomes d h
         gpu_projection_backward(m, PARAM_WDOWN, l, a->dact, a->dres, la.act, N, f, d, 0);
+        gpu_mark(m, PROF_SWIGLU);
         swiglu_backward(a->dgate, a->dup, a->dact, la.gate, la.up, (size_t)N * f, s);
         gpu_projection_backward(m, PARAM_WGATE, l, a->dln, a->dgate, la.ln2, N, d, f, 0);
         gpu_projection_backward(m, PARAM_WUP, l, a->dln, a->dup, la.ln2, N, d, f, 1);
+        gpu_mark(m, PROF_RMSNORM);
         rmsnorm_backward(a->dres, gpu_grad(m, PARAM_MLP_NORM, l), a->norm_scratch, a->dln, la.h,
                          gpu_param(m, m->params, PARAM_MLP_NORM, l), la.rstd2, N, d, s);
         // attention: h = x + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1))); dres becomes d x[l]
         gpu_projection_backward(m, PARAM_WO, l, a->datty, a->dres, la.atty, N, qd, d, 0);
+        gpu_mark(m, PROF_ATTENTION_BWD);
         attention_backward(a->dq, a->dk, a->dv, a->attn_scratch, a->datty, la.atty, la.q, la.k, la.v, la.lse, B, T,
                            c->n_heads, c->n_kv_heads, hd, s);
+        gpu_mark(m, PROF_ROPE);
         rope_backward(a->dq, a->dq, a->rope_cos, a->rope_sin, N, T, c->n_heads, hd, s);
         rope_backward(a->dk, a->dk, a->rope_cos, a->rope_sin, N, T, c->n_kv_heads, hd, s);
         gpu_projection_backward(m, PARAM_WQ, l, a->dln, a->dq, la.ln1, N, d, qd, 0);
         gpu_projection_backward(m, PARAM_WK, l, a->dln, a->dk, la.ln1, N, d, kvd, 1);
         gpu_projection_backward(m, PARAM_WV, l, a->dln, a->dv, la.ln1, N, d, kvd, 1);
+        gpu_mark(m, PROF_RMSNORM);
         rmsnorm_backward(a->dres, gpu_grad(m, PARAM_ATTN_NORM, l), a->norm_scratch, a->dln, la.x,
                          gpu_param(m, m->params, PARAM_ATTN_NORM, l), la.rstd1, N, d, s);
         if (reduce) gpu_reduce_layer(m, l);
     }
+    gpu_mark(m, PROF_EMBEDDING);
     embedding_backward(gpu_grad(m, PARAM_EMBED, 0), a->dres, a->buckets, m->bucket_count, N, d, s);
     if (reduce) {
         gpu_reduce_tensor(m, PARAM_EMBED, 0);
         gpu_comm_wait(m->gcomm, s);  // the optimizer reads the averaged gradients
+        gpu_mark(m, PROF_OTHER);
         if (m->grass.p.enabled) {
             size_t n = m->grass.p.nstate;
             convert_kernel<<<grid_stride_blocks(n, 256), 256, 0, s>>>(m->grass.g, m->grass.gx, n);
@@ -604,6 +637,7 @@ static void gpu_backward(GpuLlama *m) {
 
 // Zeroes the gradients before a step's first micro-batch; under Grass, marks whether this step refreshes.
 static void gpu_zero_grads(GpuLlama *m, int step) {
+    gpu_mark(m, PROF_OTHER);
     cudaCheck(cudaMemsetAsync(m->grads, 0, sizeof(floatX) * m->glay.count, m->stream));
     GpuGrass *gs = &m->grass;
     if (!gs->p.enabled) return;
@@ -619,12 +653,14 @@ static size_t gpu_comm_bytes(const GpuLlama *m) {
 
 // The global gradient norm over the full gradients and Grass's compressed ones (synchronises).
 static float gpu_grad_norm(GpuLlama *m) {
+    gpu_mark(m, PROF_GRAD_NORM);
     global_norm_squared(m->a.norm_partials, m->grads, m->glay.count, 0, m->stream);
     if (m->grass.p.enabled) global_norm_squared(m->a.norm_partials, m->grass.g, m->grass.p.nstate, 1, m->stream);
     global_norm_squared_finish(m->a.norm_out, m->a.norm_partials, m->stream);
     float sq;
     cudaCheck(cudaMemcpyAsync(&sq, m->a.norm_out, sizeof(float), cudaMemcpyDeviceToHost, m->stream));
     cudaCheck(cudaStreamSynchronize(m->stream));
+    gpu_mark(m, PROF_HOST);
     return sqrtf(sq);
 }
 
@@ -636,6 +672,7 @@ static float gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, 
     float coef = 1.0f;
     if (opt->grad_clip > 0.0f && opt->grad_clip / (norm + 1e-6f) < 1.0f) coef = opt->grad_clip / (norm + 1e-6f);
     GpuGrass *gs = &m->grass;
+    gpu_mark(m, PROF_OPTIMIZER);
     for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
         if (gs->p.enabled && llama_param_kinds[kind].is_projection) {
             for (int l = 0; l < m->cfg.n_layers; l++) {

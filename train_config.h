@@ -39,6 +39,7 @@ typedef struct {
     int recompute, master_weights;
     char state_dtype[16], comm[16];
     float gpu_mem_limit;
+    int profile;
 } TrainOptions;
 
 enum { OPT_INT, OPT_LONG, OPT_FLOAT, OPT_STRING, OPT_FLAG };
@@ -101,6 +102,7 @@ static const OptionSpec train_option_specs[] = {
     OPTION("--state-dtype", state_dtype, OPT_STRING, 1, "fp32|bf16", "optimizer moment dtype"),
     OPTION("--gpu-mem-limit", gpu_mem_limit, OPT_FLOAT, 1, NULL, "GiB the run may use (0: the whole GPU)"),
     OPTION("--comm", comm, OPT_STRING, 1, "nccl|mpi", "transport of the data-parallel all-reduces"),
+    OPTION("--profile", profile, OPT_FLAG, 1, NULL, "time each kind of GPU work (CUDA events) and print where a step's time goes at the end"),
 };
 #undef OPTION
 #define NUM_TRAIN_OPTIONS ((int)(sizeof(train_option_specs) / sizeof(train_option_specs[0])))
@@ -160,7 +162,7 @@ static void train_options_help(const char *prog, int is_gpu) {
         if (s->type == OPT_FLAG) printf("  %-26s %s\n", left, s->help);
         else printf("  %-26s %s [%s]\n", left, s->help, val);
     }
-    if (!is_gpu) printf("\nGPU-only options (--recompute, --master-weights, --state-dtype, --gpu-mem-limit, --comm) belong to train_llama.\n");
+    if (!is_gpu) printf("\nGPU-only options (--recompute, --master-weights, --state-dtype, --gpu-mem-limit, --comm, --profile) belong to train_llama.\n");
 }
 
 static void train_option_set(const OptionSpec *s, TrainOptions *o, const char *value) {

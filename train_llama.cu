@@ -203,6 +203,7 @@ int main(int argc, char **argv) {
     GpuComm gcomm;
     gpu_comm_init(&gcomm, &comm, opt.comm);
     model.gcomm = world > 1 ? &gcomm : NULL;
+    model.prof.enabled = opt.profile;
     size_t held_bytes;  // after everything that allocates (NCCL included), so the limit covers it all
     void *held = gpu_hold_back(opt.gpu_mem_limit, &held_bytes);
     if (world > 1)
@@ -241,6 +242,7 @@ int main(int argc, char **argv) {
         double t0 = wall_time();
         size_t comm_before = gcomm.bytes;
         cudaCheck(cudaEventRecord(events[0], model.stream));
+        gpu_profile_begin(&model.prof, model.stream);
         gpu_zero_grads(&model, step);
         double loss = 0.0;
         for (int micro = 0; micro < accum; micro++) {
@@ -257,6 +259,7 @@ int main(int argc, char **argv) {
         float lr = lr_at_step(&opt, step);
         float norm = gpu_optimizer_step(&model, &opt, step, lr);
         cudaCheck(cudaEventRecord(events[2 * accum + 1], model.stream));
+        gpu_profile_end(&model.prof, step > start, model.stream);
         cudaCheck(cudaStreamSynchronize(model.stream));
         double sec = wall_time() - t0, phase_ms[3] = {0.0, 0.0, 0.0};  // forward, backward, optimizer
         for (int i = 0; i < 2 * accum + 1; i++) {
@@ -282,6 +285,7 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < 2 * accum + 2; i++) cudaCheck(cudaEventDestroy(events[i]));
     free(events);
+    if (rank == 0) gpu_profile_print(&model.prof);
     logger_close(&log);
     train_data_close(&data);
     if (held) cudaCheck(cudaFree(held));

@@ -35,6 +35,21 @@ grep '"loss"' "$TMP/bf16/log.jsonl" | sed 's/.*"ms": \([0-9.]*\),.*"forward_ms":
   awk '{n++; if (NF == 4 && $2 > 0 && $3 > 0 && $4 > 0 && $2 + $3 + $4 <= $1 * 1.001 + 0.01) ok++}
        END {printf "phases: %d of %d steps have forward, backward and optimizer times within the step\n", ok, n; exit !(n == 10 && ok == n)}' ||
   die "the step's phase times are missing or exceed the step"
+# --profile: the same training bit for bit, and a table of GPU time by kind of work, with every kind of AdamW's
+# step present, none of Grass's, and a total equal to the phases' (both are CUDA events around the same work)
+"$TRAIN_GPU" "${args[@]}" --out "$TMP/bf16_prof" --profile | tee "$TMP/prof.txt" | grep '^profile:'
+untimed() { sed 's/, "ms".*}/}/' "$1"; }
+diff <(untimed "$TMP/bf16/log.jsonl") <(untimed "$TMP/bf16_prof/log.jsonl") || die "--profile changed the training"
+for kind in "embedding" "rmsnorm" "matmul forward" "rope" "attention forward" "swiglu" "lm_head + loss" \
+            "matmul backward (inputs)" "matmul backward (weights)" "attention backward" "gradient norm" "optimizer update"; do
+  grep -Eq "^profile: $(sed 's/[()+]/\\&/g' <<< "$kind") +[0-9.]+ ms" "$TMP/prof.txt" || die "--profile: no time for $kind"
+done
+! grep -q "^profile: grass" "$TMP/prof.txt" || die "--profile: Grass work in an AdamW run"
+phases=$(grep '"loss"' "$TMP/bf16_prof/log.jsonl" | tail -n +2 |
+  sed 's/.*"forward_ms": \([0-9.]*\), "backward_ms": \([0-9.]*\), "optimizer_ms": \([0-9.]*\).*/\1 \2 \3/' |
+  awk '{s += $1 + $2 + $3; n++} END {printf "%.4f", s / n}')
+awk -v p="$phases" '/^profile: total/ {t = $3} END {d = t > p ? t - p : p - t; printf "profile total %.3f ms, phases %.3f ms per step\n", t, p;
+  exit !(t > 0 && d <= 0.01 * p + 0.05)}' "$TMP/prof.txt" || die "--profile: the total differs from the step's phases"
 "$TRAIN_GPU" "${args[@]}" --out "$TMP/bf16_sr" --master-weights 0 --state-dtype bf16
 compare bf16_sr 2e-2
 # gradient accumulation: 3 micro-batches per step

@@ -1,10 +1,11 @@
 # The GPU benchmark scripts (dev/bench/gpu_bench.sh, grass_gpu_bench.sh) run end to end on the CPU emulator
 # (dev/emu) with the tiny preset and a few steps, and print a full table row per run with numbers in every
-# column (the PyTorch baseline runs on the CPU here). A check of the scripts, not a measurement.
+# column (the PyTorch baseline runs on the CPU here), and the --profile table of Grass against AdamW. A check
+# of the scripts, not a measurement.
 source test/lib.sh
 [ -x dev/emu/bin/train_llama ] || skip "the emulated GPU trainer was not built (no CUDA headers when make ran: see make emu)"
 need_python_module transformers
-export TRAIN_GPU=dev/emu/bin/train_llama PRESETS=tiny BATCH=2 SEQ=32 STEPS=5
+export TRAIN_GPU=dev/emu/bin/train_llama PRESETS=tiny BATCH=2 SEQ=32 STEPS=5 PROFILE_STEPS=3
 OUT="$TMP/gpu" TORCH_DEVICE=cpu dev/bench/gpu_bench.sh | tee "$TMP/gpu.md"
 # | tiny | 2 x 32 | tok/s | MFU% | GiB | PyTorch tok/s | PyTorch GiB (nan on the CPU) | speed-up |
 grep -Eq '^\| tiny \| 2 x 32 \| [0-9]+ \| [0-9.]+% \| [0-9.]+ \| [0-9]+ \| nan \| [0-9.]+x \|$' "$TMP/gpu.md" || die "gpu_bench.sh: no complete row"
@@ -14,5 +15,9 @@ for opt in adamw grass; do
   grep -Eq "^\| tiny \| $opt \| [0-9]+ \| [0-9.]+% \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+x \|$" "$TMP/grass.md" ||
     die "grass_gpu_bench.sh: no complete $opt row"
 done
+# the profile table: weight-gradient products under AdamW only, compressed gradients under Grass only, a total for both
+grep -Eq '^\| matmul backward \(weights\) \| [0-9.]+ \| [0-9.]+% \| - \| - \|$' "$TMP/grass.md" || die "grass_gpu_bench.sh: no AdamW-only weight-gradient row"
+grep -Eq '^\| grass compressed gradient \| - \| - \| [0-9.]+ \| [0-9.]+% \|$' "$TMP/grass.md" || die "grass_gpu_bench.sh: no Grass-only compressed-gradient row"
+grep -Eq '^\| total \| [0-9.]+ \| 100.0% \| [0-9.]+ \| 100.0% \|$' "$TMP/grass.md" || die "grass_gpu_bench.sh: no profile total"
 [ -z "$(ls -d "$TMP"/*/*/ckpt_* 2> /dev/null)" ] || die "the benchmarks wrote checkpoints (--ckpt-every -1 means never)"
 echo "ok: both benchmark scripts print complete tables"

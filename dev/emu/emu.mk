@@ -8,7 +8,7 @@ EMU_CUDA_INCLUDE := $(firstword $(patsubst %/cuda_runtime.h,%,$(wildcard $(CUDA_
 EMU_CXXFLAGS = -O2 -std=c++17 -U_FORTIFY_SOURCE -I$(EMU_CUDA_INCLUDE) -include dev/emu/cuda_emu.h -Wall -Wextra \
     -Wno-unknown-pragmas -Wno-unused-function -Wno-unused-parameter -Wno-clobbered
 EMU_KERNELS = rmsnorm rope swiglu embedding crossentropy adamw matmul attention grass
-EMU_SOURCES = train_llama.cu llama_model.cuh grass.cuh comm_gpu.cuh $(wildcard kernels/*.cuh) $(HOST_HEADERS) \
+EMU_SOURCES = train_llama.cu llama_model.cuh grass.cuh comm_gpu.cuh gpu_profile.cuh $(wildcard kernels/*.cuh) $(HOST_HEADERS) \
     $(EMU_KERNELS:%=dev/cuda/%.cu) $(wildcard dev/cuda/*.cuh dev/cuda/*.h) dev/emu/selftest.cu
 EMU_BINARIES = dev/emu/bin/train_llama dev/emu/bin/train_llama_fp32 $(EMU_KERNELS:%=dev/emu/bin/%) $(EMU_KERNELS:%=dev/emu/bin/%_fp32) \
     dev/emu/bin/train_llama_asan dev/emu/bin/train_llama_fp32_asan dev/emu/bin/selftest
