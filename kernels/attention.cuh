@@ -202,8 +202,13 @@ __global__ void attention_backward_dq_scalar_kernel(floatX *dq, const floatX *do
 // block (frag_a_from_acc): P and dS go from one product to the next without leaving registers.
 //
 // Tiles sit in shared memory as row-major bf16 with a row stride of hd + 8 elements: rows stay 16-byte
-// aligned for vector loads, and the 32 words a warp's fragment load touches (8 rows g, 4 words t) fall in
-// distinct banks for every supported hd.
+// aligned for vector loads and ldmatrix, and the 32 words a warp's fragment load touches (8 rows g, 4 words t;
+// or ldmatrix's 8 rows of 4 words) fall in distinct banks for every supported hd.
+//
+// Template parameter LDM (the trainer's choice; dev/cuda/attention.cu times both): the B fragments of a tile
+// that holds B as is (V in P V, K in dS K, Q and dO in dK and dV) come from ldmatrix.trans, one instruction
+// for two fragments, instead of eight 16-bit loads that each take a whole shared-memory wavefront for half
+// its bytes. The fragments, and so the results, are the same bits either way.
 
 #ifndef ENABLE_FP32
 
@@ -253,6 +258,34 @@ __device__ inline void frag_b_rows(uint32_t b[2], const __nv_bfloat16 *tile, int
     b[1] = bf16x2_pack(p[8 * S], p[9 * S]);
 }
 
+// ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16: lane 8 i + j gives the address of row j (16 bytes) of 8 x 8
+// matrix i; lane 4 g + t receives in r[i] the elements (2t, g) and (2t + 1, g) of matrix i, low half first.
+__device__ inline void ldmatrix_x4_trans(uint32_t r[4], const __nv_bfloat16 *row) {
+#ifdef CUDA_EMULATION  // dev/emu/cuda_emu.h
+    emu_ldmatrix_x4_trans(r, row);
+#else
+    unsigned addr = (unsigned)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+#endif
+}
+
+// frag_b_rows for columns n0 and n0 + 8 at once: b[0] and b[1]. With LDM by one ldmatrix.x4.trans whose matrix
+// i covers rows k0 + 8 (i % 2) and columns n0 + 8 (i / 2): lane L points at row k0 + L % 8 + 8 (L / 8 % 2),
+// column n0 + 8 (L / 16), and each matrix comes back as a B fragment's register ((2t, g), (2t + 1, g)).
+template <bool LDM>
+__device__ inline void frag_b_rows_pair(uint32_t b[2][2], const __nv_bfloat16 *tile, int S, int k0, int n0, int lane) {
+    if (LDM) {
+        uint32_t r[4];
+        ldmatrix_x4_trans(r, tile + (k0 + (lane & 7) + (lane & 8)) * S + n0 + (lane >> 4) * 8);
+        b[0][0] = r[0], b[0][1] = r[1], b[1][0] = r[2], b[1][1] = r[3];
+    } else {
+        frag_b_rows(b[0], tile, S, k0, n0, lane / 4, lane % 4);
+        frag_b_rows(b[1], tile, S, k0, n0 + 8, lane / 4, lane % 4);
+    }
+}
+
 // The 16 x 16 block made of accumulator tiles c0 (columns 0..7) and c1 (8..15), rounded, as an A fragment.
 __device__ inline void frag_a_from_acc(uint32_t a[4], const float c0[4], const float c1[4]) {
     a[0] = bf16x2_from_floats(c0[0], c0[1]);
@@ -278,7 +311,7 @@ __device__ inline void tile_load(__nv_bfloat16 *dst, const __nv_bfloat16 *src, s
 #define ATTN_BK 64  // key rows per tile
 
 // Block (query tile, head, batch); the query tiles run in reverse so the longest (last) ones start first.
-template <int HD>
+template <int HD, bool LDM>
 __global__ void __launch_bounds__(128) attention_forward_mma_kernel(__nv_bfloat16 *out, float *lse, const __nv_bfloat16 *q,
                                                                    const __nv_bfloat16 *k, const __nv_bfloat16 *v, int T,
                                                                    int H, int KV, float scale_log2) {
@@ -344,10 +377,11 @@ __global__ void __launch_bounds__(128) attention_forward_mma_kernel(__nv_bfloat1
         for (int kk = 0; kk < ATTN_BK / 16; kk++) {
             uint32_t pa[4];
             frag_a_from_acc(pa, s[2 * kk], s[2 * kk + 1]);
-            for (int dt = 0; dt < HD / 8; dt++) {
-                uint32_t bf[2];
-                frag_b_rows(bf, Vs, S, kk * 16, dt * 8, g, t);
-                mma_bf16_16816(o[dt], pa, bf);
+            for (int dt = 0; dt < HD / 8; dt += 2) {
+                uint32_t bf[2][2];
+                frag_b_rows_pair<LDM>(bf, Vs, S, kk * 16, dt * 8, lane);
+                mma_bf16_16816(o[dt], pa, bf[0]);
+                mma_bf16_16816(o[dt + 1], pa, bf[1]);
             }
         }
     }
@@ -388,7 +422,7 @@ __device__ __forceinline__ void attention_two_products(float acc1[NT][4], float 
 }
 
 // Block (query tile, head, batch): dq for 64 query rows, over the key tiles up to the diagonal.
-template <int HD>
+template <int HD, bool LDM>
 __global__ void __launch_bounds__(128) attention_backward_dq_mma_kernel(__nv_bfloat16 *dq, const __nv_bfloat16 *dout,
                                                                        const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                                                                        const __nv_bfloat16 *v, const float *lse,
@@ -432,10 +466,11 @@ __global__ void __launch_bounds__(128) attention_backward_dq_mma_kernel(__nv_bfl
         for (int kk = 0; kk < ATTN_BK / 16; kk++) {
             uint32_t a[4];
             frag_a_from_acc(a, s[2 * kk], s[2 * kk + 1]);
-            for (int dt = 0; dt < HD / 8; dt++) {
-                uint32_t bf[2];
-                frag_b_rows(bf, Ks, S, kk * 16, dt * 8, g, t);
-                mma_bf16_16816(dqa[dt], a, bf);  // dQ += dS K
+            for (int dt = 0; dt < HD / 8; dt += 2) {
+                uint32_t bf[2][2];
+                frag_b_rows_pair<LDM>(bf, Ks, S, kk * 16, dt * 8, lane);
+                mma_bf16_16816(dqa[dt], a, bf[0]);  // dQ += dS K
+                mma_bf16_16816(dqa[dt + 1], a, bf[1]);
             }
         }
     }
@@ -452,7 +487,7 @@ template <int HD> struct AttnDkdvTile { static constexpr int BQ = HD <= 64 ? 64 
 
 // Block (key tile, kv head, batch): dk, dv for 64 key rows, over the query heads of the group and the query
 // tiles from the diagonal on. The first key tiles have the most work and come first.
-template <int HD>
+template <int HD, bool LDM>
 __global__ void __launch_bounds__(128) attention_backward_dkdv_mma_kernel(__nv_bfloat16 *dk, __nv_bfloat16 *dv,
                                                                          const __nv_bfloat16 *dout, const __nv_bfloat16 *q,
                                                                          const __nv_bfloat16 *k, const __nv_bfloat16 *v,
@@ -499,12 +534,14 @@ __global__ void __launch_bounds__(128) attention_backward_dkdv_mma_kernel(__nv_b
                 uint32_t pa[4], sa[4];
                 frag_a_from_acc(pa, st[2 * kq], st[2 * kq + 1]);
                 frag_a_from_acc(sa, dpt[2 * kq], dpt[2 * kq + 1]);
-                for (int dt = 0; dt < HD / 8; dt++) {
-                    uint32_t bf[2];
-                    frag_b_rows(bf, dOs, S, kq * 16, dt * 8, g, t);
-                    mma_bf16_16816(dva[dt], pa, bf);  // dV += P^T dO
-                    frag_b_rows(bf, Qs, S, kq * 16, dt * 8, g, t);
-                    mma_bf16_16816(dka[dt], sa, bf);  // dK += dS^T Q
+                for (int dt = 0; dt < HD / 8; dt += 2) {
+                    uint32_t bf[2][2];
+                    frag_b_rows_pair<LDM>(bf, dOs, S, kq * 16, dt * 8, lane);
+                    mma_bf16_16816(dva[dt], pa, bf[0]);  // dV += P^T dO
+                    mma_bf16_16816(dva[dt + 1], pa, bf[1]);
+                    frag_b_rows_pair<LDM>(bf, Qs, S, kq * 16, dt * 8, lane);
+                    mma_bf16_16816(dka[dt], sa, bf[0]);  // dK += dS^T Q
+                    mma_bf16_16816(dka[dt + 1], sa, bf[1]);
                 }
             }
         }
@@ -592,6 +629,7 @@ static void attention_check_aligned(const void *p, const char *name) {
     kernelRequire(((uintptr_t)p & 15) == 0, "attention: %s is not 16-byte aligned", name);
 }
 
+template <bool LDM>
 static void attention_forward_mma(__nv_bfloat16 *out, float *lse, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                                   const __nv_bfloat16 *v, int B, int T, int H, int KV, int hd, cudaStream_t stream) {
     attention_check_shape(H, KV);
@@ -603,12 +641,13 @@ static void attention_forward_mma(__nv_bfloat16 *out, float *lse, const __nv_bfl
     attention_dispatch_hd(hd, [&](auto HDc) {
         constexpr int HD = decltype(HDc)::value;
         size_t smem = sizeof(__nv_bfloat16) * (ATTN_BQ + 2 * ATTN_BK) * (HD + ATTN_PAD);
-        attention_smem_attribute(attention_forward_mma_kernel<HD>, smem);
-        attention_forward_mma_kernel<HD><<<grid, 128, smem, stream>>>(out, lse, q, k, v, T, H, KV, scale_log2);
+        attention_smem_attribute(attention_forward_mma_kernel<HD, LDM>, smem);
+        attention_forward_mma_kernel<HD, LDM><<<grid, 128, smem, stream>>>(out, lse, q, k, v, T, H, KV, scale_log2);
     });
     cudaCheckLaunch();
 }
 
+template <bool LDM>
 static void attention_backward_mma(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bfloat16 *dv, float *D,
                                    const __nv_bfloat16 *dout, const __nv_bfloat16 *out, const __nv_bfloat16 *q,
                                    const __nv_bfloat16 *k, const __nv_bfloat16 *v, const float *lse, int B, int T, int H,
@@ -623,13 +662,13 @@ static void attention_backward_mma(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bf
     attention_dispatch_hd(hd, [&](auto HDc) {
         constexpr int HD = decltype(HDc)::value, BQ = AttnDkdvTile<HD>::BQ;
         size_t smem_kv = sizeof(__nv_bfloat16) * (2 * ATTN_BK + 2 * BQ) * (HD + ATTN_PAD) + sizeof(float) * 2 * BQ;
-        attention_smem_attribute(attention_backward_dkdv_mma_kernel<HD>, smem_kv);
-        attention_backward_dkdv_mma_kernel<HD><<<dim3(ceil_div(T, ATTN_BK), KV, B), 128, smem_kv, stream>>>(
+        attention_smem_attribute(attention_backward_dkdv_mma_kernel<HD, LDM>, smem_kv);
+        attention_backward_dkdv_mma_kernel<HD, LDM><<<dim3(ceil_div(T, ATTN_BK), KV, B), 128, smem_kv, stream>>>(
             dk, dv, dout, q, k, v, lse, D, T, H, KV, scale_log2, scale);
         cudaCheckLaunch();
         size_t smem_q = sizeof(__nv_bfloat16) * (2 * ATTN_BQ + 2 * ATTN_BK) * (HD + ATTN_PAD);
-        attention_smem_attribute(attention_backward_dq_mma_kernel<HD>, smem_q);
-        attention_backward_dq_mma_kernel<HD><<<dim3(ceil_div(T, ATTN_BQ), H, B), 128, smem_q, stream>>>(
+        attention_smem_attribute(attention_backward_dq_mma_kernel<HD, LDM>, smem_q);
+        attention_backward_dq_mma_kernel<HD, LDM><<<dim3(ceil_div(T, ATTN_BQ), H, B), 128, smem_q, stream>>>(
             dq, dout, q, k, v, lse, D, T, H, KV, scale_log2, scale);
     });
     cudaCheckLaunch();
@@ -638,7 +677,7 @@ static void attention_backward_mma(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bf
 #endif  // !ENABLE_FP32
 
 // ----------------------------------------------------------------------------------------------------
-// The trainer's entry points: tensor cores in bf16 builds, the scalar path in the fp32 build.
+// The trainer's entry points: tensor cores (with ldmatrix) in bf16 builds, the scalar path in the fp32 build.
 
 static void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v, int B, int T,
                               int H, int KV, int hd, cudaStream_t stream) {
@@ -646,7 +685,7 @@ static void attention_forward(floatX *out, float *lse, const floatX *q, const fl
 #ifdef ENABLE_FP32
     attention_forward_scalar(out, lse, q, k, v, B, T, H, KV, hd, stream);
 #else
-    attention_forward_mma(out, lse, q, k, v, B, T, H, KV, hd, stream);
+    attention_forward_mma<true>(out, lse, q, k, v, B, T, H, KV, hd, stream);
 #endif
 }
 
@@ -658,6 +697,6 @@ static void attention_backward(floatX *dq, floatX *dk, floatX *dv, float *scratc
 #ifdef ENABLE_FP32
     attention_backward_scalar(dq, dk, dv, scratch, dout, out, q, k, v, lse, B, T, H, KV, hd, stream);
 #else
-    attention_backward_mma(dq, dk, dv, scratch, dout, out, q, k, v, lse, B, T, H, KV, hd, stream);
+    attention_backward_mma<true>(dq, dk, dv, scratch, dout, out, q, k, v, lse, B, T, H, KV, hd, stream);
 #endif
 }

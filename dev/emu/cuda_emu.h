@@ -6,7 +6,7 @@
  * emu_launch call; the host compiler then builds the rewritten sources with this header force-included.
  *
  * Kernels: the threads of a block are fibers on one OS thread, switched only where CUDA threads
- * communicate (__syncthreads, __syncwarp, the warp shuffles, mma.sync); blocks run one after the other.
+ * communicate (__syncthreads, __syncwarp, the warp shuffles, mma.sync, ldmatrix); blocks run one after the other.
  * __shared__ variables are function statics (blocks never overlap) and the dynamic shared memory is one
  * buffer, set to NaN bytes before every block, as is every cudaMalloc'd buffer, so reading what was never
  * written shows up. A barrier that some thread of the block (or warp) never reaches is reported as a
@@ -79,7 +79,8 @@ struct EmuMachine {
     unsigned long progress;             // barrier arrivals and finished threads (deadlock detection)
     EmuBarrier block_barrier, warp_barrier[EMU_MAX_THREADS / 32];
     unsigned char *dyn_smem;            // the dynamic shared memory of the running block
-    size_t dyn_smem_size;
+    size_t dyn_smem_size;               // allocated
+    size_t dyn_smem_launch;             // what the running kernel was launched with
     std::map<const void *, int> max_dyn_smem;  // cudaFuncAttributeMaxDynamicSharedMemorySize per kernel
     cudaError_t last_error;
 };
@@ -177,6 +178,30 @@ static void emu_mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b
     }
 }
 
+// ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16: every lane posts the address of one 16-byte row (lane 8 i + j:
+// row j of matrix i), then lane 4 g + t takes in register i the elements (2t, g), (2t + 1, g) of matrix i, low half
+// first (without .trans, which the kernels do not use, it would be (g, 2t), (g, 2t + 1)). Rows must be 16-byte
+// aligned and inside the block's dynamic shared memory (the only shared memory the kernels use it on).
+static const unsigned char *emu_ldmatrix_rows[2][EMU_MAX_THREADS];
+static unsigned char emu_ldmatrix_turn[EMU_MAX_THREADS];
+static void emu_ldmatrix_x4_trans(uint32_t r[4], const void *row) {
+    int tid = emu_linear_tid(), base = tid / 32 * 32, lane = tid - base, turn = emu_ldmatrix_turn[tid] ^= 1;
+    if (emu.warp_barrier[tid / 32].count != 32) emu_fail("ldmatrix in a partial warp", emu.kernel);
+    const unsigned char *p = (const unsigned char *)row;
+    if ((uintptr_t)p % 16) emu_fail("ldmatrix: a row address that is not 16-byte aligned", emu.kernel);
+    if (p < emu.dyn_smem || p + 16 > emu.dyn_smem + emu.dyn_smem_launch)
+        emu_fail("ldmatrix: a row outside the block's dynamic shared memory", emu.kernel);
+    emu_ldmatrix_rows[turn][tid] = p;
+    __syncwarp();
+    int g = lane / 4, t = lane % 4;
+    for (int i = 0; i < 4; i++) {
+        uint16_t lo, hi;
+        memcpy(&lo, emu_ldmatrix_rows[turn][base + 8 * i + 2 * t] + 2 * g, 2);
+        memcpy(&hi, emu_ldmatrix_rows[turn][base + 8 * i + 2 * t + 1] + 2 * g, 2);
+        r[i] = (uint32_t)lo | (uint32_t)hi << 16;
+    }
+}
+
 static unsigned char *emu_dynamic_shared() { return emu.dyn_smem; }
 
 // EMU_SCHEDULE=reverse runs the threads of a block in the opposite order (last thread first) between
@@ -199,6 +224,7 @@ template <typename F> static void emu_run(const char *name, dim3 grid, dim3 bloc
     blockDim = block;
     emu.body = [](void *p) { (*(F *)p)(); };
     emu.body_arg = &f;
+    emu.dyn_smem_launch = smem;
     if (smem > emu.dyn_smem_size) {
         free(emu.dyn_smem);
         emu.dyn_smem = (unsigned char *)aligned_alloc(256, (smem + 255) / 256 * 256);
