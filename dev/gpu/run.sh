@@ -10,6 +10,10 @@
 #   bench     dev/bench/gpu_bench.sh (60m ... 1b, PyTorch beside it) and dev/bench/grass_gpu_bench.sh
 #   13b       the 13b preset with Grass under --gpu-mem-limit 40 (DESIGN §9), 10 steps
 #   kernels   the timing loops of dev/cuda (cuBLASLt at ffn 5461 and 5464, attention, Grass's kernels)
+#   sanitize  compute-sanitizer memcheck and racecheck on the attention and Grass kernel files' validation
+#             (what the emulator cannot see: the real memory model); output appended to kernels.log
+#   ncu       Nsight Compute's speed-of-light of the attention kernels at the 1b shape (smem, DRAM, tensor-core
+#             use; the machine's runtime may not allow it); output appended to kernels.log
 #   all       every stage above, in this order, within BUDGET seconds (default 540)
 # e.g. the device tool's run with command `dev/gpu/run.sh all` and timeout_s 600; or single stages,
 # `dev/gpu/run.sh build bench`. Copy the tables of summary.txt and the logs to dev/bench/RESULTS.md.
@@ -84,6 +88,36 @@ stage_kernels() {
   for k in dev/cuda/bin/*; do echo "== $k"; "$k" --no-validate; done 2>&1 | tee "$LOG/kernels.log"
 }
 
+stage_sanitize() {
+  local k tool tmp
+  tmp=$(mktemp)
+  for k in "attention --version 3" grass; do
+    for tool in memcheck racecheck; do
+      echo "== compute-sanitizer --tool $tool dev/cuda/bin/$k --no-bench"
+      compute-sanitizer --tool $tool --error-exitcode 9 dev/cuda/bin/$k --no-bench > "$tmp" 2>&1
+      echo "exit status $? ($tool, $k)"
+      tail -n 12 "$tmp"
+    done
+  done 2>&1 | tee -a "$LOG/kernels.log"
+  rm -f "$tmp"
+  local clean
+  clean=$(grep -c '^exit status 0 (' "$LOG/kernels.log")
+  note "sanitize: $clean of 4 runs clean (memcheck and racecheck on attention version 3 and grass)"
+  [ "$clean" -eq 4 ]
+}
+
+stage_ncu() {
+  # the first forward and the first backward (prep, dk/dv, dq) at the 1b shape, versions 2 and 3
+  local v sections=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy)
+  for v in 2 3; do
+    echo "== ncu attention version $v"
+    ncu --clock-control none "${sections[@]}" -k regex:attention_forward --launch-count 1 \
+      dev/cuda/bin/attention --version $v --no-validate 2>&1 | awk '!/^==PROF==/ && n++ < 150'
+    ncu --clock-control none "${sections[@]}" -k regex:attention_backward --launch-count 3 \
+      dev/cuda/bin/attention --version $v --no-validate 2>&1 | awk '!/^==PROF==/ && n++ < 300'
+  done 2>&1 | tee -a "$LOG/kernels.log"
+}
+
 run_stage() {  # the seconds each stage needs at least and may take at most
   case $1 in
     env) staged env 5 30 ;;
@@ -92,17 +126,19 @@ run_stage() {  # the seconds each stage needs at least and may take at most
     bench) staged bench 120 240 ;;
     13b) staged 13b 90 180 ;;
     kernels) staged kernels 30 120 ;;
-    *) echo "unknown stage '$1' (env|build|test|bench|13b|kernels|all)"; exit 2 ;;
+    sanitize) staged sanitize 30 90 ;;
+    ncu) staged ncu 20 60 ;;
+    *) echo "unknown stage '$1' (env|build|test|bench|13b|kernels|sanitize|ncu|all)"; exit 2 ;;
   esac
 }
 
-[ $# -gt 0 ] || { sed -n '2,15p' "$0"; exit 2; }
-export -f stage_env stage_build stage_test stage_bench stage_13b stage_kernels note  # for the timeouts' bash -c
+[ $# -gt 0 ] || { sed -n '2,19p' "$0"; exit 2; }
+export -f stage_env stage_build stage_test stage_bench stage_13b stage_kernels stage_sanitize stage_ncu note  # for bash -c
 for s in "$@"; do
   if [ "$s" = all ]; then
     run_stage env
     run_stage build || break  # nothing else can run without the binaries
-    for t in test bench 13b kernels; do run_stage $t; done
+    for t in test bench 13b kernels sanitize ncu; do run_stage $t; done
   else
     run_stage "$s"
   fi
