@@ -2,8 +2,9 @@
  * gpu_profile.cuh: where a training step's GPU time goes, by kind of work (--profile). The model code marks
  * the stream each time the kind of work it queues changes (gpu_profile_mark); each mark is a CUDA event, so
  * the time between two marks is what the GPU spent on the first one's kind, including any time it sat idle
- * waiting for the host (after a synchronisation, say), which therefore shows up as its own kind. At the end
- * of a step the times are added up per kind; the run ends with a table of the mean per step.
+ * waiting for the host; the code marks "host / idle" where it synchronises or copies a batch, so those waits
+ * show up as their own kind. At the end of a step the times are added up per kind; the run ends with a table
+ * of the mean per step.
  *
  * Cost when on: one event per change of kind (a few thousand per step for 1b, some microseconds of host time
  * each, queued while the GPU works); when off, a branch per mark. No tool beyond the CUDA runtime is needed,
