@@ -29,18 +29,17 @@ for sel in topr multinorm multinorm-nr uniform uniform-nr; do
   compare "$TMP/cpu_$sel" "$TMP/bf16_$sel" 2e-2 $([ $sel = topr ] && echo 2e-2 || echo 1e-1)
   test/bin/test_reference section "$TMP/cpu_$sel/ckpt_00000008/state.bin" "$TMP/fp32_$sel/ckpt_00000008/state.bin" grass.sigma
 done
+# --profile under Grass: the same training bit for bit; time for the compressed gradients and the refreshes (steps
+# 3 and 6 are profiled), none for full weight-gradient products
+"$TRAIN_GPU" "${args[@]}" --grass-select topr --out "$TMP/bf16_prof" --profile | tee "$TMP/prof.txt" | grep '^profile:'
+diff <(log_untimed "$TMP/bf16_topr/log.jsonl") <(log_untimed "$TMP/bf16_prof/log.jsonl") || die "--profile changed the Grass training"
+grep -Eq '^profile: grass compressed gradient +[0-9.]+ ms' "$TMP/prof.txt" || die "--profile: no time for Grass's compressed gradients"
+grep -Eq '^profile: grass refresh +[0-9.]+ ms' "$TMP/prof.txt" || die "--profile: no time for Grass's refreshes"
+! grep -q '^profile: matmul backward (weights)' "$TMP/prof.txt" || die "--profile: full weight gradients under Grass"
 # the side forced: the padded ffn is E, the length of each selected row or column. --eps 1e-6: with 1e-8, Adam's
 # first step after a refresh turns a compressed-gradient entry of ~1e-8 into an update of about lr whatever
 # its last bits (seen: an entry of 1.7e-8 here, and AdamW's embedding likewise at step 1), so fp32 summation
 # order alone moved the norms by 1e-3 by step 8 and made a later refresh draw other rows; with 1e-6: 6.5e-7.
-# --profile under Grass: the same training bit for bit; time for the compressed gradients and the refreshes (steps
-# 3 and 6 are profiled), none for full weight-gradient products
-"$TRAIN_GPU" "${args[@]}" --grass-select topr --out "$TMP/bf16_prof" --profile | tee "$TMP/prof.txt" | grep '^profile:'
-diff <(sed 's/, "ms".*}/}/' "$TMP/bf16_topr/log.jsonl") <(sed 's/, "ms".*}/}/' "$TMP/bf16_prof/log.jsonl") ||
-  die "--profile changed the Grass training"
-grep -Eq '^profile: grass compressed gradient +[0-9.]+ ms' "$TMP/prof.txt" || die "--profile: no time for Grass's compressed gradients"
-grep -Eq '^profile: grass refresh +[0-9.]+ ms' "$TMP/prof.txt" || die "--profile: no time for Grass's refreshes"
-! grep -q '^profile: matmul backward (weights)' "$TMP/prof.txt" || die "--profile: full weight gradients under Grass"
 for side in rows cols; do
   ./train_llama_cpu "${args[@]}" --grass-select multinorm --grass-side $side --eps 1e-6 --out "$TMP/cpu_$side" > /dev/null
   "$TRAIN_GPU_FP32" "${args[@]}" --grass-select multinorm --grass-side $side --eps 1e-6 --out "$TMP/fp32_$side" > /dev/null

@@ -38,8 +38,7 @@ grep '"loss"' "$TMP/bf16/log.jsonl" | sed 's/.*"ms": \([0-9.]*\),.*"forward_ms":
 # --profile: the same training bit for bit, and a table of GPU time by kind of work, with every kind of AdamW's
 # step present, none of Grass's, and a total equal to the phases' (both are CUDA events around the same work)
 "$TRAIN_GPU" "${args[@]}" --out "$TMP/bf16_prof" --profile | tee "$TMP/prof.txt" | grep '^profile:'
-untimed() { sed 's/, "ms".*}/}/' "$1"; }
-diff <(untimed "$TMP/bf16/log.jsonl") <(untimed "$TMP/bf16_prof/log.jsonl") || die "--profile changed the training"
+diff <(log_untimed "$TMP/bf16/log.jsonl") <(log_untimed "$TMP/bf16_prof/log.jsonl") || die "--profile changed the training"
 for kind in "embedding" "rmsnorm" "matmul forward" "rope" "attention forward" "swiglu" "lm_head + loss" \
             "matmul backward (inputs)" "matmul backward (weights)" "attention backward" "gradient norm" "optimizer update"; do
   grep -Eq "^profile: $(sed 's/[()+]/\\&/g' <<< "$kind") +[0-9.]+ ms" "$TMP/prof.txt" || die "--profile: no time for $kind"
@@ -60,7 +59,7 @@ compare fp32_accum 1e-4 cpu_accum
 # exact resume on the GPU
 "$TRAIN_GPU" "${args[@]}" --steps 20 --ckpt-every 10 --out "$TMP/straight"
 "$TRAIN_GPU" "${args[@]}" --steps 20 --resume "$TMP/straight/ckpt_00000010" --out "$TMP/resumed"
-strip() { grep -v '"step": \([0-9]\|10\),' "$1" | sed 's/, "ms".*}/}/'; }
+strip() { log_untimed "$1" | grep -v '"step": \([0-9]\|10\),'; }
 diff <(strip "$TMP/straight/log.jsonl") <(strip "$TMP/resumed/log.jsonl") || die "GPU resume differs"
 cmp "$TMP/straight/ckpt_00000020/model.safetensors" "$TMP/resumed/ckpt_00000020/model.safetensors" || die "GPU resume: weights differ"
 echo "ok: GPU 10 + resume + 10 is bit-identical to 20 straight"

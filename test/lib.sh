@@ -31,6 +31,9 @@ need_data() {
   for f in "$@"; do [ -f "$DATA/$f" ] || skip "SKIPPED: $DATA/$f not found (set GRASS_DATA)"; done
 }
 
+# log_untimed LOG.jsonl: the log without its timings (each step's "ms" and what follows), for comparing two runs.
+log_untimed() { sed 's/, "ms".*}/}/' "$1"; }
+
 # need_python_module MODULE: skip unless $PYTHON imports it.
 need_python_module() {
   "$PYTHON" -c "import $1" 2>/dev/null || skip "Python module $1 is not available to $PYTHON (run make venv)"

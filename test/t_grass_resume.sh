@@ -8,7 +8,7 @@ for sel in multinorm uniform-nr; do
         --lr 3e-3 --weight-decay 0.1 --optimizer grass --grass-rank 12 --grass-interval 4 --grass-select $sel)
   ./train_llama_cpu "${args[@]}" --ckpt-every 10 --out "$TMP/straight_$sel"
   ./train_llama_cpu "${args[@]}" --resume "$TMP/straight_$sel/ckpt_00000010" --out "$TMP/resumed_$sel"
-  strip() { grep -v '"step": \([0-9]\|10\),' "$1" | sed 's/, "ms".*}/}/'; }
+  strip() { log_untimed "$1" | grep -v '"step": \([0-9]\|10\),'; }
   diff <(strip "$TMP/straight_$sel/log.jsonl") <(strip "$TMP/resumed_$sel/log.jsonl") || die "$sel: resumed log differs"
   cmp "$TMP/straight_$sel/ckpt_00000020/model.safetensors" "$TMP/resumed_$sel/ckpt_00000020/model.safetensors" || die "$sel: weights differ"
   cmp "$TMP/straight_$sel/ckpt_00000020/state.bin" "$TMP/resumed_$sel/ckpt_00000020/state.bin" || die "$sel: state differs"

@@ -11,7 +11,7 @@ args=(--model test --train-data "$TMP/train_*.bin" --val-data "$TMP/val.bin" --b
 ./train_llama_cpu "${args[@]}" --resume "$TMP/straight/ckpt_00000010" --out "$TMP/resumed"
 
 # the log lines of steps 11..20 (ms and tok/s aside) must be identical
-strip() { grep -v '"step": \([0-9]\|10\),' "$1" | sed 's/, "ms".*}/}/'; }
+strip() { log_untimed "$1" | grep -v '"step": \([0-9]\|10\),'; }
 diff <(strip "$TMP/straight/log.jsonl") <(strip "$TMP/resumed/log.jsonl") || die "resumed run's log differs"
 [ "$(strip "$TMP/resumed/log.jsonl" | grep -c '"loss"')" -eq 10 ] || die "expected 10 resumed steps"
 cmp "$TMP/straight/ckpt_00000020/model.safetensors" "$TMP/resumed/ckpt_00000020/model.safetensors" || die "final weights differ"
