@@ -80,29 +80,45 @@ __global__ void grass_take_kernel(float *g, const float *G, const int *sigma, co
 }
 
 // Subspace Adam: M, V updated from g * grad_scale, and g overwritten with U = (M / bc1) / (sqrt(V / bc2) + eps).
-template <typename MomT>
+// K consecutive elements per thread (kernels/common.cuh: vector access).
+template <int K, typename MomT>
 __global__ void grass_adam_kernel(float *g, MomT *mom, MomT *var, size_t n, float beta1, float beta2, float bc1, float bc2,
                                   float eps, float grad_scale, uint64_t seed) {
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float x = g[i] * grad_scale;
-        float m = beta1 * to_float(mom[i]) + (1.0f - beta1) * x;
-        float v = beta2 * to_float(var[i]) + (1.0f - beta2) * x * x;
-        mom[i] = round_stochastic<MomT>(m, random_u32(seed, 2 * i));
-        var[i] = round_stochastic<MomT>(v, random_u32(seed, 2 * i + 1));
-        g[i] = (m / bc1) / (sqrtf(v / bc2) + eps);
+    for (size_t i0 = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i0 < n; i0 += K * (size_t)gridDim.x * blockDim.x) {
+        Vec<float, K> gv = vec_load<K>(g + i0);
+        Vec<MomT, K> mv = vec_load<K>(mom + i0), vv = vec_load<K>(var + i0);
+        for (int k = 0; k < K; k++) {
+            size_t i = i0 + k;
+            float x = gv.x[k] * grad_scale;
+            float m = beta1 * to_float(mv.x[k]) + (1.0f - beta1) * x;
+            float v = beta2 * to_float(vv.x[k]) + (1.0f - beta2) * x * x;
+            mv.x[k] = round_stochastic<MomT>(m, random_u32(seed, 2 * i));
+            vv.x[k] = round_stochastic<MomT>(v, random_u32(seed, 2 * i + 1));
+            gv.x[k] = (m / bc1) / (sqrtf(v / bc2) + eps);
+        }
+        vec_store<K>(mom + i0, mv);
+        vec_store<K>(var + i0, vv);
+        vec_store<K>(g + i0, gv);
     }
 }
 
 // W *= decay over the whole matrix (decoupled weight decay applies to all of W): the master copy and its
-// rounding, or the floatX weights with stochastic rounding.
+// rounding, or the floatX weights with stochastic rounding. K consecutive elements per thread.
+template <int K>
 __global__ void grass_decay_kernel(floatX *W, float *master, size_t n, float decay, uint64_t seed) {
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    for (size_t i0 = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i0 < n; i0 += K * (size_t)gridDim.x * blockDim.x) {
+        Vec<floatX, K> w = vec_load<K>(W + i0);
         if (master) {
-            master[i] *= decay;
-            W[i] = from_float<floatX>(master[i]);
+            Vec<float, K> mw = vec_load<K>(master + i0);
+            for (int k = 0; k < K; k++) {
+                mw.x[k] *= decay;
+                w.x[k] = from_float<floatX>(mw.x[k]);
+            }
+            vec_store<K>(master + i0, mw);
         } else {
-            W[i] = round_stochastic<floatX>(to_float(W[i]) * decay, random_u32(seed, i));
+            for (int k = 0; k < K; k++) w.x[k] = round_stochastic<floatX>(to_float(w.x[k]) * decay, random_u32(seed, i0 + k));
         }
+        vec_store<K>(W + i0, w);
     }
 }
 
@@ -136,12 +152,17 @@ static void grass_update(floatX *W, float *master, float *g, MomT *mom, MomT *va
                          int t, uint64_t seed, cudaStream_t stream) {
     size_t cnt = (size_t)sh.r * sh.E, mn = (size_t)wm * wn;
     float bc1 = 1.0f - powf(opt->beta1, (float)t), bc2 = 1.0f - powf(opt->beta2, (float)t);
-    grass_adam_kernel<<<grid_stride_blocks(cnt, 256), 256, 0, stream>>>(g, mom, var, cnt, opt->beta1, opt->beta2, bc1, bc2,
-                                                                        opt->eps, grad_scale, seed);
+    vec_dispatch(vec_fits({cnt}, g, mom, var), [&](auto k) {
+        grass_adam_kernel<k.value><<<grid_stride_blocks(cnt / k.value, 256), 256, 0, stream>>>(
+            g, mom, var, cnt, opt->beta1, opt->beta2, bc1, bc2, opt->eps, grad_scale, seed);
+    });
     cudaCheckLaunch();
     float decay = 1.0f - lr * opt->weight_decay;
     if (decay != 1.0f) {
-        grass_decay_kernel<<<grid_stride_blocks(mn, 256), 256, 0, stream>>>(W, master, mn, decay, seed ^ 0xDECA7ULL);
+        vec_dispatch(vec_fits({mn}, W, master), [&](auto k) {
+            grass_decay_kernel<k.value><<<grid_stride_blocks(mn / k.value, 256), 256, 0, stream>>>(W, master, mn, decay,
+                                                                                                 seed ^ 0xDECA7ULL);
+        });
         cudaCheckLaunch();
     }
     grass_scatter_kernel<<<dim3(ceil_div(sh.E, 256), sh.r), 256, 0, stream>>>(W, master, g, sigma, rho, sh.r, sh.E, wn, sh.rows,

@@ -366,11 +366,11 @@ static void gpu_init_weights(GpuLlama *m, uint64_t seed) {
 // Forward
 
 // out [N, OC] = resid + inp @ weight^T: the o_proj and down_proj products add the residual stream in the
-// GEMM itself (beta = 1 on a copy of the residual).
+// GEMM itself (beta = 1, with the residual as cuBLASLt's C and out as its D).
 static void gpu_matmul_residual(GpuLlama *m, floatX *out, const floatX *resid, const floatX *inp, const floatX *weight,
                                 int N, int C, int OC) {
-    cudaCheck(cudaMemcpyAsync(out, resid, sizeof(floatX) * N * OC, cudaMemcpyDeviceToDevice, m->stream));
     Gemm g = matmul_forward_gemm(out, inp, weight, N, C, OC);
+    g.C_in = resid;
     g.beta = 1.0f;
     matmul_gemm(&m->mm, &g, m->stream);
 }
@@ -546,8 +546,7 @@ static void gpu_reduce_tensor(GpuLlama *m, int kind, int layer) {
     if (gs->p.enabled && llama_param_kinds[kind].is_projection) {
         GrassShape sh = gs->p.shape[kind];
         size_t off = grass_state_offset(&gs->p, kind, layer), n = (size_t)sh.r * sh.E;
-        convert_kernel<<<grid_stride_blocks(n, 256), 256, 0, m->stream>>>(gs->gx + off, gs->g + off, n);
-        cudaCheckLaunch();
+        convert(gs->gx + off, gs->g + off, n, m->stream);
         gpu_comm_mean(m->gcomm, gs->gx + off, n, m->stream);
     } else {
         gpu_comm_mean(m->gcomm, gpu_grad(m, kind, layer), llama_param_numel(&m->cfg, kind), m->stream);
@@ -625,8 +624,7 @@ static void gpu_backward(GpuLlama *m) {
         gpu_mark(m, PROF_OTHER);
         if (m->grass.p.enabled) {
             size_t n = m->grass.p.nstate;
-            convert_kernel<<<grid_stride_blocks(n, 256), 256, 0, s>>>(m->grass.g, m->grass.gx, n);
-            cudaCheckLaunch();
+            convert(m->grass.g, m->grass.gx, n, s);
         }
     }
     m->grass.refresh_now = 0;  // a refresh selects on the step's first micro-batch only

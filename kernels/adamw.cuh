@@ -24,24 +24,37 @@ typedef struct {
     uint64_t seed;     // stochastic rounding; use a different one per (step, tensor)
 } AdamWParams;
 
-template <typename MomT>
+// K consecutive elements per thread (kernels/common.cuh: vector access); element i draws random_u32(seed, 3 i + ...)
+// whatever K is.
+template <int K, typename MomT>
 __global__ void adamw_kernel(floatX *params, float *master, const floatX *grads, MomT *mom, MomT *var, size_t n,
                              float beta1, float beta2, float step_size, float decay, float bc2_sqrt, float eps,
                              float grad_scale, uint64_t seed) {
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float g = to_float(grads[i]) * grad_scale;
-        float m = beta1 * to_float(mom[i]) + (1.0f - beta1) * g;
-        float v = beta2 * to_float(var[i]) + (1.0f - beta2) * g * g;
-        mom[i] = round_stochastic<MomT>(m, random_u32(seed, 3 * i + 1));
-        var[i] = round_stochastic<MomT>(v, random_u32(seed, 3 * i + 2));
-        float p = master ? master[i] : to_float(params[i]);
-        p = p * decay - step_size * m / (sqrtf(v) / bc2_sqrt + eps);
-        if (master) {
-            master[i] = p;
-            params[i] = from_float<floatX>(p);
-        } else {
-            params[i] = round_stochastic<floatX>(p, random_u32(seed, 3 * i));
+    for (size_t i0 = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i0 < n; i0 += K * (size_t)gridDim.x * blockDim.x) {
+        Vec<floatX, K> gv = vec_load<K>(grads + i0), pv = vec_load<K>(params + i0);
+        Vec<MomT, K> mv = vec_load<K>(mom + i0), vv = vec_load<K>(var + i0);
+        Vec<float, K> wv;
+        if (master) wv = vec_load<K>(master + i0);
+        for (int k = 0; k < K; k++) {
+            size_t i = i0 + k;
+            float g = to_float(gv.x[k]) * grad_scale;
+            float m = beta1 * to_float(mv.x[k]) + (1.0f - beta1) * g;
+            float v = beta2 * to_float(vv.x[k]) + (1.0f - beta2) * g * g;
+            mv.x[k] = round_stochastic<MomT>(m, random_u32(seed, 3 * i + 1));
+            vv.x[k] = round_stochastic<MomT>(v, random_u32(seed, 3 * i + 2));
+            float p = master ? wv.x[k] : to_float(pv.x[k]);
+            p = p * decay - step_size * m / (sqrtf(v) / bc2_sqrt + eps);
+            if (master) {
+                wv.x[k] = p;
+                pv.x[k] = from_float<floatX>(p);
+            } else {
+                pv.x[k] = round_stochastic<floatX>(p, random_u32(seed, 3 * i));
+            }
         }
+        vec_store<K>(mom + i0, mv);
+        vec_store<K>(var + i0, vv);
+        vec_store<K>(params + i0, pv);
+        if (master) vec_store<K>(master + i0, wv);
     }
 }
 
@@ -53,9 +66,11 @@ static void adamw_update(floatX *params, float *master, const floatX *grads, Mom
     if (n == 0) return;
     float bc1 = 1.0f - powf(hp->beta1, (float)hp->step), bc2_sqrt = sqrtf(1.0f - powf(hp->beta2, (float)hp->step));
     float step_size = hp->lr / bc1, decay = 1.0f - hp->lr * hp->weight_decay;
-    adamw_kernel<<<grid_stride_blocks(n, 256), 256, 0, stream>>>(params, master, grads, mom, var, n, hp->beta1, hp->beta2,
-                                                                  step_size, decay, bc2_sqrt, hp->eps, hp->grad_scale,
-                                                                  hp->seed);
+    vec_dispatch(vec_fits({n}, params, master, grads, mom, var), [&](auto k) {
+        adamw_kernel<k.value><<<grid_stride_blocks(n / k.value, 256), 256, 0, stream>>>(
+            params, master, grads, mom, var, n, hp->beta1, hp->beta2, step_size, decay, bc2_sqrt, hp->eps, hp->grad_scale,
+            hp->seed);
+    });
     cudaCheckLaunch();
 }
 
@@ -66,12 +81,12 @@ static void adamw_update(floatX *params, float *master, const floatX *grads, Mom
 #define NORM_BLOCKS 512
 #define NORM_THREADS 512
 
-template <typename T>
+template <int K, typename T>
 __global__ void norm_squared_kernel(double *partials, const T *x, size_t n, int accumulate) {
     double acc = 0.0;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        double v = to_float(x[i]);
-        acc += v * v;
+    for (size_t i = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i < n; i += K * (size_t)gridDim.x * blockDim.x) {
+        Vec<T, K> v = vec_load<K>(x + i);
+        for (int k = 0; k < K; k++) acc += (double)to_float(v.x[k]) * to_float(v.x[k]);
     }
     acc = block_reduce_sum(acc);
     if (threadIdx.x == 0) partials[blockIdx.x] = (accumulate ? partials[blockIdx.x] : 0.0) + acc;
@@ -88,7 +103,9 @@ template <typename T>
 static void global_norm_squared(double *partials, const T *x, size_t n, int accumulate, cudaStream_t stream) {
     // partials [NORM_BLOCKS] doubles: = (accumulate 0) or += (accumulate 1) the sums of x[i]^2 over x [n]
     // (float or bf16); call once per tensor, then global_norm_squared_finish
-    norm_squared_kernel<<<NORM_BLOCKS, NORM_THREADS, 0, stream>>>(partials, x, n, accumulate);
+    vec_dispatch(vec_fits({n}, x), [&](auto k) {
+        norm_squared_kernel<k.value><<<NORM_BLOCKS, NORM_THREADS, 0, stream>>>(partials, x, n, accumulate);
+    });
     cudaCheckLaunch();
 }
 
@@ -98,16 +115,21 @@ static void global_norm_squared_finish(float *out, const double *partials, cudaS
     cudaCheckLaunch();
 }
 
-template <typename T>
+template <int K, typename T>
 __global__ void scale_kernel(T *x, size_t n, float scale) {
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        x[i] = from_float<T>(to_float(x[i]) * scale);
+    for (size_t i = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i < n; i += K * (size_t)gridDim.x * blockDim.x) {
+        Vec<T, K> v = vec_load<K>(x + i);
+        for (int k = 0; k < K; k++) v.x[k] = from_float<T>(to_float(v.x[k]) * scale);
+        vec_store<K>(x + i, v);
+    }
 }
 
 template <typename T>
 static void scale_tensor(T *x, size_t n, float scale, cudaStream_t stream) {
     // x [n] *= scale (float or bf16, rounded to nearest)
     if (n == 0) return;
-    scale_kernel<<<grid_stride_blocks(n, 256), 256, 0, stream>>>(x, n, scale);
+    vec_dispatch(vec_fits({n}, x), [&](auto k) {
+        scale_kernel<k.value><<<grid_stride_blocks(n / k.value, 256), 256, 0, stream>>>(x, n, scale);
+    });
     cudaCheckLaunch();
 }

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <initializer_list>
+#include <type_traits>
 #include <cublas_api.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -77,11 +79,72 @@ static inline unsigned grid_stride_blocks(size_t n, int block) {
     return (unsigned)(blocks < 65536 ? blocks : 65536);
 }
 
+// ----------------------------------------------------------------------------------------------------
+// Vector access. The memory-bound kernels are templates on K, the consecutive elements a thread moves at once:
+// K = VEC makes every floatX access 16 bytes (8 bf16 or 4 fp32; fp32 state beside bf16 data moves 32 bytes in
+// two 16-byte accesses), so that a warp keeps several times more bytes in flight than with 2-byte accesses.
+// A launcher takes K = VEC (vec_dispatch) when vec_fits says the element counts and every pointer allow it, else K = 1 (odd
+// sizes such as the test presets'); both are the same code, and the per-element arithmetic is the same, so
+// the two give the same bits wherever the order of a sum does not change with K.
+
+#define VEC (16 / (int)sizeof(floatX))
+
+template <typename T, int K> struct alignas(sizeof(T) * K) Vec { T x[K]; };
+
+template <int K, typename T> __device__ inline Vec<T, K> vec_load(const T *p) {
+#ifdef CUDA_EMULATION  // a misaligned vector access faults on a GPU and not on the host: dev/emu says so
+    if ((uintptr_t)p % sizeof(Vec<T, K>)) emu_fail("vector load from a misaligned address", emu.kernel);
+#endif
+    return *reinterpret_cast<const Vec<T, K> *>(p);
+}
+
+template <int K, typename T> __device__ inline void vec_store(T *p, const Vec<T, K> &v) {
+#ifdef CUDA_EMULATION
+    if ((uintptr_t)p % sizeof(Vec<T, K>)) emu_fail("vector store to a misaligned address", emu.kernel);
+#endif
+    *reinterpret_cast<Vec<T, K> *>(p) = v;
+}
+
+// Set by dev/cuda's --version 1 only: every launcher takes K = 1, so its timing shows what K = VEC gains.
+static int kernels_scalar = 0;
+
+// Whether a kernel may move VEC elements at a time: every count (elements in all, or per row) a multiple of
+// VEC and every pointer (NULL for an absent tensor) aligned to VEC of its elements.
+static inline bool vec_fits_counts(std::initializer_list<size_t> counts) {
+    for (size_t c : counts)
+        if (c % VEC) return false;
+    return !kernels_scalar;
+}
+template <typename... P> static inline bool vec_fits(std::initializer_list<size_t> counts, const P *...ptrs) {
+    bool aligned = ((((uintptr_t)ptrs % (sizeof(P) * VEC)) == 0) && ... && true);
+    return aligned && vec_fits_counts(counts);
+}
+
+// f(k) with k a std::integral_constant<int, K>, K = VEC if `fits`, else 1: a launcher's body written once, as
+// vec_dispatch(vec_fits({n}, out, inp), [&](auto k) { launch of kernel<k.value> over n / k.value threads });
+template <typename F> static void vec_dispatch(bool fits, F f) {
+    if (fits) f(std::integral_constant<int, VEC>());
+    else f(std::integral_constant<int, 1>());
+}
+
 // dst [n] = src [n] in dst's type (round to nearest even), e.g. fp32 gradients to floatX for an all-reduce.
-template <typename D, typename S>
+template <int K, typename D, typename S>
 __global__ void convert_kernel(D *dst, const S *src, size_t n) {
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        dst[i] = from_float<D>(to_float(src[i]));
+    for (size_t i = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i < n; i += K * (size_t)gridDim.x * blockDim.x) {
+        Vec<S, K> s = vec_load<K>(src + i);
+        Vec<D, K> d;
+        for (int k = 0; k < K; k++) d.x[k] = from_float<D>(to_float(s.x[k]));
+        vec_store<K>(dst + i, d);
+    }
+}
+
+template <typename D, typename S> static void convert(D *dst, const S *src, size_t n, cudaStream_t stream) {
+    // dst [n] = src [n] rounded to D
+    if (n == 0) return;
+    vec_dispatch(vec_fits({n}, dst, src), [&](auto k) {
+        convert_kernel<k.value><<<grid_stride_blocks(n / k.value, 256), 256, 0, stream>>>(dst, src, n);
+    });
+    cudaCheckLaunch();
 }
 
 // ----------------------------------------------------------------------------------------------------

@@ -24,8 +24,9 @@ __device__ inline void softmax_stat_merge(float &m, float &s, float m2, float s2
     m = mx;
 }
 
-// One block per row of logits [R, V]: losses[r] = logsumexp(row) - row[target]; with write_grad the row
-// becomes (softmax(row) - onehot(target)) * dloss.
+// One block per row of logits [R, V], K consecutive logits per thread and access: losses[r] = logsumexp(row) -
+// row[target]; with write_grad the row becomes (softmax(row) - onehot(target)) * dloss.
+template <int K>
 __global__ void crossentropy_kernel(float *losses, floatX *logits, const int *targets, int V, float dloss, int write_grad) {
     __shared__ float warp_m[32], warp_s[32];
     __shared__ float target_logit;
@@ -33,13 +34,16 @@ __global__ void crossentropy_kernel(float *losses, floatX *logits, const int *ta
     int target = targets[blockIdx.x];
     if (threadIdx.x == 0) target_logit = to_float(row[target]);  // read before any thread overwrites the row
     float m = -INFINITY, s = 0.0f;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {
-        float z = to_float(row[i]);
-        if (z > m) {
-            s = s * expf(m - z) + 1.0f;
-            m = z;
-        } else {
-            s += expf(z - m);
+    for (int i = threadIdx.x * K; i < V; i += blockDim.x * K) {
+        Vec<floatX, K> z = vec_load<K>(row + i);
+        for (int k = 0; k < K; k++) {
+            float zk = to_float(z.x[k]);
+            if (zk > m) {
+                s = s * expf(m - zk) + 1.0f;
+                m = zk;
+            } else {
+                s += expf(zk - m);
+            }
         }
     }
     for (int offset = 16; offset > 0; offset >>= 1)
@@ -54,9 +58,13 @@ __global__ void crossentropy_kernel(float *losses, floatX *logits, const int *ta
     float lse = m + logf(s);
     if (threadIdx.x == 0) losses[blockIdx.x] = lse - target_logit;
     if (!write_grad) return;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {
-        float p = expf(to_float(row[i]) - lse);
-        row[i] = from_float<floatX>((p - (i == target ? 1.0f : 0.0f)) * dloss);
+    for (int i = threadIdx.x * K; i < V; i += blockDim.x * K) {
+        Vec<floatX, K> z = vec_load<K>(row + i);
+        for (int k = 0; k < K; k++) {
+            float p = expf(to_float(z.x[k]) - lse);
+            z.x[k] = from_float<floatX>((p - (i + k == target ? 1.0f : 0.0f)) * dloss);
+        }
+        vec_store<K>(row + i, z);
     }
 }
 
@@ -74,7 +82,9 @@ static void crossentropy_forward_backward(Matmul *mm, float *losses, floatX *din
         int R = N - n0 < chunk_rows ? N - n0 : chunk_rows;
         const floatX *x = inp + (size_t)n0 * C;
         matmul_forward(mm, logits, x, weight, R, C, V, stream);
-        crossentropy_kernel<<<R, 512, 0, stream>>>(losses + n0, logits, targets + n0, V, dloss, backward);
+        vec_dispatch(vec_fits({(size_t)V}, logits), [&](auto k) {
+            crossentropy_kernel<k.value><<<R, 512, 0, stream>>>(losses + n0, logits, targets + n0, V, dloss, backward);
+        });
         cudaCheckLaunch();
         if (backward) matmul_backward(mm, dinp ? dinp + (size_t)n0 * C : NULL, dweight, logits, x, weight, R, C, V, 0, stream);
     }

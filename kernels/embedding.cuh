@@ -3,7 +3,7 @@
  *
  * The backward is deterministic and free of atomics: on the host, embedding_buckets groups the positions of
  * the micro-batch by token id (one sort of N keys; the trainer has the tokens on the host anyway), then one
- * thread per (distinct token, column) adds that token's rows of dout in position order in fp32 and adds the
+ * thread per (distinct token, K columns) adds that token's rows of dout in position order in fp32 and adds the
  * sum to the gradient row once. A token that occurs k times costs its thread k loads; threads never share
  * an output element, so no ordering depends on scheduling.
  */
@@ -12,12 +12,13 @@
 #include <algorithm>
 #include "common.cuh"
 
-// out [N, C] = rows tokens[n] of emb [V, C]; tokens in [0, V)
+// out [N, C] = rows tokens[n] of emb [V, C]; tokens in [0, V). K consecutive columns per thread.
+template <int K>
 __global__ void embedding_forward_kernel(floatX *out, const int *tokens, const floatX *emb, int N, int C) {
     size_t total = (size_t)N * C;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    for (size_t i = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i < total; i += K * (size_t)gridDim.x * blockDim.x) {
         size_t n = i / C, c = i % C;
-        out[i] = emb[(size_t)tokens[n] * C + c];
+        vec_store<K>(out + i, vec_load<K>(emb + (size_t)tokens[n] * C + c));
     }
 }
 
@@ -25,7 +26,9 @@ static void embedding_forward(floatX *out, const int *tokens, const floatX *emb,
     // out [N, C]; tokens [N] on the device; emb [V, C]
     size_t n = (size_t)N * C;
     if (n == 0) return;
-    embedding_forward_kernel<<<grid_stride_blocks(n, 256), 256, 0, stream>>>(out, tokens, emb, N, C);
+    vec_dispatch(vec_fits({(size_t)C}, out, emb), [&](auto k) {
+        embedding_forward_kernel<k.value><<<grid_stride_blocks(n / k.value, 256), 256, 0, stream>>>(out, tokens, emb, N, C);
+    });
     cudaCheckLaunch();
 }
 
@@ -50,15 +53,22 @@ static int embedding_buckets(int *buckets, const int *tokens, int N) {
     return U;
 }
 
-// demb[id[u], c] += sum over the positions n of token u (in increasing n) of dout[n, c]
+// demb[id[u], c] += sum over the positions n of token u (in increasing n) of dout[n, c], for K consecutive c
+// per thread
+template <int K>
 __global__ void embedding_backward_kernel(floatX *demb, const floatX *dout, const int *buckets, int U, int N, int C) {
-    int u = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
+    int u = blockIdx.x, c = (blockIdx.y * blockDim.x + threadIdx.x) * K;
     if (c >= C) return;
     const int *order = buckets, *start = buckets + N, *id = buckets + N + U + 1;
-    float acc = 0.0f;
-    for (int i = start[u]; i < start[u + 1]; i++) acc += to_float(dout[(size_t)order[i] * C + c]);
+    float acc[K] = {};
+    for (int i = start[u]; i < start[u + 1]; i++) {
+        Vec<floatX, K> g = vec_load<K>(dout + (size_t)order[i] * C + c);
+        for (int k = 0; k < K; k++) acc[k] += to_float(g.x[k]);
+    }
     size_t at = (size_t)id[u] * C + c;
-    demb[at] = from_float<floatX>(to_float(demb[at]) + acc);
+    Vec<floatX, K> d = vec_load<K>(demb + at);
+    for (int k = 0; k < K; k++) d.x[k] = from_float<floatX>(to_float(d.x[k]) + acc[k]);
+    vec_store<K>(demb + at, d);
 }
 
 static void embedding_backward(floatX *demb, const floatX *dout, const int *buckets, int U, int N, int C,
@@ -66,7 +76,9 @@ static void embedding_backward(floatX *demb, const floatX *dout, const int *buck
     // demb [V, C] +=; dout [N, C]; buckets [N + 2U + 1] on the device, from embedding_buckets
     if (U == 0) return;
     const int block = 128;
-    dim3 grid(U, ceil_div(C, block));
-    embedding_backward_kernel<<<grid, block, 0, stream>>>(demb, dout, buckets, U, N, C);
+    vec_dispatch(vec_fits({(size_t)C}, demb, dout), [&](auto k) {
+        dim3 grid(U, ceil_div(C / k.value, block));
+        embedding_backward_kernel<k.value><<<grid, block, 0, stream>>>(demb, dout, buckets, U, N, C);
+    });
     cudaCheckLaunch();
 }

@@ -31,9 +31,10 @@
 #define CUDA_FLOATX CUDA_R_16BF
 #endif
 
-// One product in cuBLAS's column-major terms: C [m, n] = op(A) [m, k] op(B) [k, n] + beta C, where op
-// transposes the stored matrix when trans is 1. A and B are floatX; C is floatX, or fp32 with c_fp32 (Grass's
-// compressed gradients and refresh gradients accumulate in fp32).
+// One product in cuBLAS's column-major terms: C [m, n] = op(A) [m, k] op(B) [k, n] + beta C0, where op
+// transposes the stored matrix when trans is 1 and C0 is C itself, or C_in when set (cuBLASLt's C != D: the
+// residual stream added without first copying it into the output). A and B are floatX; C (and C_in) floatX,
+// or fp32 with c_fp32 (Grass's compressed gradients and refresh gradients accumulate in fp32).
 typedef struct {
     int transa, transb;
     int m, n, k;
@@ -45,26 +46,27 @@ typedef struct {
     int ldc;
     float beta;
     int c_fp32;
+    const void *C_in;  // [m, n] with ld ldc, or NULL for C
 } Gemm;
 
 // out [N, OC] = inp [N, C] @ weight [OC, C]^T: A = weight stored [C, OC] (ld C), transposed; B = inp stored
 // [C, N] (ld C); C = out [OC, N] (ld OC).
 static Gemm matmul_forward_gemm(floatX *out, const floatX *inp, const floatX *weight, int N, int C, int OC) {
-    Gemm g = {1, 0, OC, N, C, weight, C, inp, C, out, OC, 0.0f, 0};
+    Gemm g = {1, 0, OC, N, C, weight, C, inp, C, out, OC, 0.0f, 0, NULL};
     return g;
 }
 
 // dinp [N, C] (= or +=) dout [N, OC] @ weight [OC, C]: A = weight stored [C, OC] (ld C); B = dout stored
 // [OC, N] (ld OC); C = dinp [C, N] (ld C).
 static Gemm matmul_dinp_gemm(floatX *dinp, const floatX *dout, const floatX *weight, int N, int C, int OC, float beta) {
-    Gemm g = {0, 0, C, N, OC, weight, C, dout, OC, dinp, C, beta, 0};
+    Gemm g = {0, 0, C, N, OC, weight, C, dout, OC, dinp, C, beta, 0, NULL};
     return g;
 }
 
 // dweight [OC, C] += dout^T [OC, N] @ inp [N, C]: A = inp stored [C, N] (ld C); B = dout stored [OC, N]
 // (ld OC), transposed; C = dweight [C, OC] (ld C).
 static Gemm matmul_dweight_gemm(floatX *dweight, const floatX *dout, const floatX *inp, int N, int C, int OC) {
-    Gemm g = {0, 1, C, OC, N, inp, C, dout, OC, dweight, C, 1.0f, 0};
+    Gemm g = {0, 1, C, OC, N, inp, C, dout, OC, dweight, C, 1.0f, 0, NULL};
     return g;
 }
 
@@ -127,6 +129,10 @@ static int matmul_alignment(const void *p, int ld, size_t esize) {
 static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
     int aa = matmul_alignment(g->A, g->lda, sizeof(floatX)), ab = matmul_alignment(g->B, g->ldb, sizeof(floatX));
     int ac = matmul_alignment(g->C, g->ldc, g->c_fp32 ? 4 : sizeof(floatX));
+    if (g->C_in) {  // C and D share one layout and one promised alignment
+        int ai = matmul_alignment(g->C_in, g->ldc, g->c_fp32 ? 4 : sizeof(floatX));
+        ac = ai < ac ? ai : ac;
+    }
     for (int i = 0; i < mm->num_plans; i++) {
         MatmulPlan *p = &mm->plans[i];
         if (p->transa == g->transa && p->transb == g->transb && p->m == g->m && p->n == g->n && p->k == g->k &&
@@ -186,15 +192,21 @@ static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
 static void matmul_gemm(Matmul *mm, const Gemm *g, cudaStream_t stream) {
     if (g->m == 0 || g->n == 0) return;
     if (g->k == 0) {  // an empty sum: C = beta C
-        kernelRequire(g->beta == 1.0f, "matmul: an empty product (k = 0) that overwrites its output");
+        kernelRequire(g->beta == 1.0f && !g->C_in, "matmul: an empty product (k = 0) that overwrites its output");
         return;
     }
     const float alpha = 1.0f;
+    const void *c_in = g->C_in ? g->C_in : g->C;
     MatmulPlan *p = mm->use_cublas ? NULL : matmul_plan(mm, g);
     if (p && p->found) {
-        cublasCheck(cublasLtMatmul(mm->lt, p->desc, &alpha, g->A, p->layout_a, g->B, p->layout_b, &g->beta, g->C,
+        cublasCheck(cublasLtMatmul(mm->lt, p->desc, &alpha, g->A, p->layout_a, g->B, p->layout_b, &g->beta, c_in,
                                    p->layout_c, g->C, p->layout_c, &p->algo, mm->workspace, mm->workspace_size, stream));
     } else {
+        if (c_in != g->C && g->beta != 0.0f) {  // cublasGemmEx adds C to itself only
+            size_t pitch = (size_t)g->ldc * (g->c_fp32 ? 4 : sizeof(floatX));
+            cudaCheck(cudaMemcpy2DAsync(g->C, pitch, c_in, pitch, (size_t)g->m * (g->c_fp32 ? 4 : sizeof(floatX)), g->n,
+                                        cudaMemcpyDeviceToDevice, stream));
+        }
         cublasCheck(cublasSetStream(mm->blas, stream));
         cublasCheck(cublasSetWorkspace(mm->blas, mm->workspace, mm->workspace_size));  // setting a stream resets it
         cublasCheck(cublasGemmEx(mm->blas, g->transa ? CUBLAS_OP_T : CUBLAS_OP_N, g->transb ? CUBLAS_OP_T : CUBLAS_OP_N,

@@ -11,7 +11,8 @@
 
 #include "common.cuh"
 
-// One warp per row. out [N, C]; rstd [N] fp32 = 1 / sqrt(mean(x^2) + eps)
+// One warp per row, K consecutive elements per lane and access. out [N, C]; rstd [N] fp32 = 1 / sqrt(mean(x^2) + eps)
+template <int K>
 __global__ void rmsnorm_forward_kernel(floatX *out, float *rstd, const floatX *inp, const floatX *weight, int N, int C,
                                        float eps) {
     int lane = threadIdx.x % 32;
@@ -19,15 +20,19 @@ __global__ void rmsnorm_forward_kernel(floatX *out, float *rstd, const floatX *i
     if (row >= N) return;
     const floatX *x = inp + (size_t)row * C;
     float ss = 0.0f;
-    for (int i = lane; i < C; i += 32) {
-        float v = to_float(x[i]);
-        ss += v * v;
+    for (int i = lane * K; i < C; i += 32 * K) {
+        Vec<floatX, K> v = vec_load<K>(x + i);
+        for (int k = 0; k < K; k++) ss += to_float(v.x[k]) * to_float(v.x[k]);
     }
     ss = warp_reduce_sum(ss);
     float r = 1.0f / sqrtf(ss / C + eps);
     if (lane == 0) rstd[row] = r;
     floatX *o = out + (size_t)row * C;
-    for (int i = lane; i < C; i += 32) o[i] = from_float<floatX>(to_float(x[i]) * r * to_float(weight[i]));
+    for (int i = lane * K; i < C; i += 32 * K) {
+        Vec<floatX, K> v = vec_load<K>(x + i), w = vec_load<K>(weight + i), y;
+        for (int k = 0; k < K; k++) y.x[k] = from_float<floatX>(to_float(v.x[k]) * r * to_float(w.x[k]));
+        vec_store<K>(o + i, y);
+    }
 }
 
 static void rmsnorm_forward(floatX *out, float *rstd, const floatX *inp, const floatX *weight, int N, int C, float eps,
@@ -35,7 +40,9 @@ static void rmsnorm_forward(floatX *out, float *rstd, const floatX *inp, const f
     // out [N, C], rstd [N], inp [N, C], weight [C]
     const int block = 256, rows_per_block = block / 32;
     if (N == 0) return;
-    rmsnorm_forward_kernel<<<ceil_div(N, rows_per_block), block, 0, stream>>>(out, rstd, inp, weight, N, C, eps);
+    vec_dispatch(vec_fits({(size_t)C}, out, inp, weight), [&](auto k) {
+        rmsnorm_forward_kernel<k.value><<<ceil_div(N, rows_per_block), block, 0, stream>>>(out, rstd, inp, weight, N, C, eps);
+    });
     cudaCheckLaunch();
 }
 
@@ -45,27 +52,39 @@ static int rmsnorm_backward_blocks(int N) { return N < 512 ? N : 512; }
 // Scratch the backward needs, in floats: [rmsnorm_backward_blocks(N), C].
 static size_t rmsnorm_backward_scratch_floats(int N, int C) { return (size_t)rmsnorm_backward_blocks(N) * C; }
 
-// Block b owns rows [b N / G, (b + 1) N / G). dinp [N, C] +=; partial [G, C] = this block's sum of dw.
+// Block b owns rows [b N / G, (b + 1) N / G); each thread K consecutive columns at a time. dinp [N, C] +=;
+// partial [G, C] = this block's sum of dw.
+template <int K>
 __global__ void rmsnorm_backward_kernel(floatX *dinp, float *partial, const floatX *dout, const floatX *inp,
                                         const floatX *weight, const float *rstd, int N, int C) {
-    extern __shared__ float dw[];  // [C]: thread t owns columns t, t + blockDim.x, ...
-    int G = gridDim.x, b = blockIdx.x;
+    extern __shared__ __align__(32) float dw[];  // [C]: thread t owns columns [t K, t K + K), then + blockDim.x K, ...
+    int G = gridDim.x, b = blockIdx.x, step = blockDim.x * K;
     int row0 = (int)((long long)N * b / G), row1 = (int)((long long)N * (b + 1) / G);
-    for (int i = threadIdx.x; i < C; i += blockDim.x) dw[i] = 0.0f;
+    for (int i = threadIdx.x * K; i < C; i += step) vec_store<K>(dw + i, Vec<float, K>{});
     for (int row = row0; row < row1; row++) {
         const floatX *x = inp + (size_t)row * C, *g = dout + (size_t)row * C;
         floatX *dx = dinp + (size_t)row * C;
         float r = rstd[row], dot = 0.0f;
-        for (int i = threadIdx.x; i < C; i += blockDim.x) dot += to_float(g[i]) * to_float(weight[i]) * to_float(x[i]);
+        for (int i = threadIdx.x * K; i < C; i += step) {
+            Vec<floatX, K> gv = vec_load<K>(g + i), wv = vec_load<K>(weight + i), xv = vec_load<K>(x + i);
+            for (int k = 0; k < K; k++) dot += to_float(gv.x[k]) * to_float(wv.x[k]) * to_float(xv.x[k]);
+        }
         dot = block_reduce_sum(dot);
         float c = dot * r * r * r / C;
-        for (int i = threadIdx.x; i < C; i += blockDim.x) {
-            float gi = to_float(g[i]), xi = to_float(x[i]);
-            dx[i] = from_float<floatX>(to_float(dx[i]) + gi * to_float(weight[i]) * r - xi * c);
-            dw[i] += gi * xi * r;
+        for (int i = threadIdx.x * K; i < C; i += step) {
+            Vec<floatX, K> gv = vec_load<K>(g + i), wv = vec_load<K>(weight + i), xv = vec_load<K>(x + i);
+            Vec<floatX, K> dxv = vec_load<K>(dx + i);
+            Vec<float, K> acc = vec_load<K>(dw + i);
+            for (int k = 0; k < K; k++) {
+                float gi = to_float(gv.x[k]), xi = to_float(xv.x[k]);
+                dxv.x[k] = from_float<floatX>(to_float(dxv.x[k]) + gi * to_float(wv.x[k]) * r - xi * c);
+                acc.x[k] += gi * xi * r;
+            }
+            vec_store<K>(dx + i, dxv);
+            vec_store<K>(dw + i, acc);
         }
     }
-    for (int i = threadIdx.x; i < C; i += blockDim.x) partial[(size_t)b * C + i] = dw[i];
+    for (int i = threadIdx.x * K; i < C; i += step) vec_store<K>(partial + (size_t)b * C + i, vec_load<K>(dw + i));
 }
 
 // dweight [C] += sum over the G partial rows, in row order
@@ -85,9 +104,11 @@ static void rmsnorm_backward(floatX *dinp, floatX *dweight, float *scratch, cons
     const int block = 256;
     int G = rmsnorm_backward_blocks(N);
     size_t smem = sizeof(float) * C;
-    if (smem > 48 * 1024)
-        cudaCheck(cudaFuncSetAttribute(rmsnorm_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    rmsnorm_backward_kernel<<<G, block, smem, stream>>>(dinp, scratch, dout, inp, weight, rstd, N, C);
+    vec_dispatch(vec_fits({(size_t)C}, dinp, scratch, dout, inp, weight), [&](auto k) {
+        if (smem > 48 * 1024)
+            cudaCheck(cudaFuncSetAttribute(rmsnorm_backward_kernel<k.value>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        rmsnorm_backward_kernel<k.value><<<G, block, smem, stream>>>(dinp, scratch, dout, inp, weight, rstd, N, C);
+    });
     cudaCheckLaunch();
     rmsnorm_dweight_reduce_kernel<<<ceil_div(C, block), block, 0, stream>>>(dweight, scratch, G, C);
     cudaCheckLaunch();

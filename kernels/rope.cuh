@@ -21,20 +21,26 @@ static void rope_tables_init(float *cos_dev, float *sin_dev, int T, int hd, floa
     free(sinb);
 }
 
-// One thread per pair (row n, head h, i < hd/2); position t = n % T. sign +1 rotates, -1 rotates back.
-// out may alias inp: each thread reads its pair before writing it.
+// One thread per K consecutive pairs (row n, head h, i .. i + K - 1 < hd/2); position t = n % T. sign +1 rotates,
+// -1 rotates back. out may alias inp: each thread reads its pairs before writing them.
+template <int K>
 __global__ void rope_kernel(floatX *out, const floatX *inp, const float *cosb, const float *sinb, int N, int T, int nh,
                             int hd, float sign) {
-    int half = hd / 2;
-    size_t total = (size_t)N * nh * half;
+    int half = hd / 2, chunks = half / K;
+    size_t total = (size_t)N * nh * chunks;
     for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
-        size_t head = idx / half;  // n * nh + h
-        int i = (int)(idx % half), t = (int)((head / nh) % T);
+        size_t head = idx / chunks;  // n * nh + h
+        int i = (int)(idx % chunks) * K, t = (int)((head / nh) % T);
         size_t at = head * hd + i;
-        float a = to_float(inp[at]), b = to_float(inp[at + half]);
-        float c = cosb[t * half + i], s = sign * sinb[t * half + i];
-        out[at] = from_float<floatX>(a * c - b * s);
-        out[at + half] = from_float<floatX>(b * c + a * s);
+        Vec<floatX, K> a = vec_load<K>(inp + at), b = vec_load<K>(inp + at + half), ra, rb;
+        Vec<float, K> c = vec_load<K>(cosb + (size_t)t * half + i), s = vec_load<K>(sinb + (size_t)t * half + i);
+        for (int k = 0; k < K; k++) {
+            float ak = to_float(a.x[k]), bk = to_float(b.x[k]), sk = sign * s.x[k];
+            ra.x[k] = from_float<floatX>(ak * c.x[k] - bk * sk);
+            rb.x[k] = from_float<floatX>(bk * c.x[k] + ak * sk);
+        }
+        vec_store<K>(out + at, ra);
+        vec_store<K>(out + at + half, rb);
     }
 }
 
@@ -42,7 +48,10 @@ static void rope_launch(floatX *out, const floatX *inp, const float *cosb, const
                         int hd, float sign, cudaStream_t stream) {
     size_t pairs = (size_t)N * nh * (hd / 2);
     if (pairs == 0) return;
-    rope_kernel<<<grid_stride_blocks(pairs, 256), 256, 0, stream>>>(out, inp, cosb, sinb, N, T, nh, hd, sign);
+    vec_dispatch(vec_fits({(size_t)hd / 2}, out, inp, cosb, sinb), [&](auto k) {
+        rope_kernel<k.value><<<grid_stride_blocks(pairs / k.value, 256), 256, 0, stream>>>(out, inp, cosb, sinb, N, T, nh, hd,
+                                                                                         sign);
+    });
     cudaCheckLaunch();
 }
 

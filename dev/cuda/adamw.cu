@@ -3,7 +3,7 @@
  * stochastically rounded floatX weights; fp32 or bf16 moments) against the CPU reference over several
  * steps, the stochastic rounding's unbiasedness on the GPU, the global norm and the scale kernel, then
  * timed.
- *   make -C dev/cuda && dev/cuda/bin/adamw [--no-bench] [--cpu-selftest]
+ *   make -C dev/cuda && dev/cuda/bin/adamw [--version 1|2] [--no-bench] [--cpu-selftest]
  */
 #include "dev_common.cuh"
 #include "../../kernels/adamw.cuh"
@@ -189,7 +189,7 @@ static void bench(size_t n) {
 }
 
 int main(int argc, char **argv) {
-    DevOptions opt = dev_options(argc, argv, 1, "1 kernels/adamw.cuh");
+    DevOptions opt = dev_options(argc, argv, 2, VEC_VERSIONS);
     if (opt.selftest) {
         selftest();
         return dev_finish();
@@ -197,16 +197,20 @@ int main(int argc, char **argv) {
     print_device();
     if (opt.validate) {
         printf("adamw: validation against the CPU reference\n");
-        validate<float>(100003, 1);
-        validate<__nv_bfloat16>(100003, 1);
-        validate<float>(100003, 0);
-        validate<__nv_bfloat16>(77, 0);
-        validate_unbiased(1 << 20);
-        validate_norm(1000003, 5);
+        for_each_vec_version(&opt, [] {  // sizes a multiple of 8, and odd ones
+            validate<float>(100000, 1);
+            validate<__nv_bfloat16>(100003, 1);
+            validate<float>(100003, 0);
+            validate<__nv_bfloat16>(100000, 0);
+            validate<__nv_bfloat16>(77, 0);
+            validate_unbiased(1 << 20);
+            validate_norm(1000003, 5);
+            validate_norm(1 << 20, 4096);
+        });
     }
     if (opt.bench) {
         printf("adamw: timing\n");
-        bench((size_t)256 << 20);
+        for_each_vec_version(&opt, [] { bench((size_t)256 << 20); });
     }
     return dev_finish();
 }

@@ -2,7 +2,7 @@
  * dev/cuda/crossentropy.cu: the fused lm_head + cross-entropy (kernels/crossentropy.cuh) against the CPU
  * reference: per-token losses, dinp and dweight (+=), with chunk sizes that leave a partial last chunk, and
  * the evaluation mode (losses only), then timed.
- *   make -C dev/cuda && dev/cuda/bin/crossentropy [--no-bench] [--cpu-selftest]
+ *   make -C dev/cuda && dev/cuda/bin/crossentropy [--version 1|2] [--no-bench] [--cpu-selftest]
  */
 #include "dev_common.cuh"
 #include "../../kernels/crossentropy.cuh"
@@ -109,7 +109,7 @@ static void bench(Matmul *mm, int N, int C, int V, int chunk) {
 }
 
 int main(int argc, char **argv) {
-    DevOptions opt = dev_options(argc, argv, 1, "1 kernels/crossentropy.cuh");
+    DevOptions opt = dev_options(argc, argv, 2, VEC_VERSIONS);
     if (opt.selftest) {
         selftest();
         return dev_finish();
@@ -119,13 +119,15 @@ int main(int argc, char **argv) {
     matmul_init(&mm, (size_t)32 << 20);
     if (opt.validate) {
         printf("crossentropy: validation against the CPU reference\n");
-        validate(&mm, 37, 64, 517, 16);
-        validate(&mm, 200, 256, 32000, 96);
-        validate(&mm, 64, 128, 1000, 64);
+        for_each_vec_version(&opt, [&] {
+            validate(&mm, 37, 64, 517, 16);
+            validate(&mm, 200, 256, 32000, 96);
+            validate(&mm, 64, 128, 1000, 64);
+        });
     }
     if (opt.bench) {
         printf("crossentropy: timing (1b preset, 16K tokens)\n");
-        bench(&mm, 16 * 1024, 2048, 32000, 4096);
+        for_each_vec_version(&opt, [&] { bench(&mm, 16 * 1024, 2048, 32000, 4096); });
     }
     matmul_free(&mm);
     return dev_finish();

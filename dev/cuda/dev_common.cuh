@@ -1,7 +1,8 @@
 /*
  * dev/cuda/dev_common.cuh: what the kernel development files in dev/cuda/ share: the command line
- * (--version, --no-bench, --no-validate, --cpu-selftest), random test data from the project's rng.h,
- * host <-> device copies through floatX, the error check that decides pass or fail, and a timing loop.
+ * (--version, --no-bench, --no-validate, --cpu-selftest), the two versions of the memory-bound kernels,
+ * random test data from the project's rng.h, host <-> device copies through floatX, the error check that
+ * decides pass or fail, and a timing loop.
  *
  * Every file compares the kernels of kernels/ against a CPU reference written with the formulas of
  * train_llama.c, instantiated in double: the inputs are first rounded to floatX, so the GPU and the
@@ -71,6 +72,20 @@ static DevOptions dev_options(int argc, char **argv, int num_versions, const cha
 }
 
 static int dev_version_selected(const DevOptions *o, int v) { return o->version == 0 || o->version == v; }
+
+// The two versions of the memory-bound kernel files: the same kernels/ code with K = 1 everywhere
+// (kernels_scalar) and as the trainer runs it (K = VEC where the sizes and pointers allow). Runs f() under
+// each selected one.
+#define VEC_VERSIONS "1 one element per thread and access, 2 the trainer's: 16-byte accesses where sizes allow"
+template <typename F> static void for_each_vec_version(const DevOptions *o, F f) {
+    for (int v = 1; v <= 2; v++) {
+        if (!dev_version_selected(o, v)) continue;
+        kernels_scalar = v == 1;
+        printf("version %d: %s\n", v, v == 1 ? "one element per thread and access" : "16-byte accesses where sizes allow");
+        f();
+    }
+    kernels_scalar = 0;
+}
 
 // Exit status: 0 when every check passed.
 static int dev_finish(void) {

@@ -1,7 +1,7 @@
 /*
  * dev/cuda/embedding.cu: the embedding lookup and its deterministic backward (kernels/embedding.cuh)
  * against the CPU reference, with heavily repeated tokens (small vocabulary) and sparse ones, then timed.
- *   make -C dev/cuda && dev/cuda/bin/embedding [--no-bench] [--cpu-selftest]
+ *   make -C dev/cuda && dev/cuda/bin/embedding [--version 1|2] [--no-bench] [--cpu-selftest]
  */
 #include "dev_common.cuh"
 #include "../../kernels/embedding.cuh"
@@ -85,7 +85,7 @@ static void bench(int N, int C, int V) {
 }
 
 int main(int argc, char **argv) {
-    DevOptions opt = dev_options(argc, argv, 1, "1 kernels/embedding.cuh");
+    DevOptions opt = dev_options(argc, argv, 2, VEC_VERSIONS);
     if (opt.selftest) {
         selftest();
         return dev_finish();
@@ -93,13 +93,15 @@ int main(int argc, char **argv) {
     print_device();
     if (opt.validate) {
         printf("embedding: validation against the CPU reference\n");
-        validate(1000, 171, 13);      // every token repeated ~77 times
-        validate(4096, 512, 32000);   // mostly distinct
-        validate(37, 2048, 5);
+        for_each_vec_version(&opt, [] {
+            validate(1000, 171, 13);     // every token repeated ~77 times
+            validate(4096, 512, 32000);  // mostly distinct
+            validate(37, 2048, 5);
+        });
     }
     if (opt.bench) {
         printf("embedding: timing\n");
-        bench(16 * 1024, 2048, 32000);
+        for_each_vec_version(&opt, [] { bench(16 * 1024, 2048, 32000); });
     }
     return dev_finish();
 }

@@ -8,7 +8,7 @@
  * give one of the two neighbours of the exact value, and be unbiased). Rows and columns sides, r < D and r = D,
  * selections from grass.h's selectors (sorted, with duplicates, rho not all 1), sizes that are not multiples of 8.
  * Then timed on the 1b preset's shapes.
- *   make -C dev/cuda && dev/cuda/bin/grass [--no-bench] [--cpu-selftest]
+ *   make -C dev/cuda && dev/cuda/bin/grass [--version 1|2] [--no-bench] [--cpu-selftest]
  */
 #include <algorithm>
 #include "dev_common.cuh"
@@ -611,6 +611,10 @@ static void bench(Matmul *mm, const char *what, int N, int m, int n, int rank) {
     memset(&opt, 0, sizeof(opt));
     opt.beta1 = 0.9f, opt.beta2 = 0.999f, opt.eps = 1e-8f, opt.weight_decay = 0.0f;
     float ms_c = time_ms(10, [&] { grass_compressed_grad(mm, d_g, d_sel, d_sigma, d_rho, sh, d_dy, d_x, N, n, m, 0); });
+    float ms_g = time_ms(10, [&] {  // the gather alone: the part a kernel reading the selected columns directly would save
+        grass_gather_kernel<<<grid_stride_blocks((size_t)N * sh.r, 256), 256>>>(d_sel, sh.rows ? d_dy : d_x, d_sigma, d_rho, N,
+                                                                               sh.r, sh.rows ? m : n, matmul_padded(sh.r));
+    });
     float ms_f = time_ms(10, [&] { grass_full_grad(mm, d_G, d_dy, d_x, N, n, m, 0); });
     float ms_n = time_ms(10, [&] { grass_norms_kernel<<<ceil_div(sh.D, 256), 256>>>(d_norms, d_G, m, n, sh.rows); });
     float ms_t = time_ms(10, [&] {
@@ -622,10 +626,10 @@ static void bench(Matmul *mm, const char *what, int N, int m, int n, int rank) {
     float ms_u2 = time_ms(10, [&] {
         grass_update(d_W, (float *)NULL, d_g, d_m16, d_v16, d_sigma, d_rho, sh, m, n, &opt, 1e-4f, 0.25f, 1.0f, 2, 7, 0);
     });
-    printf("  %-8s m %5d n %5d, %s r %d: compressed %7.3f ms %6.1f TFLOPS, full %7.3f ms %6.1f TFLOPS; norms %.3f ms, "
-           "take %.3f ms; update master + fp32 moments %.3f ms, stochastic + bf16 moments %.3f ms\n", what, m, n,
-           sh.rows ? "rows" : "cols", sh.r, ms_c, 2.0 * N * sh.r * sh.E / ms_c / 1e9, ms_f, 2.0 * N * mn / ms_f / 1e9, ms_n,
-           ms_t, ms_u1, ms_u2);
+    printf("  %-8s m %5d n %5d, %s r %d: compressed %7.3f ms %6.1f TFLOPS (gather %.3f ms of it), full %7.3f ms %6.1f "
+           "TFLOPS; norms %.3f ms, take %.3f ms; update master + fp32 moments %.3f ms, stochastic + bf16 moments %.3f ms\n",
+           what, m, n, sh.rows ? "rows" : "cols", sh.r, ms_c, 2.0 * N * sh.r * sh.E / ms_c / 1e9, ms_g, ms_f,
+           2.0 * N * mn / ms_f / 1e9, ms_n, ms_t, ms_u1, ms_u2);
     cudaCheck(cudaFree(d_dy)), cudaCheck(cudaFree(d_x)), cudaCheck(cudaFree(d_sel)), cudaCheck(cudaFree(d_W));
     cudaCheck(cudaFree(d_G)), cudaCheck(cudaFree(d_g)), cudaCheck(cudaFree(d_master)), cudaCheck(cudaFree(d_m));
     cudaCheck(cudaFree(d_v)), cudaCheck(cudaFree(d_rho)), cudaCheck(cudaFree(d_m16)), cudaCheck(cudaFree(d_v16));
@@ -633,7 +637,7 @@ static void bench(Matmul *mm, const char *what, int N, int m, int n, int rank) {
 }
 
 int main(int argc, char **argv) {
-    DevOptions opt = dev_options(argc, argv, 1, "1 grass.cuh");
+    DevOptions opt = dev_options(argc, argv, 2, VEC_VERSIONS);
     if (opt.selftest) {
         selftest();
         return dev_finish();
@@ -648,22 +652,26 @@ int main(int argc, char **argv) {
         printf("grass: the update against the CPU reference\n");
         // every combination of weights and moments, each once with r < D and once with r = D, rows and columns,
         // with and without weight decay
-        validate_update<float>(172, 64, GRASS_SIDE_AUTO, 57, 1, 0.0f, 1.0f);
-        validate_update<float>(100, 257, GRASS_SIDE_AUTO, 257, 1, 0.1f, 0.5f);
-        validate_update<__nv_bfloat16>(172, 64, GRASS_SIDE_COLS, 64, 1, 0.1f, 1.0f);
-        validate_update<__nv_bfloat16>(100, 257, GRASS_SIDE_ROWS, 33, 1, 0.0f, 0.5f);
-        validate_update<float>(172, 64, GRASS_SIDE_COLS, 21, 0, 0.1f, 0.5f);
-        validate_update<float>(100, 257, GRASS_SIDE_ROWS, 100, 0, 0.0f, 1.0f);
-        validate_update<__nv_bfloat16>(172, 64, GRASS_SIDE_AUTO, 172, 0, 0.1f, 0.5f);
-        validate_update<__nv_bfloat16>(100, 257, GRASS_SIDE_AUTO, 85, 0, 0.0f, 1.0f);
-        validate_unbiased(200, 129);
+        for_each_vec_version(&opt, [] {
+            validate_update<float>(172, 64, GRASS_SIDE_AUTO, 57, 1, 0.0f, 1.0f);
+            validate_update<float>(100, 257, GRASS_SIDE_AUTO, 257, 1, 0.1f, 0.5f);
+            validate_update<__nv_bfloat16>(172, 64, GRASS_SIDE_COLS, 64, 1, 0.1f, 1.0f);
+            validate_update<__nv_bfloat16>(100, 257, GRASS_SIDE_ROWS, 33, 1, 0.0f, 0.5f);
+            validate_update<float>(172, 64, GRASS_SIDE_COLS, 21, 0, 0.1f, 0.5f);
+            validate_update<float>(100, 257, GRASS_SIDE_ROWS, 100, 0, 0.0f, 1.0f);
+            validate_update<__nv_bfloat16>(172, 64, GRASS_SIDE_AUTO, 172, 0, 0.1f, 0.5f);
+            validate_update<__nv_bfloat16>(100, 257, GRASS_SIDE_AUTO, 85, 0, 0.0f, 1.0f);
+            validate_unbiased(200, 129);
+        });
     }
     if (opt.bench) {
         printf("grass: timing, 1b preset shapes, 16K tokens, rank 512\n");
         const int N = 16 * 1024;
-        bench(&mm, "q/k/v/o", N, 2048, 2048, 512);
-        bench(&mm, "gate/up", N, 5461, 2048, 512);
-        bench(&mm, "down", N, 2048, 5461, 512);
+        for_each_vec_version(&opt, [&] {
+            bench(&mm, "q/k/v/o", N, 2048, 2048, 512);
+            bench(&mm, "gate/up", N, 5461, 2048, 512);
+            bench(&mm, "down", N, 2048, 5461, 512);
+        });
     }
     matmul_free(&mm);
     return dev_finish();

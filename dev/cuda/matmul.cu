@@ -1,6 +1,6 @@
 /*
- * dev/cuda/matmul.cu: the cuBLASLt wrapper (kernels/matmul.cuh) against the CPU reference: forward, dinp
- * (= and +=) and dweight (+=), on odd sizes (ffn 5461 as OC and as C), with misaligned pointers, then timed
+ * dev/cuda/matmul.cu: the cuBLASLt wrapper (kernels/matmul.cuh) against the CPU reference: forward, forward
+ * plus a residual read as cuBLASLt's C (C_in), dinp (= and +=) and dweight (+=), on odd sizes (ffn 5461 as OC and as C), with misaligned pointers, then timed
  * in TFLOPS on the 1b preset's shapes, with ffn 5461 and padded to 5464 to show the cost of alignment.
  *   make -C dev/cuda && dev/cuda/bin/matmul [--version 1|2] [--no-bench] [--cpu-selftest]
  * versions: 1 cuBLASLt with its heuristic (what the trainer uses), 2 the cublasGemmEx fallback for every shape.
@@ -114,8 +114,20 @@ static void validate(Matmul *mm, int N, int C, int OC, int offset) {
     check("dinp (=)", dinp_got, dinp, tolerance(1), tolerance(1) * rms(dinp));
     check("dinp (+=)", download(d_dinp, inp.size()), dinp_acc, tolerance(1), tolerance(1) * rms(dinp_acc));
     check("dweight (+=)", download(d_dw, dw.size()), dw, tolerance(1), tolerance(1) * rms(dw));
+    // the residual form (o_proj, down_proj): out = resid + inp @ w^T with resid as C_in, into an output full of
+    // NaN (0xFF bytes), which must be overwritten, not added to; resid must stay as it was
+    std::vector<float> resid = random_normal(out.size(), 0, 1, 135);
+    std::vector<double> out_res(out.size());
+    for (size_t i = 0; i < out.size(); i++) out_res[i] = out[i] + resid[i];
+    floatX *d_resid = upload<floatX>(resid);
+    cudaCheck(cudaMemset(d_out, 0xFF, sizeof(floatX) * out.size()));
+    Gemm g = matmul_forward_gemm(d_out, d_inp, d_w, N, C, OC);
+    g.C_in = d_resid, g.beta = 1.0f;
+    matmul_gemm(mm, &g, 0);
+    check("forward + residual (C_in)", download(d_out, out.size()), out_res, tolerance(1), tolerance(1) * rms(out_res));
+    check("residual unchanged", download(d_resid, out.size()), to_double(resid), 0.0, 0.0);
     cudaCheck(cudaFree(d_inp_base)), cudaCheck(cudaFree(d_dinp_base)), cudaCheck(cudaFree(d_w));
-    cudaCheck(cudaFree(d_dout)), cudaCheck(cudaFree(d_dw)), cudaCheck(cudaFree(d_out));
+    cudaCheck(cudaFree(d_dout)), cudaCheck(cudaFree(d_dw)), cudaCheck(cudaFree(d_out)), cudaCheck(cudaFree(d_resid));
 }
 
 static void bench(Matmul *mm, const char *what, int N, int C, int OC) {

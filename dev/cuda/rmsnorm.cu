@@ -2,7 +2,7 @@
  * dev/cuda/rmsnorm.cu: RMSNorm forward and backward (kernels/rmsnorm.cuh) against the CPU reference, on
  * several sizes (C odd and not a multiple of the block, N below and above the 512 dweight blocks), then
  * timed with the achieved bandwidth.
- *   make -C dev/cuda && dev/cuda/bin/rmsnorm [--no-bench] [--cpu-selftest]
+ *   make -C dev/cuda && dev/cuda/bin/rmsnorm [--version 1|2] [--no-bench] [--cpu-selftest]
  */
 #include "dev_common.cuh"
 #include "../../kernels/rmsnorm.cuh"
@@ -109,7 +109,7 @@ static void bench(int N, int C) {
 }
 
 int main(int argc, char **argv) {
-    DevOptions opt = dev_options(argc, argv, 1, "1 kernels/rmsnorm.cuh");
+    DevOptions opt = dev_options(argc, argv, 2, VEC_VERSIONS);
     if (opt.selftest) {
         selftest();
         return dev_finish();
@@ -117,15 +117,19 @@ int main(int argc, char **argv) {
     print_device();
     if (opt.validate) {
         printf("rmsnorm: validation against the CPU reference\n");
-        validate(1, 64);
-        validate(37, 5461);
-        validate(700, 1376);
-        validate(4 * 256, 2048);
+        for_each_vec_version(&opt, [] {
+            validate(1, 64);
+            validate(37, 5461);
+            validate(700, 1376);
+            validate(4 * 256, 2048);
+        });
     }
     if (opt.bench) {
         printf("rmsnorm: timing\n");
-        bench(16 * 1024, 2048);
-        bench(8 * 1024, 5120);
+        for_each_vec_version(&opt, [] {
+            bench(16 * 1024, 2048);
+            bench(8 * 1024, 5120);
+        });
     }
     return dev_finish();
 }

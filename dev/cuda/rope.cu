@@ -1,7 +1,7 @@
 /*
  * dev/cuda/rope.cu: RoPE forward and backward (kernels/rope.cuh, HF rotate_half layout) against the CPU
  * reference, out of place and in place, for head dims 16 to 128 and odd T, then timed.
- *   make -C dev/cuda && dev/cuda/bin/rope [--no-bench] [--cpu-selftest]
+ *   make -C dev/cuda && dev/cuda/bin/rope [--version 1|2] [--no-bench] [--cpu-selftest]
  */
 #include "dev_common.cuh"
 #include "../../kernels/rope.cuh"
@@ -92,7 +92,7 @@ static void bench(int B, int T, int nh, int hd) {
 }
 
 int main(int argc, char **argv) {
-    DevOptions opt = dev_options(argc, argv, 1, "1 kernels/rope.cuh");
+    DevOptions opt = dev_options(argc, argv, 2, VEC_VERSIONS);
     if (opt.selftest) {
         selftest();
         return dev_finish();
@@ -100,14 +100,17 @@ int main(int argc, char **argv) {
     print_device();
     if (opt.validate) {
         printf("rope: validation against the CPU reference\n");
-        validate(2, 37, 3, 16);
-        validate(3, 100, 5, 64);
-        validate(1, 1000, 4, 128);
-        validate(2, 64, 2, 96);
+        for_each_vec_version(&opt, [] {
+            validate(2, 37, 3, 16);
+            validate(3, 100, 5, 64);
+            validate(1, 1000, 4, 128);
+            validate(2, 64, 2, 96);
+            validate(2, 33, 3, 20);  // 10 pairs per head: one at a time in both versions
+        });
     }
     if (opt.bench) {
         printf("rope: timing (q of the 1b preset)\n");
-        bench(16, 1024, 32, 64);
+        for_each_vec_version(&opt, [] { bench(16, 1024, 32, 64); });
     }
     return dev_finish();
 }

@@ -1,7 +1,7 @@
 /*
  * dev/cuda/swiglu.cu: the SwiGLU activation forward and backward (kernels/swiglu.cuh) against the CPU
  * reference, out of place and in place, on odd sizes, then timed.
- *   make -C dev/cuda && dev/cuda/bin/swiglu [--no-bench] [--cpu-selftest]
+ *   make -C dev/cuda && dev/cuda/bin/swiglu [--version 1|2] [--no-bench] [--cpu-selftest]
  */
 #include "dev_common.cuh"
 #include "../../kernels/swiglu.cuh"
@@ -74,7 +74,7 @@ static void bench(int N, int F) {
 }
 
 int main(int argc, char **argv) {
-    DevOptions opt = dev_options(argc, argv, 1, "1 kernels/swiglu.cuh");
+    DevOptions opt = dev_options(argc, argv, 2, VEC_VERSIONS);
     if (opt.selftest) {
         selftest();
         return dev_finish();
@@ -82,13 +82,15 @@ int main(int argc, char **argv) {
     print_device();
     if (opt.validate) {
         printf("swiglu: validation against the CPU reference\n");
-        validate(37, 5461);
-        validate(100, 172);
-        validate(1024, 1376);
+        for_each_vec_version(&opt, [] {
+            validate(37, 5461);
+            validate(100, 172);
+            validate(1024, 1376);
+        });
     }
     if (opt.bench) {
-        printf("swiglu: timing (1b preset, 16K tokens)\n");
-        bench(16 * 1024, 5461);
+        printf("swiglu: timing (1b preset, 16K tokens; ffn stored padded to 5464 as in the trainer)\n");
+        for_each_vec_version(&opt, [] { bench(16 * 1024, 5464); });
     }
     return dev_finish();
 }

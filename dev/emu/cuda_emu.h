@@ -342,6 +342,10 @@ cudaError_t cudaMemcpy2D(void *dst, size_t dpitch, const void *src, size_t spitc
     for (size_t i = 0; i < height; i++) memmove((char *)dst + i * dpitch, (const char *)src + i * spitch, width);
     return cudaSuccess;
 }
+cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                              cudaMemcpyKind kind, cudaStream_t) {
+    return cudaMemcpy2D(dst, dpitch, src, spitch, width, height, kind);
+}
 cudaError_t cudaMemset(void *p, int v, size_t n) {
     memset(p, v, n);
     return cudaSuccess;
@@ -583,7 +587,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t op, const v
     const EmuLtLayout *a = (const EmuLtLayout *)Al, *b = (const EmuLtLayout *)Bl, *c = (const EmuLtLayout *)Cl, *dd = (const EmuLtLayout *)Dl;
     uint64_t m, n, k;
     if (!emu_lt_shape(d, a, b, c, dd, &m, &n, &k)) return CUBLAS_STATUS_INVALID_VALUE;
-    if (C != D || c->ld != dd->ld) return CUBLAS_STATUS_NOT_SUPPORTED;  // grass.c always writes in place
+    if (c->ld != dd->ld || c->type != dd->type) return CUBLAS_STATUS_NOT_SUPPORTED;  // grass.c gives C and D one layout
     uint32_t align[4];
     memcpy(align, algo->data, sizeof(align));
     const void *ptr[4] = {A, B, C, D};
@@ -593,6 +597,11 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t op, const v
                     "ABCD"[i], ptr[i], align[i]);
             return CUBLAS_STATUS_INVALID_VALUE;
         }
+    if (C != D) {  // D = alpha op(A) op(B) + beta C: C first copied into D, column by column
+        size_t esize = c->type == CUDA_R_32F ? 4 : 2;
+        for (uint64_t j = 0; j < n; j++)
+            memcpy((char *)D + j * c->ld * esize, (const char *)C + j * c->ld * esize, m * esize);
+    }
     return emu_gemm(d->transa, d->transb, (int)m, (int)n, (int)k, *(const float *)alpha, A, a->type, a->ld, B, b->type, b->ld,
                     *(const float *)beta, D, c->type, c->ld);
 }

@@ -147,7 +147,7 @@ int main(int argc, char **argv) {
         cublasCheck(cublasDestroy(h));
         Matmul mm;
         matmul_init(&mm, 1 << 20);
-        Gemm g = {0, 0, 8, 8, 8, d, 8, d, 8, d + 512, 8, 0.0f, 1};  // planned with 256-byte aligned pointers
+        Gemm g = {0, 0, 8, 8, 8, d, 8, d, 8, d + 512, 8, 0.0f, 1, NULL};  // planned with 256-byte aligned pointers
         matmul_plan(&mm, &g);
         MatmulPlan *p = &mm.plans[0];
         float alpha = 1.0f;
