@@ -3,10 +3,13 @@
 # bf16, random-token shards), with the PyTorch baseline (HF LlamaForCausalLM + torch AdamW, bf16, same batch)
 # beside it; prints a table for dev/bench/RESULTS.md. Run on a GPU from the repository root after `make`.
 #   dev/bench/gpu_bench.sh            settings: PRESETS ["60m 130m 350m 1b"] BATCH [8] SEQ [1024] STEPS [20]
-#                                               TRAIN_GPU [./train_llama] TORCH_DEVICE [cuda]
+#                                               RECOMPUTE [0] TRAIN_GPU [./train_llama] TORCH_DEVICE [cuda]
+# RECOMPUTE 0 (no activation recomputation, the trainer's default being 1) because the baseline does none
+# either (HF's gradient checkpointing is off by default) and every preset up to 1b fits without it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PRESETS=${PRESETS:-60m 130m 350m 1b} BATCH=${BATCH:-8} SEQ=${SEQ:-1024} STEPS=${STEPS:-20} PYTHON=${PYTHON:-python3}
+RECOMPUTE=${RECOMPUTE:-0}
 TRAIN_GPU=${TRAIN_GPU:-./train_llama}  # dev/emu/bin/train_llama checks the script on the CPU emulator (PRESETS=test)
 OUT=${OUT:-out/gpu_bench}
 mkdir -p "$OUT"
@@ -15,7 +18,7 @@ echo "| preset | batch x seq | train_llama tok/s | MFU | memory GiB | PyTorch to
 echo "|---|---|---|---|---|---|---|---|"
 for p in $PRESETS; do
   "$TRAIN_GPU" --model $p --train-data "$OUT/train.bin" --batch $BATCH --seq $SEQ --steps $STEPS --warmup 1 \
-    --eval-every 0 --ckpt-every -1 --out "$OUT/$p" > "$OUT/$p.log"
+    --recompute $RECOMPUTE --eval-every 0 --ckpt-every -1 --out "$OUT/$p" > "$OUT/$p.log"
   # mean over the steps after the first three (cuBLASLt plans and allocations settle)
   read -r tok mfu mem <<< "$(grep '"loss"' "$OUT/$p/log.jsonl" | tail -n +4 | sed 's/.*"tok_s": \([0-9.]*\), "mfu": \([0-9.]*\), "mem_gib": \([0-9.]*\).*/\1 \2 \3/' |
     awk '{t += $1; m += $2; if ($3 > g) g = $3; n++} END {printf "%.0f %.1f %.2f", t / n, 100 * m / n, g}')"

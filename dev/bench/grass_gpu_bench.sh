@@ -5,11 +5,11 @@
 # (matmuls, attention, norms, Grass's gather and refresh, ...) from separate shorter runs with --profile, so
 # that the events it adds stay out of the main table. For single kernels: dev/cuda/bin/* timing loops, or ncu.
 #   dev/bench/grass_gpu_bench.sh     settings: PRESETS ["350m 1b"] BATCH [8] SEQ [1024] STEPS [20] RANK [preset's]
-#                                              PROFILE_STEPS [6] (0: no profile tables)
+#                                              RECOMPUTE [0, as gpu_bench.sh] PROFILE_STEPS [6] (0: no profile tables)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PRESETS=${PRESETS:-350m 1b} BATCH=${BATCH:-8} SEQ=${SEQ:-1024} STEPS=${STEPS:-20} PYTHON=${PYTHON:-python3}
-PROFILE_STEPS=${PROFILE_STEPS:-6}
+PROFILE_STEPS=${PROFILE_STEPS:-6} RECOMPUTE=${RECOMPUTE:-0}
 TRAIN_GPU=${TRAIN_GPU:-./train_llama}  # dev/emu/bin/train_llama checks the script on the CPU emulator (PRESETS=test)
 OUT=${OUT:-out/grass_gpu_bench}
 mkdir -p "$OUT"
@@ -22,7 +22,7 @@ for p in $PRESETS; do
   for opt in adamw grass; do
     extra=(--optimizer $opt); [ $opt = grass ] && extra+=("${rank_args[@]}")
     "$TRAIN_GPU" --model $p --train-data "$OUT/train.bin" --batch $BATCH --seq $SEQ --steps $STEPS --warmup 1 \
-      --eval-every 0 --ckpt-every -1 "${extra[@]}" --out "$OUT/$p.$opt" > "$OUT/$p.$opt.log"
+      --recompute $RECOMPUTE --eval-every 0 --ckpt-every -1 "${extra[@]}" --out "$OUT/$p.$opt" > "$OUT/$p.$opt.log"
     # mean over the steps after the first three (plans, allocations and the refresh at step 0 settle)
     read -r tok mfu mem fwd bwd optim <<< "$(grep '"loss"' "$OUT/$p.$opt/log.jsonl" | tail -n +4 |
       sed 's/.*"tok_s": \([0-9.]*\), "mfu": \([0-9.]*\), "mem_gib": \([0-9.]*\).*"forward_ms": \([0-9.]*\), "backward_ms": \([0-9.]*\), "optimizer_ms": \([0-9.]*\).*/\1 \2 \3 \4 \5 \6/' |
@@ -38,7 +38,7 @@ for p in $PRESETS; do
   for opt in adamw grass; do
     extra=(--optimizer $opt); [ $opt = grass ] && extra+=("${rank_args[@]}")
     "$TRAIN_GPU" --model $p --train-data "$OUT/train.bin" --batch $BATCH --seq $SEQ --steps $PROFILE_STEPS --warmup 1 \
-      --eval-every 0 --ckpt-every -1 --profile "${extra[@]}" > "$OUT/$p.$opt.profile.log"
+      --recompute $RECOMPUTE --eval-every 0 --ckpt-every -1 --profile "${extra[@]}" > "$OUT/$p.$opt.profile.log"
   done
   echo
   echo "where a $p step's GPU time goes (--profile, ms per step, mean over steps 2 to $PROFILE_STEPS; a refresh only at step 1)"
