@@ -2,6 +2,8 @@
  * checkpoint.h: checkpoints as DESIGN §6, shared by both trainers. A checkpoint is a directory
  * OUT/ckpt_NNNNNNNN (NNNNNNNN = completed steps) holding
  *   model.safetensors  the weights with Hugging Face LLaMA names, so LlamaForCausalLM.from_pretrained loads it
+ *                      (--init and --eval-only also read Hugging Face's sharded form: model.safetensors.index.json
+ *                      and the files it names)
  *   config.json        the Hugging Face LlamaConfig
  *   state.bin          the trainer state: named sections (step, optimizer moments, data position, ...)
  * It is written into OUT/ckpt_NNNNNNNN.tmp, every file flushed to disk, then renamed into place, so a
@@ -225,15 +227,70 @@ static void checkpoint_write_model(const char *dir, const LlamaConfig *c, const 
     free(names);
 }
 
-// Reads dir/model.safetensors tensor by tensor (checking every shape): calls take(ctx, kind, layer, data, n)
-// with each tensor as fp32, so a trainer can place it wherever its weights live.
+// The weight files of a model directory: dir/model.safetensors, or the shards that
+// dir/model.safetensors.index.json maps the tensors to (how Hugging Face saves large models, e.g. LLaMA-2 7B's
+// model-00001-of-00002.safetensors ...), each opened once.
+typedef struct {
+    int n;
+    SafeTensors *files;
+    char index[CKPT_PATH_LEN + 48];  // the index file, or "" for a single model.safetensors
+} ModelFiles;
+
+static void model_files_open(ModelFiles *mf, const char *dir) {
+    char path[CKPT_PATH_LEN + 48];
+    memset(mf, 0, sizeof(*mf));
+    path_format(path, sizeof(path), "%s/model.safetensors", dir);
+    if (path_exists(path)) {
+        mf->n = 1;
+        mf->files = (SafeTensors *)xcalloc(1, sizeof(SafeTensors));
+        safetensors_open(&mf->files[0], path);
+        return;
+    }
+    path_format(path, sizeof(path), "%s/model.safetensors.index.json", dir);
+    path_format(mf->index, sizeof(mf->index), "%s", path);
+    if (!path_exists(path)) fail("%s has neither model.safetensors nor model.safetensors.index.json (sharded weights)", dir);
+    size_t len;
+    char *text = file_read_all(path, &len);
+    JsonValue index;
+    json_parse(&index, text, len, path);
+    free(text);
+    const JsonValue *map = json_get(&index, "weight_map");
+    if (!map || map->type != JSON_OBJECT) fail("%s: expected an object \"weight_map\" (tensor name -> file)", path);
+    mf->files = (SafeTensors *)xcalloc(map->count > 0 ? map->count : 1, sizeof(SafeTensors));
+    for (int i = 0; i < map->count; i++) {  // every distinct file named, in order of first mention
+        const JsonValue *file = &map->items[i];
+        if (file->type != JSON_STRING || strchr(file->string, '/'))
+            fail("%s: tensor %s maps to something that is not a file name of the directory", path, map->keys[i]);
+        char shard[CKPT_PATH_LEN + 256];
+        path_format(shard, sizeof(shard), "%s/%s", dir, file->string);
+        int seen = 0;
+        for (int j = 0; j < mf->n && !seen; j++) seen = !strcmp(mf->files[j].path, shard);
+        if (!seen) safetensors_open(&mf->files[mf->n++], shard);
+    }
+    json_free_value(&index);
+}
+
+// The open file that holds tensor `name`; fails naming the directory's files when none does.
+static const SafeTensors *model_files_find(const ModelFiles *mf, const char *name) {
+    for (int i = 0; i < mf->n; i++)
+        if (safetensors_find(&mf->files[i], name)) return &mf->files[i];
+    if (mf->index[0]) fail("%s: tensor %s is in none of its %d files", mf->index, name, mf->n);
+    fail("%s: tensor %s is missing", mf->files[0].path, name);
+}
+
+static void model_files_close(ModelFiles *mf) {
+    for (int i = 0; i < mf->n; i++) safetensors_close(&mf->files[i]);
+    free(mf->files);
+    memset(mf, 0, sizeof(*mf));
+}
+
+// Reads the model's weights from dir (model.safetensors or its shards) tensor by tensor (checking every
+// shape): calls take(ctx, kind, layer, data, n) with each tensor as fp32, so a trainer can place it wherever
+// its weights live.
 static void checkpoint_read_model(const char *dir, const LlamaConfig *c,
                                   void (*take)(void *ctx, int kind, int layer, const float *data, size_t n), void *ctx) {
-    char path[CKPT_PATH_LEN + 32];
-    path_format(path, sizeof(path), "%s/model.safetensors", dir);
-    if (!path_exists(path)) fail("%s has no model.safetensors", dir);
-    SafeTensors st;
-    safetensors_open(&st, path);
+    ModelFiles mf;
+    model_files_open(&mf, dir);
     float *buf = NULL;
     size_t cap = 0;
     for (int i = 0; i < llama_num_tensors(c); i++) {
@@ -243,17 +300,18 @@ static void checkpoint_read_model(const char *dir, const LlamaConfig *c,
         llama_tensor_at(c, i, &kind, &layer);
         llama_param_name(kind, layer, name, sizeof(name));
         llama_param_shape(c, kind, &rows, &cols);
-        safetensors_check_shape(&st, name, rows, cols);
+        const SafeTensors *st = model_files_find(&mf, name);
+        safetensors_check_shape(st, name, rows, cols);
         if (rows * cols > cap) {
             free(buf);
             cap = rows * cols;
             buf = (float *)xmalloc(sizeof(float) * cap);
         }
-        safetensors_read_f32(&st, name, buf, rows * cols);
+        safetensors_read_f32(st, name, buf, rows * cols);
         take(ctx, kind, layer, buf, rows * cols);
     }
     free(buf);
-    safetensors_close(&st);
+    model_files_close(&mf);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -80,4 +80,21 @@ expect_error "was written with --batch 2 --seq 16" $T "${ok[@]}" --steps 5 --res
 expect_error "is at step 2; --steps 2 leaves nothing to do" $T "${ok[@]}" --resume "$ck"
 mkdir -p "$TMP/empty"
 expect_error "empty has no config.json" $T --train-data "$TMP/ok.bin" --init "$TMP/empty"
+# Hugging Face's sharded form (model.safetensors.index.json naming the files): no weights at all, a missing
+# shard, a tensor that no shard holds, a malformed index
+mkdir -p "$TMP/ck_shard"; cp "$ck/config.json" "$TMP/ck_shard/"; cp "$ck/model.safetensors" "$TMP/ck_shard/part-1.safetensors"
+expect_error "has neither model.safetensors nor model.safetensors.index.json" $T "${ok[@]:2}" --init "$TMP/ck_shard"
+echo '{"metadata": {}, "weight_map": {"lm_head.weight": "part-1.safetensors", "model.norm.weight": "part-2.safetensors"}}' > "$TMP/ck_shard/model.safetensors.index.json"
+expect_error "part-2.safetensors" $T "${ok[@]:2}" --init "$TMP/ck_shard"
+echo '{"weight_map": {"lm_head.weight": "part-1.safetensors"}}' > "$TMP/ck_shard/model.safetensors.index.json"
+"$PYTHON" -c "
+import json, struct, sys
+with open(sys.argv[1], 'rb') as f:
+    n = struct.unpack('<Q', f.read(8))[0]; h = json.loads(f.read(n)); data = f.read()
+del h['model.norm.weight']
+b = json.dumps(h).encode()
+open(sys.argv[1], 'wb').write(struct.pack('<Q', len(b)) + b + data)" "$TMP/ck_shard/part-1.safetensors"
+expect_error "model.safetensors.index.json: tensor model.norm.weight is in none of its 1 files" $T "${ok[@]:2}" --init "$TMP/ck_shard"
+echo '{"weight_map": ["part-1.safetensors"]}' > "$TMP/ck_shard/model.safetensors.index.json"
+expect_error 'expected an object "weight_map"' $T "${ok[@]:2}" --init "$TMP/ck_shard"
 echo "all bad inputs rejected cleanly"
