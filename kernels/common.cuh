@@ -108,16 +108,24 @@ template <int K, typename T> __device__ inline void vec_store(T *p, const Vec<T,
 // Set by dev/cuda's --version 1 only: every launcher takes K = 1, so its timing shows what K = VEC gains.
 static int kernels_scalar = 0;
 
+// false, saying once on stderr that some kernel moves one element per access (correct, slower; the trainer's
+// presets never do, and the GPU tests check that this line stays away, as for unaligned matrix products).
+static inline bool vec_refused(void) {
+    static int said = 0;
+    if (!said && !kernels_scalar) {
+        fprintf(stderr, "kernels: a size or buffer that is not a multiple of %d elements: memory-bound kernels move one "
+                        "element per access there\n", VEC);
+        said = 1;
+    }
+    return false;
+}
+
 // Whether a kernel may move VEC elements at a time: every count (elements in all, or per row) a multiple of
 // VEC and every pointer (NULL for an absent tensor) aligned to VEC of its elements.
-static inline bool vec_fits_counts(std::initializer_list<size_t> counts) {
-    for (size_t c : counts)
-        if (c % VEC) return false;
-    return !kernels_scalar;
-}
 template <typename... P> static inline bool vec_fits(std::initializer_list<size_t> counts, const P *...ptrs) {
     bool aligned = ((((uintptr_t)ptrs % (sizeof(P) * VEC)) == 0) && ... && true);
-    return aligned && vec_fits_counts(counts);
+    for (size_t c : counts) aligned = aligned && c % VEC == 0;
+    return aligned ? !kernels_scalar : vec_refused();
 }
 
 // f(k) with k a std::integral_constant<int, K>, K = VEC if `fits`, else 1: a launcher's body written once, as
