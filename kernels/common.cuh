@@ -83,9 +83,9 @@ static inline unsigned grid_stride_blocks(size_t n, int block) {
 // Vector access. The memory-bound kernels are templates on K, the consecutive elements a thread moves at once:
 // K = VEC makes every floatX access 16 bytes (8 bf16 or 4 fp32; fp32 state beside bf16 data moves 32 bytes in
 // two 16-byte accesses), so that a warp keeps several times more bytes in flight than with 2-byte accesses.
-// A launcher takes K = VEC (vec_dispatch) when vec_fits says the element counts and every pointer allow it, else K = 1 (odd
-// sizes such as the test presets'); both are the same code, and the per-element arithmetic is the same, so
-// the two give the same bits wherever the order of a sum does not change with K.
+// A launcher takes K = VEC (vec_dispatch) when vec_fits says the element counts and every pointer allow it,
+// else K = 1 (odd sizes); both are the same code with the same per-element arithmetic, so the two give the
+// same bits wherever the order of a sum does not change with K.
 
 #define VEC (16 / (int)sizeof(floatX))
 

@@ -49,6 +49,9 @@ typedef struct {
     const void *C_in;  // [m, n] with ld ldc, or NULL for C
 } Gemm;
 
+// Bytes per element of C (and C_in).
+static size_t matmul_c_size(const Gemm *g) { return g->c_fp32 ? 4 : sizeof(floatX); }
+
 // out [N, OC] = inp [N, C] @ weight [OC, C]^T: A = weight stored [C, OC] (ld C), transposed; B = inp stored
 // [C, N] (ld C); C = out [OC, N] (ld OC).
 static Gemm matmul_forward_gemm(floatX *out, const floatX *inp, const floatX *weight, int N, int C, int OC) {
@@ -128,9 +131,9 @@ static int matmul_alignment(const void *p, int ld, size_t esize) {
 
 static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
     int aa = matmul_alignment(g->A, g->lda, sizeof(floatX)), ab = matmul_alignment(g->B, g->ldb, sizeof(floatX));
-    int ac = matmul_alignment(g->C, g->ldc, g->c_fp32 ? 4 : sizeof(floatX));
+    int ac = matmul_alignment(g->C, g->ldc, matmul_c_size(g));
     if (g->C_in) {  // C and D share one layout and one promised alignment
-        int ai = matmul_alignment(g->C_in, g->ldc, g->c_fp32 ? 4 : sizeof(floatX));
+        int ai = matmul_alignment(g->C_in, g->ldc, matmul_c_size(g));
         ac = ai < ac ? ai : ac;
     }
     for (int i = 0; i < mm->num_plans; i++) {
@@ -203,8 +206,8 @@ static void matmul_gemm(Matmul *mm, const Gemm *g, cudaStream_t stream) {
                                    p->layout_c, g->C, p->layout_c, &p->algo, mm->workspace, mm->workspace_size, stream));
     } else {
         if (c_in != g->C && g->beta != 0.0f) {  // cublasGemmEx adds C to itself only
-            size_t pitch = (size_t)g->ldc * (g->c_fp32 ? 4 : sizeof(floatX));
-            cudaCheck(cudaMemcpy2DAsync(g->C, pitch, c_in, pitch, (size_t)g->m * (g->c_fp32 ? 4 : sizeof(floatX)), g->n,
+            size_t pitch = (size_t)g->ldc * matmul_c_size(g);
+            cudaCheck(cudaMemcpy2DAsync(g->C, pitch, c_in, pitch, (size_t)g->m * matmul_c_size(g), g->n,
                                         cudaMemcpyDeviceToDevice, stream));
         }
         cublasCheck(cublasSetStream(mm->blas, stream));
