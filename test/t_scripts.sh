@@ -1,7 +1,8 @@
 # The run recipes of scripts/ stay valid as the trainer's options change: each one's command, with --dry-run
 # appended, is accepted and its memory plan printed (no GPU needed). scripts/paper_c4.sh for every preset and
 # both optimizers: the papers' steps, warmup, lr and tokens per step, and a plan under 40 GiB with its default
-# micro-batch; scripts/train_13b_1gpu.sh under its own --gpu-mem-limit 40. Bad arguments: one error line.
+# micro-batch; scripts/train_13b_1gpu.sh under its own --gpu-mem-limit 40; scripts/train_8gpu.sh as 8 MPI ranks
+# (where mpirun exists). Bad arguments: one error line.
 # Skipped where train_llama was not built.
 source test/lib.sh
 [ -x ./train_llama ] || skip "train_llama was not built (no nvcc when make ran)"
@@ -24,6 +25,11 @@ for preset in 60m 130m 350m 1b; do
 done
 scripts/train_13b_1gpu.sh "$data" "$TMP/out" --dry-run > "$TMP/13b" 2>&1 || { cat "$TMP/13b"; die "train_13b_1gpu.sh"; }
 echo "ok: train_13b_1gpu.sh: plan $(gib "$TMP/13b") GiB under its --gpu-mem-limit 40"
+if command -v mpirun > /dev/null; then  # 8 ranks: the plan (rank 0 prints it) and the batch split across them
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+  scripts/train_8gpu.sh "$data" "$TMP/out" --dry-run > "$TMP/8gpu" 2>&1 || { cat "$TMP/8gpu"; die "train_8gpu.sh"; }
+  echo "ok: train_8gpu.sh under mpirun -np 8: plan $(gib "$TMP/8gpu") GiB per GPU"
+fi
 expect_error "usage: scripts/paper_c4.sh" scripts/paper_c4.sh 60m grass
 expect_error "preset '7b'" scripts/paper_c4.sh 7b grass "$data" "$TMP/out"
 expect_error "optimizer 'sgd'" scripts/paper_c4.sh 60m sgd "$data" "$TMP/out"
