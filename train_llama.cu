@@ -194,8 +194,14 @@ int main(int argc, char **argv) {
         comm_finalize(&comm);
         return 0;
     }
+    TrainData data;  // the shards (and tokenizer) first: their errors need no GPU
+    train_data_open(&data, &opt, &cfg, rank, world);
+    DataLoader *train = &data.train, *val = &data.val;
     int devices = 0;
-    cudaCheck(cudaGetDeviceCount(&devices));
+    cudaError_t found = cudaGetDeviceCount(&devices);
+    if (found != cudaSuccess || devices == 0)
+        fail("no usable CUDA GPU (%s): train_llama needs an NVIDIA GPU and its driver; --dry-run prints the memory plan "
+             "without one, and train_llama_cpu trains on the CPU", found != cudaSuccess ? cudaGetErrorString(found) : "none found");
     cudaCheck(cudaSetDevice(comm.local_rank % devices));
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, comm.local_rank % devices));
@@ -218,9 +224,6 @@ int main(int argc, char **argv) {
         gpu_init_weights(&model, (uint64_t)opt.seed);
     }
 
-    TrainData data;
-    train_data_open(&data, &opt, &cfg, rank, world);
-    DataLoader *train = &data.train, *val = &data.val;
     if (opt.eval_only) {
         Logger none = {NULL};
         logger_val(&none, 0, gpu_evaluate(&model, &comm, val, opt.eval_batches));

@@ -97,4 +97,15 @@ open(sys.argv[1], 'wb').write(struct.pack('<Q', len(b)) + b + data)" "$TMP/ck_sh
 expect_error "model.safetensors.index.json: tensor model.norm.weight is in none of its 1 files" $T "${ok[@]:2}" --init "$TMP/ck_shard"
 echo '{"weight_map": ["part-1.safetensors"]}' > "$TMP/ck_shard/model.safetensors.index.json"
 expect_error 'expected an object "weight_map"' $T "${ok[@]:2}" --init "$TMP/ck_shard"
+
+echo "== the GPU trainer (where it was built): the shards are checked before any GPU is touched"
+if [ -x ./train_llama ]; then
+  expect_error "magic.bin is not a token shard: magic 12345" ./train_llama "${ok[@]}" --train-data "$TMP/magic.bin"
+  expect_error "--val-data $TMP/nothing.bin matches no files" ./train_llama "${ok[@]}" --val-data "$TMP/nothing.bin"
+  if nvidia-smi -L 2> /dev/null | grep GPU > /dev/null; then
+    echo "not checked here (this machine has a GPU): train_llama's error where there is none"
+  else
+    expect_error "no usable CUDA GPU" ./train_llama "${ok[@]}"
+  fi
+fi
 echo "all bad inputs rejected cleanly"
