@@ -10,8 +10,9 @@
 #   bench     dev/bench/gpu_bench.sh (60m ... 1b, PyTorch beside it) and dev/bench/grass_gpu_bench.sh
 #   13b       the 13b preset with Grass under --gpu-mem-limit 40 (DESIGN §9), 10 steps
 #   kernels   the timing loops of dev/cuda (cuBLASLt at ffn 5461 and 5464, attention, Grass's kernels)
-#   sanitize  compute-sanitizer memcheck and racecheck on the attention and Grass kernel files' validation
-#             (what the emulator cannot see: the real memory model); output appended to kernels.log
+#   sanitize  compute-sanitizer memcheck on 3 steps of both trainers, memcheck and racecheck on the attention and
+#             Grass kernel files' validation (what the emulator cannot see: the real memory model); output
+#             appended to kernels.log
 #   ncu       Nsight Compute's speed-of-light of the attention kernels at the 1b shape (smem, DRAM, tensor-core
 #             use; the machine's runtime may not allow it); output appended to kernels.log
 #   all       every stage above, in this order, within BUDGET seconds (default 540)
@@ -97,21 +98,28 @@ stage_kernels() {
 }
 
 stage_sanitize() {
-  local k tool tmp
+  # memcheck on the trainers (every kernel and cuBLASLt call of a step: bf16 Grass over a refresh, fp32 AdamW),
+  # then memcheck and racecheck (shared memory) on the attention and Grass kernel files' validation
+  local run out=out/sanitize tmp n=0 clean=0
+  mkdir -p $out
+  "$PYTHON" test/shard_tool.py $out/train.bin --tokens 20000 --vocab 512
+  local train=(--model test --train-data $out/train.bin --batch 4 --seq 64 --steps 3 --warmup 1 --eval-every 0 --ckpt-every -1)
+  local runs=(
+    "memcheck ./train_llama ${train[*]} --optimizer grass --grass-rank 12 --grass-interval 2"
+    "memcheck ./train_llama_fp32 ${train[*]}"
+    "memcheck dev/cuda/bin/attention --version 3 --no-bench" "racecheck dev/cuda/bin/attention --version 3 --no-bench"
+    "memcheck dev/cuda/bin/grass --no-bench" "racecheck dev/cuda/bin/grass --no-bench")
   tmp=$(mktemp)
-  for k in "attention --version 3" grass; do
-    for tool in memcheck racecheck; do
-      echo "== compute-sanitizer --tool $tool dev/cuda/bin/$k --no-bench"
-      compute-sanitizer --tool $tool --error-exitcode 9 dev/cuda/bin/$k --no-bench > "$tmp" 2>&1
-      echo "exit status $? ($tool, $k)"
-      tail -n 12 "$tmp"
-    done
-  done 2>&1 | tee -a "$LOG/kernels.log"
+  for run in "${runs[@]}"; do
+    echo "== compute-sanitizer --tool $run" | tee -a "$LOG/kernels.log"
+    n=$((n + 1))
+    # shellcheck disable=SC2086  # each run is a tool and a command line
+    if compute-sanitizer --error-exitcode 9 --tool $run > "$tmp" 2>&1; then clean=$((clean + 1)); fi
+    tail -n 12 "$tmp" >> "$LOG/kernels.log"
+  done
   rm -f "$tmp"
-  local clean
-  clean=$(grep -c '^exit status 0 (' "$LOG/kernels.log")
-  note "sanitize: $clean of 4 runs clean (memcheck and racecheck on attention version 3 and grass)"
-  [ "$clean" -eq 4 ]
+  note "sanitize: $clean of $n runs clean (memcheck on both trainers; memcheck and racecheck on attention version 3 and grass; kernels.log)"
+  [ "$clean" -eq "$n" ]
 }
 
 stage_ncu() {
@@ -169,7 +177,7 @@ run_stage() {  # the seconds each stage needs at least and may take at most
     bench) staged bench 120 240 ;;
     13b) staged 13b 90 180 ;;
     kernels) staged kernels 30 120 ;;
-    sanitize) staged sanitize 30 90 ;;
+    sanitize) staged sanitize 30 120 ;;
     ncu) staged ncu 20 60 ;;
     *) echo "unknown stage '$1' (env|build|test|bench|13b|kernels|sanitize|ncu|all)"; exit 2 ;;
   esac
