@@ -1,7 +1,7 @@
 # grass.c build. `make` builds every binary this machine can build: the CPU trainer always, the CUDA targets
 # where nvcc exists; `make emu` the CUDA code for the CPU emulator (dev/emu) where the CUDA headers exist.
-# `make config` says what it found (nvcc, GPU architecture, MPI, NCCL). `make test` runs every test that can run here (the emulated GPU code included); `make test-gpu` the ones
-# that need a GPU.
+# `make config` says what it found (nvcc, GPU architecture, MPI, NCCL). `make test` runs every test that can
+# run here (the emulated GPU code included); `make test-gpu` the ones that need a GPU.
 
 CC ?= gcc
 CFLAGS ?= -O3 -march=native -fno-math-errno -fno-trapping-math -fno-signed-zeros -fassociative-math
