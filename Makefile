@@ -28,12 +28,21 @@ NVCC_FLAGS = -O3 -std=c++17 -arch=$(GPU_ARCH) -I. -Xcompiler -fopenmp,-Wall,-Wex
 NVCC_LDLIBS = -lcublasLt -lcublas -lgomp
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
 ifneq ($(MPICC),)
-  # the MPI wrapper's flags in nvcc's spelling: -Wl,X becomes -Xlinker X and host-compiler flags such as
-  # -pthread go through -Xcompiler (a pip-installed Open MPI's wrapper gives both)
+  # the MPI wrapper's compile and link flags: Open MPI's --showme:compile and --showme:link, else the -show of
+  # MPICH (Intel MPI, MVAPICH) without its first word, the compiler
+  MPI_COMPILE := $(shell $(MPICC) --showme:compile 2> /dev/null)
+  MPI_LINK := $(shell $(MPICC) --showme:link 2> /dev/null)
+  ifeq ($(MPI_COMPILE)$(MPI_LINK),)
+    MPI_SHOW := $(wordlist 2,999,$(shell $(MPICC) -show 2> /dev/null))
+    MPI_COMPILE := $(filter -I% -D% -pthread,$(MPI_SHOW))
+    MPI_LINK := $(filter-out -I% -D%,$(MPI_SHOW))
+  endif
+  # in nvcc's spelling: -Wl,X becomes -Xlinker X and host-compiler flags such as -pthread go through -Xcompiler
+  # (a pip-installed Open MPI's wrapper gives both)
   comma := ,
   NVCC_FLAGS += -DUSE_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX \
-    $(foreach w,$(shell $(MPICC) --showme:compile),$(if $(filter -I% -D%,$(w)),$(w),-Xcompiler $(w)))
-  NVCC_LDLIBS += $(foreach w,$(shell $(MPICC) --showme:link),$(if $(filter -L% -l%,$(w)),$(w),\
+    $(foreach w,$(MPI_COMPILE),$(if $(filter -I% -D%,$(w)),$(w),-Xcompiler $(w)))
+  NVCC_LDLIBS += $(foreach w,$(MPI_LINK),$(if $(filter -L% -l%,$(w)),$(w),\
     $(if $(filter -Wl$(comma)%,$(w)),-Xlinker $(patsubst -Wl$(comma)%,%,$(w)),-Xcompiler $(w))))
   # NCCL (with MPI, which broadcasts its unique id): NCCL_HOME=DIR holding include/nccl.h and lib/ (or lib64/);
   # else the CUDA toolkit's, the system's, or the one PyTorch's pip packages install (nvidia-nccl-cu12/13,

@@ -18,7 +18,7 @@ EMU_ASAN = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
 # the emulated trainer takes part in MPI runs too, like the real one, with --comm mpi and with --comm nccl
 # (the emulator's NCCL works over MPI)
 ifneq ($(MPICC),)
-  EMU_MPI = -DUSE_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(shell $(MPICC) --showme:compile) $(shell $(MPICC) --showme:link)
+  EMU_MPI = -DUSE_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(MPI_COMPILE) $(MPI_LINK)  # as the Makefile finds them
   ifneq ($(wildcard $(EMU_CUDA_INCLUDE)/nccl.h),)
     EMU_MPI += -DUSE_NCCL
   endif
