@@ -61,8 +61,10 @@ stage_env() {
   } 2>&1 | tee "$LOG/env.log"
 }
 
-stage_build() {
-  { make -j16 all && make -C dev/cuda -j16; } >> "$LOG/env.log" 2>&1 || { tail -n 30 "$LOG/env.log"; echo "build failed"; return 1; }
+stage_build() {  # fails only when the trainers do not build: dev/cuda's failure fails its own tests later
+  make -j16 all >> "$LOG/env.log" 2>&1 || { tail -n 30 "$LOG/env.log"; echo "build failed"; return 1; }
+  make -C dev/cuda -j16 >> "$LOG/env.log" 2>&1 || { tail -n 30 "$LOG/env.log"; note "build: dev/cuda failed (env.log)"; }
+  return 0
 }
 
 stage_test() {
