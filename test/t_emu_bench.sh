@@ -1,7 +1,7 @@
 # The GPU benchmark scripts (dev/bench/gpu_bench.sh, grass_gpu_bench.sh) run end to end on the CPU emulator
 # (dev/emu) with the tiny preset and a few steps, and print a full table row per run with numbers in every
-# column (the PyTorch baseline runs on the CPU here), and the --profile table of Grass against AdamW. A check
-# of the scripts, not a measurement.
+# column (the PyTorch baseline runs on the CPU here), and the --profile table of Grass against AdamW; a trainer
+# that fails gives a failed row and the script goes on. A check of the scripts, not a measurement.
 source test/lib.sh
 [ -x dev/emu/bin/train_llama ] || skip "the emulated GPU trainer was not built (no CUDA headers when make ran: see make emu)"
 need_python_module transformers
@@ -20,4 +20,10 @@ grep -Eq '^\| matmul backward \(weights\) \| [0-9.]+ \| [0-9.]+% \| - \| - \|$' 
 grep -Eq '^\| grass compressed gradient \| - \| - \| [0-9.]+ \| [0-9.]+% \|$' "$TMP/grass.md" || die "grass_gpu_bench.sh: no Grass-only compressed-gradient row"
 grep -Eq '^\| total \| [0-9.]+ \| 100.0% \| [0-9.]+ \| 100.0% \|$' "$TMP/grass.md" || die "grass_gpu_bench.sh: no profile total"
 [ -z "$(ls -d "$TMP"/*/*/ckpt_* 2> /dev/null)" ] || die "the benchmarks wrote checkpoints (--ckpt-every -1 means never)"
-echo "ok: both benchmark scripts print complete tables"
+# a trainer that fails gives its row as failed, and the scripts go on (the GPU session still gets the rest)
+OUT="$TMP/fail" TRAIN_GPU=false PRESETS="tiny test" dev/bench/gpu_bench.sh > "$TMP/fail.md" || die "gpu_bench.sh stopped at a failed run"
+[ "$(grep -c '^| t[a-z]* | 2 x 32 | train_llama failed' "$TMP/fail.md")" = 2 ] || die "gpu_bench.sh: no failed rows"
+OUT="$TMP/gfail" TRAIN_GPU=false PRESETS=tiny PROFILE_STEPS=0 dev/bench/grass_gpu_bench.sh > "$TMP/gfail.md" ||
+  die "grass_gpu_bench.sh stopped at a failed run"
+[ "$(grep -c '^| tiny | [a-z]* | train_llama failed' "$TMP/gfail.md")" = 2 ] || die "grass_gpu_bench.sh: no failed rows"
+echo "ok: both benchmark scripts print complete tables, and a failed row for a trainer that fails"

@@ -17,8 +17,11 @@ mkdir -p "$OUT"
 echo "| preset | batch x seq | train_llama tok/s | MFU | memory GiB | PyTorch tok/s | PyTorch peak GiB | speed-up |"
 echo "|---|---|---|---|---|---|---|---|"
 for p in $PRESETS; do
-  "$TRAIN_GPU" --model $p --train-data "$OUT/train.bin" --batch $BATCH --seq $SEQ --steps $STEPS --warmup 1 \
-    --recompute $RECOMPUTE --eval-every 0 --ckpt-every -1 --out "$OUT/$p" > "$OUT/$p.log"
+  if ! "$TRAIN_GPU" --model $p --train-data "$OUT/train.bin" --batch $BATCH --seq $SEQ --steps $STEPS --warmup 1 \
+      --recompute $RECOMPUTE --eval-every 0 --ckpt-every -1 --out "$OUT/$p" > "$OUT/$p.log"; then
+    echo "| $p | $BATCH x $SEQ | train_llama failed (its stderr is above; $OUT/$p.log) | | | | | |"
+    continue
+  fi
   # mean over the steps after the first three (cuBLASLt plans and allocations settle)
   read -r tok mfu mem <<< "$(grep '"loss"' "$OUT/$p/log.jsonl" | tail -n +4 | sed 's/.*"tok_s": \([0-9.]*\), "mfu": \([0-9.]*\), "mem_gib": \([0-9.]*\).*/\1 \2 \3/' |
     awk '{t += $1; m += $2; if ($3 > g) g = $3; n++} END {printf "%.0f %.1f %.2f", t / n, 100 * m / n, g}')"

@@ -21,15 +21,18 @@ for p in $PRESETS; do
   adamw_tok=
   for opt in adamw grass; do
     extra=(--optimizer $opt); [ $opt = grass ] && extra+=("${rank_args[@]}")
-    "$TRAIN_GPU" --model $p --train-data "$OUT/train.bin" --batch $BATCH --seq $SEQ --steps $STEPS --warmup 1 \
-      --recompute $RECOMPUTE --eval-every 0 --ckpt-every -1 "${extra[@]}" --out "$OUT/$p.$opt" > "$OUT/$p.$opt.log"
+    if ! "$TRAIN_GPU" --model $p --train-data "$OUT/train.bin" --batch $BATCH --seq $SEQ --steps $STEPS --warmup 1 \
+        --recompute $RECOMPUTE --eval-every 0 --ckpt-every -1 "${extra[@]}" --out "$OUT/$p.$opt" > "$OUT/$p.$opt.log"; then
+      echo "| $p | $opt | train_llama failed (its stderr is above; $OUT/$p.$opt.log) | | | | | | |"
+      continue
+    fi
     # mean over the steps after the first three (plans, allocations and the refresh at step 0 settle)
     read -r tok mfu mem fwd bwd optim <<< "$(grep '"loss"' "$OUT/$p.$opt/log.jsonl" | tail -n +4 |
       sed 's/.*"tok_s": \([0-9.]*\), "mfu": \([0-9.]*\), "mem_gib": \([0-9.]*\).*"forward_ms": \([0-9.]*\), "backward_ms": \([0-9.]*\), "optimizer_ms": \([0-9.]*\).*/\1 \2 \3 \4 \5 \6/' |
       awk '{t += $1; m += $2; if ($3 > g) g = $3; f += $4; b += $5; o += $6; n++}
            END {printf "%.0f %.1f %.2f %.1f %.1f %.1f", t / n, 100 * m / n, g, f / n, b / n, o / n}')"
     [ $opt = adamw ] && adamw_tok=$tok
-    ratio=$(awk -v a="$tok" -v b="$adamw_tok" 'BEGIN {printf "%.2fx", a / b}')
+    ratio=$(awk -v a="$tok" -v b="$adamw_tok" 'BEGIN {if (b + 0 > 0) printf "%.2fx", a / b; else print "n/a"}')
     echo "| $p | $opt | $tok | $mfu% | $mem | $fwd | $bwd | $optim | $ratio |"
   done
 done
@@ -38,7 +41,8 @@ for p in $PRESETS; do
   for opt in adamw grass; do
     extra=(--optimizer $opt); [ $opt = grass ] && extra+=("${rank_args[@]}")
     "$TRAIN_GPU" --model $p --train-data "$OUT/train.bin" --batch $BATCH --seq $SEQ --steps $PROFILE_STEPS --warmup 1 \
-      --recompute $RECOMPUTE --eval-every 0 --ckpt-every -1 --profile "${extra[@]}" > "$OUT/$p.$opt.profile.log"
+      --recompute $RECOMPUTE --eval-every 0 --ckpt-every -1 --profile "${extra[@]}" > "$OUT/$p.$opt.profile.log" ||
+      echo "$p $opt --profile: train_llama failed ($OUT/$p.$opt.profile.log)"
   done
   echo
   echo "where a $p step's GPU time goes (--profile, ms per step, mean over steps 2 to $PROFILE_STEPS; a refresh only at step 1)"
