@@ -34,6 +34,10 @@ need_data() {
 # log_untimed LOG.jsonl: the log without its timings (each step's "ms" and what follows), for comparing two runs.
 log_untimed() { sed 's/, "ms".*}/}/' "$1"; }
 
+# have_gpu: whether nvidia-smi lists a GPU (not grep -q: it stops reading at the first match, and under
+# pipefail the writer's SIGPIPE would make this false).
+have_gpu() { nvidia-smi -L 2> /dev/null | grep GPU > /dev/null; }
+
 # need_python_module MODULE: skip unless $PYTHON imports it.
 need_python_module() {
   "$PYTHON" -c "import $1" 2>/dev/null || skip "Python module $1 is not available to $PYTHON (run make venv)"

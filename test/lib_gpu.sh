@@ -8,8 +8,7 @@ if [ "${GPU_EMU:-0}" = 1 ]; then
   echo "the GPU trainer under the CPU emulator (dev/emu)"
 else
   command -v nvidia-smi > /dev/null 2>&1 || skip "no GPU: nvidia-smi is not installed"
-  # not grep -q: it stops reading at the first match, and under pipefail the writer's SIGPIPE fails the test
-  nvidia-smi -L 2> /dev/null | grep GPU > /dev/null || skip "no GPU: nvidia-smi finds none"
+  have_gpu || skip "no GPU: nvidia-smi finds none"
   TRAIN_GPU=./train_llama TRAIN_GPU_FP32=./train_llama_fp32
   [ -x $TRAIN_GPU ] && [ -x $TRAIN_GPU_FP32 ] || skip "train_llama was not built (no nvcc when make ran)"
 fi

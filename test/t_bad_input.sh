@@ -102,7 +102,7 @@ echo "== the GPU trainer (where it was built): the shards are checked before any
 if [ -x ./train_llama ]; then
   expect_error "magic.bin is not a token shard: magic 12345" ./train_llama "${ok[@]}" --train-data "$TMP/magic.bin"
   expect_error "--val-data $TMP/nothing.bin matches no files" ./train_llama "${ok[@]}" --val-data "$TMP/nothing.bin"
-  if nvidia-smi -L 2> /dev/null | grep GPU > /dev/null; then
+  if have_gpu; then
     echo "not checked here (this machine has a GPU): train_llama's error where there is none"
   else
     expect_error "no usable CUDA GPU" ./train_llama "${ok[@]}"

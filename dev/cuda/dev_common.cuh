@@ -76,12 +76,14 @@ static int dev_version_selected(const DevOptions *o, int v) { return o->version 
 // The two versions of the memory-bound kernel files: the same kernels/ code with K = 1 everywhere
 // (kernels_scalar) and as the trainer runs it (K = VEC where the sizes and pointers allow). Runs f() under
 // each selected one.
-#define VEC_VERSIONS "1 one element per thread and access, 2 the trainer's: 16-byte accesses where sizes allow"
+#define VEC_VERSION_1 "one element per thread and access"
+#define VEC_VERSION_2 "16-byte accesses where sizes allow"
+#define VEC_VERSIONS "1 " VEC_VERSION_1 ", 2 the trainer's: " VEC_VERSION_2
 template <typename F> static void for_each_vec_version(const DevOptions *o, F f) {
     for (int v = 1; v <= 2; v++) {
         if (!dev_version_selected(o, v)) continue;
         kernels_scalar = v == 1;
-        printf("version %d: %s\n", v, v == 1 ? "one element per thread and access" : "16-byte accesses where sizes allow");
+        printf("version %d: %s\n", v, v == 1 ? VEC_VERSION_1 : VEC_VERSION_2);
         f();
     }
     kernels_scalar = 0;
