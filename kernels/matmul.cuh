@@ -16,6 +16,12 @@
  * padded to matmul_padded (zero rows or columns contribute nothing and receive zero gradients), as llm.c
  * pads GPT-2's vocabulary.
  *
+ * fp32 accumulation includes split-K: where cuBLAS splits a long sum into parts, it may by default add the
+ * parts up in the output type, a bf16 rounding per part at the scale of the partial sums (measured on an H200:
+ * dinp at K = 5461 off by 8e-3 of its RMS, 2 bf16 roundings). Both paths forbid it: cuBLASLt's preference
+ * allows only the reduction schemes in the compute type (fp32 in the workspace) or none, and cublasGemmEx runs
+ * with CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION.
+ *
  * Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape and alignment. A Matmul
  * owns one workspace, so use one Matmul per stream.
  */
@@ -102,6 +108,7 @@ static void matmul_init(Matmul *mm, size_t workspace_size) {
     memset(mm, 0, sizeof(*mm));
     cublasCheck(cublasLtCreate(&mm->lt));
     cublasCheck(cublasCreate(&mm->blas));
+    cublasCheck(cublasSetMathMode(mm->blas, (cublasMath_t)(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
     mm->workspace_size = workspace_size;
     cudaCheck(cudaMalloc(&mm->workspace, workspace_size));
 }
@@ -168,8 +175,10 @@ static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
     cublasLtMatmulPreference_t pref;
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
     uint64_t ws = mm->workspace_size;
-    uint32_t align[3] = {(uint32_t)aa, (uint32_t)ab, (uint32_t)ac};
+    uint32_t align[3] = {(uint32_t)aa, (uint32_t)ab, (uint32_t)ac}, reduction = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    // split-K partial sums in fp32 only (or no split): see the top of this file
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reduction, sizeof(reduction)));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align[0], sizeof(uint32_t)));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align[1], sizeof(uint32_t)));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align[2], sizeof(uint32_t)));

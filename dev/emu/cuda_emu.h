@@ -488,6 +488,8 @@ cublasStatus_t cublasDestroy(cublasHandle_t h) {
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
+// the emulated products sum each dot product in one fp32 sequence: no reduction in the output type to forbid
+cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasSetWorkspace(cublasHandle_t, void *, size_t) { return CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *alpha,
                             const void *A, cudaDataType at, int lda, const void *B, cudaDataType bt, int ldb, const void *beta,
@@ -552,6 +554,7 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
     case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES: e->align[1] = *(const uint32_t *)buf; break;
     case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES: e->align[2] = *(const uint32_t *)buf; break;
     case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES: e->align[3] = *(const uint32_t *)buf; break;
+    case CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK: break;  // no split-K here (CUBLASLT_REDUCTION_SCHEME_NONE), which any mask allows
     default: return CUBLAS_STATUS_NOT_SUPPORTED;
     }
     return size == 4 || size == 8 ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
