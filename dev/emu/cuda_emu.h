@@ -12,7 +12,8 @@
  * written shows up. A barrier that some thread of the block (or warp) never reaches is reported as a
  * deadlock, a launch beyond CUDA's limits (threads, grid, shared memory without the opt-in attribute) as
  * the launch error CUDA would give. EMU_SCHEDULE=reverse runs each block's threads in the opposite order,
- * so that a missing barrier (a thread reading what another writes) changes the results.
+ * so that a missing barrier (a thread reading what another writes) changes the results. EMU_GEMM_ROUND_PRODUCT=1
+ * models cuBLAS kernels that round the product to bf16 before adding C (emu_gemm).
  * cuBLAS/cuBLASLt: column-major products with fp32 accumulation, checking their arguments as the library
  * documents them (leading dimensions, layouts against the operation's shape, the alignment promised to the
  * heuristic against the pointers later passed).
@@ -451,8 +452,12 @@ static void emu_store(void *p, cudaDataType t, size_t i, float v) {
     else ((__nv_bfloat16 *)p)[i] = __float2bfloat16(v);
 }
 
+// EMU_GEMM_ROUND_PRODUCT=1 rounds alpha op(A) op(B) to bf16 before beta C is added, as some cuBLAS kernels do
+// (seen on an H200 for products of 3 tokens: dev/cuda/matmul.cu's bounds allow for it, and t_emu_kernels checks that
+// they do)
 static cublasStatus_t emu_gemm(int transa, int transb, int m, int n, int k, float alpha, const void *A, cudaDataType ta, long lda,
                                const void *B, cudaDataType tb, long ldb, float beta, void *C, cudaDataType tc, long ldc) {
+    static const int round_product = getenv("EMU_GEMM_ROUND_PRODUCT") && !strcmp(getenv("EMU_GEMM_ROUND_PRODUCT"), "1");
     if (m < 0 || n < 0 || k < 0 || lda < (transa ? k : m) || lda < 1 || ldb < (transb ? n : k) || ldb < 1 || ldc < m || ldc < 1)
         return CUBLAS_STATUS_INVALID_VALUE;
     if (ta != tb || (ta != CUDA_R_32F && ta != CUDA_R_16BF) || (tc != CUDA_R_32F && tc != ta)) return CUBLAS_STATUS_NOT_SUPPORTED;
@@ -468,7 +473,9 @@ static cublasStatus_t emu_gemm(int transa, int transb, int m, int n, int k, floa
             float acc = 0.0f;
             for (int p = 0; p < k; p++) acc += x[p] * y[p];
             size_t at = i + (size_t)j * ldc;
-            emu_store(C, tc, at, alpha * acc + (beta != 0.0f ? beta * emu_load(C, tc, at) : 0.0f));  // beta 0: C is not read
+            float product = alpha * acc;
+            if (round_product && beta != 0.0f && tc == CUDA_R_16BF) product = __bfloat162float(__float2bfloat16(product));
+            emu_store(C, tc, at, product + (beta != 0.0f ? beta * emu_load(C, tc, at) : 0.0f));  // beta 0: C is not read
         }
     free(a);
     free(b);
