@@ -106,10 +106,10 @@ static void validate(Matmul *mm, int N, int C, int OC, int offset) {
     std::vector<float> dw0 = random_normal((size_t)OC * C, 0, 1, 134);
     std::vector<double> ind = to_double(inp), wd = to_double(w), doutd = to_double(dout);
     std::vector<double> out((size_t)N * OC), dinp_acc = to_double(dinp0), dinp((size_t)N * C, 0.0), dw = to_double(dw0);
-    std::vector<double> dw_unused((size_t)OC * C, 0.0);
+    std::vector<double> dw_product((size_t)OC * C, 0.0);  // dout^T @ inp alone, for the bound of dweight +=
     matmul_forward_ref(out.data(), ind.data(), wd.data(), N, C, OC);
     matmul_backward_ref(dinp_acc.data(), dw.data(), doutd.data(), ind.data(), wd.data(), N, C, OC);
-    matmul_backward_ref(dinp.data(), dw_unused.data(), doutd.data(), ind.data(), wd.data(), N, C, OC);
+    matmul_backward_ref(dinp.data(), dw_product.data(), doutd.data(), ind.data(), wd.data(), N, C, OC);
 
     floatX *d_inp_base = device_alloc<floatX>(inp.size() + offset), *d_dinp_base = device_alloc<floatX>(inp.size() + offset);
     floatX *d_inp = d_inp_base + offset, *d_dinp = d_dinp_base + offset;
@@ -126,8 +126,6 @@ static void validate(Matmul *mm, int N, int C, int OC, int offset) {
     check("forward", download(d_out, out.size()), out, tolerance(1), tolerance(1) * rms(out));
     check("dinp (=)", dinp_got, dinp, tolerance(1), tolerance(1) * rms(dinp));
     check_accumulate("dinp (+=)", download(d_dinp, inp.size()), dinp_acc, dinp);
-    std::vector<double> dw_product = dw;  // dout^T @ inp alone
-    for (size_t i = 0; i < dw.size(); i++) dw_product[i] -= dw0[i];
     check_accumulate("dweight (+=)", download(d_dw, dw.size()), dw, dw_product);
     // the residual form (o_proj, down_proj): out = resid + inp @ w^T with resid as C_in, into an output full of
     // NaN (0xFF bytes), which must be overwritten, not added to; resid must stay as it was
