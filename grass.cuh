@@ -17,15 +17,26 @@
 #include "kernels/matmul.cuh"
 #include "train_config.h"
 
-// sel [N, r] (rows of ldsel) = rho_j * src[t, sigma_j]: the selected columns of src [N, ld], scaled.
+// sel [N, r] (rows of ldsel) = rho_j * src[t, sigma_j]: the selected columns of src [N, ld], scaled. Thread x of a
+// block keeps the columns j = x, x + blockDim.x, ... (with their sigma and rho) and walks the rows t = blockIdx.x,
+// blockIdx.x + gridDim.x, ...: a warp writes consecutive elements of a row of sel and reads nearby columns
+// (sigma is sorted) of one row of src.
 __global__ void grass_gather_kernel(floatX *sel, const floatX *src, const int *sigma, const float *rho, int N, int r, int ld,
                                     int ldsel) {
-    size_t total = (size_t)N * r;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        size_t t = i / r;
-        int j = (int)(i % r);
-        sel[t * ldsel + j] = from_float<floatX>(rho[j] * to_float(src[t * ld + sigma[j]]));
+    for (int j = threadIdx.x; j < r; j += blockDim.x) {
+        int s = sigma[j];
+        float scale = rho[j];
+        for (int t = blockIdx.x; t < N; t += gridDim.x)
+            sel[(size_t)t * ldsel + j] = from_float<floatX>(scale * to_float(src[(size_t)t * ld + s]));
     }
+}
+
+static void grass_gather(floatX *sel, const floatX *src, const int *sigma, const float *rho, int N, int r, int ld, int ldsel,
+                         cudaStream_t stream) {
+    if (N == 0 || r == 0) return;
+    int threads = r < 256 ? ceil_div(r, 32) * 32 : 256;
+    grass_gather_kernel<<<N < 2048 ? N : 2048, threads, 0, stream>>>(sel, src, sigma, rho, N, r, ld, ldsel);
+    cudaCheckLaunch();
 }
 
 // g [r, E] (fp32) += diag(rho) B dY^T X: rows side, the columns sigma of dY [N, m] against X [N, n];
@@ -35,11 +46,8 @@ __global__ void grass_gather_kernel(floatX *sel, const floatX *src, const int *s
 static void grass_compressed_grad(Matmul *mm, float *g, floatX *sel, const int *sigma, const float *rho, GrassShape sh,
                                   const floatX *dout, const floatX *inp, int N, int n, int m, cudaStream_t stream) {
     const floatX *src = sh.rows ? dout : inp, *other = sh.rows ? inp : dout;
-    size_t total = (size_t)N * sh.r;
     int ldsel = matmul_padded(sh.r);
-    grass_gather_kernel<<<grid_stride_blocks(total, 256), 256, 0, stream>>>(sel, src, sigma, rho, N, sh.r, sh.rows ? m : n,
-                                                                           ldsel);
-    cudaCheckLaunch();
+    grass_gather(sel, src, sigma, rho, N, sh.r, sh.rows ? m : n, ldsel, stream);
     Gemm gm = matmul_dweight_gemm((floatX *)g, sel, other, N, sh.E, sh.r);  // [r, E] += sel^T [r, N] @ other [N, E]
     gm.lda = sh.rows ? n : m;
     gm.ldb = ldsel;

@@ -612,8 +612,7 @@ static void bench(Matmul *mm, const char *what, int N, int m, int n, int rank) {
     opt.beta1 = 0.9f, opt.beta2 = 0.999f, opt.eps = 1e-8f, opt.weight_decay = 0.0f;
     float ms_c = time_ms(10, [&] { grass_compressed_grad(mm, d_g, d_sel, d_sigma, d_rho, sh, d_dy, d_x, N, n, m, 0); });
     float ms_g = time_ms(10, [&] {  // the gather alone: the part a kernel reading the selected columns directly would save
-        grass_gather_kernel<<<grid_stride_blocks((size_t)N * sh.r, 256), 256>>>(d_sel, sh.rows ? d_dy : d_x, d_sigma, d_rho, N,
-                                                                               sh.r, sh.rows ? m : n, matmul_padded(sh.r));
+        grass_gather(d_sel, sh.rows ? d_dy : d_x, d_sigma, d_rho, N, sh.r, sh.rows ? m : n, matmul_padded(sh.r), 0);
     });
     float ms_f = time_ms(10, [&] { grass_full_grad(mm, d_G, d_dy, d_x, N, n, m, 0); });
     float ms_n = time_ms(10, [&] { grass_norms_kernel<<<ceil_div(sh.D, 256), 256>>>(d_norms, d_G, m, n, sh.rows); });
