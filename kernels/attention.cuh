@@ -205,10 +205,18 @@ __global__ void attention_backward_dq_scalar_kernel(floatX *dq, const floatX *do
 // aligned for vector loads and ldmatrix, and the 32 words a warp's fragment load touches (8 rows g, 4 words t;
 // or ldmatrix's 8 rows of 4 words) fall in distinct banks for every supported hd.
 //
-// Template parameter LDM (the trainer's choice; dev/cuda/attention.cu times both): the B fragments of a tile
-// that holds B as is (V in P V, K in dS K, Q and dO in dK and dV) come from ldmatrix.trans, one instruction
-// for two fragments, instead of eight 16-bit loads that each take a whole shared-memory wavefront for half
-// its bytes. The fragments, and so the results, are the same bits either way.
+// Template parameter V, the version (dev/cuda/attention.cu times them; the results are the same bits in all):
+//  2: fragments from 32-bit shared loads, the B fragments of a tile that holds B as is (V in P V, K in dS K, Q and
+//     dO in dK and dV) from 16-bit loads, each taking a whole shared-memory wavefront for half its bytes; tiles
+//     loaded synchronously between two barriers.
+//  3: those B fragments from ldmatrix.trans, two fragments per instruction.
+//  4: every fragment from ldmatrix (four 8 x 8 matrices per instruction instead of four 32-bit loads), and the
+//     streamed tiles (K and V; Q, dO, lse and D in the dk/dv kernel) double-buffered with cp.async: the next
+//     tile's copy is in flight while the current one is computed.
+//  5: 4 with register budgets for more blocks per SM at hd 64 (AttnMinBlocks; a few spilled registers).
+//  6: 5 with a forward of 32 query rows per warp up to hd 64 (AttnForwardTile): each B fragment read from shared
+//     memory feeds two products.
+// Every version masks only the tiles that need it (the diagonal, and tiles past the end of the sequence).
 
 #ifndef ENABLE_FP32
 
@@ -237,52 +245,79 @@ __device__ inline void mma_bf16_16816(float d[4], const uint32_t a[4], const uin
 #endif
 }
 
-// A = tile[r0 .. r0 + 16][c0 .. c0 + 16]
-__device__ inline void frag_a(uint32_t a[4], const __nv_bfloat16 *tile, int S, int r0, int c0, int g, int t) {
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: lane 8 i + j gives the address of row j (16 bytes) of 8 x 8
+// matrix i; lane 4 g + t receives in r[i] the elements (g, 2t) and (g, 2t + 1) of matrix i, or with TRANS
+// (2t, g) and (2t + 1, g), low half first.
+template <bool TRANS> __device__ inline void ldmatrix_x4(uint32_t r[4], const __nv_bfloat16 *row) {
+#ifdef CUDA_EMULATION  // dev/emu/cuda_emu.h
+    TRANS ? emu_ldmatrix_x4_trans(r, row) : emu_ldmatrix_x4(r, row);
+#else
+    unsigned addr = (unsigned)__cvta_generic_to_shared(row);
+    if (TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(addr));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(addr));
+#endif
+}
+
+// Where lane L points ldmatrix.x4 for the 16 x 16 block at (r0, c0) of a tile: matrix i = L / 8 covers rows
+// r0 + 8 (i % 2) and columns c0 + 8 (i / 2).
+__device__ inline const __nv_bfloat16 *ldmatrix_row(const __nv_bfloat16 *tile, int S, int r0, int c0, int lane) {
+    return tile + (r0 + (lane & 7) + (lane & 8)) * S + c0 + (lane >> 4) * 8;
+}
+
+// A = tile[r0 .. r0 + 16][c0 .. c0 + 16]; with ldmatrix (V 4 on) matrix i is register a[i].
+template <int V>
+__device__ inline void frag_a(uint32_t a[4], const __nv_bfloat16 *tile, int S, int r0, int c0, int lane) {
+    if (V >= 4) {
+        ldmatrix_x4<false>(a, ldmatrix_row(tile, S, r0, c0, lane));
+        return;
+    }
+    int g = lane / 4, t = lane % 4;
     a[0] = bf16x2_load(tile + (r0 + g) * S + c0 + 2 * t);
     a[1] = bf16x2_load(tile + (r0 + g + 8) * S + c0 + 2 * t);
     a[2] = bf16x2_load(tile + (r0 + g) * S + c0 + 8 + 2 * t);
     a[3] = bf16x2_load(tile + (r0 + g + 8) * S + c0 + 8 + 2 * t);
 }
 
-// B[kk][n] = tile[n0 + n][k0 + kk]: the tile holds B transposed (its rows are the n index), as K in Q K^T.
-__device__ inline void frag_b(uint32_t b[2], const __nv_bfloat16 *tile, int S, int n0, int k0, int g, int t) {
-    b[0] = bf16x2_load(tile + (n0 + g) * S + k0 + 2 * t);
-    b[1] = bf16x2_load(tile + (n0 + g) * S + k0 + 8 + 2 * t);
-}
-
-// B[kk][n] = tile[k0 + kk][n0 + n]: the tile holds B as is (its rows are the k index), as V in P V.
-__device__ inline void frag_b_rows(uint32_t b[2], const __nv_bfloat16 *tile, int S, int k0, int n0, int g, int t) {
-    const __nv_bfloat16 *p = tile + (k0 + 2 * t) * S + n0 + g;
-    b[0] = bf16x2_pack(p[0], p[S]);
-    b[1] = bf16x2_pack(p[8 * S], p[9 * S]);
-}
-
-// ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16: lane 8 i + j gives the address of row j (16 bytes) of 8 x 8
-// matrix i; lane 4 g + t receives in r[i] the elements (2t, g) and (2t + 1, g) of matrix i, low half first.
-__device__ inline void ldmatrix_x4_trans(uint32_t r[4], const __nv_bfloat16 *row) {
-#ifdef CUDA_EMULATION  // dev/emu/cuda_emu.h
-    emu_ldmatrix_x4_trans(r, row);
-#else
-    unsigned addr = (unsigned)__cvta_generic_to_shared(row);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-#endif
-}
-
-// frag_b_rows for columns n0 and n0 + 8 at once: b[0] and b[1]. With LDM by one ldmatrix.x4.trans whose matrix
-// i covers rows k0 + 8 (i % 2) and columns n0 + 8 (i / 2): lane L points at row k0 + L % 8 + 8 (L / 8 % 2),
-// column n0 + 8 (L / 16), and each matrix comes back as a B fragment's register ((2t, g), (2t + 1, g)).
-template <bool LDM>
-__device__ inline void frag_b_rows_pair(uint32_t b[2][2], const __nv_bfloat16 *tile, int S, int k0, int n0, int lane) {
-    if (LDM) {
+// The B fragments b[0], b[1] of columns n0 and n0 + 8, B[kk][n] = tile[n + ..][k0 + kk]: the tile holds B
+// transposed (its rows are the n index), as K in Q K^T. With ldmatrix (V 4 on) matrix i covers rows n0 + 8 (i % 2)
+// and columns k0 + 8 (i / 2): b[0] = (r[0], r[2]), b[1] = (r[1], r[3]).
+template <int V>
+__device__ inline void frag_b_pair(uint32_t b[2][2], const __nv_bfloat16 *tile, int S, int n0, int k0, int lane) {
+    if (V >= 4) {
         uint32_t r[4];
-        ldmatrix_x4_trans(r, tile + (k0 + (lane & 7) + (lane & 8)) * S + n0 + (lane >> 4) * 8);
+        ldmatrix_x4<false>(r, ldmatrix_row(tile, S, n0, k0, lane));
+        b[0][0] = r[0], b[0][1] = r[2], b[1][0] = r[1], b[1][1] = r[3];
+        return;
+    }
+    int g = lane / 4, t = lane % 4;
+    for (int i = 0; i < 2; i++) {
+        b[i][0] = bf16x2_load(tile + (n0 + 8 * i + g) * S + k0 + 2 * t);
+        b[i][1] = bf16x2_load(tile + (n0 + 8 * i + g) * S + k0 + 8 + 2 * t);
+    }
+}
+
+// The B fragments of columns n0 and n0 + 8, B[kk][n] = tile[k0 + kk][n + ..]: the tile holds B as is (its rows
+// are the k index), as V in P V. With ldmatrix.trans (V 3 on) matrix i covers rows k0 + 8 (i % 2) and columns
+// n0 + 8 (i / 2), each a B fragment's register ((2t, g), (2t + 1, g)): b[0] = (r[0], r[1]), b[1] = (r[2], r[3]).
+template <int V>
+__device__ inline void frag_b_rows_pair(uint32_t b[2][2], const __nv_bfloat16 *tile, int S, int k0, int n0, int lane) {
+    if (V >= 3) {
+        uint32_t r[4];
+        ldmatrix_x4<true>(r, ldmatrix_row(tile, S, k0, n0, lane));
         b[0][0] = r[0], b[0][1] = r[1], b[1][0] = r[2], b[1][1] = r[3];
-    } else {
-        frag_b_rows(b[0], tile, S, k0, n0, lane / 4, lane % 4);
-        frag_b_rows(b[1], tile, S, k0, n0 + 8, lane / 4, lane % 4);
+        return;
+    }
+    int g = lane / 4, t = lane % 4;
+    for (int i = 0; i < 2; i++) {
+        const __nv_bfloat16 *p = tile + (k0 + 2 * t) * S + n0 + 8 * i + g;
+        b[i][0] = bf16x2_pack(p[0], p[S]);
+        b[i][1] = bf16x2_pack(p[8 * S], p[9 * S]);
     }
 }
 
@@ -294,151 +329,271 @@ __device__ inline void frag_a_from_acc(uint32_t a[4], const float c0[4], const f
     a[3] = bf16x2_from_floats(c1[2], c1[3]);
 }
 
+// BYTES (4 or 16) from global src to shared dst, zeros instead when !valid (src is then not read, but must be
+// a real, aligned address). ASYNC: by cp.async, landing by the cp_async_wait that covers its commit group;
+// otherwise now.
+template <int BYTES, bool ASYNC> __device__ inline void copy_to_shared(void *dst, const void *src, bool valid) {
+    static_assert(BYTES == 4 || BYTES == 16, "cp.async copies 4, 8 or 16 bytes; 4 and 16 are used");
+    if (ASYNC) {
+#ifdef CUDA_EMULATION
+        emu_cp_async(dst, src, BYTES, valid ? BYTES : 0);
+#else
+        unsigned addr = (unsigned)__cvta_generic_to_shared(dst);
+        if (BYTES == 16)  // .cg: through L2 only, as the tiles are read once per block
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(addr), "l"(src), "r"(valid ? 16 : 0));
+        else
+            asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(addr), "l"(src), "r"(valid ? 4 : 0));
+#endif
+    } else if (BYTES == 16) {
+        *reinterpret_cast<uint4 *>(dst) = valid ? *reinterpret_cast<const uint4 *>(src) : make_uint4(0u, 0u, 0u, 0u);
+    } else {
+        *reinterpret_cast<uint32_t *>(dst) = valid ? *reinterpret_cast<const uint32_t *>(src) : 0u;
+    }
+}
+
+// Closes the group of this thread's cp.async copies issued since the last commit (an empty group is legal).
+template <bool ASYNC> __device__ inline void cp_async_commit() {
+    if (!ASYNC) return;
+#ifdef CUDA_EMULATION
+    emu_cp_async_commit();
+#else
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+
+// Waits until at most N of this thread's newest commit groups are still in flight (then a barrier makes every
+// thread's copies visible to the block).
+template <bool ASYNC, int N> __device__ inline void cp_async_wait() {
+    if (!ASYNC) return;
+#ifdef CUDA_EMULATION
+    emu_cp_async_wait(N);
+#else
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
 // Rows [0, rows) of a tile whose row r is at src + r * stride, into dst [rows][HD + ATTN_PAD]; rows from
-// `valid` on are zero (past the end of the sequence).
-template <int HD>
+// `valid` (>= 1) on are zero (past the end of the sequence).
+template <int HD, bool ASYNC>
 __device__ inline void tile_load(__nv_bfloat16 *dst, const __nv_bfloat16 *src, size_t stride, int rows, int valid) {
     constexpr int CHUNKS = HD / 8;  // 16-byte chunks per row
     for (int i = threadIdx.x; i < rows * CHUNKS; i += blockDim.x) {
         int r = i / CHUNKS, c = (i % CHUNKS) * 8;
-        uint4 val = make_uint4(0u, 0u, 0u, 0u);
-        if (r < valid) val = *reinterpret_cast<const uint4 *>(src + r * stride + c);
-        *reinterpret_cast<uint4 *>(dst + r * (HD + ATTN_PAD) + c) = val;
+        copy_to_shared<16, ASYNC>(dst + r * (HD + ATTN_PAD) + c, src + (r < valid ? r : 0) * stride + c, r < valid);
     }
 }
 
-#define ATTN_BQ 64  // query rows per block (forward and dq)
+// Blocks per SM that ptxas must fit in registers (64K per SM): with V 5 at hd 64 (LLaMA's head dim up to 13b),
+// 4 forward and dq blocks (at most 128 registers a thread) and 3 dk/dv blocks (170), which their shared memory
+// also allows (228 KiB per SM on sm_90), against 3 dq and 2 dk/dv blocks with version 4's 136 and 180 registers.
+// 0 (no minimum) leaves ptxas its own choice, as for the earlier versions.
+template <int HD, int V> struct AttnMinBlocks {
+    static constexpr int DQ = V >= 5 && HD == 64 ? 4 : 0, DKDV = V >= 5 && HD == 64 ? 3 : 0;
+    static constexpr int FORWARD = V >= 6 && HD == 64 ? 2 : DQ;  // version 6's forward: twice the rows per warp
+};
+
+#define ATTN_BQ 64  // query rows per block of the dq kernel (and of the forward up to version 5)
 #define ATTN_BK 64  // key rows per tile
 
+// Query rows of a forward block: 4 warps of MT m16 tiles each. With MT 2 (V 6, hd up to 64) a warp's B fragments
+// of K and V serve two tiles of rows, half the shared-memory reads per product (the accumulators of hd 128 would
+// not fit in registers).
+template <int HD, int V> struct AttnForwardTile {
+    static constexpr int MT = V >= 6 && HD <= 64 ? 2 : 1, BQ = 64 * MT;
+};
+
 // Block (query tile, head, batch); the query tiles run in reverse so the longest (last) ones start first.
-template <int HD, bool LDM>
-__global__ void __launch_bounds__(128) attention_forward_mma_kernel(__nv_bfloat16 *out, float *lse, const __nv_bfloat16 *q,
+// Shared memory: Q, then K and V (two of each with V 4: the tile computed and the next one, in flight). A row
+// sees the key tiles that start at or before it, in order, whatever the block size, so every version gives the
+// same bits; a warp skips the m16 tiles of rows that a key tile lies wholly after.
+template <int HD, int V>
+__global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::FORWARD) attention_forward_mma_kernel(__nv_bfloat16 *out, float *lse, const __nv_bfloat16 *q,
                                                                    const __nv_bfloat16 *k, const __nv_bfloat16 *v, int T,
                                                                    int H, int KV, float scale_log2) {
-    constexpr int S = HD + ATTN_PAD;
+    constexpr int S = HD + ATTN_PAD, MT = AttnForwardTile<HD, V>::MT, BQ = AttnForwardTile<HD, V>::BQ;
+    constexpr bool ASYNC = V >= 4;
     extern __shared__ __align__(16) unsigned char attn_smem[];
-    __nv_bfloat16 *Qs = (__nv_bfloat16 *)attn_smem, *Ks = Qs + ATTN_BQ * S, *Vs = Ks + ATTN_BK * S;
+    __nv_bfloat16 *Qs = (__nv_bfloat16 *)attn_smem, *KVs = Qs + BQ * S;  // KVs: [buffers][K, V][ATTN_BK][S]
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, kvh = h / (H / KV);
-    int q0 = qt * ATTN_BQ;
+    int q0 = qt * BQ, last_kt = (min(q0 + BQ, T) - 1) / ATTN_BK;  // key tiles 0 .. last_kt
     size_t q_stride = (size_t)H * HD, kv_stride = (size_t)KV * HD;
     const __nv_bfloat16 *qb = q + (size_t)b * T * q_stride + h * HD;
     const __nv_bfloat16 *kb = k + (size_t)b * T * kv_stride + kvh * HD, *vb = v + (size_t)b * T * kv_stride + kvh * HD;
-
-    tile_load<HD>(Qs, qb + q0 * q_stride, q_stride, ATTN_BQ, min(ATTN_BQ, T - q0));
-    __syncthreads();
-    uint32_t qf[HD / 16][4];
-    for (int kk = 0; kk < HD / 16; kk++) frag_a(qf[kk], Qs, S, warp * 16, kk * 16, g, t);
-
-    int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};  // this thread's query rows
-    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // m in log2 units; l: this thread's columns
-    for (int dt = 0; dt < HD / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
-    for (int kt = 0; kt <= qt; kt++) {  // key tiles up to the diagonal (ATTN_BK == ATTN_BQ)
+    auto load_kv = [&](int kt) {  // key tile kt into its buffer
+        __nv_bfloat16 *Ks = KVs + (ASYNC ? kt & 1 : 0) * 2 * ATTN_BK * S;
         int k0 = kt * ATTN_BK;
-        __syncthreads();  // everyone is done with the previous K, V tiles
-        tile_load<HD>(Ks, kb + k0 * kv_stride, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
-        tile_load<HD>(Vs, vb + k0 * kv_stride, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
+        tile_load<HD, ASYNC>(Ks, kb + k0 * kv_stride, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
+        tile_load<HD, ASYNC>(Ks + ATTN_BK * S, vb + k0 * kv_stride, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
+    };
+
+    tile_load<HD, ASYNC>(Qs, qb + q0 * q_stride, q_stride, BQ, min(BQ, T - q0));
+    cp_async_commit<ASYNC>();
+    if (ASYNC) load_kv(0);
+    cp_async_commit<ASYNC>();
+    cp_async_wait<ASYNC, 1>();  // Q
+    __syncthreads();
+    uint32_t qf[MT][HD / 16][4];
+    int r0[MT], row[MT][2];  // the first row of each m16 tile of this warp, and this thread's rows in it
+    #pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        r0[mt] = q0 + (warp * MT + mt) * 16;
+        row[mt][0] = r0[mt] + g, row[mt][1] = r0[mt] + g + 8;
+        for (int kk = 0; kk < HD / 16; kk++) frag_a<V>(qf[mt][kk], Qs, S, (warp * MT + mt) * 16, kk * 16, lane);
+    }
+    float o[MT][HD / 8][4], m[MT][2], l[MT][2];  // m in log2 units; l: this thread's columns
+    #pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
+        for (int dt = 0; dt < HD / 8; dt++) o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.0f;
+    }
+    for (int kt = 0; kt <= last_kt; kt++) {
+        int k0 = kt * ATTN_BK;
+        __syncthreads();  // everyone is done with the tiles the next load overwrites
+        if (!ASYNC) load_kv(kt);
+        else if (kt < last_kt) load_kv(kt + 1);
+        cp_async_commit<ASYNC>();
+        cp_async_wait<ASYNC, 1>();  // tile kt (the group just committed may go on)
         __syncthreads();
-        float s[ATTN_BK / 8][4];
-        for (int nt = 0; nt < ATTN_BK / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+        if (k0 > r0[0] + 15) continue;  // after every row of this warp (r0 ascends, so after the later tiles' too)
+        const __nv_bfloat16 *Ks = KVs + (ASYNC ? kt & 1 : 0) * 2 * ATTN_BK * S, *Vs = Ks + ATTN_BK * S;
+        bool active[MT];  // m16 tiles with a row at or after k0 (k0 and r0 are multiples of 16)
+        #pragma unroll
+        for (int mt = 0; mt < MT; mt++) active[mt] = k0 <= r0[mt];
+        float s[MT][ATTN_BK / 8][4];
+        #pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+            for (int nt = 0; nt < ATTN_BK / 8; nt++) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
         for (int kk = 0; kk < HD / 16; kk++)
-            for (int nt = 0; nt < ATTN_BK / 8; nt++) {
-                uint32_t bf[2];
-                frag_b(bf, Ks, S, nt * 8, kk * 16, g, t);
-                mma_bf16_16816(s[nt], qf[kk], bf);
+            for (int nt = 0; nt < ATTN_BK / 8; nt += 2) {
+                uint32_t bf[2][2];
+                frag_b_pair<V>(bf, Ks, S, nt * 8, kk * 16, lane);
+                #pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+                    if (active[mt]) {
+                        mma_bf16_16816(s[mt][nt], qf[mt][kk], bf[0]);
+                        mma_bf16_16816(s[mt][nt + 1], qf[mt][kk], bf[1]);
+                    }
             }
-        float mx[2] = {-INFINITY, -INFINITY};
-        for (int nt = 0; nt < ATTN_BK / 8; nt++)
-            for (int e = 0; e < 4; e++) {
-                int col = k0 + nt * 8 + 2 * t + (e & 1);
-                float x = col <= row[e >> 1] && col < T ? s[nt][e] * scale_log2 : -INFINITY;
-                s[nt][e] = x;
-                mx[e >> 1] = fmaxf(mx[e >> 1], x);
+        #pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            if (!active[mt]) continue;  // (warp-uniform)
+            float mx[2] = {-INFINITY, -INFINITY};
+            // masked: tiles that reach past the tile's first row (the diagonal) or past T; before them every key is
+            // before every row, and before T
+            bool mask = k0 + ATTN_BK - 1 > r0[mt] || k0 + ATTN_BK > T;
+            for (int nt = 0; nt < ATTN_BK / 8; nt++)
+                for (int e = 0; e < 4; e++) {
+                    int col = k0 + nt * 8 + 2 * t + (e & 1);
+                    float x = !mask || (col <= row[mt][e >> 1] && col < T) ? s[mt][nt][e] * scale_log2 : -INFINITY;
+                    s[mt][nt][e] = x;
+                    mx[e >> 1] = fmaxf(mx[e >> 1], x);
+                }
+            float alpha[2], base[2], sum[2] = {0.0f, 0.0f};
+            for (int i = 0; i < 2; i++) {  // the 4 threads of a group hold the columns of the same rows
+                mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xFFFFFFFFu, mx[i], 1));
+                mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xFFFFFFFFu, mx[i], 2));
+                float m_new = fmaxf(m[mt][i], mx[i]);
+                base[i] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing unmasked yet stays at zero
+                alpha[i] = exp2f(m[mt][i] - base[i]);
+                m[mt][i] = m_new;
             }
-        float alpha[2], base[2], sum[2] = {0.0f, 0.0f};
-        for (int i = 0; i < 2; i++) {  // the 4 threads of a group hold the columns of the same rows
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xFFFFFFFFu, mx[i], 1));
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xFFFFFFFFu, mx[i], 2));
-            float m_new = fmaxf(m[i], mx[i]);
-            base[i] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing unmasked yet stays at zero
-            alpha[i] = exp2f(m[i] - base[i]);
-            m[i] = m_new;
-        }
-        for (int nt = 0; nt < ATTN_BK / 8; nt++)
-            for (int e = 0; e < 4; e++) {
-                s[nt][e] = exp2f(s[nt][e] - base[e >> 1]);
-                sum[e >> 1] += s[nt][e];
+            for (int nt = 0; nt < ATTN_BK / 8; nt++)
+                for (int e = 0; e < 4; e++) {
+                    s[mt][nt][e] = exp2f(s[mt][nt][e] - base[e >> 1]);
+                    sum[e >> 1] += s[mt][nt][e];
+                }
+            for (int i = 0; i < 2; i++) l[mt][i] = l[mt][i] * alpha[i] + sum[i];
+            for (int dt = 0; dt < HD / 8; dt++) {
+                o[mt][dt][0] *= alpha[0], o[mt][dt][1] *= alpha[0];
+                o[mt][dt][2] *= alpha[1], o[mt][dt][3] *= alpha[1];
             }
-        for (int i = 0; i < 2; i++) l[i] = l[i] * alpha[i] + sum[i];
-        for (int dt = 0; dt < HD / 8; dt++) {
-            o[dt][0] *= alpha[0], o[dt][1] *= alpha[0];
-            o[dt][2] *= alpha[1], o[dt][3] *= alpha[1];
         }
         for (int kk = 0; kk < ATTN_BK / 16; kk++) {
-            uint32_t pa[4];
-            frag_a_from_acc(pa, s[2 * kk], s[2 * kk + 1]);
+            uint32_t pa[MT][4];
+            #pragma unroll
+            for (int mt = 0; mt < MT; mt++) frag_a_from_acc(pa[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
             for (int dt = 0; dt < HD / 8; dt += 2) {
                 uint32_t bf[2][2];
-                frag_b_rows_pair<LDM>(bf, Vs, S, kk * 16, dt * 8, lane);
-                mma_bf16_16816(o[dt], pa, bf[0]);
-                mma_bf16_16816(o[dt + 1], pa, bf[1]);
+                frag_b_rows_pair<V>(bf, Vs, S, kk * 16, dt * 8, lane);
+                #pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+                    if (active[mt]) {
+                        mma_bf16_16816(o[mt][dt], pa[mt], bf[0]);
+                        mma_bf16_16816(o[mt][dt + 1], pa[mt], bf[1]);
+                    }
             }
         }
     }
-    for (int i = 0; i < 2; i++) {
-        l[i] += __shfl_xor_sync(0xFFFFFFFFu, l[i], 1);
-        l[i] += __shfl_xor_sync(0xFFFFFFFFu, l[i], 2);
-        if (row[i] >= T) continue;
-        float inv = 1.0f / l[i];
-        __nv_bfloat16 *orow = out + ((size_t)b * T + row[i]) * q_stride + h * HD;
-        for (int dt = 0; dt < HD / 8; dt++)
-            *reinterpret_cast<uint32_t *>(orow + dt * 8 + 2 * t) = bf16x2_from_floats(o[dt][2 * i] * inv, o[dt][2 * i + 1] * inv);
-        if (t == 0) lse[((size_t)b * H + h) * T + row[i]] = (m[i] + log2f(l[i])) / ATTN_LOG2E;
-    }
+    #pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        for (int i = 0; i < 2; i++) {
+            l[mt][i] += __shfl_xor_sync(0xFFFFFFFFu, l[mt][i], 1);
+            l[mt][i] += __shfl_xor_sync(0xFFFFFFFFu, l[mt][i], 2);
+            if (row[mt][i] >= T) continue;
+            float inv = 1.0f / l[mt][i];
+            __nv_bfloat16 *orow = out + ((size_t)b * T + row[mt][i]) * q_stride + h * HD;
+            for (int dt = 0; dt < HD / 8; dt++)
+                *reinterpret_cast<uint32_t *>(orow + dt * 8 + 2 * t) =
+                    bf16x2_from_floats(o[mt][dt][2 * i] * inv, o[mt][dt][2 * i + 1] * inv);
+            if (t == 0) lse[((size_t)b * H + h) * T + row[mt][i]] = (m[mt][i] + log2f(l[mt][i])) / ATTN_LOG2E;
+        }
 }
 
 // The two score products of the backward for one warp's 16 rows (a_row on) of the shared tiles A1, A2
 // [.., HD + ATTN_PAD]: acc1 = A1 B1^T and acc2 = A2 B2^T over HD, for the NT x 8 rows of B1, B2. The dq kernel
 // takes (Q, dO) against (K, V) for S and dP; the dk/dv kernel (K, V) against (Q, dO) for S^T and dP^T.
-template <int HD, int NT>
+template <int HD, int NT, int V>
 __device__ __forceinline__ void attention_two_products(float acc1[NT][4], float acc2[NT][4], const __nv_bfloat16 *A1,
                                                        const __nv_bfloat16 *A2, const __nv_bfloat16 *B1,
-                                                       const __nv_bfloat16 *B2, int a_row, int g, int t) {
+                                                       const __nv_bfloat16 *B2, int a_row, int lane) {
     constexpr int S = HD + ATTN_PAD;
     for (int nt = 0; nt < NT; nt++)
         for (int e = 0; e < 4; e++) acc1[nt][e] = acc2[nt][e] = 0.0f;
     for (int kk = 0; kk < HD / 16; kk++) {
         uint32_t a1[4], a2[4];
-        frag_a(a1, A1, S, a_row, kk * 16, g, t);
-        frag_a(a2, A2, S, a_row, kk * 16, g, t);
-        for (int nt = 0; nt < NT; nt++) {
-            uint32_t bf[2];
-            frag_b(bf, B1, S, nt * 8, kk * 16, g, t);
-            mma_bf16_16816(acc1[nt], a1, bf);
-            frag_b(bf, B2, S, nt * 8, kk * 16, g, t);
-            mma_bf16_16816(acc2[nt], a2, bf);
+        frag_a<V>(a1, A1, S, a_row, kk * 16, lane);
+        frag_a<V>(a2, A2, S, a_row, kk * 16, lane);
+        for (int nt = 0; nt < NT; nt += 2) {
+            uint32_t bf[2][2];
+            frag_b_pair<V>(bf, B1, S, nt * 8, kk * 16, lane);
+            mma_bf16_16816(acc1[nt], a1, bf[0]);
+            mma_bf16_16816(acc1[nt + 1], a1, bf[1]);
+            frag_b_pair<V>(bf, B2, S, nt * 8, kk * 16, lane);
+            mma_bf16_16816(acc2[nt], a2, bf[0]);
+            mma_bf16_16816(acc2[nt + 1], a2, bf[1]);
         }
     }
 }
 
-// Block (query tile, head, batch): dq for 64 query rows, over the key tiles up to the diagonal.
-template <int HD, bool LDM>
-__global__ void __launch_bounds__(128) attention_backward_dq_mma_kernel(__nv_bfloat16 *dq, const __nv_bfloat16 *dout,
+// Block (query tile, head, batch): dq for 64 query rows, over the key tiles up to the diagonal. Shared memory:
+// Q, dO, then K and V (two of each with V 4, as in the forward).
+template <int HD, int V>
+__global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::DQ) attention_backward_dq_mma_kernel(__nv_bfloat16 *dq, const __nv_bfloat16 *dout,
                                                                        const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                                                                        const __nv_bfloat16 *v, const float *lse,
                                                                        const float *D, int T, int H, int KV,
                                                                        float scale_log2, float scale) {
     constexpr int S = HD + ATTN_PAD;
+    constexpr bool ASYNC = V >= 4;
     extern __shared__ __align__(16) unsigned char attn_smem[];
-    __nv_bfloat16 *Qs = (__nv_bfloat16 *)attn_smem, *dOs = Qs + ATTN_BQ * S, *Ks = dOs + ATTN_BQ * S, *Vs = Ks + ATTN_BK * S;
+    __nv_bfloat16 *Qs = (__nv_bfloat16 *)attn_smem, *dOs = Qs + ATTN_BQ * S, *KVs = dOs + ATTN_BQ * S;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, kvh = h / (H / KV);
     int q0 = qt * ATTN_BQ;
     size_t q_stride = (size_t)H * HD, kv_stride = (size_t)KV * HD;
     const __nv_bfloat16 *kb = k + (size_t)b * T * kv_stride + kvh * HD, *vb = v + (size_t)b * T * kv_stride + kvh * HD;
+    auto load_kv = [&](int kt) {
+        __nv_bfloat16 *Ks = KVs + (ASYNC ? kt & 1 : 0) * 2 * ATTN_BK * S;
+        int k0 = kt * ATTN_BK;
+        tile_load<HD, ASYNC>(Ks, kb + k0 * kv_stride, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
+        tile_load<HD, ASYNC>(Ks + ATTN_BK * S, vb + k0 * kv_stride, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
+    };
     size_t q_at = ((size_t)b * T + q0) * q_stride + h * HD;  // row q0 of head h
-    tile_load<HD>(Qs, q + q_at, q_stride, ATTN_BQ, min(ATTN_BQ, T - q0));
-    tile_load<HD>(dOs, dout + q_at, q_stride, ATTN_BQ, min(ATTN_BQ, T - q0));
+    tile_load<HD, ASYNC>(Qs, q + q_at, q_stride, ATTN_BQ, min(ATTN_BQ, T - q0));
+    tile_load<HD, ASYNC>(dOs, dout + q_at, q_stride, ATTN_BQ, min(ATTN_BQ, T - q0));
+    if (ASYNC) load_kv(0);
+    cp_async_commit<ASYNC>();
 
     int row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
     float lse2[2], Dr[2];  // lse in log2 units, D, for this thread's rows
@@ -451,16 +606,22 @@ __global__ void __launch_bounds__(128) attention_backward_dq_mma_kernel(__nv_bfl
     for (int dt = 0; dt < HD / 8; dt++) dqa[dt][0] = dqa[dt][1] = dqa[dt][2] = dqa[dt][3] = 0.0f;
     for (int kt = 0; kt <= qt; kt++) {
         int k0 = kt * ATTN_BK;
+        __syncthreads();  // everyone is done with the tiles the next load overwrites
+        if (!ASYNC) load_kv(kt);
+        else if (kt < qt) load_kv(kt + 1);
+        cp_async_commit<ASYNC>();
+        cp_async_wait<ASYNC, 1>();  // tile kt (and Q, dO)
         __syncthreads();
-        tile_load<HD>(Ks, kb + k0 * kv_stride, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
-        tile_load<HD>(Vs, vb + k0 * kv_stride, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
-        __syncthreads();
+        const __nv_bfloat16 *Ks = KVs + (ASYNC ? kt & 1 : 0) * 2 * ATTN_BK * S, *Vs = Ks + ATTN_BK * S;
         float s[ATTN_BK / 8][4], dp[ATTN_BK / 8][4];
-        attention_two_products<HD, ATTN_BK / 8>(s, dp, Qs, dOs, Ks, Vs, warp * 16, g, t);  // S = Q K^T, dP = dO V^T
+        attention_two_products<HD, ATTN_BK / 8, V>(s, dp, Qs, dOs, Ks, Vs, warp * 16, lane);  // S = Q K^T, dP = dO V^T
+        // Below the diagonal every key is before every row and before T; rows past T (zero Q and dO, lse and
+        // D 0) get dS 0 there, and are not written.
+        bool mask = kt == qt;
         for (int nt = 0; nt < ATTN_BK / 8; nt++)
             for (int e = 0; e < 4; e++) {
                 int col = k0 + nt * 8 + 2 * t + (e & 1), r = row[e >> 1];
-                float p = col <= r && col < T && r < T ? exp2f(s[nt][e] * scale_log2 - lse2[e >> 1]) : 0.0f;
+                float p = !mask || (col <= r && col < T && r < T) ? exp2f(s[nt][e] * scale_log2 - lse2[e >> 1]) : 0.0f;
                 s[nt][e] = p * (dp[nt][e] - Dr[e >> 1]);  // dS
             }
         for (int kk = 0; kk < ATTN_BK / 16; kk++) {
@@ -468,7 +629,7 @@ __global__ void __launch_bounds__(128) attention_backward_dq_mma_kernel(__nv_bfl
             frag_a_from_acc(a, s[2 * kk], s[2 * kk + 1]);
             for (int dt = 0; dt < HD / 8; dt += 2) {
                 uint32_t bf[2][2];
-                frag_b_rows_pair<LDM>(bf, Ks, S, kk * 16, dt * 8, lane);
+                frag_b_rows_pair<V>(bf, Ks, S, kk * 16, dt * 8, lane);
                 mma_bf16_16816(dqa[dt], a, bf[0]);  // dQ += dS K
                 mma_bf16_16816(dqa[dt + 1], a, bf[1]);
             }
@@ -486,63 +647,88 @@ __global__ void __launch_bounds__(128) attention_backward_dq_mma_kernel(__nv_bfl
 template <int HD> struct AttnDkdvTile { static constexpr int BQ = HD <= 64 ? 64 : 32; };
 
 // Block (key tile, kv head, batch): dk, dv for 64 key rows, over the query heads of the group and the query
-// tiles from the diagonal on. The first key tiles have the most work and come first.
-template <int HD, bool LDM>
-__global__ void __launch_bounds__(128) attention_backward_dkdv_mma_kernel(__nv_bfloat16 *dk, __nv_bfloat16 *dv,
+// tiles from the diagonal on. The first key tiles have the most work and come first. Shared memory: K, V, then
+// Q, dO, lse, D (two of each with V 4: the tile computed and the next one, in flight).
+template <int HD, int V>
+__global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::DKDV) attention_backward_dkdv_mma_kernel(__nv_bfloat16 *dk, __nv_bfloat16 *dv,
                                                                          const __nv_bfloat16 *dout, const __nv_bfloat16 *q,
                                                                          const __nv_bfloat16 *k, const __nv_bfloat16 *v,
                                                                          const float *lse, const float *D, int T, int H,
                                                                          int KV, float scale_log2, float scale) {
     constexpr int S = HD + ATTN_PAD, BQ = AttnDkdvTile<HD>::BQ;
+    constexpr bool ASYNC = V >= 4;
+    // one buffer: Q, dO [BQ][S] bf16, then lse, D [BQ] fp32 (lse as stored, in natural-log units: __fmul_rn
+    // below rounds its log2 form as versions before 4 did when they stored it, never fused into the FMA)
+    constexpr int BUF_BYTES = 2 * BQ * S * (int)sizeof(__nv_bfloat16) + 2 * BQ * (int)sizeof(float);
     extern __shared__ __align__(16) unsigned char attn_smem[];
-    __nv_bfloat16 *Ks = (__nv_bfloat16 *)attn_smem, *Vs = Ks + ATTN_BK * S, *Qs = Vs + ATTN_BK * S, *dOs = Qs + BQ * S;
-    float *lse_s = (float *)(dOs + BQ * S), *D_s = lse_s + BQ;  // [BQ] each; lse in log2 units
+    __nv_bfloat16 *Ks = (__nv_bfloat16 *)attn_smem, *Vs = Ks + ATTN_BK * S;
+    unsigned char *bufs = (unsigned char *)(Vs + ATTN_BK * S);
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     int kt = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z, group = H / KV;
     int k0 = kt * ATTN_BK;
     size_t q_stride = (size_t)H * HD, kv_stride = (size_t)KV * HD;
     size_t kv_at = ((size_t)b * T + k0) * kv_stride + kvh * HD;  // row k0 of kv head kvh
-    tile_load<HD>(Ks, k + kv_at, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
-    tile_load<HD>(Vs, v + kv_at, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
+    // the (head, query tile) pairs in order: for each head of the group, the tiles q0 = k0, k0 + BQ, ... < T
+    // (k0 is a multiple of BQ: the first tile of each head holds the diagonal)
+    int tiles = ceil_div(T - k0, BQ), steps = group * tiles;
+    auto load_q = [&](int i) {  // step i's tiles into its buffer
+        unsigned char *buf = bufs + (ASYNC ? i & 1 : 0) * BUF_BYTES;
+        __nv_bfloat16 *Qs = (__nv_bfloat16 *)buf, *dOs = Qs + BQ * S;
+        float *lse_s = (float *)(dOs + BQ * S), *D_s = lse_s + BQ;
+        int h = kvh * group + i / tiles, q0 = k0 + i % tiles * BQ;
+        size_t q_at = ((size_t)b * T + q0) * q_stride + h * HD, at = ((size_t)b * H + h) * T;
+        tile_load<HD, ASYNC>(Qs, q + q_at, q_stride, BQ, min(BQ, T - q0));
+        tile_load<HD, ASYNC>(dOs, dout + q_at, q_stride, BQ, min(BQ, T - q0));
+        for (int r = threadIdx.x; r < BQ; r += blockDim.x) {
+            bool ok = q0 + r < T;
+            copy_to_shared<4, ASYNC>(lse_s + r, lse + at + (ok ? q0 + r : q0), ok);
+            copy_to_shared<4, ASYNC>(D_s + r, D + at + (ok ? q0 + r : q0), ok);
+        }
+    };
+    tile_load<HD, ASYNC>(Ks, k + kv_at, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
+    tile_load<HD, ASYNC>(Vs, v + kv_at, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
+    if (ASYNC) load_q(0);
+    cp_async_commit<ASYNC>();
 
     int key[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};  // this thread's key rows
     float dka[HD / 8][4], dva[HD / 8][4];
     for (int dt = 0; dt < HD / 8; dt++)
         for (int e = 0; e < 4; e++) dka[dt][e] = dva[dt][e] = 0.0f;
-    for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-        const float *lse_h = lse + ((size_t)b * H + h) * T, *D_h = D + ((size_t)b * H + h) * T;
-        for (int q0 = k0; q0 < T; q0 += BQ) {  // k0 is a multiple of BQ: the first tile holds the diagonal
-            __syncthreads();  // everyone is done with the previous Q, dO tiles
-            size_t q_at = ((size_t)b * T + q0) * q_stride + h * HD;
-            tile_load<HD>(Qs, q + q_at, q_stride, BQ, min(BQ, T - q0));
-            tile_load<HD>(dOs, dout + q_at, q_stride, BQ, min(BQ, T - q0));
-            for (int i = threadIdx.x; i < BQ; i += blockDim.x) {
-                lse_s[i] = q0 + i < T ? lse_h[q0 + i] * ATTN_LOG2E : 0.0f;
-                D_s[i] = q0 + i < T ? D_h[q0 + i] : 0.0f;
+    for (int i = 0; i < steps; i++) {
+        int q0 = k0 + i % tiles * BQ;
+        __syncthreads();  // everyone is done with the tiles the next load overwrites
+        if (!ASYNC) load_q(i);
+        else if (i + 1 < steps) load_q(i + 1);
+        cp_async_commit<ASYNC>();
+        cp_async_wait<ASYNC, 1>();  // step i's tiles (and K, V)
+        __syncthreads();
+        const unsigned char *buf = bufs + (ASYNC ? i & 1 : 0) * BUF_BYTES;
+        const __nv_bfloat16 *Qs = (const __nv_bfloat16 *)buf, *dOs = Qs + BQ * S;
+        const float *lse_s = (const float *)(dOs + BQ * S), *D_s = lse_s + BQ;
+        float st[BQ / 8][4], dpt[BQ / 8][4];  // S^T = K Q^T and dP^T = V dO^T: rows keys, columns queries
+        attention_two_products<HD, BQ / 8, V>(st, dpt, Ks, Vs, Qs, dOs, warp * 16, lane);
+        // tiles that reach the diagonal, or queries past T, are masked (those queries would add exact zeros, but
+        // the sign of a zero sum could differ); keys past T are not written
+        bool mask = q0 < k0 + ATTN_BK || q0 + BQ > T;
+        for (int nt = 0; nt < BQ / 8; nt++)
+            for (int e = 0; e < 4; e++) {
+                int qc = nt * 8 + 2 * t + (e & 1), qi = q0 + qc, kr = key[e >> 1];
+                float p = !mask || (qi >= kr && qi < T && kr < T) ? exp2f(st[nt][e] * scale_log2 - __fmul_rn(lse_s[qc], ATTN_LOG2E)) : 0.0f;
+                st[nt][e] = p;                           // P^T
+                dpt[nt][e] = p * (dpt[nt][e] - D_s[qc]);  // dS^T
             }
-            __syncthreads();
-            float st[BQ / 8][4], dpt[BQ / 8][4];  // S^T = K Q^T and dP^T = V dO^T: rows keys, columns queries
-            attention_two_products<HD, BQ / 8>(st, dpt, Ks, Vs, Qs, dOs, warp * 16, g, t);
-            for (int nt = 0; nt < BQ / 8; nt++)
-                for (int e = 0; e < 4; e++) {
-                    int qc = nt * 8 + 2 * t + (e & 1), qi = q0 + qc, kr = key[e >> 1];
-                    float p = qi >= kr && qi < T && kr < T ? exp2f(st[nt][e] * scale_log2 - lse_s[qc]) : 0.0f;
-                    st[nt][e] = p;                           // P^T
-                    dpt[nt][e] = p * (dpt[nt][e] - D_s[qc]);  // dS^T
-                }
-            for (int kq = 0; kq < BQ / 16; kq++) {
-                uint32_t pa[4], sa[4];
-                frag_a_from_acc(pa, st[2 * kq], st[2 * kq + 1]);
-                frag_a_from_acc(sa, dpt[2 * kq], dpt[2 * kq + 1]);
-                for (int dt = 0; dt < HD / 8; dt += 2) {
-                    uint32_t bf[2][2];
-                    frag_b_rows_pair<LDM>(bf, dOs, S, kq * 16, dt * 8, lane);
-                    mma_bf16_16816(dva[dt], pa, bf[0]);  // dV += P^T dO
-                    mma_bf16_16816(dva[dt + 1], pa, bf[1]);
-                    frag_b_rows_pair<LDM>(bf, Qs, S, kq * 16, dt * 8, lane);
-                    mma_bf16_16816(dka[dt], sa, bf[0]);  // dK += dS^T Q
-                    mma_bf16_16816(dka[dt + 1], sa, bf[1]);
-                }
+        for (int kq = 0; kq < BQ / 16; kq++) {
+            uint32_t pa[4], sa[4];
+            frag_a_from_acc(pa, st[2 * kq], st[2 * kq + 1]);
+            frag_a_from_acc(sa, dpt[2 * kq], dpt[2 * kq + 1]);
+            for (int dt = 0; dt < HD / 8; dt += 2) {
+                uint32_t bf[2][2];
+                frag_b_rows_pair<V>(bf, dOs, S, kq * 16, dt * 8, lane);
+                mma_bf16_16816(dva[dt], pa, bf[0]);  // dV += P^T dO
+                mma_bf16_16816(dva[dt + 1], pa, bf[1]);
+                frag_b_rows_pair<V>(bf, Qs, S, kq * 16, dt * 8, lane);
+                mma_bf16_16816(dka[dt], sa, bf[0]);  // dK += dS^T Q
+                mma_bf16_16816(dka[dt + 1], sa, bf[1]);
             }
         }
     }
@@ -629,7 +815,7 @@ static void attention_check_aligned(const void *p, const char *name) {
     kernelRequire(((uintptr_t)p & 15) == 0, "attention: %s is not 16-byte aligned", name);
 }
 
-template <bool LDM>
+template <int V>
 static void attention_forward_mma(__nv_bfloat16 *out, float *lse, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                                   const __nv_bfloat16 *v, int B, int T, int H, int KV, int hd, cudaStream_t stream) {
     attention_check_shape(H, KV);
@@ -637,17 +823,18 @@ static void attention_forward_mma(__nv_bfloat16 *out, float *lse, const __nv_bfl
     attention_check_aligned(k, "k"), attention_check_aligned(v, "v");
     if (B == 0 || T == 0) return;
     float scale_log2 = ATTN_LOG2E * (1.0f / sqrtf((float)hd));  // as the backward computes it
-    dim3 grid(ceil_div(T, ATTN_BQ), H, B);
+    constexpr int NBUF = V >= 4 ? 2 : 1;  // K, V tiles in shared memory
     attention_dispatch_hd(hd, [&](auto HDc) {
-        constexpr int HD = decltype(HDc)::value;
-        size_t smem = sizeof(__nv_bfloat16) * (ATTN_BQ + 2 * ATTN_BK) * (HD + ATTN_PAD);
-        attention_smem_attribute(attention_forward_mma_kernel<HD, LDM>, smem);
-        attention_forward_mma_kernel<HD, LDM><<<grid, 128, smem, stream>>>(out, lse, q, k, v, T, H, KV, scale_log2);
+        constexpr int HD = decltype(HDc)::value, BQ = AttnForwardTile<HD, V>::BQ;
+        dim3 grid(ceil_div(T, BQ), H, B);
+        size_t smem = sizeof(__nv_bfloat16) * (BQ + NBUF * 2 * ATTN_BK) * (HD + ATTN_PAD);
+        attention_smem_attribute(attention_forward_mma_kernel<HD, V>, smem);
+        attention_forward_mma_kernel<HD, V><<<grid, 128, smem, stream>>>(out, lse, q, k, v, T, H, KV, scale_log2);
     });
     cudaCheckLaunch();
 }
 
-template <bool LDM>
+template <int V>
 static void attention_backward_mma(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bfloat16 *dv, float *D,
                                    const __nv_bfloat16 *dout, const __nv_bfloat16 *out, const __nv_bfloat16 *q,
                                    const __nv_bfloat16 *k, const __nv_bfloat16 *v, const float *lse, int B, int T, int H,
@@ -659,16 +846,18 @@ static void attention_backward_mma(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bf
     if (B == 0 || T == 0) return;
     attention_backward_prep(D, dout, out, B, T, H, hd, stream);
     float scale = 1.0f / sqrtf((float)hd), scale_log2 = ATTN_LOG2E * scale;
+    constexpr int NBUF = V >= 4 ? 2 : 1;  // streamed tiles in shared memory
     attention_dispatch_hd(hd, [&](auto HDc) {
         constexpr int HD = decltype(HDc)::value, BQ = AttnDkdvTile<HD>::BQ;
-        size_t smem_kv = sizeof(__nv_bfloat16) * (2 * ATTN_BK + 2 * BQ) * (HD + ATTN_PAD) + sizeof(float) * 2 * BQ;
-        attention_smem_attribute(attention_backward_dkdv_mma_kernel<HD, LDM>, smem_kv);
-        attention_backward_dkdv_mma_kernel<HD, LDM><<<dim3(ceil_div(T, ATTN_BK), KV, B), 128, smem_kv, stream>>>(
+        size_t smem_kv = sizeof(__nv_bfloat16) * 2 * ATTN_BK * (HD + ATTN_PAD) +
+                         NBUF * (sizeof(__nv_bfloat16) * 2 * BQ * (HD + ATTN_PAD) + sizeof(float) * 2 * BQ);
+        attention_smem_attribute(attention_backward_dkdv_mma_kernel<HD, V>, smem_kv);
+        attention_backward_dkdv_mma_kernel<HD, V><<<dim3(ceil_div(T, ATTN_BK), KV, B), 128, smem_kv, stream>>>(
             dk, dv, dout, q, k, v, lse, D, T, H, KV, scale_log2, scale);
         cudaCheckLaunch();
-        size_t smem_q = sizeof(__nv_bfloat16) * (2 * ATTN_BQ + 2 * ATTN_BK) * (HD + ATTN_PAD);
-        attention_smem_attribute(attention_backward_dq_mma_kernel<HD, LDM>, smem_q);
-        attention_backward_dq_mma_kernel<HD, LDM><<<dim3(ceil_div(T, ATTN_BQ), H, B), 128, smem_q, stream>>>(
+        size_t smem_q = sizeof(__nv_bfloat16) * (2 * ATTN_BQ + NBUF * 2 * ATTN_BK) * (HD + ATTN_PAD);
+        attention_smem_attribute(attention_backward_dq_mma_kernel<HD, V>, smem_q);
+        attention_backward_dq_mma_kernel<HD, V><<<dim3(ceil_div(T, ATTN_BQ), H, B), 128, smem_q, stream>>>(
             dq, dout, q, k, v, lse, D, T, H, KV, scale_log2, scale);
     });
     cudaCheckLaunch();
@@ -677,7 +866,14 @@ static void attention_backward_mma(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bf
 #endif  // !ENABLE_FP32
 
 // ----------------------------------------------------------------------------------------------------
-// The trainer's entry points: tensor cores (with ldmatrix) in bf16 builds, the scalar path in the fp32 build.
+// The trainer's entry points: tensor cores in bf16 builds (version ATTENTION_VERSION, see the top of the
+// tensor-core path; `make out/attention/train_llama_vN` builds the trainer with version N, to measure it there),
+// the scalar path in the fp32 build.
+
+#ifndef ATTENTION_VERSION
+#define ATTENTION_VERSION 3
+#endif
+static_assert(ATTENTION_VERSION >= 2 && ATTENTION_VERSION <= 6, "ATTENTION_VERSION: the tensor-core versions are 2 to 6");
 
 static void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v, int B, int T,
                               int H, int KV, int hd, cudaStream_t stream) {
@@ -685,7 +881,7 @@ static void attention_forward(floatX *out, float *lse, const floatX *q, const fl
 #ifdef ENABLE_FP32
     attention_forward_scalar(out, lse, q, k, v, B, T, H, KV, hd, stream);
 #else
-    attention_forward_mma<true>(out, lse, q, k, v, B, T, H, KV, hd, stream);
+    attention_forward_mma<ATTENTION_VERSION>(out, lse, q, k, v, B, T, H, KV, hd, stream);
 #endif
 }
 
@@ -697,6 +893,6 @@ static void attention_backward(floatX *dq, floatX *dk, floatX *dv, float *scratc
 #ifdef ENABLE_FP32
     attention_backward_scalar(dq, dk, dv, scratch, dout, out, q, k, v, lse, B, T, H, KV, hd, stream);
 #else
-    attention_backward_mma<true>(dq, dk, dv, scratch, dout, out, q, k, v, lse, B, T, H, KV, hd, stream);
+    attention_backward_mma<ATTENTION_VERSION>(dq, dk, dv, scratch, dout, out, q, k, v, lse, B, T, H, KV, hd, stream);
 #endif
 }

@@ -5,13 +5,27 @@ source test/gpu_kernels.sh
 
 # The emulator itself (dev/emu/selftest.cu): right answers for shuffles, block reductions and mma.sync; NaN for
 # memory never written; CUDA's launch limits; cuBLAS argument checks; a skipped __syncthreads is reported as a
-# deadlock; a planted race gives other results with the threads in reverse order.
+# deadlock; planted races (a shared store, a cp.async refill) give other results with the threads in reverse order.
 dev/emu/bin/selftest > "$TMP/selftest.log" 2>&1 || { cat "$TMP/selftest.log"; die "the emulator's self-test failed"; }
 echo "ok: emulator self-test: $(tail -n 1 "$TMP/selftest.log")"
 expect_error "deadlock: deadlock_kernel" dev/emu/bin/selftest --deadlock
-forward=$(dev/emu/bin/selftest --reverse-race) reverse=$(EMU_SCHEDULE=reverse dev/emu/bin/selftest --reverse-race)
-[ "$forward" != "$reverse" ] || die "a planted race gives the same results in both thread orders"
-echo "ok: a planted race shows as different results in reverse thread order"
+dev/emu/bin/selftest --reverse-race > "$TMP/race_forward" && EMU_SCHEDULE=reverse dev/emu/bin/selftest --reverse-race > "$TMP/race_reverse" ||
+  die "the emulator's planted races did not run"
+for race in 1 2; do  # 1: a shared store read without a barrier; 2: a cp.async refill of a buffer another warp reads
+  [ "$(sed -n ${race}p "$TMP/race_forward")" != "$(sed -n ${race}p "$TMP/race_reverse")" ] ||
+    die "planted race $race gives the same results in both thread orders"
+done
+echo "ok: the planted races (a store, a cp.async refill) show as different results in reverse thread order"
+
+# The attention versions that share tiles between warps through shared memory (3: the trainer's; 4 and 6: cp.async
+# double buffering), with each block's threads in reverse order, a warp at a time, and cp.async copies landing at
+# once: a barrier missing around a tile gives other results (without the first barrier of version 6's forward
+# loop, this fails)
+for v in 3 4 6; do
+  EMU_SCHEDULE=reverse dev/emu/bin/attention --no-bench --version $v > "$TMP/attention_reverse_$v.log" 2>&1 ||
+    { awk '/FAIL/ && n++ < 10' "$TMP/attention_reverse_$v.log"; die "attention version $v fails with the threads in reverse order"; }
+done
+echo "ok: attention versions 3, 4 and 6 pass with the threads in reverse order, a warp at a time"
 
 # cuBLAS kernels that round the product to bf16 before adding C (seen on an H200 for 3-token products: dweight +=
 # off by half a bf16 unit of the product): dev/cuda/matmul.cu's bounds for the += forms must allow for it

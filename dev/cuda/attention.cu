@@ -2,10 +2,12 @@
  * dev/cuda/attention.cu: causal flash attention forward and backward (kernels/attention.cuh) against the CPU
  * reference (the full softmax matrix, as train_llama.c), with GQA, head dims 16 to 128 and T not a multiple
  * of the tiles, then timed.
- *   make -C dev/cuda && dev/cuda/bin/attention [--version 1|2|3] [--no-bench] [--cpu-selftest]
+ *   make -C dev/cuda && dev/cuda/bin/attention [--version 1|2|3|4|5|6] [--no-bench] [--cpu-selftest]
  * versions: 1 scalar (one warp per row, fp32; the fp32 build's path), 2 tensor cores (mma.sync, bf16 builds
  * only) with the B fragments of untransposed tiles from 16-bit shared loads, 3 the same with those fragments
- * from ldmatrix.trans (the trainer's; same bits as 2, half the shared-memory wavefronts for them). `make emu`
+ * from ldmatrix.trans (the trainer's: ATTENTION_VERSION), 4 every fragment from ldmatrix and the streamed tiles
+ * double-buffered by cp.async, 5 that with register budgets for more blocks per SM at hd 64, 6 that with a forward
+ * of 32 query rows per warp. 3 to 6 are checked to give the same bits as 2 (kernels/attention.cuh). `make emu`
  * builds it for the CPU emulator too (dev/emu/bin/attention).
  */
 #include "dev_common.cuh"
@@ -88,11 +90,14 @@ static void selftest(void) {
     check_doubles("dv", fdv, c.dv, 1e-9, 1e-12);
 }
 
-// Runs version 1 (scalar), 2 or 3 (tensor cores, without and with ldmatrix) of the forward or the backward.
+// Runs version 1 (scalar) or 2 to 6 (tensor cores) of the forward or the backward.
 static void run_forward(int version, floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v, AttnShape s) {
 #ifndef ENABLE_FP32
-    if (version == 2) return attention_forward_mma<false>(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
-    if (version == 3) return attention_forward_mma<true>(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 2) return attention_forward_mma<2>(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 3) return attention_forward_mma<3>(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 4) return attention_forward_mma<4>(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 5) return attention_forward_mma<5>(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 6) return attention_forward_mma<6>(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
 #endif
     (void)version;
     attention_forward_scalar(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
@@ -101,8 +106,11 @@ static void run_forward(int version, floatX *out, float *lse, const floatX *q, c
 static void run_backward(int version, floatX *dq, floatX *dk, floatX *dv, float *D, const floatX *dout, const floatX *out,
                          const floatX *q, const floatX *k, const floatX *v, const float *lse, AttnShape s) {
 #ifndef ENABLE_FP32
-    if (version == 2) return attention_backward_mma<false>(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
-    if (version == 3) return attention_backward_mma<true>(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 2) return attention_backward_mma<2>(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 3) return attention_backward_mma<3>(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 4) return attention_backward_mma<4>(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 5) return attention_backward_mma<5>(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 6) return attention_backward_mma<6>(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
 #endif
     (void)version;
     attention_backward_scalar(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
@@ -144,7 +152,7 @@ static void validate(int version, AttnShape s) {
     int same = download(d.dk, nkv) == dk;
     printf("    %-26s %s\n", "dk: same bits twice", same ? "ok" : "FAIL");
     dev_failures += !same;
-    if (version == 3) {  // ldmatrix gives the fragments of version 2's 16-bit loads: the same bits everywhere
+    if (version >= 3) {  // ldmatrix and cp.async move the same values as version 2's loads: the same bits everywhere
         AttnBuffers d2 = attn_buffers(s, &c);
         run_forward(2, d2.out, d2.lse, d2.q, d2.k, d2.v, s);
         run_backward(2, d2.dq, d2.dk, d2.dv, d2.D, d2.dout, d2.out, d2.q, d2.k, d2.v, d2.lse, s);
@@ -174,7 +182,7 @@ static void bench(int version, AttnShape s) {
 }
 
 int main(int argc, char **argv) {
-    DevOptions opt = dev_options(argc, argv, 3, "1 scalar, 2 tensor cores, 3 tensor cores + ldmatrix (2, 3: bf16 builds)");
+    DevOptions opt = dev_options(argc, argv, 6, "1 scalar, 2 tensor cores, 3 + ldmatrix.trans, 4 + ldmatrix and cp.async, 5 + register budgets, 6 + 32-row forward warps (2-6: bf16 builds)");
     if (opt.selftest) {
         selftest();
         return dev_finish();
@@ -188,7 +196,7 @@ int main(int argc, char **argv) {
         {1, 200, 4, 1, 128},  // one kv head
         {1, 700, 2, 2, 128},
     };
-    for (int version = 1; version <= 3; version++) {
+    for (int version = 1; version <= 6; version++) {
         if (!dev_version_selected(&opt, version)) continue;
 #ifdef ENABLE_FP32
         if (version >= 2) {
@@ -196,7 +204,9 @@ int main(int argc, char **argv) {
             continue;
         }
 #endif
-        const char *name = version == 1 ? "scalar" : version == 2 ? "tensor cores" : "tensor cores + ldmatrix";
+        const char *names[] = {"", "scalar", "tensor cores", "tensor cores + ldmatrix.trans", "tensor cores + ldmatrix + cp.async",
+                               "tensor cores + ldmatrix + cp.async + register budgets", "version 5 + 32-row forward warps"};
+        const char *name = names[version];
         if (opt.validate) {
             printf("attention version %d (%s): validation against the CPU reference\n", version, name);
             for (AttnShape s : shapes) validate(version, s);

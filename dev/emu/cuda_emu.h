@@ -11,9 +11,10 @@
  * buffer, set to NaN bytes before every block, as is every cudaMalloc'd buffer, so reading what was never
  * written shows up. A barrier that some thread of the block (or warp) never reaches is reported as a
  * deadlock, a launch beyond CUDA's limits (threads, grid, shared memory without the opt-in attribute) as
- * the launch error CUDA would give. EMU_SCHEDULE=reverse runs each block's threads in the opposite order,
- * so that a missing barrier (a thread reading what another writes) changes the results. EMU_GEMM_ROUND_PRODUCT=1
- * models cuBLAS kernels that round the product to bf16 before adding C (emu_gemm).
+ * the launch error CUDA would give. EMU_SCHEDULE=reverse runs each block's threads in the opposite order, a
+ * warp at a time, so that a missing barrier (a thread reading what another writes) changes the results;
+ * cp.async copies land at the latest wait that covers them, or with reverse at once (emu_cp_async).
+ * EMU_GEMM_ROUND_PRODUCT=1 models cuBLAS kernels that round the product to bf16 before adding C (emu_gemm).
  * cuBLAS/cuBLASLt: column-major products with fp32 accumulation, checking their arguments as the library
  * documents them (leading dimensions, layouts against the operation's shape, the alignment promised to the
  * heuristic against the pointers later passed).
@@ -36,6 +37,7 @@
 #include <time.h>
 #include <ucontext.h>
 #include <map>
+#include <vector>
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -54,6 +56,7 @@ inline dim3 blockDim, gridDim;
 
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }  // the build has no FMA contraction to forbid
 
 enum { EMU_MAX_THREADS = 1024, EMU_STACK = 256 * 1024 };
 
@@ -179,13 +182,13 @@ static void emu_mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b
     }
 }
 
-// ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16: every lane posts the address of one 16-byte row (lane 8 i + j:
-// row j of matrix i), then lane 4 g + t takes in register i the elements (2t, g), (2t + 1, g) of matrix i, low half
-// first (without .trans, which the kernels do not use, it would be (g, 2t), (g, 2t + 1)). Rows must be 16-byte
-// aligned and inside the block's dynamic shared memory (the only shared memory the kernels use it on).
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: every lane posts the address of one 16-byte row (lane 8 i + j:
+// row j of matrix i), then lane 4 g + t takes in register i the elements (g, 2t), (g, 2t + 1) of matrix i, or with
+// .trans (2t, g), (2t + 1, g), low half first. Rows must be 16-byte aligned and inside the block's dynamic shared
+// memory (the only shared memory the kernels use it on).
 static const unsigned char *emu_ldmatrix_rows[2][EMU_MAX_THREADS];
 static unsigned char emu_ldmatrix_turn[EMU_MAX_THREADS];
-static void emu_ldmatrix_x4_trans(uint32_t r[4], const void *row) {
+static void emu_ldmatrix_x4_any(uint32_t r[4], const void *row, int trans) {
     int tid = emu_linear_tid(), base = tid / 32 * 32, lane = tid - base, turn = emu_ldmatrix_turn[tid] ^= 1;
     if (emu.warp_barrier[tid / 32].count != 32) emu_fail("ldmatrix in a partial warp", emu.kernel);
     const unsigned char *p = (const unsigned char *)row;
@@ -196,17 +199,19 @@ static void emu_ldmatrix_x4_trans(uint32_t r[4], const void *row) {
     __syncwarp();
     int g = lane / 4, t = lane % 4;
     for (int i = 0; i < 4; i++) {
+        const unsigned char *const *rows = emu_ldmatrix_rows[turn] + base + 8 * i;
         uint16_t lo, hi;
-        memcpy(&lo, emu_ldmatrix_rows[turn][base + 8 * i + 2 * t] + 2 * g, 2);
-        memcpy(&hi, emu_ldmatrix_rows[turn][base + 8 * i + 2 * t + 1] + 2 * g, 2);
+        memcpy(&lo, trans ? rows[2 * t] + 2 * g : rows[g] + 4 * t, 2);
+        memcpy(&hi, trans ? rows[2 * t + 1] + 2 * g : rows[g] + 4 * t + 2, 2);
         r[i] = (uint32_t)lo | (uint32_t)hi << 16;
     }
 }
+static void emu_ldmatrix_x4(uint32_t r[4], const void *row) { emu_ldmatrix_x4_any(r, row, 0); }
+static void emu_ldmatrix_x4_trans(uint32_t r[4], const void *row) { emu_ldmatrix_x4_any(r, row, 1); }
 
-static unsigned char *emu_dynamic_shared() { return emu.dyn_smem; }
-
-// EMU_SCHEDULE=reverse runs the threads of a block in the opposite order (last thread first) between
-// barriers: a kernel free of races between its threads gives the same bits either way.
+// EMU_SCHEDULE=reverse runs the threads of a block in the opposite order (last thread first), and each warp
+// as far as it can go (to a block barrier) before the next: a kernel free of races between its threads gives
+// the same bits either way.
 static int emu_reverse() {
     static int reverse = -1;
     if (reverse < 0) {
@@ -216,6 +221,57 @@ static int emu_reverse() {
     }
     return reverse;
 }
+
+// cp.async (global to shared, 4 or 16 bytes, zero-filled when the source size is 0), cp.async.commit_group and
+// cp.async.wait_group N. A copy lands at one of the two extremes CUDA allows, by EMU_SCHEDULE: forward, at the
+// latest, when a wait_group leaves fewer groups pending than are newer than its own (a kernel that reads a
+// buffer before waiting for it reads the NaN bytes the buffer held); reverse, at once (a kernel that refills a
+// buffer while other threads may still read it gives them the new tile). Copies never waited for are dropped
+// at the next block.
+struct EmuCopy {
+    unsigned char *dst;
+    const unsigned char *src;
+    int bytes, src_bytes, group;  // group: its commit number, or -1 while not yet committed
+};
+static std::vector<EmuCopy> emu_copies[EMU_MAX_THREADS];
+static int emu_copy_groups[EMU_MAX_THREADS];  // groups committed by each thread since its block began
+static void emu_cp_async(void *dst, const void *src, int bytes, int src_bytes) {
+    int tid = emu_linear_tid();
+    unsigned char *d = (unsigned char *)dst;
+    if ((uintptr_t)d % bytes || (uintptr_t)src % bytes) emu_fail("cp.async: an address not aligned to the copy's size", emu.kernel);
+    if (d < emu.dyn_smem || d + bytes > emu.dyn_smem + emu.dyn_smem_launch)
+        emu_fail("cp.async: a destination outside the block's dynamic shared memory", emu.kernel);
+    if (emu_reverse()) {
+        memset(d, 0, bytes);
+        memcpy(d, src, src_bytes);
+    } else {
+        emu_copies[tid].push_back({d, (const unsigned char *)src, bytes, src_bytes, -1});
+    }
+}
+static void emu_cp_async_commit() {
+    int tid = emu_linear_tid();
+    for (EmuCopy &c : emu_copies[tid])
+        if (c.group < 0) c.group = emu_copy_groups[tid];
+    emu_copy_groups[tid]++;
+}
+static void emu_cp_async_wait(int pending) {
+    int tid = emu_linear_tid();
+    std::vector<EmuCopy> &q = emu_copies[tid], left;
+    for (EmuCopy &c : q) {
+        if (c.group < 0 || c.group >= emu_copy_groups[tid] - pending) {
+            left.push_back(c);
+            continue;
+        }
+        memset(c.dst, 0, c.bytes);
+        memcpy(c.dst, c.src, c.src_bytes);
+    }
+    q.swap(left);
+}
+static void emu_copies_reset() {
+    for (int i = 0; i < EMU_MAX_THREADS; i++) emu_copies[i].clear(), emu_copy_groups[i] = 0;
+}
+
+static unsigned char *emu_dynamic_shared() { return emu.dyn_smem; }
 
 // Runs f() as every thread of every block of the grid (the rewritten form of kernel<<<grid, block, smem>>>).
 template <typename F> static void emu_run(const char *name, dim3 grid, dim3 block, size_t smem, F &f) {
@@ -243,33 +299,47 @@ template <typename F> static void emu_run(const char *name, dim3 grid, dim3 bloc
             for (unsigned x = 0; x < grid.x; x++) {
                 blockIdx = make_uint3(x, y, z);
                 if (smem) memset(emu.dyn_smem, 0xFF, smem);
+                emu_copies_reset();
                 emu.block_barrier = {emu.nthreads, 0, 0};
                 for (int w = 0; w * 32 < emu.nthreads; w++) emu.warp_barrier[w] = {min(32, emu.nthreads - 32 * w), 0, 0};
                 for (int i = 0; i < emu.nthreads; i++) emu.fibers[i].done = 0, emu.fibers[i].waiting = 0;
+                auto resume = [&](int i) {  // runs thread i until it waits or ends
+                    EmuFiber &fb = emu.fibers[i];
+                    if (fb.done) return;
+                    emu.running = i;
+                    threadIdx.x = i % block.x, threadIdx.y = i / block.x % block.y, threadIdx.z = i / (block.x * block.y);
+                    if (!_setjmp(emu.scheduler)) {
+                        if (fb.started) _longjmp(fb.jb, 1);
+                        fb.started = 1;
+                        ucontext_t here;
+                        getcontext(&fb.start);
+                        fb.start.uc_stack.ss_sp = fb.stack;
+                        fb.start.uc_stack.ss_size = EMU_STACK;
+                        fb.start.uc_link = NULL;  // never returns: emu_fiber_main loops
+                        makecontext(&fb.start, emu_fiber_main, 0);
+                        swapcontext(&here, &fb.start);
+                    }
+                };
+                int nwarps = (emu.nthreads + 31) / 32;
                 for (int alive = emu.nthreads; alive > 0;) {
                     unsigned long before = emu.progress;
-                    alive = 0;
-                    for (int turn = 0; turn < emu.nthreads; turn++) {
-                        int i = emu_reverse() ? emu.nthreads - 1 - turn : turn;
-                        EmuFiber &fb = emu.fibers[i];
-                        if (fb.done) continue;
-                        emu.running = i;
-                        threadIdx.x = i % block.x, threadIdx.y = i / block.x % block.y, threadIdx.z = i / (block.x * block.y);
-                        if (!_setjmp(emu.scheduler)) {
-                            if (fb.started) _longjmp(fb.jb, 1);
-                            fb.started = 1;
-                            ucontext_t here;
-                            getcontext(&fb.start);
-                            fb.start.uc_stack.ss_sp = fb.stack;
-                            fb.start.uc_stack.ss_size = EMU_STACK;
-                            fb.start.uc_link = NULL;  // never returns: emu_fiber_main loops
-                            makecontext(&fb.start, emu_fiber_main, 0);
-                            swapcontext(&here, &fb.start);
+                    if (!emu_reverse()) {  // forward: the threads in turn, each to its next wait (warps in step)
+                        for (int i = 0; i < emu.nthreads; i++) resume(i);
+                    } else {  // reverse: the last warp first, each as far as it goes before the next starts; when a
+                              // block barrier opens, the last warp again
+                        unsigned phase = emu.block_barrier.phase;
+                        for (int w = nwarps - 1; w >= 0 && emu.block_barrier.phase == phase; w--) {
+                            unsigned long warp_before;
+                            do {
+                                warp_before = emu.progress;
+                                for (int i = min(emu.nthreads, 32 * w + 32) - 1; i >= 32 * w; i--) resume(i);
+                            } while (emu.progress != warp_before && emu.block_barrier.phase == phase);
                         }
-                        alive += !fb.done;
                     }
+                    alive = 0;
+                    for (int i = 0; i < emu.nthreads; i++) alive += !emu.fibers[i].done;
                     if (alive && emu.progress == before) {
-                        char where[160];
+                        char where[512];
                         snprintf(where, sizeof(where), "%s, block (%u, %u, %u): %d threads wait at a barrier that others of their block or warp never reach",
                                  name, x, y, z, alive);
                         emu_fail("deadlock", where);

@@ -4,8 +4,10 @@
  * test/t_emu_kernels.sh. Each check runs a small kernel, correct or with a planted bug, and expects what a
  * GPU would give or the error the emulator promises:
  *   shuffles and a block reduction give the right sums, partial warps included; mma.sync equals a plain product;
- *   a kernel that reads shared memory another thread writes without a barrier gives other results in reverse
- *   order (--reverse-race: prints the result, for the test to compare between EMU_SCHEDULE orders);
+ *   ldmatrix (plain and .trans) gives the fragments of plain shared loads; cp.async lands at its wait (NaN
+ *   before it), zero-filled when told; a kernel that reads shared memory another thread writes without a
+ *   barrier, by a store or by cp.async, gives other results in reverse order (--reverse-race: prints the
+ *   results, a line per race, for the test to compare between EMU_SCHEDULE orders);
  *   memory never written reads as NaN; over-large launches are refused; cuBLAS arguments are checked;
  *   --deadlock: a __syncthreads that one thread skips ends the program with the deadlock error.
  */
@@ -38,6 +40,53 @@ __global__ void race_kernel(float *out) {
     out[threadIdx.x] = s[(threadIdx.x + 1) % 64];
 }
 
+// The planted cp.async race: warp 1 refills the buffer that warp 0 reads, with no barrier between.
+__global__ void cp_async_race_kernel(float *out, const float *src) {
+    float *s = (float *)emu_dynamic_shared();
+    s[threadIdx.x % 32] = -1.0f;
+    __syncthreads();
+    if (threadIdx.x >= 32) {
+        copy_to_shared<4, true>(s + threadIdx.x - 32, src + threadIdx.x - 32, true);
+        cp_async_commit<true>();
+        cp_async_wait<true, 0>();
+    } else {
+        out[threadIdx.x] = s[threadIdx.x];
+    }
+}
+
+// out[lane] = 1 where the ldmatrix forms of the fragment loaders (versions 3, 4) give the plain loads' (version
+// 2) fragments, for a 32 x 32 bf16 tile with row stride 40 in dynamic shared memory.
+__global__ void ldmatrix_kernel(float *out, const __nv_bfloat16 *tile_in) {
+    constexpr int S = 40;
+    __nv_bfloat16 *tile = (__nv_bfloat16 *)emu_dynamic_shared();
+    for (int i = threadIdx.x; i < 32 * S; i += 32) tile[i] = tile_in[i];
+    __syncwarp();
+    int lane = threadIdx.x, ok = 1;
+    uint32_t a2[4], a4[4], b2[2][2], b4[2][2];
+    frag_a<2>(a2, tile, S, 16, 8, lane);
+    frag_a<4>(a4, tile, S, 16, 8, lane);
+    for (int i = 0; i < 4; i++) ok &= a2[i] == a4[i];
+    frag_b_pair<2>(b2, tile, S, 8, 16, lane);
+    frag_b_pair<4>(b4, tile, S, 8, 16, lane);
+    for (int i = 0; i < 4; i++) ok &= b2[i / 2][i % 2] == b4[i / 2][i % 2];
+    frag_b_rows_pair<2>(b2, tile, S, 16, 8, lane);
+    frag_b_rows_pair<3>(b4, tile, S, 16, 8, lane);
+    for (int i = 0; i < 4; i++) ok &= b2[i / 2][i % 2] == b4[i / 2][i % 2];
+    out[lane] = ok;
+}
+
+// cp.async of 16 bytes (4 floats) per thread, the last thread's zero-filled: out [0, 4n) read before the wait,
+// out [4n, 8n) after it (n = blockDim.x).
+__global__ void cp_async_kernel(float *out, const float *src) {
+    float *s = (float *)emu_dynamic_shared();
+    int i = threadIdx.x, n = blockDim.x;
+    copy_to_shared<16, true>(s + 4 * i, src + 4 * i, i != n - 1);
+    cp_async_commit<true>();
+    for (int e = 0; e < 4; e++) out[4 * i + e] = s[4 * i + e];
+    cp_async_wait<true, 0>();
+    for (int e = 0; e < 4; e++) out[4 * (n + i) + e] = s[4 * i + e];
+}
+
 __global__ void copy_kernel(float *out, const float *in) { out[threadIdx.x] = in[threadIdx.x]; }
 
 __global__ void deadlock_kernel(float *out) {
@@ -55,10 +104,16 @@ int main(int argc, char **argv) {
     float *d;
     cudaCheck(cudaMalloc(&d, sizeof(float) * 1024));
     if (argc > 1 && !strcmp(argv[1], "--reverse-race")) {
-        race_kernel<<<1, 64>>>(d);
         float h[64];
+        race_kernel<<<1, 64>>>(d);
         cudaCheck(cudaMemcpy(h, d, sizeof(h), cudaMemcpyDeviceToHost));
         for (int i = 0; i < 64; i++) printf("%g ", h[i]);
+        printf("\n");
+        for (int i = 0; i < 32; i++) h[i] = (float)i;
+        cudaCheck(cudaMemcpy(d + 512, h, sizeof(float) * 32, cudaMemcpyHostToDevice));
+        cp_async_race_kernel<<<1, 64, 128>>>(d, d + 512);
+        cudaCheck(cudaMemcpy(h, d, sizeof(float) * 32, cudaMemcpyDeviceToHost));
+        for (int i = 0; i < 32; i++) printf("%g ", h[i]);
         printf("\n");
         return 0;
     }
@@ -114,6 +169,36 @@ int main(int argc, char **argv) {
                 ok &= h[4 * lane + e] == want;
             }
         expect(ok, "mma.sync m16n8k16 equals the plain product");
+    }
+
+    // ldmatrix's fragments against plain loads
+    {
+        __nv_bfloat16 tile[32 * 40], *dt;
+        for (int i = 0; i < 32 * 40; i++) tile[i] = __float2bfloat16((float)(i % 251));
+        cudaCheck(cudaMalloc(&dt, sizeof(tile)));
+        cudaCheck(cudaMemcpy(dt, tile, sizeof(tile), cudaMemcpyHostToDevice));
+        ldmatrix_kernel<<<1, 32, sizeof(tile)>>>(d, dt);
+        float h[32];
+        cudaCheck(cudaMemcpy(h, d, sizeof(h), cudaMemcpyDeviceToHost));
+        int ok = 1;
+        for (int i = 0; i < 32; i++) ok &= h[i] == 1.0f;
+        expect(ok, "ldmatrix x4 and x4.trans give the fragments of plain loads");
+    }
+
+    // cp.async: NaN (the shared memory's fill) before the wait; after it the source, or zeros where told
+    {
+        float src[64], h[128];
+        for (int i = 0; i < 64; i++) src[i] = (float)(i + 1);
+        cudaCheck(cudaMemcpy(d + 512, src, sizeof(src), cudaMemcpyHostToDevice));
+        cp_async_kernel<<<1, 16, 256>>>(d, d + 512);
+        cudaCheck(cudaMemcpy(h, d, sizeof(h), cudaMemcpyDeviceToHost));
+        int before = 1, after = 1;
+        for (int i = 0; i < 64; i++) {
+            before &= isnan(h[i]) != 0;
+            after &= h[64 + i] == (i < 60 ? src[i] : 0.0f);
+        }
+        expect(before, "cp.async: the destination before the wait holds what it held (NaN)");
+        expect(after, "cp.async: after the wait the source, zeros where the source size is 0");
     }
 
     // memory never written reads as NaN

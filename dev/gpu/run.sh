@@ -9,13 +9,18 @@
 #   test      make test-gpu's tests (trainer against the CPU trainer, Grass, kernels against CPU references, MPI)
 #   bench     dev/bench/gpu_bench.sh (60m ... 1b, PyTorch beside it) and dev/bench/grass_gpu_bench.sh
 #   13b       the 13b preset with Grass under --gpu-mem-limit 40 (DESIGN §9), 10 steps
-#   kernels   the timing loops of dev/cuda (cuBLASLt at ffn 5461 and 5464, attention, Grass's kernels)
+#   attention the tensor-core attention versions against each other (kernels/attention.cuh): dev/cuda's timing at
+#             the 1b and 7b shapes, then the 1b trainer (AdamW and Grass, 8 x 1024) built with each of 3 to 6
+#             (out/attention/train_llama_vN), to choose ATTENTION_VERSION by measurement; output appended to
+#             kernels.log
+#   kernels   the timing loops of the other dev/cuda files (cuBLASLt at ffn 5461 and 5464, Grass's kernels, ...)
 #   sanitize  compute-sanitizer memcheck on 3 steps of both trainers, memcheck and racecheck on the attention and
 #             Grass kernel files' validation (what the emulator cannot see: the real memory model); output
 #             appended to kernels.log
 #   ncu       Nsight Compute's speed-of-light of the attention kernels at the 1b shape (smem, DRAM, tensor-core
 #             use; the machine's runtime may not allow it); output appended to kernels.log
-#   all       every stage above, in this order, within BUDGET seconds (default 540)
+#   all       every stage above, in this order, within BUDGET seconds (default 540; attention and what follows
+#             it will not fit after a full test and bench: give them a second call)
 # e.g. dev/gpu/fetch_mpi.sh here, then the device tool's run with command `COMMIT=<this checkout's HEAD>
 # dev/gpu/run.sh all` (the device's copy of .git may name an older commit), carry ["out/wheels"] and timeout_s 600;
 # or single stages, `dev/gpu/run.sh build bench`. Copy the tables of summary.txt and the logs to
@@ -29,7 +34,7 @@ LOG=${OUT:-out/gpu}
 mkdir -p "$LOG"
 export LOG PYTHON=${PYTHON:-$(command -v python3)}  # the device's python3 holds torch and transformers
 START=$SECONDS BUDGET=${BUDGET:-540}
-rm -f "$LOG/summary.txt"
+rm -f "$LOG/summary.txt" "$LOG/kernels.log"  # kernels.log is appended to by several stages
 
 note() { echo "$*" >> "$LOG/summary.txt"; }  # one line of the summary, on disk at once
 
@@ -97,10 +102,33 @@ stage_13b() {
   note "13b: $(grep -E '^(step 10/|  total|error)' "$LOG/13b.log" | tr '\n' ' ')"
 }
 
+stage_attention() {
+  # its output goes to out/attention/attention.log and is appended to kernels.log (the 8 files that come back)
+  local v bin log=out/attention/attention.log
+  mkdir -p out/attention
+  for v in 2 3 4 5 6; do timeout 60 dev/cuda/bin/attention --no-validate --version $v || echo "(exit $?)"; done > $log 2>&1
+  note "$(grep -E '^(attention version|  B )' $log)"
+  if ! make -j3 out/attention/train_llama_v4 out/attention/train_llama_v5 out/attention/train_llama_v6 >> $log 2>&1; then
+    note "attention: building the trainer with versions 4 to 6 failed (kernels.log)"
+    cat $log >> "$LOG/kernels.log"
+    return 1
+  fi
+  for v in 3 4 5 6; do  # ./train_llama is version 3 (ATTENTION_VERSION)
+    echo "trainer with attention version $v"
+    bin=./train_llama; [ $v = 3 ] || bin=out/attention/train_llama_v$v
+    TRAIN_GPU=$bin PRESETS=1b PROFILE_STEPS=0 OUT=out/attention/bench_v$v dev/bench/grass_gpu_bench.sh 2>&1
+  done >> $log
+  note "$(grep -E '^(trainer with|\| 1b)' $log)"
+  cat $log >> "$LOG/kernels.log"
+}
+
 stage_kernels() {
   # each file within 40 s, so that a slow one leaves time to the rest (on the H200, adamw's 256M-element timing
-  # had not finished when the stage was cut off at 57 s, and printed nothing)
-  for k in dev/cuda/bin/*; do echo "== $k"; timeout 40 "$k" --no-validate || echo "(exit $?)"; done 2>&1 | tee "$LOG/kernels.log"
+  # had not finished when the stage was cut off at 57 s, and printed nothing); attention has its own stage
+  for k in dev/cuda/bin/*; do
+    case $k in */attention*) continue ;; esac
+    echo "== $k"; timeout 40 "$k" --no-validate || echo "(exit $?)"
+  done 2>&1 | tee -a "$LOG/kernels.log"
 }
 
 stage_sanitize() {
@@ -114,6 +142,7 @@ stage_sanitize() {
     "memcheck ./train_llama ${train[*]} --optimizer grass --grass-rank 12 --grass-interval 2"
     "memcheck ./train_llama_fp32 ${train[*]}"
     "memcheck dev/cuda/bin/attention --version 3 --no-bench" "racecheck dev/cuda/bin/attention --version 3 --no-bench"
+    "memcheck dev/cuda/bin/attention --version 6 --no-bench" "racecheck dev/cuda/bin/attention --version 6 --no-bench"
     "memcheck dev/cuda/bin/grass --no-bench" "racecheck dev/cuda/bin/grass --no-bench")
   tmp=$(mktemp)
   for run in "${runs[@]}"; do
@@ -124,14 +153,14 @@ stage_sanitize() {
     tail -n 12 "$tmp" >> "$LOG/kernels.log"
   done
   rm -f "$tmp"
-  note "sanitize: $clean of $n runs clean (memcheck on both trainers; memcheck and racecheck on attention version 3 and grass; kernels.log)"
+  note "sanitize: $clean of $n runs clean (memcheck on both trainers; memcheck and racecheck on attention versions 3 and 6 and grass; kernels.log)"
   [ "$clean" -eq "$n" ]
 }
 
 stage_ncu() {
-  # the first forward and the first backward (prep, dk/dv, dq) at the 1b shape, versions 2 and 3
+  # the first forward and the first backward (prep, dk/dv, dq) at the 1b shape, versions 3 (the trainer's) and 6
   local v sections=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy)
-  for v in 2 3; do
+  for v in 3 6; do
     echo "== ncu attention version $v"
     ncu --clock-control none "${sections[@]}" -k regex:attention_forward --launch-count 1 \
       dev/cuda/bin/attention --version $v --no-validate 2>&1 | awk '!/^==PROF==/ && n++ < 150'
@@ -182,21 +211,22 @@ run_stage() {  # the seconds each stage needs at least and may take at most
     test) staged test 120 300 ;;
     bench) staged bench 120 240 ;;
     13b) staged 13b 90 180 ;;
+    attention) staged attention 60 240 ;;
     kernels) staged kernels 30 120 ;;
     sanitize) staged sanitize 30 120 ;;
     ncu) staged ncu 20 60 ;;
-    *) echo "unknown stage '$1' (env|build|test|bench|13b|kernels|sanitize|ncu|all)"; exit 2 ;;
+    *) echo "unknown stage '$1' (env|build|test|bench|13b|attention|kernels|sanitize|ncu|all)"; exit 2 ;;
   esac
 }
 
 [ $# -gt 0 ] || { awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0"; exit 2; }  # the comment above
-export -f stage_env stage_build stage_test stage_bench stage_13b stage_kernels stage_sanitize stage_ncu note  # for bash -c
+export -f stage_env stage_build stage_test stage_bench stage_13b stage_attention stage_kernels stage_sanitize stage_ncu note  # for bash -c
 mpi_from_wheel
 for s in "$@"; do
   if [ "$s" = all ]; then
     run_stage env
     run_stage build || break  # nothing else can run without the binaries
-    for t in test bench 13b kernels sanitize ncu; do run_stage $t; done
+    for t in test bench 13b attention kernels sanitize ncu; do run_stage $t; done
   else
     run_stage "$s"
   fi
