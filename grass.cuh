@@ -87,11 +87,23 @@ __global__ void grass_take_kernel(float *g, const float *G, const int *sigma, co
     }
 }
 
+// The seeds of a batch of layers' updates (one kind of matrix), passed by value in a kernel's parameters: the
+// update kernels take the layer from the grid (every layer of a kind has the same shape and strides), so one
+// launch of each serves up to GRASS_BATCH_LAYERS matrices instead of one.
+#define GRASS_BATCH_LAYERS 64
+typedef struct {
+    uint64_t s[GRASS_BATCH_LAYERS];
+} GrassSeeds;
+
 // Subspace Adam: M, V updated from g * grad_scale, and g overwritten with U = (M / bc1) / (sqrt(V / bc2) + eps).
-// K consecutive elements per thread (kernels/common.cuh: vector access).
+// Layer blockIdx.y: g, mom, var advance by n (r x E) a layer. K consecutive elements per thread (kernels/common.cuh:
+// vector access).
 template <int K, typename MomT>
 __global__ void grass_adam_kernel(float *g, MomT *mom, MomT *var, size_t n, float beta1, float beta2, float bc1, float bc2,
-                                  float eps, float grad_scale, uint64_t seed) {
+                                  float eps, float grad_scale, GrassSeeds seeds) {
+    size_t at = blockIdx.y * n;
+    g += at, mom += at, var += at;
+    uint64_t seed = seeds.s[blockIdx.y];
     for (size_t i0 = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i0 < n; i0 += K * (size_t)gridDim.x * blockDim.x) {
         Vec<float, K> gv = vec_load<K>(g + i0);
         Vec<MomT, K> mv = vec_load<K>(mom + i0), vv = vec_load<K>(var + i0);
@@ -111,9 +123,13 @@ __global__ void grass_adam_kernel(float *g, MomT *mom, MomT *var, size_t n, floa
 }
 
 // W *= decay over the whole matrix (decoupled weight decay applies to all of W): the master copy and its
-// rounding, or the floatX weights with stochastic rounding. K consecutive elements per thread.
+// rounding, or the floatX weights with stochastic rounding. Layer blockIdx.y: W and master advance by n a layer.
+// K consecutive elements per thread.
 template <int K>
-__global__ void grass_decay_kernel(floatX *W, float *master, size_t n, float decay, uint64_t seed) {
+__global__ void grass_decay_kernel(floatX *W, float *master, size_t n, float decay, GrassSeeds seeds) {
+    W += blockIdx.y * n;
+    if (master) master += blockIdx.y * n;
+    uint64_t seed = seeds.s[blockIdx.y] ^ 0xDECA7ULL;
     for (size_t i0 = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i0 < n; i0 += K * (size_t)gridDim.x * blockDim.x) {
         Vec<floatX, K> w = vec_load<K>(W + i0);
         if (master) {
@@ -133,10 +149,13 @@ __global__ void grass_decay_kernel(floatX *W, float *master, size_t n, float dec
 // W -= step * rho_j * U[j] along row (rows side) or column sigma_j of W [m, n]. Thread (e, j) updates position
 // e of the row (or column) sigma_j, if j starts a run of equal indices (sigma is sorted, so duplicates are
 // adjacent): it sums the run's updates and writes once (deterministic, one rounding); the others do nothing.
-// Each row or column is written by one run only, so the r x E threads never touch the same element.
+// Each row or column is written by one run only, so the r x E threads never touch the same element. Layer
+// blockIdx.z: W and master advance by mn a layer, U by r x E, sigma and rho by r.
 __global__ void grass_scatter_kernel(floatX *W, float *master, const float *U, const int *sigma, const float *rho, int r,
-                                     int E, int n, int rows, float step, uint64_t seed) {
-    int e = blockIdx.x * blockDim.x + threadIdx.x, j = blockIdx.y;
+                                     int E, int n, size_t mn, int rows, float step, GrassSeeds seeds) {
+    int e = blockIdx.x * blockDim.x + threadIdx.x, j = blockIdx.y, l = blockIdx.z;
+    W += l * mn, U += (size_t)l * r * E, sigma += (size_t)l * r, rho += (size_t)l * r;
+    if (master) master += l * mn;
     if (e >= E || (j > 0 && sigma[j - 1] == sigma[j])) return;
     int s = sigma[j];
     float delta = 0.0f;
@@ -146,34 +165,44 @@ __global__ void grass_scatter_kernel(floatX *W, float *master, const float *U, c
         master[w] -= step * delta;
         W[w] = from_float<floatX>(master[w]);
     } else {
-        W[w] = round_stochastic<floatX>(to_float(W[w]) - step * delta, random_u32(seed, w));
+        W[w] = round_stochastic<floatX>(to_float(W[w]) - step * delta, random_u32(seeds.s[l] ^ 0x5CA7ULL, w));
     }
 }
 
-// One matrix's Grass step after its compressed gradient is complete: Adam in the subspace, weight decay,
-// the scatter update. t counts the steps since the last refresh (1 at the refresh). W (and master) [wm, wn] is
-// the matrix as stored: the model's (D x E rows side, E x D columns side), or larger by rows or columns of zeros
-// (padding), which decay keeps zero and the scatter never reaches.
+// The Grass step of `layers` matrices of one kind after their compressed gradients are complete: Adam in the
+// subspace, weight decay, the scatter update, for layer l with seeds[l]. The layers' tensors follow each other:
+// W (and master) [wm, wn] a layer, g, mom, var [r, E], sigma and rho [r]. t counts the steps since the last
+// refresh (1 at the refresh). W [wm, wn] is the matrix as stored: the model's (D x E rows side, E x D columns
+// side), or larger by rows or columns of zeros (padding), which decay keeps zero and the scatter never reaches.
 template <typename MomT>
 static void grass_update(floatX *W, float *master, float *g, MomT *mom, MomT *var, const int *sigma, const float *rho,
-                         GrassShape sh, int wm, int wn, const TrainOptions *opt, float lr, float alpha, float grad_scale,
-                         int t, uint64_t seed, cudaStream_t stream) {
+                         GrassShape sh, int wm, int wn, int layers, const TrainOptions *opt, float lr, float alpha,
+                         float grad_scale, int t, const uint64_t *seeds, cudaStream_t stream) {
     size_t cnt = (size_t)sh.r * sh.E, mn = (size_t)wm * wn;
     float bc1 = 1.0f - powf(opt->beta1, (float)t), bc2 = 1.0f - powf(opt->beta2, (float)t);
-    vec_dispatch(vec_fits({cnt}, g, mom, var), [&](auto k) {
-        grass_adam_kernel<k.value><<<grid_stride_blocks(cnt / k.value, 256), 256, 0, stream>>>(
-            g, mom, var, cnt, opt->beta1, opt->beta2, bc1, bc2, opt->eps, grad_scale, seed);
-    });
-    cudaCheckLaunch();
     float decay = 1.0f - lr * opt->weight_decay;
-    if (decay != 1.0f) {
-        vec_dispatch(vec_fits({mn}, W, master), [&](auto k) {
-            grass_decay_kernel<k.value><<<grid_stride_blocks(mn / k.value, 256), 256, 0, stream>>>(W, master, mn, decay,
-                                                                                                 seed ^ 0xDECA7ULL);
+    for (int l0 = 0; l0 < layers; l0 += GRASS_BATCH_LAYERS) {
+        int nl = layers - l0 < GRASS_BATCH_LAYERS ? layers - l0 : GRASS_BATCH_LAYERS;
+        GrassSeeds sd;
+        memset(&sd, 0, sizeof(sd));
+        memcpy(sd.s, seeds + l0, sizeof(uint64_t) * nl);
+        floatX *Wl = W + l0 * mn;
+        float *masterl = master ? master + l0 * mn : NULL, *gl = g + l0 * cnt;
+        MomT *moml = mom + l0 * cnt, *varl = var + l0 * cnt;
+        vec_dispatch(vec_fits({cnt}, gl, moml, varl), [&](auto k) {
+            grass_adam_kernel<k.value><<<dim3(grid_stride_blocks(cnt / k.value, 256), nl), 256, 0, stream>>>(
+                gl, moml, varl, cnt, opt->beta1, opt->beta2, bc1, bc2, opt->eps, grad_scale, sd);
         });
         cudaCheckLaunch();
+        if (decay != 1.0f) {
+            vec_dispatch(vec_fits({mn}, Wl, masterl), [&](auto k) {
+                grass_decay_kernel<k.value><<<dim3(grid_stride_blocks(mn / k.value, 256), nl), 256, 0, stream>>>(Wl, masterl, mn,
+                                                                                                        decay, sd);
+            });
+            cudaCheckLaunch();
+        }
+        grass_scatter_kernel<<<dim3(ceil_div(sh.E, 256), sh.r, nl), 256, 0, stream>>>(
+            Wl, masterl, gl, sigma + (size_t)l0 * sh.r, rho + (size_t)l0 * sh.r, sh.r, sh.E, wn, mn, sh.rows, lr * alpha, sd);
+        cudaCheckLaunch();
     }
-    grass_scatter_kernel<<<dim3(ceil_div(sh.E, 256), sh.r), 256, 0, stream>>>(W, master, g, sigma, rho, sh.r, sh.E, wn, sh.rows,
-                                                                              lr * alpha, seed ^ 0x5CA7ULL);
-    cudaCheckLaunch();
 }

@@ -672,25 +672,29 @@ static float gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, 
     GpuGrass *gs = &m->grass;
     gpu_mark(m, PROF_OPTIMIZER);
     for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
-        if (gs->p.enabled && llama_param_kinds[kind].is_projection) {
-            for (int l = 0; l < m->cfg.n_layers; l++) {
+        if (gs->p.enabled && llama_param_kinds[kind].is_projection) {  // every layer of the kind in one update
+            int L = m->cfg.n_layers;
+            uint64_t *seeds = (uint64_t *)xmalloc(sizeof(uint64_t) * L);
+            for (int l = 0; l < L; l++) {
                 Rng r;
                 rng_init(&r, (uint64_t)opt->seed, 0xADA3, (uint64_t)step, (uint64_t)(NUM_PARAM_KINDS * (l + 1) + kind));
-                size_t po = llama_param_offset(&m->cfg, &m->lay, kind, l), so = grass_sel_offset(&gs->p, kind, l);
-                size_t go = grass_state_offset(&gs->p, kind, l);
-                float *master = m->master ? m->master + po : NULL;
-                int t = grass_adam_t(step, gs->p.interval);
-                GrassShape sh = gs->p.shape[kind];
-                size_t wm, wn;  // the stored matrix: decay and scatter address it
-                llama_param_shape(&m->cfg, kind, &wm, &wn);
-                if (m->state_bf16)
-                    grass_update(m->params + po, master, gs->g + go, (__nv_bfloat16 *)gs->m + go, (__nv_bfloat16 *)gs->v + go,
-                                 gs->sigma + so, gs->rho + so, sh, (int)wm, (int)wn, opt, lr, gs->p.alpha, coef, t, rng_next(&r),
-                                 m->stream);
-                else
-                    grass_update(m->params + po, master, gs->g + go, (float *)gs->m + go, (float *)gs->v + go, gs->sigma + so,
-                                 gs->rho + so, sh, (int)wm, (int)wn, opt, lr, gs->p.alpha, coef, t, rng_next(&r), m->stream);
+                seeds[l] = rng_next(&r);
             }
+            size_t po = llama_param_offset(&m->cfg, &m->lay, kind, 0), so = grass_sel_offset(&gs->p, kind, 0);
+            size_t go = grass_state_offset(&gs->p, kind, 0);
+            float *master = m->master ? m->master + po : NULL;
+            int t = grass_adam_t(step, gs->p.interval);
+            GrassShape sh = gs->p.shape[kind];
+            size_t wm, wn;  // the stored matrix: decay and scatter address it
+            llama_param_shape(&m->cfg, kind, &wm, &wn);
+            if (m->state_bf16)
+                grass_update(m->params + po, master, gs->g + go, (__nv_bfloat16 *)gs->m + go, (__nv_bfloat16 *)gs->v + go,
+                             gs->sigma + so, gs->rho + so, sh, (int)wm, (int)wn, L, opt, lr, gs->p.alpha, coef, t, seeds,
+                             m->stream);
+            else
+                grass_update(m->params + po, master, gs->g + go, (float *)gs->m + go, (float *)gs->v + go, gs->sigma + so,
+                             gs->rho + so, sh, (int)wm, (int)wn, L, opt, lr, gs->p.alpha, coef, t, seeds, m->stream);
+            free(seeds);
             continue;
         }
         size_t off = m->lay.offset[kind], goff = m->glay.offset[kind], n = llama_param_kind_numel(&m->cfg, kind);

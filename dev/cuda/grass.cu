@@ -440,7 +440,8 @@ static void validate_update(int m, int n, int side, int rank, int master, float 
         std::vector<double> W = Wb, U = to_double(g), mr = mb, vr = vb;
         update_ref(W.data(), U.data(), mr.data(), vr.data(), sigma.data(), rho.data(), sh, b1, b2, eps, (double)weight_decay,
                    (double)lr, (double)alpha, (double)grad_scale, t);
-        grass_update(d_W, d_master, d_g, d_m, d_v, d_sigma, d_rho, sh, m, n, &opt, lr, alpha, grad_scale, t, 1000u + t, 0);
+        uint64_t seed = 1000u + t;
+        grass_update(d_W, d_master, d_g, d_m, d_v, d_sigma, d_rho, sh, m, n, 1, &opt, lr, alpha, grad_scale, t, &seed, 0);
         cudaCheck(cudaDeviceSynchronize());
         if (t == 2) continue;  // checked at t = 1 and t = steps; step 2 only moves the state on
 
@@ -568,7 +569,8 @@ static void validate_unbiased(int m, int n) {
     float *d_g = upload<float>(ones), *d_rho = upload<float>(rho), *d_m = device_alloc<float>(cnt), *d_v = device_alloc<float>(cnt);
     int *d_sigma = upload_ints(sigma);
     cudaCheck(cudaMemset(d_m, 0, sizeof(float) * cnt)), cudaCheck(cudaMemset(d_v, 0, sizeof(float) * cnt));
-    grass_update(d_W, (float *)NULL, d_g, d_m, d_v, d_sigma, d_rho, sh, m, n, &opt, lr, alpha, 1.0f, 1, 77, 0);
+    const uint64_t seed = 77;
+    grass_update(d_W, (float *)NULL, d_g, d_m, d_v, d_sigma, d_rho, sh, m, n, 1, &opt, lr, alpha, 1.0f, 1, &seed, 0);
     check_same("U = 1 exactly", to_double(download(d_g, cnt)), std::vector<double>(cnt, 1.0));
     std::vector<float> first = download(d_W, mn);
     double mean = 0.0;
@@ -582,10 +584,71 @@ static void validate_unbiased(int m, int n) {
     dev_failures += !ok;
     upload_to(d_W, w0), upload_to(d_g, ones);
     cudaCheck(cudaMemset(d_m, 0, sizeof(float) * cnt)), cudaCheck(cudaMemset(d_v, 0, sizeof(float) * cnt));
-    grass_update(d_W, (float *)NULL, d_g, d_m, d_v, d_sigma, d_rho, sh, m, n, &opt, lr, alpha, 1.0f, 1, 77, 0);
+    grass_update(d_W, (float *)NULL, d_g, d_m, d_v, d_sigma, d_rho, sh, m, n, 1, &opt, lr, alpha, 1.0f, 1, &seed, 0);
     check_same("same seed, same bits", to_double(download(d_W, mn)), to_double(first));
     cudaCheck(cudaFree(d_W)), cudaCheck(cudaFree(d_g)), cudaCheck(cudaFree(d_rho)), cudaCheck(cudaFree(d_m));
     cudaCheck(cudaFree(d_v)), cudaCheck(cudaFree(d_sigma));
+}
+
+// grass_update of `layers` matrices in one call (the trainer's batch of a kind's layers) against one call per
+// layer from the same state, each with its own selection, data and seed: the same bits for W (and master), U and
+// the moments. MomT and master as validate_update; weight decay 0.1, so the decay kernel runs batched too.
+template <typename MomT>
+static void validate_update_layers(int m, int n, int side, int rank, int master, int layers) {
+    TrainOptions opt;
+    memset(&opt, 0, sizeof(opt));
+    opt.beta1 = 0.9f, opt.beta2 = 0.999f, opt.eps = 1e-3f, opt.weight_decay = 0.1f;
+    GrassShape sh = grass_shape(side, rank, m, n);
+    size_t cnt = (size_t)sh.r * sh.E, mn = (size_t)m * n;
+    printf("  %d layers of m %d, n %d, %s side, r %d; %s, %s moments: one batched update against one per layer\n", layers, m,
+           n, sh.rows ? "rows" : "columns", sh.r, master ? "fp32 master weights" : "floatX weights, stochastic rounding",
+           sizeof(MomT) == 4 ? "fp32" : "bf16");
+    std::vector<int> sigma;
+    std::vector<float> rho, mom;
+    std::vector<uint64_t> seeds(layers);
+    for (int l = 0; l < layers; l++) {  // a selection with duplicates per layer
+        std::vector<int> sl;
+        std::vector<float> rl;
+        std::vector<float> sn = random_normal(sh.D, 0, 1, 300 + l);
+        std::vector<double> sc(sh.D);
+        for (int i = 0; i < sh.D; i++) sc[i] = (double)sn[i] * sn[i];
+        make_selection(GRASS_MULTINORM, sc, sh.r, 310 + l, sl, rl);
+        sigma.insert(sigma.end(), sl.begin(), sl.end());
+        rho.insert(rho.end(), rl.begin(), rl.end());
+        seeds[l] = 0x5EED0000ULL + 17 * l;
+    }
+    std::vector<float> W0 = random_normal(mn * layers, 0, 0.02, 320), g0 = random_normal(cnt * layers, 0, 0.01, 321);
+    std::vector<float> m0 = random_normal(cnt * layers, 0, 0.01, 322), v0 = random_normal(cnt * layers, 0, 1e-4, 323);
+    for (float &x : v0) x = fabsf(x);
+    struct State {
+        floatX *W;
+        float *master, *g;
+        MomT *m, *v;
+    };
+    auto state = [&]() {
+        State st = {upload<floatX>(W0), master ? upload<float>(W0) : NULL, upload<float>(g0), upload<MomT>(m0), upload<MomT>(v0)};
+        return st;
+    };
+    int *d_sigma = upload_ints(sigma);
+    float *d_rho = upload<float>(rho);
+    State all = state(), one = state();
+    grass_update(all.W, all.master, all.g, all.m, all.v, d_sigma, d_rho, sh, m, n, layers, &opt, 0.01f, 0.25f, 0.5f, 2,
+                 seeds.data(), 0);
+    for (int l = 0; l < layers; l++)
+        grass_update(one.W + l * mn, master ? one.master + l * mn : NULL, one.g + l * cnt, one.m + l * cnt, one.v + l * cnt,
+                     d_sigma + (size_t)l * sh.r, d_rho + (size_t)l * sh.r, sh, m, n, 1, &opt, 0.01f, 0.25f, 0.5f, 2,
+                     &seeds[l], 0);
+    cudaCheck(cudaDeviceSynchronize());
+    check_same("W", to_double(download(all.W, mn * layers)), to_double(download(one.W, mn * layers)));
+    if (master) check_same("master", to_double(download(all.master, mn * layers)), to_double(download(one.master, mn * layers)));
+    check_same("U", to_double(download(all.g, cnt * layers)), to_double(download(one.g, cnt * layers)));
+    check_same("moments", to_double(download(all.m, cnt * layers)), to_double(download(one.m, cnt * layers)));
+    check_same("second moments", to_double(download(all.v, cnt * layers)), to_double(download(one.v, cnt * layers)));
+    for (State *st : {&all, &one}) {
+        cudaCheck(cudaFree(st->W)), cudaCheck(cudaFree(st->g)), cudaCheck(cudaFree(st->m)), cudaCheck(cudaFree(st->v));
+        if (st->master) cudaCheck(cudaFree(st->master));
+    }
+    cudaCheck(cudaFree(d_sigma)), cudaCheck(cudaFree(d_rho));
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -619,11 +682,12 @@ static void bench(Matmul *mm, const char *what, int N, int m, int n, int rank) {
     float ms_t = time_ms(10, [&] {
         grass_take_kernel<<<grid_stride_blocks(cnt, 256), 256>>>(d_g, d_G, d_sigma, d_rho, sh.r, sh.E, n, sh.rows);
     });
+    const uint64_t seed = 7;
     float ms_u1 = time_ms(10, [&] {
-        grass_update(d_W, d_master, d_g, d_m, d_v, d_sigma, d_rho, sh, m, n, &opt, 1e-4f, 0.25f, 1.0f, 2, 7, 0);
+        grass_update(d_W, d_master, d_g, d_m, d_v, d_sigma, d_rho, sh, m, n, 1, &opt, 1e-4f, 0.25f, 1.0f, 2, &seed, 0);
     });
     float ms_u2 = time_ms(10, [&] {
-        grass_update(d_W, (float *)NULL, d_g, d_m16, d_v16, d_sigma, d_rho, sh, m, n, &opt, 1e-4f, 0.25f, 1.0f, 2, 7, 0);
+        grass_update(d_W, (float *)NULL, d_g, d_m16, d_v16, d_sigma, d_rho, sh, m, n, 1, &opt, 1e-4f, 0.25f, 1.0f, 2, &seed, 0);
     });
     printf("  %-8s m %5d n %5d, %s r %d: compressed %7.3f ms %6.1f TFLOPS (gather %.3f ms of it), full %7.3f ms %6.1f "
            "TFLOPS; norms %.3f ms, take %.3f ms; update master + fp32 moments %.3f ms, stochastic + bf16 moments %.3f ms\n",
@@ -633,6 +697,41 @@ static void bench(Matmul *mm, const char *what, int N, int m, int n, int rank) {
     cudaCheck(cudaFree(d_G)), cudaCheck(cudaFree(d_g)), cudaCheck(cudaFree(d_master)), cudaCheck(cudaFree(d_m));
     cudaCheck(cudaFree(d_v)), cudaCheck(cudaFree(d_rho)), cudaCheck(cudaFree(d_m16)), cudaCheck(cudaFree(d_v16));
     cudaCheck(cudaFree(d_norms)), cudaCheck(cudaFree(d_sigma));
+}
+
+// The trainer's update of one kind's `layers` matrices (fp32 master weights and moments): one batched call against
+// one call per layer, the launches the batching saves.
+static void bench_update_layers(int m, int n, int rank, int layers) {
+    GrassShape sh = grass_shape(GRASS_SIDE_AUTO, rank, m, n);
+    size_t cnt = (size_t)sh.r * sh.E, mn = (size_t)m * n;
+    std::vector<int> sigma;
+    std::vector<float> rho;
+    make_selection(GRASS_MULTINORM, std::vector<double>(sh.D, 1.0), sh.r, 400, sigma, rho);
+    std::vector<int> sigmas;
+    std::vector<float> rhos;
+    for (int l = 0; l < layers; l++) sigmas.insert(sigmas.end(), sigma.begin(), sigma.end()), rhos.insert(rhos.end(), rho.begin(), rho.end());
+    floatX *d_W = upload<floatX>(random_normal(mn * layers, 0, 0.02, 401));
+    float *d_master = device_alloc<float>(mn * layers), *d_g = device_alloc<float>(cnt * layers);
+    float *d_m = device_alloc<float>(cnt * layers), *d_v = device_alloc<float>(cnt * layers), *d_rho = upload<float>(rhos);
+    int *d_sigma = upload_ints(sigmas);
+    cudaCheck(cudaMemset(d_master, 0, sizeof(float) * mn * layers)), cudaCheck(cudaMemset(d_g, 0, sizeof(float) * cnt * layers));
+    cudaCheck(cudaMemset(d_m, 0, sizeof(float) * cnt * layers)), cudaCheck(cudaMemset(d_v, 0, sizeof(float) * cnt * layers));
+    TrainOptions opt;
+    memset(&opt, 0, sizeof(opt));
+    opt.beta1 = 0.9f, opt.beta2 = 0.999f, opt.eps = 1e-8f;
+    std::vector<uint64_t> seeds(layers, 7);
+    float ms_batch = time_ms(10, [&] {
+        grass_update(d_W, d_master, d_g, d_m, d_v, d_sigma, d_rho, sh, m, n, layers, &opt, 1e-4f, 0.25f, 1.0f, 2, seeds.data(), 0);
+    });
+    float ms_each = time_ms(10, [&] {
+        for (int l = 0; l < layers; l++)
+            grass_update(d_W + l * mn, d_master + l * mn, d_g + l * cnt, d_m + l * cnt, d_v + l * cnt, d_sigma + (size_t)l * sh.r,
+                         d_rho + (size_t)l * sh.r, sh, m, n, 1, &opt, 1e-4f, 0.25f, 1.0f, 2, &seeds[l], 0);
+    });
+    printf("  update of %d layers of m %d n %d, r %d (master + fp32 moments): batched %.3f ms, one call per layer %.3f ms\n",
+           layers, m, n, sh.r, ms_batch, ms_each);
+    cudaCheck(cudaFree(d_W)), cudaCheck(cudaFree(d_master)), cudaCheck(cudaFree(d_g)), cudaCheck(cudaFree(d_m));
+    cudaCheck(cudaFree(d_v)), cudaCheck(cudaFree(d_rho)), cudaCheck(cudaFree(d_sigma));
 }
 
 int main(int argc, char **argv) {
@@ -661,6 +760,8 @@ int main(int argc, char **argv) {
             validate_update<__nv_bfloat16>(172, 64, GRASS_SIDE_AUTO, 172, 0, 0.1f, 0.5f);
             validate_update<__nv_bfloat16>(100, 257, GRASS_SIDE_AUTO, 85, 0, 0.0f, 1.0f);
             validate_unbiased(200, 129);
+            validate_update_layers<__nv_bfloat16>(172, 64, GRASS_SIDE_COLS, 40, 0, 3);
+            validate_update_layers<float>(100, 257, GRASS_SIDE_ROWS, 57, 1, 2);
         });
     }
     if (opt.bench) {
@@ -670,6 +771,8 @@ int main(int argc, char **argv) {
             bench(&mm, "q/k/v/o", N, 2048, 2048, 512);
             bench(&mm, "gate/up", N, 5461, 2048, 512);
             bench(&mm, "down", N, 2048, 5461, 512);
+            bench_update_layers(2048, 2048, 512, 24);
+            bench_update_layers(2048, 5464, 512, 24);
         });
     }
     matmul_free(&mm);
