@@ -35,14 +35,16 @@
 typedef struct {
     const char *name;
     size_t nbytes;
-    const void *data;
+    const void *data;  // or NULL: from the writer's Fetcher (safetensors.h), by section index
 } StateSection;
 
-static void state_write(const char *path, int n, const StateSection *sec) {
+static void state_write(const char *path, int n, const StateSection *sec, const Fetcher *fetch) {
     FILE *f = xfopen(path, "wb");
     uint32_t head[2] = {STATE_VERSION, (uint32_t)n};
     xfwrite(STATE_MAGIC, 8, f, path);
     xfwrite(head, sizeof(head), f, path);
+    void *buf = NULL;
+    size_t buf_cap = 0;
     for (int i = 0; i < n; i++) {
         char name[STATE_NAME_LEN] = {0};
         if (strlen(sec[i].name) >= STATE_NAME_LEN) fail("state section name %s is too long", sec[i].name);
@@ -50,24 +52,29 @@ static void state_write(const char *path, int n, const StateSection *sec) {
         uint64_t nb = sec[i].nbytes;
         xfwrite(name, STATE_NAME_LEN, f, path);
         xfwrite(&nb, 8, f, path);
-        xfwrite(sec[i].data, sec[i].nbytes, f, path);
+        xfwrite(fetcher_bytes(fetch, i, sec[i].data, sec[i].nbytes, &buf, &buf_cap), sec[i].nbytes, f, path);
     }
     xfwrite(STATE_END, 8, f, path);
     if (fflush(f) || fsync(fileno(f)) || fclose(f)) fail("cannot write %s: %s", path, strerror(errno));
+    free(buf);
 }
 
+// An open state.bin: its sections' names and sizes, and where their bytes are, read one section at a time
+// (state_read_section), so that a trainer holds at most one section in host memory while it resumes.
 typedef struct {
     char path[CKPT_PATH_LEN];
+    FILE *f;  // open until state_close
     int n;
     char (*names)[STATE_NAME_LEN];
     size_t *sizes;
-    void **data;
+    off_t *offsets;  // of each section's bytes in the file
 } TrainerState;
 
-static void state_read(TrainerState *st, const char *path) {
+// Reads the section index of path and checks the end marker (a truncated file fails here, naming it).
+static void state_open(TrainerState *st, const char *path) {
     memset(st, 0, sizeof(*st));
     path_format(st->path, sizeof(st->path), "%s", path);
-    FILE *f = xfopen(path, "rb");
+    FILE *f = st->f = xfopen(path, "rb");
     char magic[8];
     uint32_t head[2];
     xfread(magic, 8, f, path);
@@ -78,7 +85,7 @@ static void state_read(TrainerState *st, const char *path) {
     st->n = (int)head[1];
     st->names = (char (*)[STATE_NAME_LEN])xcalloc(st->n, STATE_NAME_LEN);
     st->sizes = (size_t *)xcalloc(st->n, sizeof(size_t));
-    st->data = (void **)xcalloc(st->n, sizeof(void *));
+    st->offsets = (off_t *)xcalloc(st->n, sizeof(off_t));
     for (int i = 0; i < st->n; i++) {
         uint64_t nb;
         xfread(st->names[i], STATE_NAME_LEN, f, path);
@@ -86,31 +93,36 @@ static void state_read(TrainerState *st, const char *path) {
         xfread(&nb, 8, f, path);
         if (nb > ((uint64_t)1 << 40)) fail("%s: corrupt trainer state (section %s claims %llu bytes)", path, st->names[i], (unsigned long long)nb);
         st->sizes[i] = nb;
-        st->data[i] = xmalloc(nb);
-        xfread(st->data[i], nb, f, path);
+        st->offsets[i] = ftello(f);
+        if (fseeko(f, (off_t)nb, SEEK_CUR)) fail("cannot read %s: %s", path, strerror(errno));
     }
-    xfread(magic, 8, f, path);
+    xfread(magic, 8, f, path);  // past the end of a truncated file: fails
     if (memcmp(magic, STATE_END, 8)) fail("%s: corrupt trainer state (no end marker)", path);
-    fclose(f);
 }
 
-// The bytes of section `name`, which must hold exactly nbytes; fails naming the file otherwise.
-static const void *state_get(const TrainerState *st, const char *name, size_t nbytes) {
+// The index of section `name`, which must hold exactly nbytes; fails naming the file otherwise.
+static int state_find(const TrainerState *st, const char *name, size_t nbytes) {
     for (int i = 0; i < st->n; i++) {
         if (strcmp(st->names[i], name)) continue;
         if (st->sizes[i] != nbytes)
             fail("%s: section %s has %zu bytes, this run expects %zu (was the checkpoint written for another model or optimizer?)",
                  st->path, name, st->sizes[i], nbytes);
-        return st->data[i];
+        return i;
     }
     fail("%s: section %s is missing (was the checkpoint written with another optimizer?)", st->path, name);
 }
 
-static void state_free(TrainerState *st) {
-    for (int i = 0; i < st->n; i++) free(st->data[i]);
+// Section i's bytes into dst (sizes[i] bytes).
+static void state_read_section(const TrainerState *st, int i, void *dst) {
+    if (fseeko(st->f, st->offsets[i], SEEK_SET)) fail("cannot read %s: %s", st->path, strerror(errno));
+    xfread(dst, st->sizes[i], st->f, st->path);
+}
+
+static void state_close(TrainerState *st) {
+    fclose(st->f);
     free(st->names);
     free(st->sizes);
-    free(st->data);
+    free(st->offsets);
     memset(st, 0, sizeof(*st));
 }
 
@@ -196,8 +208,10 @@ static int checkpoint_find_latest(const char *out_dir, char *path, size_t n) {
 }
 
 // Writes model.safetensors (HF names) and config.json for the flat parameter buffer, whose elements are
-// dtype "F32" (float) or "BF16" (the bits of bfloat16, as the GPU trainer stores weights).
-static void checkpoint_write_model(const char *dir, const LlamaConfig *c, const void *params, const char *dtype) {
+// dtype "F32" (float) or "BF16" (the bits of bfloat16, as the GPU trainer stores weights); with params NULL,
+// tensor i (llama_tensor_at's order) comes from fetch.
+static void checkpoint_write_model(const char *dir, const LlamaConfig *c, const void *params, const char *dtype,
+                                   const Fetcher *fetch) {
     ParamLayout lay;
     llama_param_layout(c, &lay);
     size_t esize = st_dtype_size(dtype);
@@ -215,12 +229,12 @@ static void checkpoint_write_model(const char *dir, const LlamaConfig *c, const 
         t[i].ndim = cols == 1 ? 1 : 2;
         t[i].shape[0] = rows;
         t[i].shape[1] = cols;
-        t[i].data = (const char *)params + esize * llama_param_offset(c, &lay, kind, layer);
+        t[i].data = params ? (const char *)params + esize * llama_param_offset(c, &lay, kind, layer) : NULL;
     }
     const char *meta[2] = {"format", "pt"};
     char path[CKPT_PATH_LEN + 32];
     path_format(path, sizeof(path), "%s/model.safetensors", dir);
-    safetensors_write(path, n, t, 1, meta);
+    safetensors_write(path, n, t, 1, meta, fetch);
     path_format(path, sizeof(path), "%s/config.json", dir);
     llama_config_write_json(c, path, !strcmp(dtype, "BF16") ? "bfloat16" : "float32");
     free(t);
@@ -334,28 +348,38 @@ static int state_header_sections(StateHeader *h, StateSection *sec) {
     return STATE_HEADER_SECTIONS;
 }
 
-// Writes the checkpoint of `step` into OUT (DESIGN §6): the weights (dtype as checkpoint_write_model),
-// config.json, and the state sections.
+// Writes the checkpoint of `step` into OUT (DESIGN §6): the weights (params, dtype and weights_fetch as
+// checkpoint_write_model), config.json, and the state sections (those without data from state_fetch).
 static void checkpoint_save(const char *out_dir, int step, const LlamaConfig *c, const void *params, const char *dtype,
-                            int n, const StateSection *sec) {
+                            const Fetcher *weights_fetch, int n, const StateSection *sec, const Fetcher *state_fetch) {
     char tmp[CKPT_PATH_LEN], path[CKPT_PATH_LEN + 32];
     checkpoint_begin(out_dir, step, tmp, sizeof(tmp));
-    checkpoint_write_model(tmp, c, params, dtype);
+    checkpoint_write_model(tmp, c, params, dtype, weights_fetch);
     path_format(path, sizeof(path), "%s/state.bin", tmp);
-    state_write(path, n, sec);
+    state_write(path, n, sec, state_fetch);
     checkpoint_commit(out_dir, step, tmp);
     printf("checkpoint: %s/ckpt_%08d\n", out_dir, step);
 }
 
+// Where the sections that checkpoint_load_state reads go when they have no data pointer: store(ctx, i, src) takes
+// section i's bytes from a host buffer that holds one section at a time (the GPU trainer copies them to the device).
+typedef struct {
+    void (*store)(void *ctx, int i, const void *src);
+    void *ctx;
+} Storer;
+
 // Reads the state of the checkpoint in dir: checks that its batch shape and optimizer are `want`'s, then
-// fills every section of sec (which must exist with exactly its size) and the header's step and data position.
-static void checkpoint_load_state(const char *dir, StateHeader *h, int n, const StateSection *sec) {
+// fills every section of sec (which must exist with exactly its size: into its data, or through store when
+// that is NULL) and the header's step and data position.
+static void checkpoint_load_state(const char *dir, StateHeader *h, int n, const StateSection *sec, const Storer *store) {
     char path[CKPT_PATH_LEN + 32];
     path_format(path, sizeof(path), "%s/state.bin", dir);
     TrainerState st;
-    state_read(&st, path);
-    const int64_t *b = (const int64_t *)state_get(&st, "batch_shape", sizeof(h->batch));
-    const int64_t *o = (const int64_t *)state_get(&st, "optimizer", sizeof(h->optimizer));
+    state_open(&st, path);
+    StateHeader file;  // the file's batch shape and optimizer
+    int64_t *b = file.batch, *o = file.optimizer;
+    state_read_section(&st, state_find(&st, "batch_shape", sizeof(h->batch)), b);
+    state_read_section(&st, state_find(&st, "optimizer", sizeof(h->optimizer)), o);
     if (memcmp(b, h->batch, sizeof(h->batch)))
         fail("%s was written with --batch %lld --seq %lld, %lld ranks, %lld micro-batches per step and --seed %lld; resume with the same (another number of ranks reads other data)",
              path, (long long)b[0], (long long)b[1], (long long)b[2], (long long)b[3], (long long)b[4]);
@@ -364,8 +388,25 @@ static void checkpoint_load_state(const char *dir, StateHeader *h, int n, const 
              o[0] ? "grass --grass-select " : "adamw", o[0] ? grass_selector_names[o[3] % GRASS_NUM_SELECTORS] : "",
              o[0] ? (o[4] == GRASS_SIDE_AUTO ? " --grass-side auto" : o[4] == GRASS_SIDE_ROWS ? " --grass-side rows" : " --grass-side cols") : "",
              (long long)o[1], (long long)o[2]);
-    for (int i = 0; i < n; i++) memcpy((void *)sec[i].data, state_get(&st, sec[i].name, sec[i].nbytes), sec[i].nbytes);
-    state_free(&st);
+    void *buf = NULL;
+    size_t cap = 0;
+    for (int i = 0; i < n; i++) {
+        int at = state_find(&st, sec[i].name, sec[i].nbytes);
+        if (sec[i].data) {
+            state_read_section(&st, at, (void *)sec[i].data);
+            continue;
+        }
+        if (!store) fail("internal: state section %s has no data and no storer", sec[i].name);
+        if (sec[i].nbytes > cap) {
+            free(buf);
+            buf = xmalloc(sec[i].nbytes);
+            cap = sec[i].nbytes;
+        }
+        state_read_section(&st, at, buf);
+        store->store(store->ctx, i, buf);
+    }
+    free(buf);
+    state_close(&st);
 }
 
 #endif

@@ -19,8 +19,30 @@ typedef struct {
     const char *dtype;  // "F32", "BF16", "I32"
     int ndim;
     size_t shape[ST_MAX_DIMS];
-    const void *data;   // numel * dtype size bytes
+    const void *data;   // numel * dtype size bytes, or NULL: from the writer's Fetcher
 } StTensorOut;
+
+// Where the bytes of the pieces a writer takes with data NULL come from (tensors here, state sections in
+// checkpoint.h): fetch(ctx, i, dst) fills dst with piece i's bytes. The writer fetches one piece at a time into
+// one buffer sized for the largest, so a trainer whose weights live elsewhere (on the GPU) needs host memory for
+// one tensor at a time, not for the whole model.
+typedef struct {
+    void (*fetch)(void *ctx, int i, void *dst);
+    void *ctx;
+} Fetcher;
+
+// The bytes of piece i, from data or else from the fetcher into *buf (grown to the size as needed).
+static const void *fetcher_bytes(const Fetcher *f, int i, const void *data, size_t nbytes, void **buf, size_t *cap) {
+    if (data) return data;
+    if (!f) fail("internal: a piece without data and no fetcher to take it from");
+    if (nbytes > *cap) {
+        free(*buf);
+        *buf = xmalloc(nbytes);
+        *cap = nbytes;
+    }
+    f->fetch(f->ctx, i, *buf);
+    return *buf;
+}
 
 static size_t st_dtype_size(const char *dtype) {
     if (!strcmp(dtype, "F32") || !strcmp(dtype, "I32")) return 4;
@@ -34,8 +56,10 @@ static size_t st_numel(int ndim, const size_t *shape) {
     return n;
 }
 
-// Writes tensors (and string metadata pairs meta[2*i], meta[2*i+1]) to path, flushed to disk before return.
-static void safetensors_write(const char *path, int n, const StTensorOut *t, int n_meta, const char *const *meta) {
+// Writes tensors (and string metadata pairs meta[2*i], meta[2*i+1]) to path, flushed to disk before return; the
+// tensors with data NULL come from fetch (i: their index in t), which may then be NULL.
+static void safetensors_write(const char *path, int n, const StTensorOut *t, int n_meta, const char *const *meta,
+                              const Fetcher *fetch) {
     size_t cap = 256 + (size_t)n_meta * 256, len = 0, offset = 0;
     for (int i = 0; i < n; i++) cap += strlen(t[i].name) + 160;
     for (int i = 0; i < 2 * n_meta; i++) cap += strlen(meta[i]);
@@ -60,9 +84,14 @@ static void safetensors_write(const char *path, int n, const StTensorOut *t, int
     uint64_t hlen = len;
     xfwrite(&hlen, 8, f, path);
     xfwrite(h, len, f, path);
-    for (int i = 0; i < n; i++)
-        xfwrite(t[i].data, st_numel(t[i].ndim, t[i].shape) * st_dtype_size(t[i].dtype), f, path);
+    void *buf = NULL;
+    size_t buf_cap = 0;
+    for (int i = 0; i < n; i++) {
+        size_t bytes = st_numel(t[i].ndim, t[i].shape) * st_dtype_size(t[i].dtype);
+        xfwrite(fetcher_bytes(fetch, i, t[i].data, bytes, &buf, &buf_cap), bytes, f, path);
+    }
     if (fflush(f) || fsync(fileno(f)) || fclose(f)) fail("cannot write %s: %s", path, strerror(errno));
+    free(buf);
     free(h);
 }
 

@@ -835,7 +835,7 @@ static void save_checkpoint(Llama *m, const TrainOptions *opt, int step, const D
         StateHeader h = trainer_state_header(m, opt, step, train, accum);
         StateSection sec[TRAINER_STATE_SECTIONS];
         int n = trainer_state_sections(m, &h, sec);
-        checkpoint_save(opt->out, step, &m->cfg, m->params, "F32", n, sec);
+        checkpoint_save(opt->out, step, &m->cfg, m->params, "F32", NULL, n, sec, NULL);
     }
     comm_barrier(m->comm);
 }
@@ -845,7 +845,7 @@ static int load_trainer_state(Llama *m, const TrainOptions *opt, const char *dir
     StateHeader h = trainer_state_header(m, opt, 0, train, accum);
     StateSection sec[TRAINER_STATE_SECTIONS];
     int n = trainer_state_sections(m, &h, sec);
-    checkpoint_load_state(dir, &h, n, sec);
+    checkpoint_load_state(dir, &h, n, sec, NULL);
     dataloader_seek(train, (int)h.data[0], (int)h.data[1], (int)h.data[2]);
     return (int)h.step;
 }

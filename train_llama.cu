@@ -59,27 +59,28 @@ static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, uint64
 
 // The trainer state: the shared header, the AdamW moments and Grass's selection and moments, under the
 // CPU trainer's names (fp32 moments) and in the model's layout, so checkpoints move between the trainers;
-// bf16 moments have names of their own. host[] holds the device buffers' bytes while they are written or read.
+// bf16 moments have names of their own. The device-held sections have no data: checkpoints move them one at a
+// time (gpu_fetch_state, gpu_store_state).
 #define GPU_STATE_TENSORS 6
 #define GPU_STATE_ADAMW 2  // the first two, the AdamW moments, are stored padded (gpu_tensors_copy)
-static int gpu_state_sections(GpuLlama *m, StateHeader *h, void **host, StateSection *sec) {
+static int gpu_state_sections(GpuLlama *m, StateHeader *h, StateSection *sec) {
     const GpuGrass *gs = &m->grass;
     ParamLayout model_glay;
     llama_param_layout_of(&m->model_cfg, &model_glay, !gs->p.enabled);
     size_t mb = m->state_bf16 ? 2 : 4, G = model_glay.count;
     int n = state_header_sections(h, sec);
-    sec[n++] = (StateSection){m->state_bf16 ? "adamw.m.bf16" : "adamw.m", G * mb, host[0]};
-    sec[n++] = (StateSection){m->state_bf16 ? "adamw.v.bf16" : "adamw.v", G * mb, host[1]};
+    sec[n++] = (StateSection){m->state_bf16 ? "adamw.m.bf16" : "adamw.m", G * mb, NULL};
+    sec[n++] = (StateSection){m->state_bf16 ? "adamw.v.bf16" : "adamw.v", G * mb, NULL};
     if (gs->p.enabled) {
-        sec[n++] = (StateSection){"grass.sigma", sizeof(int) * gs->p.nsel, host[2]};
-        sec[n++] = (StateSection){"grass.rho", sizeof(float) * gs->p.nsel, host[3]};
-        sec[n++] = (StateSection){m->state_bf16 ? "grass.m.bf16" : "grass.m", gs->p.nstate * mb, host[4]};
-        sec[n++] = (StateSection){m->state_bf16 ? "grass.v.bf16" : "grass.v", gs->p.nstate * mb, host[5]};
+        sec[n++] = (StateSection){"grass.sigma", sizeof(int) * gs->p.nsel, NULL};
+        sec[n++] = (StateSection){"grass.rho", sizeof(float) * gs->p.nsel, NULL};
+        sec[n++] = (StateSection){m->state_bf16 ? "grass.m.bf16" : "grass.m", gs->p.nstate * mb, NULL};
+        sec[n++] = (StateSection){m->state_bf16 ? "grass.v.bf16" : "grass.v", gs->p.nstate * mb, NULL};
     }
     return n;
 }
 
-// Copies state tensor i between host[i] (nbytes) and its device buffer (gpu_state_sections' order).
+// Copies state tensor i between host (nbytes) and its device buffer (gpu_state_sections' order).
 static void gpu_state_copy(GpuLlama *m, int i, void *host, size_t nbytes, int to_device) {
     GpuGrass *gs = &m->grass;
     void *dev[GPU_STATE_TENSORS] = {m->mom, m->var, gs->sigma, gs->rho, gs->m, gs->v};
@@ -99,38 +100,52 @@ static StateHeader gpu_state_header(const GpuLlama *m, const TrainOptions *opt, 
     return h;
 }
 
-// The weights go out in their most precise copy: the fp32 master weights, else the floatX weights.
-static void gpu_save_checkpoint(GpuLlama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum, int world) {
-    ParamLayout model_lay;
-    llama_param_layout(&m->model_cfg, &model_lay);
-    size_t esize = m->master || sizeof(floatX) == 4 ? 4 : 2;
-    void *weights = xmalloc(model_lay.count * esize), *host[GPU_STATE_TENSORS] = {NULL};
-    gpu_tensors_copy(m, weights, m->master ? (void *)m->master : (void *)m->params, esize, 1, 0);
-    StateHeader h = gpu_state_header(m, opt, step, train, accum, world);
-    StateSection sec[STATE_HEADER_SECTIONS + GPU_STATE_TENSORS];
-    int n = gpu_state_sections(m, &h, host, sec);  // for the sizes
-    for (int i = 0; i < n - STATE_HEADER_SECTIONS; i++) {
-        host[i] = xmalloc(sec[STATE_HEADER_SECTIONS + i].nbytes);
-        gpu_state_copy(m, i, host[i], sec[STATE_HEADER_SECTIONS + i].nbytes, 0);
-    }
-    n = gpu_state_sections(m, &h, host, sec);
-    checkpoint_save(opt->out, step, &m->model_cfg, weights, esize == 4 ? "F32" : "BF16", n, sec);
-    free(weights);
-    for (int i = 0; i < GPU_STATE_TENSORS; i++) free(host[i]);
+// The checkpoint's weights and state sections come from the device one tensor (or section) at a time, as the
+// writer reaches them (Fetcher), and the state goes back one section at a time on resume (Storer): host memory for
+// the largest one only, not for the model and its moments (13b Grass: under 1 GB instead of about 28).
+typedef struct {
+    GpuLlama *m;
+    void *dev;  // the weights' device copy
+    size_t esize;
+    const StateSection *sec;  // gpu_state_sections'
+} GpuCheckpointIO;
+
+static void gpu_fetch_weight(void *ctx, int i, void *dst) {
+    GpuCheckpointIO *f = (GpuCheckpointIO *)ctx;
+    int kind, layer;
+    llama_tensor_at(&f->m->model_cfg, i, &kind, &layer);
+    gpu_tensor_copy(f->m, kind, layer, dst, f->dev, &f->m->lay, f->esize, 0);
 }
 
+static void gpu_fetch_state(void *ctx, int i, void *dst) {  // i: the section index, after the header's
+    GpuCheckpointIO *f = (GpuCheckpointIO *)ctx;
+    gpu_state_copy(f->m, i - STATE_HEADER_SECTIONS, dst, f->sec[i].nbytes, 0);
+}
+
+// The weights go out in their most precise copy: the fp32 master weights, else the floatX weights.
+static void gpu_save_checkpoint(GpuLlama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum, int world) {
+    size_t esize = m->master || sizeof(floatX) == 4 ? 4 : 2;
+    StateHeader h = gpu_state_header(m, opt, step, train, accum, world);
+    StateSection sec[STATE_HEADER_SECTIONS + GPU_STATE_TENSORS];
+    int n = gpu_state_sections(m, &h, sec);
+    GpuCheckpointIO ctx = {m, m->master ? (void *)m->master : (void *)m->params, esize, sec};
+    Fetcher weights = {gpu_fetch_weight, &ctx}, state = {gpu_fetch_state, &ctx};
+    checkpoint_save(opt->out, step, &m->model_cfg, NULL, esize == 4 ? "F32" : "BF16", &weights, n, sec, &state);
+}
+
+static void gpu_store_state(void *ctx, int i, const void *src) {  // i: the section index, after the header's
+    GpuCheckpointIO *f = (GpuCheckpointIO *)ctx;
+    gpu_state_copy(f->m, i - STATE_HEADER_SECTIONS, (void *)src, f->sec[i].nbytes, 1);
+}
+
+// The state sections go to the device one at a time as they are read (Storer), as they came from it.
 static int gpu_load_state(GpuLlama *m, const TrainOptions *opt, const char *dir, DataLoader *train, int accum, int world) {
-    void *host[GPU_STATE_TENSORS] = {NULL};
     StateHeader h = gpu_state_header(m, opt, 0, train, accum, world);
     StateSection sec[STATE_HEADER_SECTIONS + GPU_STATE_TENSORS];
-    int n = gpu_state_sections(m, &h, host, sec);  // for the sizes
-    for (int i = 0; i < n - STATE_HEADER_SECTIONS; i++) host[i] = xmalloc(sec[STATE_HEADER_SECTIONS + i].nbytes);
-    n = gpu_state_sections(m, &h, host, sec);
-    checkpoint_load_state(dir, &h, n, sec);
-    for (int i = 0; i < n - STATE_HEADER_SECTIONS; i++) {
-        gpu_state_copy(m, i, host[i], sec[STATE_HEADER_SECTIONS + i].nbytes, 1);
-        free(host[i]);
-    }
+    int n = gpu_state_sections(m, &h, sec);
+    GpuCheckpointIO ctx = {m, NULL, 0, sec};
+    Storer store = {gpu_store_state, &ctx};
+    checkpoint_load_state(dir, &h, n, sec, &store);
     dataloader_seek(train, (int)h.data[0], (int)h.data[1], (int)h.data[2]);
     return (int)h.step;
 }

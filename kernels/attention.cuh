@@ -403,7 +403,7 @@ template <int HD, int V> struct AttnForwardTile {
 };
 
 // Block (query tile, head, batch); the query tiles run in reverse so the longest (last) ones start first.
-// Shared memory: Q, then K and V (two of each with V 4: the tile computed and the next one, in flight). A row
+// Shared memory: Q, then K and V (two of each from V 4: the tile computed and the next one, in flight). A row
 // sees the key tiles that start at or before it, in order, whatever the block size, so every version gives the
 // same bits; a warp skips the m16 tiles of rows that a key tile lies wholly after.
 template <int HD, int V>
@@ -455,7 +455,7 @@ __global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::FORWARD) attention_
         cp_async_commit<ASYNC>();
         cp_async_wait<ASYNC, 1>();  // tile kt (the group just committed may go on)
         __syncthreads();
-        if (k0 > r0[0] + 15) continue;  // after every row of this warp (r0 ascends, so after the later tiles' too)
+        if (k0 > r0[MT - 1] + 15) continue;  // after every row of this warp
         const __nv_bfloat16 *Ks = KVs + (ASYNC ? kt & 1 : 0) * 2 * ATTN_BK * S, *Vs = Ks + ATTN_BK * S;
         bool active[MT];  // m16 tiles with a row at or after k0 (k0 and r0 are multiples of 16)
         #pragma unroll
@@ -567,7 +567,7 @@ __device__ __forceinline__ void attention_two_products(float acc1[NT][4], float 
 }
 
 // Block (query tile, head, batch): dq for 64 query rows, over the key tiles up to the diagonal. Shared memory:
-// Q, dO, then K and V (two of each with V 4, as in the forward).
+// Q, dO, then K and V (two of each from V 4, as in the forward).
 template <int HD, int V>
 __global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::DQ) attention_backward_dq_mma_kernel(__nv_bfloat16 *dq, const __nv_bfloat16 *dout,
                                                                        const __nv_bfloat16 *q, const __nv_bfloat16 *k,
@@ -648,7 +648,7 @@ template <int HD> struct AttnDkdvTile { static constexpr int BQ = HD <= 64 ? 64 
 
 // Block (key tile, kv head, batch): dk, dv for 64 key rows, over the query heads of the group and the query
 // tiles from the diagonal on. The first key tiles have the most work and come first. Shared memory: K, V, then
-// Q, dO, lse, D (two of each with V 4: the tile computed and the next one, in flight).
+// Q, dO, lse, D (two of each from V 4: the tile computed and the next one, in flight).
 template <int HD, int V>
 __global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::DKDV) attention_backward_dkdv_mma_kernel(__nv_bfloat16 *dk, __nv_bfloat16 *dv,
                                                                          const __nv_bfloat16 *dout, const __nv_bfloat16 *q,

@@ -259,7 +259,7 @@ static int dump(const char *ckpt, const char *out, int B, int T, uint64_t seed) 
         {"logits", "F32", 3, {(size_t)B, (size_t)T, (size_t)V}, logits},
         {"loss", "F32", 1, {1}, &loss},
     };
-    safetensors_write(out, 3, t, 0, NULL);
+    safetensors_write(out, 3, t, 0, NULL, NULL);
     printf("dump: %s (batch %d, seq %d, loss %.6f)\n", out, B, T, loss);
     return 0;
 }
@@ -291,15 +291,20 @@ static int diff(const char *pa, const char *pb, double bound) {
 
 static int section(const char *pa, const char *pb, const char *name) {
     TrainerState a, b;
-    state_read(&a, pa);
-    state_read(&b, pb);
-    const void *x = NULL, *y = NULL;
-    size_t nx = 0, ny = 0;
-    for (int i = 0; i < a.n; i++) if (!strcmp(a.names[i], name)) { x = a.data[i]; nx = a.sizes[i]; }
-    for (int i = 0; i < b.n; i++) if (!strcmp(b.names[i], name)) { y = b.data[i]; ny = b.sizes[i]; }
-    if (!x || !y) fail("section %s is missing from %s", name, x ? pb : pa);
+    state_open(&a, pa);
+    state_open(&b, pb);
+    int ia = -1, ib = -1;
+    for (int i = 0; i < a.n; i++) if (!strcmp(a.names[i], name)) ia = i;
+    for (int i = 0; i < b.n; i++) if (!strcmp(b.names[i], name)) ib = i;
+    if (ia < 0 || ib < 0) fail("section %s is missing from %s", name, ia >= 0 ? pb : pa);
+    size_t nx = a.sizes[ia], ny = b.sizes[ib];
+    void *x = xmalloc(nx + 1), *y = xmalloc(ny + 1);
+    state_read_section(&a, ia, x);
+    state_read_section(&b, ib, y);
     int same = nx == ny && !memcmp(x, y, nx);
     printf("%s section %s: %zu bytes %s\n", same ? "ok  " : "FAIL", name, nx, same ? "identical" : "differ");
+    free(x), free(y);
+    state_close(&a), state_close(&b);
     return same ? 0 : 1;
 }
 

@@ -12,7 +12,7 @@
 #   attention the tensor-core attention versions against each other (kernels/attention.cuh): dev/cuda's timing at
 #             the 1b and 7b shapes, then the 1b trainer (AdamW and Grass, 8 x 1024) built with each of 3 to 6
 #             (out/attention/train_llama_vN), to choose ATTENTION_VERSION by measurement; output appended to
-#             kernels.log
+#             kernels.log as it comes
 #   kernels   the timing loops of the other dev/cuda files (cuBLASLt at ffn 5461 and 5464, Grass's kernels, ...)
 #   sanitize  compute-sanitizer memcheck on 3 steps of both trainers, memcheck and racecheck on the attention and
 #             Grass kernel files' validation (what the emulator cannot see: the real memory model); output
@@ -103,23 +103,23 @@ stage_13b() {
 }
 
 stage_attention() {
-  # its output goes to out/attention/attention.log and is appended to kernels.log (the 8 files that come back)
+  # its output goes to out/attention/attention.log and, as it comes, to kernels.log (the 8 files that come back)
   local v bin log=out/attention/attention.log
-  mkdir -p out/attention
-  for v in 2 3 4 5 6; do timeout 60 dev/cuda/bin/attention --no-validate --version $v || echo "(exit $?)"; done > $log 2>&1
+  mkdir -p out/attention && rm -f $log
+  for v in 2 3 4 5 6; do timeout 60 dev/cuda/bin/attention --no-validate --version $v || echo "(exit $?)"; done 2>&1 |
+    tee -a $log >> "$LOG/kernels.log"
   note "$(grep -E '^(attention version|  B )' $log)"
-  if ! make -j3 out/attention/train_llama_v4 out/attention/train_llama_v5 out/attention/train_llama_v6 >> $log 2>&1; then
+  if ! make -j3 out/attention/train_llama_v4 out/attention/train_llama_v5 out/attention/train_llama_v6 2>&1 |
+      tee -a $log >> "$LOG/kernels.log"; then
     note "attention: building the trainer with versions 4 to 6 failed (kernels.log)"
-    cat $log >> "$LOG/kernels.log"
     return 1
   fi
   for v in 3 4 5 6; do  # ./train_llama is version 3 (ATTENTION_VERSION)
     echo "trainer with attention version $v"
     bin=./train_llama; [ $v = 3 ] || bin=out/attention/train_llama_v$v
     TRAIN_GPU=$bin PRESETS=1b PROFILE_STEPS=0 OUT=out/attention/bench_v$v dev/bench/grass_gpu_bench.sh 2>&1
-  done >> $log
+  done | tee -a $log >> "$LOG/kernels.log"
   note "$(grep -E '^(trainer with|\| 1b)' $log)"
-  cat $log >> "$LOG/kernels.log"
 }
 
 stage_kernels() {
