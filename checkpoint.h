@@ -305,8 +305,8 @@ static void checkpoint_read_model(const char *dir, const LlamaConfig *c,
                                   void (*take)(void *ctx, int kind, int layer, const float *data, size_t n), void *ctx) {
     ModelFiles mf;
     model_files_open(&mf, dir);
-    float *buf = NULL;
-    size_t cap = 0;
+    void *buf = NULL;
+    size_t cap = 0;  // bytes
     for (int i = 0; i < llama_num_tensors(c); i++) {
         int kind, layer;
         char name[128];
@@ -316,13 +316,9 @@ static void checkpoint_read_model(const char *dir, const LlamaConfig *c,
         llama_param_shape(c, kind, &rows, &cols);
         const SafeTensors *st = model_files_find(&mf, name);
         safetensors_check_shape(st, name, rows, cols);
-        if (rows * cols > cap) {
-            free(buf);
-            cap = rows * cols;
-            buf = (float *)xmalloc(sizeof(float) * cap);
-        }
-        safetensors_read_f32(st, name, buf, rows * cols);
-        take(ctx, kind, layer, buf, rows * cols);
+        float *data = (float *)xreserve(&buf, &cap, sizeof(float) * rows * cols);
+        safetensors_read_f32(st, name, data, rows * cols);
+        take(ctx, kind, layer, data, rows * cols);
     }
     free(buf);
     model_files_close(&mf);
@@ -397,12 +393,7 @@ static void checkpoint_load_state(const char *dir, StateHeader *h, int n, const 
             continue;
         }
         if (!store) fail("internal: state section %s has no data and no storer", sec[i].name);
-        if (sec[i].nbytes > cap) {
-            free(buf);
-            buf = xmalloc(sec[i].nbytes);
-            cap = sec[i].nbytes;
-        }
-        state_read_section(&st, at, buf);
+        state_read_section(&st, at, xreserve(&buf, &cap, sec[i].nbytes));
         store->store(store->ctx, i, buf);
     }
     free(buf);

@@ -52,6 +52,17 @@ static void *xcalloc(size_t count, size_t size) {
     return p;
 }
 
+// A scratch buffer *buf of *cap bytes grown (contents dropped) to hold at least n: the buffers that are reused
+// for pieces of different sizes (checkpoint tensors and sections, a transposed weight).
+static void *xreserve(void **buf, size_t *cap, size_t n) {
+    if (n > *cap) {
+        free(*buf);
+        *buf = xmalloc(n);
+        *cap = n;
+    }
+    return *buf;
+}
+
 static char *xstrdup(const char *s) {
     size_t n = strlen(s) + 1;
     char *p = (char *)xmalloc(n);

@@ -35,12 +35,7 @@ typedef struct {
 static const void *fetcher_bytes(const Fetcher *f, int i, const void *data, size_t nbytes, void **buf, size_t *cap) {
     if (data) return data;
     if (!f) fail("internal: a piece without data and no fetcher to take it from");
-    if (nbytes > *cap) {
-        free(*buf);
-        *buf = xmalloc(nbytes);
-        *cap = nbytes;
-    }
-    f->fetch(f->ctx, i, *buf);
+    f->fetch(f->ctx, i, xreserve(buf, cap, nbytes));
     return *buf;
 }
 

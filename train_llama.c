@@ -142,13 +142,9 @@ static void matmul_rows(float *out, int R, int C, const float *a, size_t row_str
 static void matmul_forward(float *out, const float *inp, const float *w, int N, int C, int OC) {
     // out [N, OC] = inp [N, C] @ w [OC, C]^T = inp @ wt with wt = w^T [C, OC]. The transpose costs OC*C,
     // small next to the N*OC*C product.
-    static float *wt = NULL;  // [C, OC] scratch, grown to the largest weight seen
-    static size_t wt_cap = 0;
-    if ((size_t)OC * C > wt_cap) {
-        free(wt);
-        wt_cap = (size_t)OC * C;
-        wt = (float *)xmalloc(sizeof(float) * wt_cap);
-    }
+    static void *scratch = NULL;  // grown to the largest weight seen
+    static size_t scratch_cap = 0;
+    float *wt = (float *)xreserve(&scratch, &scratch_cap, sizeof(float) * OC * C);  // [C, OC]
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++)
         for (int o = 0; o < OC; o++) wt[(size_t)c * OC + o] = w[(size_t)o * C + c];

@@ -233,6 +233,10 @@ struct EmuCopy {
     const unsigned char *src;
     int bytes, src_bytes, group;  // group: its commit number, or -1 while not yet committed
 };
+static void emu_copy_land(const EmuCopy &c) {  // the bytes past src_bytes are zero
+    memset(c.dst, 0, c.bytes);
+    memcpy(c.dst, c.src, c.src_bytes);
+}
 static std::vector<EmuCopy> emu_copies[EMU_MAX_THREADS];
 static int emu_copy_groups[EMU_MAX_THREADS];  // groups committed by each thread since its block began
 static void emu_cp_async(void *dst, const void *src, int bytes, int src_bytes) {
@@ -241,12 +245,9 @@ static void emu_cp_async(void *dst, const void *src, int bytes, int src_bytes) {
     if ((uintptr_t)d % bytes || (uintptr_t)src % bytes) emu_fail("cp.async: an address not aligned to the copy's size", emu.kernel);
     if (d < emu.dyn_smem || d + bytes > emu.dyn_smem + emu.dyn_smem_launch)
         emu_fail("cp.async: a destination outside the block's dynamic shared memory", emu.kernel);
-    if (emu_reverse()) {
-        memset(d, 0, bytes);
-        memcpy(d, src, src_bytes);
-    } else {
-        emu_copies[tid].push_back({d, (const unsigned char *)src, bytes, src_bytes, -1});
-    }
+    EmuCopy c = {d, (const unsigned char *)src, bytes, src_bytes, -1};
+    if (emu_reverse()) emu_copy_land(c);
+    else emu_copies[tid].push_back(c);
 }
 static void emu_cp_async_commit() {
     int tid = emu_linear_tid();
@@ -262,8 +263,7 @@ static void emu_cp_async_wait(int pending) {
             left.push_back(c);
             continue;
         }
-        memset(c.dst, 0, c.bytes);
-        memcpy(c.dst, c.src, c.src_bytes);
+        emu_copy_land(c);
     }
     q.swap(left);
 }
