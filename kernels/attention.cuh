@@ -216,7 +216,15 @@ __global__ void attention_backward_dq_scalar_kernel(floatX *dq, const floatX *do
 //  5: 4 with register budgets for more blocks per SM at hd 64 (AttnMinBlocks; a few spilled registers).
 //  6: 5 with a forward of 32 query rows per warp up to hd 64 (AttnForwardTile): each B fragment read from shared
 //     memory feeds two products.
-// Every version masks only the tiles that need it (the diagonal, and tiles past the end of the sequence).
+// Every version masks only the tiles that need it (the diagonal, and tiles past the end of the sequence), with a
+// select per element in those tiles and no test in the others, and computes each probability as one fused
+// multiply-add and one ex2 (attn_exp2). Instructions per mma in the loop over key (or query) tiles, sm_90 SASS at
+// hd 64 (dev/cuda/sass_loops.py; static counts, the unrolled tile copies included), forward / dq / dk-dv: v3 9.8 /
+// 11.3 / 10.5, v4 8.4 / 5.8 / 6.7, v6 6.9 / 6.5 / 6.8; before these changes (a branch per element for the mask,
+// exp2f's subnormal range test, a scaling multiply, B fragments of frag_b_pair out of register order, tile copies
+// in a loop of runtime trip count): v3 16.4 / 20.7 / 15.2, v4 17.0 / 11.5 / 10.5, v6 12.0 / 11.6 / 10.9. An SM
+// quarter issues one instruction a clock and its tensor core takes at least 4 clocks for an m16n8k16 (sm_90's
+// peak), so a loop of more than 4 instructions per mma cannot keep the tensor cores busy.
 
 #ifndef ENABLE_FP32
 
@@ -285,14 +293,15 @@ __device__ inline void frag_a(uint32_t a[4], const __nv_bfloat16 *tile, int S, i
 }
 
 // The B fragments b[0], b[1] of columns n0 and n0 + 8, B[kk][n] = tile[n + ..][k0 + kk]: the tile holds B
-// transposed (its rows are the n index), as K in Q K^T. With ldmatrix (V 4 on) matrix i covers rows n0 + 8 (i % 2)
-// and columns k0 + 8 (i / 2): b[0] = (r[0], r[2]), b[1] = (r[1], r[3]).
+// transposed (its rows are the n index), as K in Q K^T. With ldmatrix (V 4 on) matrix i covers rows n0 + 8 (i / 2)
+// and columns k0 + 8 (i % 2), so that b[0] = (r[0], r[1]) and b[1] = (r[2], r[3]) sit in the consecutive
+// registers mma takes (the other order costs register moves).
 template <int V>
 __device__ inline void frag_b_pair(uint32_t b[2][2], const __nv_bfloat16 *tile, int S, int n0, int k0, int lane) {
     if (V >= 4) {
         uint32_t r[4];
-        ldmatrix_x4<false>(r, ldmatrix_row(tile, S, n0, k0, lane));
-        b[0][0] = r[0], b[0][1] = r[2], b[1][0] = r[1], b[1][1] = r[3];
+        ldmatrix_x4<false>(r, tile + (n0 + (lane & 7) + (lane >> 4) * 8) * S + k0 + (lane & 8));
+        b[0][0] = r[0], b[0][1] = r[1], b[1][0] = r[2], b[1][1] = r[3];
         return;
     }
     int g = lane / 4, t = lane % 4;
@@ -319,6 +328,19 @@ __device__ inline void frag_b_rows_pair(uint32_t b[2][2], const __nv_bfloat16 *t
         b[i][0] = bf16x2_pack(p[0], p[S]);
         b[i][1] = bf16x2_pack(p[8 * S], p[9 * S]);
     }
+}
+
+// 2^x for the softmax: one ex2.approx.ftz (MUFU.EX2). exp2f is the same instruction for x >= -126, but wraps it in
+// a range test and two multiplies to keep results below 2^-126 subnormal (3 more instructions per probability);
+// here they are 0, which a probability of 1e-38 makes no difference to. 2^-inf = 0.
+__device__ inline float attn_exp2(float x) {
+#ifdef CUDA_EMULATION  // dev/emu/cuda_emu.h
+    return x < -126.0f ? 0.0f : exp2f(x);
+#else
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
+    return r;
+#endif
 }
 
 // The 16 x 16 block made of accumulator tiles c0 (columns 0..7) and c1 (8..15), rounded, as an A fragment.
@@ -372,20 +394,26 @@ template <bool ASYNC, int N> __device__ inline void cp_async_wait() {
 #endif
 }
 
-// Rows [0, rows) of a tile whose row r is at src + r * stride, into dst [rows][HD + ATTN_PAD]; rows from
-// `valid` (>= 1) on are zero (past the end of the sequence).
-template <int HD, bool ASYNC>
-__device__ inline void tile_load(__nv_bfloat16 *dst, const __nv_bfloat16 *src, size_t stride, int rows, int valid) {
-    constexpr int CHUNKS = HD / 8;  // 16-byte chunks per row
-    for (int i = threadIdx.x; i < rows * CHUNKS; i += blockDim.x) {
-        int r = i / CHUNKS, c = (i % CHUNKS) * 8;
-        copy_to_shared<16, ASYNC>(dst + r * (HD + ATTN_PAD) + c, src + (r < valid ? r : 0) * stride + c, r < valid);
-    }
+// Threads per block of every tensor-core kernel (4 warps).
+#define ATTN_THREADS 128
+
+// Rows [0, ROWS) of a tile whose row r is at src + r * stride, into dst [ROWS][HD + ATTN_PAD]; rows from
+// `valid` (>= 1) on are zero (past the end of the sequence). Thread i copies the 16-byte chunk i % (HD / 8) of
+// rows i / (HD / 8), + ATTN_THREADS / (HD / 8), ...: a loop of constant trip count, one pointer step per chunk.
+template <int HD, int ROWS, bool ASYNC>
+__device__ inline void tile_load(__nv_bfloat16 *dst, const __nv_bfloat16 *src, size_t stride, int valid) {
+    constexpr int CHUNKS = HD / 8, STEP = ATTN_THREADS / CHUNKS;  // 16-byte chunks per row, rows per pass
+    int r = threadIdx.x / CHUNKS, c = threadIdx.x % CHUNKS * 8;
+    const __nv_bfloat16 *from = src + r * stride + c;
+    #pragma unroll
+    for (; r < ROWS; r += STEP, from += STEP * stride)
+        copy_to_shared<16, ASYNC>(dst + r * (HD + ATTN_PAD) + c, r < valid ? from : src, r < valid);
 }
 
 // Blocks per SM that ptxas must fit in registers (64K per SM): with V 5 at hd 64 (LLaMA's head dim up to 13b),
 // 4 forward and dq blocks (at most 128 registers a thread) and 3 dk/dv blocks (170), which their shared memory
-// also allows (228 KiB per SM on sm_90), against 3 dq and 2 dk/dv blocks with version 4's 136 and 180 registers.
+// also allows (228 KiB per SM on sm_90), against 3 dq and 2 dk/dv blocks with version 4's 158 and 203 registers.
+// The price is a few spilled registers (ptxas, sm_90: dq 36 bytes, dk/dv 28; 17 and 12 local loads and stores).
 // 0 (no minimum) leaves ptxas its own choice, as for the earlier versions.
 template <int HD, int V> struct AttnMinBlocks {
     static constexpr int DQ = V >= 5 && HD == 64 ? 4 : 0, DKDV = V >= 5 && HD == 64 ? 3 : 0;
@@ -405,9 +433,9 @@ template <int HD, int V> struct AttnForwardTile {
 // Block (query tile, head, batch); the query tiles run in reverse so the longest (last) ones start first.
 // Shared memory: Q, then K and V (two of each from V 4: the tile computed and the next one, in flight). A row
 // sees the key tiles that start at or before it, in order, whatever the block size, so every version gives the
-// same bits; a warp skips the m16 tiles of rows that a key tile lies wholly after.
+// same bits; a warp skips the key tiles that lie wholly after its rows.
 template <int HD, int V>
-__global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::FORWARD) attention_forward_mma_kernel(__nv_bfloat16 *out, float *lse, const __nv_bfloat16 *q,
+__global__ void __launch_bounds__(ATTN_THREADS, AttnMinBlocks<HD, V>::FORWARD) attention_forward_mma_kernel(__nv_bfloat16 *out, float *lse, const __nv_bfloat16 *q,
                                                                    const __nv_bfloat16 *k, const __nv_bfloat16 *v, int T,
                                                                    int H, int KV, float scale_log2) {
     constexpr int S = HD + ATTN_PAD, MT = AttnForwardTile<HD, V>::MT, BQ = AttnForwardTile<HD, V>::BQ;
@@ -423,11 +451,11 @@ __global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::FORWARD) attention_
     auto load_kv = [&](int kt) {  // key tile kt into its buffer
         __nv_bfloat16 *Ks = KVs + (ASYNC ? kt & 1 : 0) * 2 * ATTN_BK * S;
         int k0 = kt * ATTN_BK;
-        tile_load<HD, ASYNC>(Ks, kb + k0 * kv_stride, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
-        tile_load<HD, ASYNC>(Ks + ATTN_BK * S, vb + k0 * kv_stride, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
+        tile_load<HD, ATTN_BK, ASYNC>(Ks, kb + k0 * kv_stride, kv_stride, min(ATTN_BK, T - k0));
+        tile_load<HD, ATTN_BK, ASYNC>(Ks + ATTN_BK * S, vb + k0 * kv_stride, kv_stride, min(ATTN_BK, T - k0));
     };
 
-    tile_load<HD, ASYNC>(Qs, qb + q0 * q_stride, q_stride, BQ, min(BQ, T - q0));
+    tile_load<HD, BQ, ASYNC>(Qs, qb + q0 * q_stride, q_stride, min(BQ, T - q0));
     cp_async_commit<ASYNC>();
     if (ASYNC) load_kv(0);
     cp_async_commit<ASYNC>();
@@ -455,12 +483,14 @@ __global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::FORWARD) attention_
         cp_async_commit<ASYNC>();
         cp_async_wait<ASYNC, 1>();  // tile kt (the group just committed may go on)
         __syncthreads();
-        if (k0 > r0[MT - 1] + 15) continue;  // after every row of this warp
+        // A warp's 16 MT rows start at a multiple of 16 MT, which divides ATTN_BK: a key tile lies either wholly
+        // after them (with MT 2, the last tile of a block for its first two warps: skipped) or starts at or before
+        // the first. So every m16 tile computes, with no test around the mma.sync instructions (with MT 1, none
+        // at all: BQ = ATTN_BK).
+        static_assert(ATTN_BK % (16 * MT) == 0, "a warp's rows must not straddle a key tile's start");
+        if (MT > 1 && k0 > r0[MT - 1] + 15) continue;
         const __nv_bfloat16 *Ks = KVs + (ASYNC ? kt & 1 : 0) * 2 * ATTN_BK * S, *Vs = Ks + ATTN_BK * S;
-        bool active[MT];  // m16 tiles with a row at or after k0 (k0 and r0 are multiples of 16)
-        #pragma unroll
-        for (int mt = 0; mt < MT; mt++) active[mt] = k0 <= r0[mt];
-        float s[MT][ATTN_BK / 8][4];
+        float s[MT][ATTN_BK / 8][4];  // the scores q.k, unscaled
         #pragma unroll
         for (int mt = 0; mt < MT; mt++)
             for (int nt = 0; nt < ATTN_BK / 8; nt++) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
@@ -469,38 +499,38 @@ __global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::FORWARD) attention_
                 uint32_t bf[2][2];
                 frag_b_pair<V>(bf, Ks, S, nt * 8, kk * 16, lane);
                 #pragma unroll
-                for (int mt = 0; mt < MT; mt++)
-                    if (active[mt]) {
-                        mma_bf16_16816(s[mt][nt], qf[mt][kk], bf[0]);
-                        mma_bf16_16816(s[mt][nt + 1], qf[mt][kk], bf[1]);
-                    }
+                for (int mt = 0; mt < MT; mt++) {
+                    mma_bf16_16816(s[mt][nt], qf[mt][kk], bf[0]);
+                    mma_bf16_16816(s[mt][nt + 1], qf[mt][kk], bf[1]);
+                }
             }
         #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
-            if (!active[mt]) continue;  // (warp-uniform)
-            float mx[2] = {-INFINITY, -INFINITY};
             // masked: tiles that reach past the tile's first row (the diagonal) or past T; before them every key is
-            // before every row, and before T
-            bool mask = k0 + ATTN_BK - 1 > r0[mt] || k0 + ATTN_BK > T;
+            // before every row, and before T. A key col is kept when col <= min(row, T - 1).
+            if (k0 + ATTN_BK - 1 > r0[mt] || k0 + ATTN_BK > T) {
+                int last[2] = {min(row[mt][0], T - 1) - k0 - 2 * t, min(row[mt][1], T - 1) - k0 - 2 * t};
+                for (int nt = 0; nt < ATTN_BK / 8; nt++)
+                    for (int e = 0; e < 4; e++)
+                        s[mt][nt][e] = nt * 8 + (e & 1) > last[e >> 1] ? -INFINITY : s[mt][nt][e];
+            }
+            // The running maximum m is of the scaled scores (log2 units); as the scale is positive, the scaled
+            // maximum is the maximum of the scaled scores, and each probability takes one fused multiply-add.
+            float mx[2] = {-INFINITY, -INFINITY};
             for (int nt = 0; nt < ATTN_BK / 8; nt++)
-                for (int e = 0; e < 4; e++) {
-                    int col = k0 + nt * 8 + 2 * t + (e & 1);
-                    float x = !mask || (col <= row[mt][e >> 1] && col < T) ? s[mt][nt][e] * scale_log2 : -INFINITY;
-                    s[mt][nt][e] = x;
-                    mx[e >> 1] = fmaxf(mx[e >> 1], x);
-                }
+                for (int e = 0; e < 4; e++) mx[e >> 1] = fmaxf(mx[e >> 1], s[mt][nt][e]);
             float alpha[2], base[2], sum[2] = {0.0f, 0.0f};
             for (int i = 0; i < 2; i++) {  // the 4 threads of a group hold the columns of the same rows
                 mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xFFFFFFFFu, mx[i], 1));
                 mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xFFFFFFFFu, mx[i], 2));
-                float m_new = fmaxf(m[mt][i], mx[i]);
+                float m_new = fmaxf(m[mt][i], mx[i] * scale_log2);
                 base[i] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing unmasked yet stays at zero
-                alpha[i] = exp2f(m[mt][i] - base[i]);
+                alpha[i] = attn_exp2(m[mt][i] - base[i]);
                 m[mt][i] = m_new;
             }
             for (int nt = 0; nt < ATTN_BK / 8; nt++)
                 for (int e = 0; e < 4; e++) {
-                    s[mt][nt][e] = exp2f(s[mt][nt][e] - base[e >> 1]);
+                    s[mt][nt][e] = attn_exp2(fmaf(s[mt][nt][e], scale_log2, -base[e >> 1]));
                     sum[e >> 1] += s[mt][nt][e];
                 }
             for (int i = 0; i < 2; i++) l[mt][i] = l[mt][i] * alpha[i] + sum[i];
@@ -517,11 +547,10 @@ __global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::FORWARD) attention_
                 uint32_t bf[2][2];
                 frag_b_rows_pair<V>(bf, Vs, S, kk * 16, dt * 8, lane);
                 #pragma unroll
-                for (int mt = 0; mt < MT; mt++)
-                    if (active[mt]) {
-                        mma_bf16_16816(o[mt][dt], pa[mt], bf[0]);
-                        mma_bf16_16816(o[mt][dt + 1], pa[mt], bf[1]);
-                    }
+                for (int mt = 0; mt < MT; mt++) {
+                    mma_bf16_16816(o[mt][dt], pa[mt], bf[0]);
+                    mma_bf16_16816(o[mt][dt + 1], pa[mt], bf[1]);
+                }
             }
         }
     }
@@ -569,7 +598,7 @@ __device__ __forceinline__ void attention_two_products(float acc1[NT][4], float 
 // Block (query tile, head, batch): dq for 64 query rows, over the key tiles up to the diagonal. Shared memory:
 // Q, dO, then K and V (two of each from V 4, as in the forward).
 template <int HD, int V>
-__global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::DQ) attention_backward_dq_mma_kernel(__nv_bfloat16 *dq, const __nv_bfloat16 *dout,
+__global__ void __launch_bounds__(ATTN_THREADS, AttnMinBlocks<HD, V>::DQ) attention_backward_dq_mma_kernel(__nv_bfloat16 *dq, const __nv_bfloat16 *dout,
                                                                        const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                                                                        const __nv_bfloat16 *v, const float *lse,
                                                                        const float *D, int T, int H, int KV,
@@ -586,12 +615,12 @@ __global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::DQ) attention_backw
     auto load_kv = [&](int kt) {
         __nv_bfloat16 *Ks = KVs + (ASYNC ? kt & 1 : 0) * 2 * ATTN_BK * S;
         int k0 = kt * ATTN_BK;
-        tile_load<HD, ASYNC>(Ks, kb + k0 * kv_stride, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
-        tile_load<HD, ASYNC>(Ks + ATTN_BK * S, vb + k0 * kv_stride, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
+        tile_load<HD, ATTN_BK, ASYNC>(Ks, kb + k0 * kv_stride, kv_stride, min(ATTN_BK, T - k0));
+        tile_load<HD, ATTN_BK, ASYNC>(Ks + ATTN_BK * S, vb + k0 * kv_stride, kv_stride, min(ATTN_BK, T - k0));
     };
     size_t q_at = ((size_t)b * T + q0) * q_stride + h * HD;  // row q0 of head h
-    tile_load<HD, ASYNC>(Qs, q + q_at, q_stride, ATTN_BQ, min(ATTN_BQ, T - q0));
-    tile_load<HD, ASYNC>(dOs, dout + q_at, q_stride, ATTN_BQ, min(ATTN_BQ, T - q0));
+    tile_load<HD, ATTN_BQ, ASYNC>(Qs, q + q_at, q_stride, min(ATTN_BQ, T - q0));
+    tile_load<HD, ATTN_BQ, ASYNC>(dOs, dout + q_at, q_stride, min(ATTN_BQ, T - q0));
     if (ASYNC) load_kv(0);
     cp_async_commit<ASYNC>();
 
@@ -616,14 +645,16 @@ __global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::DQ) attention_backw
         float s[ATTN_BK / 8][4], dp[ATTN_BK / 8][4];
         attention_two_products<HD, ATTN_BK / 8, V>(s, dp, Qs, dOs, Ks, Vs, warp * 16, lane);  // S = Q K^T, dP = dO V^T
         // Below the diagonal every key is before every row and before T; rows past T (zero Q and dO, lse and
-        // D 0) get dS 0 there, and are not written.
-        bool mask = kt == qt;
+        // D 0) get dS 0 there, and are not written. The diagonal tile is masked: key col is kept when col <= row < T.
         for (int nt = 0; nt < ATTN_BK / 8; nt++)
-            for (int e = 0; e < 4; e++) {
-                int col = k0 + nt * 8 + 2 * t + (e & 1), r = row[e >> 1];
-                float p = !mask || (col <= r && col < T && r < T) ? exp2f(s[nt][e] * scale_log2 - lse2[e >> 1]) : 0.0f;
-                s[nt][e] = p * (dp[nt][e] - Dr[e >> 1]);  // dS
-            }
+            for (int e = 0; e < 4; e++) s[nt][e] = attn_exp2(fmaf(s[nt][e], scale_log2, -lse2[e >> 1]));  // P
+        if (kt == qt) {
+            int last[2] = {(row[0] < T ? row[0] : -1) - k0 - 2 * t, (row[1] < T ? row[1] : -1) - k0 - 2 * t};
+            for (int nt = 0; nt < ATTN_BK / 8; nt++)
+                for (int e = 0; e < 4; e++) s[nt][e] = nt * 8 + (e & 1) > last[e >> 1] ? 0.0f : s[nt][e];
+        }
+        for (int nt = 0; nt < ATTN_BK / 8; nt++)
+            for (int e = 0; e < 4; e++) s[nt][e] = s[nt][e] * (dp[nt][e] - Dr[e >> 1]);  // dS
         for (int kk = 0; kk < ATTN_BK / 16; kk++) {
             uint32_t a[4];
             frag_a_from_acc(a, s[2 * kk], s[2 * kk + 1]);
@@ -650,7 +681,7 @@ template <int HD> struct AttnDkdvTile { static constexpr int BQ = HD <= 64 ? 64 
 // tiles from the diagonal on. The first key tiles have the most work and come first. Shared memory: K, V, then
 // Q, dO, lse, D (two of each from V 4: the tile computed and the next one, in flight).
 template <int HD, int V>
-__global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::DKDV) attention_backward_dkdv_mma_kernel(__nv_bfloat16 *dk, __nv_bfloat16 *dv,
+__global__ void __launch_bounds__(ATTN_THREADS, AttnMinBlocks<HD, V>::DKDV) attention_backward_dkdv_mma_kernel(__nv_bfloat16 *dk, __nv_bfloat16 *dv,
                                                                          const __nv_bfloat16 *dout, const __nv_bfloat16 *q,
                                                                          const __nv_bfloat16 *k, const __nv_bfloat16 *v,
                                                                          const float *lse, const float *D, int T, int H,
@@ -670,23 +701,26 @@ __global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::DKDV) attention_bac
     size_t kv_at = ((size_t)b * T + k0) * kv_stride + kvh * HD;  // row k0 of kv head kvh
     // the (head, query tile) pairs in order: for each head of the group, the tiles q0 = k0, k0 + BQ, ... < T
     // (k0 is a multiple of BQ: the first tile of each head holds the diagonal)
-    int tiles = ceil_div(T - k0, BQ), steps = group * tiles;
-    auto load_q = [&](int i) {  // step i's tiles into its buffer
+    int steps = group * ceil_div(T - k0, BQ);
+    int load_h = kvh * group, load_q0 = k0;  // the head and first query of the next step to load
+    auto load_q = [&](int i) {  // step i's tiles into its buffer; called for i = 0, 1, ... in order
         unsigned char *buf = bufs + (ASYNC ? i & 1 : 0) * BUF_BYTES;
         __nv_bfloat16 *Qs = (__nv_bfloat16 *)buf, *dOs = Qs + BQ * S;
         float *lse_s = (float *)(dOs + BQ * S), *D_s = lse_s + BQ;
-        int h = kvh * group + i / tiles, q0 = k0 + i % tiles * BQ;
+        int h = load_h, q0 = load_q0;
         size_t q_at = ((size_t)b * T + q0) * q_stride + h * HD, at = ((size_t)b * H + h) * T;
-        tile_load<HD, ASYNC>(Qs, q + q_at, q_stride, BQ, min(BQ, T - q0));
-        tile_load<HD, ASYNC>(dOs, dout + q_at, q_stride, BQ, min(BQ, T - q0));
-        for (int r = threadIdx.x; r < BQ; r += blockDim.x) {
+        tile_load<HD, BQ, ASYNC>(Qs, q + q_at, q_stride, min(BQ, T - q0));
+        tile_load<HD, BQ, ASYNC>(dOs, dout + q_at, q_stride, min(BQ, T - q0));
+        for (int r = threadIdx.x; r < BQ; r += ATTN_THREADS) {
             bool ok = q0 + r < T;
             copy_to_shared<4, ASYNC>(lse_s + r, lse + at + (ok ? q0 + r : q0), ok);
             copy_to_shared<4, ASYNC>(D_s + r, D + at + (ok ? q0 + r : q0), ok);
         }
+        load_q0 += BQ;
+        if (load_q0 >= T) load_q0 = k0, load_h++;
     };
-    tile_load<HD, ASYNC>(Ks, k + kv_at, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
-    tile_load<HD, ASYNC>(Vs, v + kv_at, kv_stride, ATTN_BK, min(ATTN_BK, T - k0));
+    tile_load<HD, ATTN_BK, ASYNC>(Ks, k + kv_at, kv_stride, min(ATTN_BK, T - k0));
+    tile_load<HD, ATTN_BK, ASYNC>(Vs, v + kv_at, kv_stride, min(ATTN_BK, T - k0));
     if (ASYNC) load_q(0);
     cp_async_commit<ASYNC>();
 
@@ -694,8 +728,7 @@ __global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::DKDV) attention_bac
     float dka[HD / 8][4], dva[HD / 8][4];
     for (int dt = 0; dt < HD / 8; dt++)
         for (int e = 0; e < 4; e++) dka[dt][e] = dva[dt][e] = 0.0f;
-    for (int i = 0; i < steps; i++) {
-        int q0 = k0 + i % tiles * BQ;
+    for (int i = 0, q0 = k0; i < steps; i++, q0 = q0 + BQ < T ? q0 + BQ : k0) {  // q0: step i's first query
         __syncthreads();  // everyone is done with the tiles the next load overwrites
         if (!ASYNC) load_q(i);
         else if (i + 1 < steps) load_q(i + 1);
@@ -708,15 +741,23 @@ __global__ void __launch_bounds__(128, AttnMinBlocks<HD, V>::DKDV) attention_bac
         float st[BQ / 8][4], dpt[BQ / 8][4];  // S^T = K Q^T and dP^T = V dO^T: rows keys, columns queries
         attention_two_products<HD, BQ / 8, V>(st, dpt, Ks, Vs, Qs, dOs, warp * 16, lane);
         // tiles that reach the diagonal, or queries past T, are masked (those queries would add exact zeros, but
-        // the sign of a zero sum could differ); keys past T are not written
-        bool mask = q0 < k0 + ATTN_BK || q0 + BQ > T;
+        // the sign of a zero sum could differ); keys past T are not written. P is computed for every element first
+        // (a masked one may be inf or garbage) and the mask then selects 0.
         for (int nt = 0; nt < BQ / 8; nt++)
             for (int e = 0; e < 4; e++) {
-                int qc = nt * 8 + 2 * t + (e & 1), qi = q0 + qc, kr = key[e >> 1];
-                float p = !mask || (qi >= kr && qi < T && kr < T) ? exp2f(st[nt][e] * scale_log2 - __fmul_rn(lse_s[qc], ATTN_LOG2E)) : 0.0f;
-                st[nt][e] = p;                           // P^T
-                dpt[nt][e] = p * (dpt[nt][e] - D_s[qc]);  // dS^T
+                int qc = nt * 8 + 2 * t + (e & 1);
+                st[nt][e] = attn_exp2(fmaf(st[nt][e], scale_log2, -__fmul_rn(lse_s[qc], ATTN_LOG2E)));  // P^T
             }
+        if (q0 < k0 + ATTN_BK || q0 + BQ > T) {  // query qi is kept when key <= qi < T
+            int first[2] = {key[0] - q0 - 2 * t, key[1] - q0 - 2 * t}, end = T - q0 - 2 * t;
+            for (int nt = 0; nt < BQ / 8; nt++)
+                for (int e = 0; e < 4; e++) {
+                    int c = nt * 8 + (e & 1);
+                    st[nt][e] = c < first[e >> 1] || c >= end ? 0.0f : st[nt][e];
+                }
+        }
+        for (int nt = 0; nt < BQ / 8; nt++)
+            for (int e = 0; e < 4; e++) dpt[nt][e] = st[nt][e] * (dpt[nt][e] - D_s[nt * 8 + 2 * t + (e & 1)]);  // dS^T
         for (int kq = 0; kq < BQ / 16; kq++) {
             uint32_t pa[4], sa[4];
             frag_a_from_acc(pa, st[2 * kq], st[2 * kq + 1]);
@@ -829,7 +870,7 @@ static void attention_forward_mma(__nv_bfloat16 *out, float *lse, const __nv_bfl
         dim3 grid(ceil_div(T, BQ), H, B);
         size_t smem = sizeof(__nv_bfloat16) * (BQ + NBUF * 2 * ATTN_BK) * (HD + ATTN_PAD);
         attention_smem_attribute(attention_forward_mma_kernel<HD, V>, smem);
-        attention_forward_mma_kernel<HD, V><<<grid, 128, smem, stream>>>(out, lse, q, k, v, T, H, KV, scale_log2);
+        attention_forward_mma_kernel<HD, V><<<grid, ATTN_THREADS, smem, stream>>>(out, lse, q, k, v, T, H, KV, scale_log2);
     });
     cudaCheckLaunch();
 }
@@ -852,12 +893,12 @@ static void attention_backward_mma(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bf
         size_t smem_kv = sizeof(__nv_bfloat16) * 2 * ATTN_BK * (HD + ATTN_PAD) +
                          NBUF * (sizeof(__nv_bfloat16) * 2 * BQ * (HD + ATTN_PAD) + sizeof(float) * 2 * BQ);
         attention_smem_attribute(attention_backward_dkdv_mma_kernel<HD, V>, smem_kv);
-        attention_backward_dkdv_mma_kernel<HD, V><<<dim3(ceil_div(T, ATTN_BK), KV, B), 128, smem_kv, stream>>>(
+        attention_backward_dkdv_mma_kernel<HD, V><<<dim3(ceil_div(T, ATTN_BK), KV, B), ATTN_THREADS, smem_kv, stream>>>(
             dk, dv, dout, q, k, v, lse, D, T, H, KV, scale_log2, scale);
         cudaCheckLaunch();
         size_t smem_q = sizeof(__nv_bfloat16) * (2 * ATTN_BQ + NBUF * 2 * ATTN_BK) * (HD + ATTN_PAD);
         attention_smem_attribute(attention_backward_dq_mma_kernel<HD, V>, smem_q);
-        attention_backward_dq_mma_kernel<HD, V><<<dim3(ceil_div(T, ATTN_BQ), H, B), 128, smem_q, stream>>>(
+        attention_backward_dq_mma_kernel<HD, V><<<dim3(ceil_div(T, ATTN_BQ), H, B), ATTN_THREADS, smem_q, stream>>>(
             dq, dout, q, k, v, lse, D, T, H, KV, scale_log2, scale);
     });
     cudaCheckLaunch();
