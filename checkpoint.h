@@ -35,16 +35,43 @@
 typedef struct {
     const char *name;
     size_t nbytes;
-    const void *data;  // or NULL: from the writer's Fetcher (safetensors.h), by section index
+    const void *data;  // or NULL: moved through the trainer's StateIO, part by part
 } StateSection;
 
-static void state_write(const char *path, int n, const StateSection *sec, const Fetcher *fetch) {
+// How the sections without data move between state.bin and the trainer (the GPU trainer's live on the device): in
+// parts, consecutive byte ranges of a section in order, so that host memory holds one part at a time (the GPU
+// trainer's parts are its tensors: its largest, not a 28 GB moment of a 7b model). i: the section's index.
+typedef struct {
+    int (*parts)(void *ctx, int i);                              // how many parts section i has
+    size_t (*part_bytes)(void *ctx, int i, int part);            // their sizes, adding up to the section's
+    void (*fetch)(void *ctx, int i, int part, void *dst);        // saving: the part's bytes into dst
+    void (*store)(void *ctx, int i, int part, const void *src);  // resuming: the part's bytes from src
+    void *ctx;
+} StateIO;
+
+// Section i moves in parts: one of all its bytes when it has data, else io's. Their number, and part's size.
+static int state_parts(const StateSection *sec, int i, const StateIO *io) {
+    if (sec[i].data) return 1;
+    if (!io) fail("internal: state section %s has no data and no StateIO", sec[i].name);
+    return io->parts(io->ctx, i);
+}
+
+static size_t state_part_bytes(const StateSection *sec, int i, int part, const StateIO *io) {
+    return sec[i].data ? sec[i].nbytes : io->part_bytes(io->ctx, i, part);
+}
+
+// The parts of section i came to `bytes` in all: they must add up to the section.
+static void state_parts_check(const StateSection *sec, int i, size_t bytes) {
+    if (bytes != sec[i].nbytes) fail("internal: the parts of state section %s add up to %zu bytes, not %zu", sec[i].name, bytes, sec[i].nbytes);
+}
+
+static void state_write(const char *path, int n, const StateSection *sec, const StateIO *io) {
     FILE *f = xfopen(path, "wb");
     uint32_t head[2] = {STATE_VERSION, (uint32_t)n};
     xfwrite(STATE_MAGIC, 8, f, path);
     xfwrite(head, sizeof(head), f, path);
     void *buf = NULL;
-    size_t buf_cap = 0;
+    size_t cap = 0;
     for (int i = 0; i < n; i++) {
         char name[STATE_NAME_LEN] = {0};
         if (strlen(sec[i].name) >= STATE_NAME_LEN) fail("state section name %s is too long", sec[i].name);
@@ -52,15 +79,27 @@ static void state_write(const char *path, int n, const StateSection *sec, const 
         uint64_t nb = sec[i].nbytes;
         xfwrite(name, STATE_NAME_LEN, f, path);
         xfwrite(&nb, 8, f, path);
-        xfwrite(fetcher_bytes(fetch, i, sec[i].data, sec[i].nbytes, &buf, &buf_cap), sec[i].nbytes, f, path);
+        size_t offset = 0;
+        for (int part = 0; part < state_parts(sec, i, io); part++) {
+            size_t bytes = state_part_bytes(sec, i, part, io);
+            if (sec[i].data) {
+                xfwrite((const char *)sec[i].data + offset, bytes, f, path);
+            } else {
+                io->fetch(io->ctx, i, part, xreserve(&buf, &cap, bytes));
+                xfwrite(buf, bytes, f, path);
+            }
+            offset += bytes;
+        }
+        state_parts_check(sec, i, offset);
     }
     xfwrite(STATE_END, 8, f, path);
     if (fflush(f) || fsync(fileno(f)) || fclose(f)) fail("cannot write %s: %s", path, strerror(errno));
     free(buf);
 }
 
-// An open state.bin: its sections' names and sizes, and where their bytes are, read one section at a time
-// (state_read_section), so that a trainer holds at most one section in host memory while it resumes.
+// An open state.bin: its sections' names and sizes, and where their bytes are, read a section or a part of one at
+// a time (state_read_section, state_read_bytes), so that a trainer holds at most one part in host memory while it
+// resumes.
 typedef struct {
     char path[CKPT_PATH_LEN];
     FILE *f;  // open until state_close
@@ -112,11 +151,15 @@ static int state_find(const TrainerState *st, const char *name, size_t nbytes) {
     fail("%s: section %s is missing (was the checkpoint written with another optimizer?)", st->path, name);
 }
 
-// Section i's bytes into dst (sizes[i] bytes).
-static void state_read_section(const TrainerState *st, int i, void *dst) {
-    if (fseeko(st->f, st->offsets[i], SEEK_SET)) fail("cannot read %s: %s", st->path, strerror(errno));
-    xfread(dst, st->sizes[i], st->f, st->path);
+// Bytes [offset, offset + nbytes) of section i into dst.
+static void state_read_bytes(const TrainerState *st, int i, size_t offset, size_t nbytes, void *dst) {
+    if (offset + nbytes > st->sizes[i]) fail("internal: reading past the end of section %s of %s", st->names[i], st->path);
+    if (fseeko(st->f, st->offsets[i] + (off_t)offset, SEEK_SET)) fail("cannot read %s: %s", st->path, strerror(errno));
+    xfread(dst, nbytes, st->f, st->path);
 }
+
+// Section i's bytes into dst (sizes[i] bytes).
+static void state_read_section(const TrainerState *st, int i, void *dst) { state_read_bytes(st, i, 0, st->sizes[i], dst); }
 
 static void state_close(TrainerState *st) {
     fclose(st->f);
@@ -345,29 +388,22 @@ static int state_header_sections(StateHeader *h, StateSection *sec) {
 }
 
 // Writes the checkpoint of `step` into OUT (DESIGN §6): the weights (params, dtype and weights_fetch as
-// checkpoint_write_model), config.json, and the state sections (those without data from state_fetch).
+// checkpoint_write_model), config.json, and the state sections (those without data through io).
 static void checkpoint_save(const char *out_dir, int step, const LlamaConfig *c, const void *params, const char *dtype,
-                            const Fetcher *weights_fetch, int n, const StateSection *sec, const Fetcher *state_fetch) {
+                            const Fetcher *weights_fetch, int n, const StateSection *sec, const StateIO *io) {
     char tmp[CKPT_PATH_LEN], path[CKPT_PATH_LEN + 32];
     checkpoint_begin(out_dir, step, tmp, sizeof(tmp));
     checkpoint_write_model(tmp, c, params, dtype, weights_fetch);
     path_format(path, sizeof(path), "%s/state.bin", tmp);
-    state_write(path, n, sec, state_fetch);
+    state_write(path, n, sec, io);
     checkpoint_commit(out_dir, step, tmp);
     printf("checkpoint: %s/ckpt_%08d\n", out_dir, step);
 }
 
-// Where the sections that checkpoint_load_state reads go when they have no data pointer: store(ctx, i, src) takes
-// section i's bytes from a host buffer that holds one section at a time (the GPU trainer copies them to the device).
-typedef struct {
-    void (*store)(void *ctx, int i, const void *src);
-    void *ctx;
-} Storer;
-
 // Reads the state of the checkpoint in dir: checks that its batch shape and optimizer are `want`'s, then
-// fills every section of sec (which must exist with exactly its size: into its data, or through store when
-// that is NULL) and the header's step and data position.
-static void checkpoint_load_state(const char *dir, StateHeader *h, int n, const StateSection *sec, const Storer *store) {
+// fills every section of sec (which must exist with exactly its size: into its data, or through io when that is
+// NULL) and the header's step and data position.
+static void checkpoint_load_state(const char *dir, StateHeader *h, int n, const StateSection *sec, const StateIO *io) {
     char path[CKPT_PATH_LEN + 32];
     path_format(path, sizeof(path), "%s/state.bin", dir);
     TrainerState st;
@@ -388,13 +424,15 @@ static void checkpoint_load_state(const char *dir, StateHeader *h, int n, const 
     size_t cap = 0;
     for (int i = 0; i < n; i++) {
         int at = state_find(&st, sec[i].name, sec[i].nbytes);
-        if (sec[i].data) {
-            state_read_section(&st, at, (void *)sec[i].data);
-            continue;
+        size_t offset = 0;
+        for (int part = 0; part < state_parts(sec, i, io); part++) {
+            size_t bytes = state_part_bytes(sec, i, part, io);
+            void *dst = sec[i].data ? (char *)sec[i].data + offset : xreserve(&buf, &cap, bytes);
+            state_read_bytes(&st, at, offset, bytes, dst);
+            if (!sec[i].data) io->store(io->ctx, i, part, dst);
+            offset += bytes;
         }
-        if (!store) fail("internal: state section %s has no data and no storer", sec[i].name);
-        state_read_section(&st, at, xreserve(&buf, &cap, sec[i].nbytes));
-        store->store(store->ctx, i, buf);
+        state_parts_check(sec, i, offset);
     }
     free(buf);
     state_close(&st);

@@ -320,21 +320,6 @@ static void gpu_tensor_copy(GpuLlama *m, int kind, int layer, void *host, void *
         cudaCheck(cudaMemcpy2D(host, cols * esize, d, scols * esize, cols * esize, rows, cudaMemcpyDeviceToHost));
 }
 
-// Copies a whole flat buffer between host, in the model's layout (with_projections as llama_param_layout_of),
-// and the device, in the stored layout.
-static void gpu_tensors_copy(GpuLlama *m, void *host, void *dev, size_t esize, int with_projections, int to_device) {
-    ParamLayout hlay, dlay;
-    llama_param_layout_of(&m->model_cfg, &hlay, with_projections);
-    llama_param_layout_of(&m->cfg, &dlay, with_projections);
-    for (int i = 0; i < llama_num_tensors(&m->cfg); i++) {
-        int kind, layer;
-        llama_tensor_at(&m->cfg, i, &kind, &layer);
-        if (!with_projections && llama_param_kinds[kind].is_projection) continue;
-        char *h = (char *)host + llama_param_offset(&m->model_cfg, &hlay, kind, layer) * esize;
-        gpu_tensor_copy(m, kind, layer, h, dev, &dlay, esize, to_device);
-    }
-}
-
 static void gpu_set_tensor(GpuLlama *m, int kind, int layer, const float *data, size_t n) {
     floatX *tmp = (floatX *)xmalloc(sizeof(floatX) * n);
 #pragma omp parallel for schedule(static)

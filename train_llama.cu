@@ -59,10 +59,13 @@ static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, uint64
 
 // The trainer state: the shared header, the AdamW moments and Grass's selection and moments, under the
 // CPU trainer's names (fp32 moments) and in the model's layout, so checkpoints move between the trainers;
-// bf16 moments have names of their own. The device-held sections have no data: checkpoints move them one at a
-// time (gpu_fetch_state, gpu_store_state).
+// bf16 moments have names of their own. The device-held sections have no data: checkpoints move them in parts
+// (StateIO): the AdamW moments a tensor at a time (stored padded), Grass's sections GPU_STATE_CHUNK bytes at a time.
 #define GPU_STATE_TENSORS 6
-#define GPU_STATE_ADAMW 2  // the first two, the AdamW moments, are stored padded (gpu_tensors_copy)
+#define GPU_STATE_ADAMW 2  // the first two, the AdamW moments, are stored padded (gpu_tensor_copy)
+#ifndef GPU_STATE_CHUNK  // the emulated builds (dev/emu/emu.mk) take 4 KiB, so that their resume tests use many parts
+#define GPU_STATE_CHUNK ((size_t)64 << 20)
+#endif
 static int gpu_state_sections(GpuLlama *m, StateHeader *h, StateSection *sec) {
     const GpuGrass *gs = &m->grass;
     ParamLayout model_glay;
@@ -80,18 +83,6 @@ static int gpu_state_sections(GpuLlama *m, StateHeader *h, StateSection *sec) {
     return n;
 }
 
-// Copies state tensor i between host (nbytes) and its device buffer (gpu_state_sections' order).
-static void gpu_state_copy(GpuLlama *m, int i, void *host, size_t nbytes, int to_device) {
-    GpuGrass *gs = &m->grass;
-    void *dev[GPU_STATE_TENSORS] = {m->mom, m->var, gs->sigma, gs->rho, gs->m, gs->v};
-    if (i < GPU_STATE_ADAMW)
-        gpu_tensors_copy(m, host, dev[i], m->state_bf16 ? 2 : 4, !gs->p.enabled, to_device);
-    else if (to_device)
-        cudaCheck(cudaMemcpy(dev[i], host, nbytes, cudaMemcpyHostToDevice));
-    else
-        cudaCheck(cudaMemcpy(host, dev[i], nbytes, cudaMemcpyDeviceToHost));
-}
-
 static StateHeader gpu_state_header(const GpuLlama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum,
                                     int world) {
     const GrassPlan *p = &m->grass.p;
@@ -100,9 +91,10 @@ static StateHeader gpu_state_header(const GpuLlama *m, const TrainOptions *opt, 
     return h;
 }
 
-// The checkpoint's weights and state sections come from the device one tensor (or section) at a time, as the
-// writer reaches them (Fetcher), and the state goes back one section at a time on resume (Storer): host memory for
-// the largest one only, not for the model and its moments (13b Grass: under 1 GB instead of about 28).
+// The checkpoint's weights come from the device one tensor at a time, as the writer reaches them (Fetcher), and
+// the state sections move in parts (StateIO): host memory for the largest tensor only, not for the model and its
+// moments: 13b Grass at rank 1024, 0.66 GB (its embedding in fp32), where a Grass moment section is 5.9 GB; 7b AdamW,
+// 0.52 GB, where a moment section is 27 GB.
 typedef struct {
     GpuLlama *m;
     void *dev;  // the weights' device copy
@@ -117,9 +109,62 @@ static void gpu_fetch_weight(void *ctx, int i, void *dst) {
     gpu_tensor_copy(f->m, kind, layer, dst, f->dev, &f->m->lay, f->esize, 0);
 }
 
-static void gpu_fetch_state(void *ctx, int i, void *dst) {  // i: the section index, after the header's
-    GpuCheckpointIO *f = (GpuCheckpointIO *)ctx;
-    gpu_state_copy(f->m, i - STATE_HEADER_SECTIONS, dst, f->sec[i].nbytes, 0);
+// The tensors that have AdamW moments, in checkpoint order: all, or under Grass those outside the projections.
+// Returns how many there are, and with part >= 0 puts that one's (kind, layer) in *kind, *layer.
+static int gpu_adamw_tensors(const GpuLlama *m, int part, int *kind, int *layer) {
+    int n = 0;
+    for (int i = 0; i < llama_num_tensors(&m->cfg); i++) {
+        int k, l;
+        llama_tensor_at(&m->cfg, i, &k, &l);
+        if (m->grass.p.enabled && llama_param_kinds[k].is_projection) continue;
+        if (n++ == part) *kind = k, *layer = l;
+    }
+    return n;
+}
+
+static int gpu_state_parts(void *ctx, int i) {  // i: the section index, after the header's
+    GpuCheckpointIO *io = (GpuCheckpointIO *)ctx;
+    if (i - STATE_HEADER_SECTIONS < GPU_STATE_ADAMW) return gpu_adamw_tensors(io->m, -1, NULL, NULL);
+    return (int)ceil_div(io->sec[i].nbytes, GPU_STATE_CHUNK);
+}
+
+static size_t gpu_state_part_bytes(void *ctx, int i, int part) {
+    GpuCheckpointIO *io = (GpuCheckpointIO *)ctx;
+    if (i - STATE_HEADER_SECTIONS >= GPU_STATE_ADAMW) {
+        size_t rest = io->sec[i].nbytes - part * GPU_STATE_CHUNK;
+        return rest < GPU_STATE_CHUNK ? rest : GPU_STATE_CHUNK;
+    }
+    int kind, layer;
+    gpu_adamw_tensors(io->m, part, &kind, &layer);
+    return llama_param_numel(&io->m->model_cfg, kind) * (io->m->state_bf16 ? 2 : 4);
+}
+
+// Copies part `part` of state section i between host and its device buffer.
+static void gpu_state_part_copy(GpuCheckpointIO *io, int i, int part, void *host, int to_device) {
+    GpuLlama *m = io->m;
+    GpuGrass *gs = &m->grass;
+    void *dev[GPU_STATE_TENSORS] = {m->mom, m->var, gs->sigma, gs->rho, gs->m, gs->v};
+    int s = i - STATE_HEADER_SECTIONS;
+    if (s < GPU_STATE_ADAMW) {
+        int kind, layer;
+        ParamLayout dlay;  // the moments' stored layout
+        gpu_adamw_tensors(m, part, &kind, &layer);
+        llama_param_layout_of(&m->cfg, &dlay, !gs->p.enabled);
+        gpu_tensor_copy(m, kind, layer, host, dev[s], &dlay, m->state_bf16 ? 2 : 4, to_device);
+    } else {
+        char *d = (char *)dev[s] + part * GPU_STATE_CHUNK;
+        size_t bytes = gpu_state_part_bytes(io, i, part);
+        cudaCheck(cudaMemcpy(to_device ? (void *)d : host, to_device ? host : (void *)d, bytes,
+                             to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost));
+    }
+}
+
+static void gpu_fetch_state(void *ctx, int i, int part, void *dst) {
+    gpu_state_part_copy((GpuCheckpointIO *)ctx, i, part, dst, 0);
+}
+
+static void gpu_store_state(void *ctx, int i, int part, const void *src) {
+    gpu_state_part_copy((GpuCheckpointIO *)ctx, i, part, (void *)src, 1);
 }
 
 // The weights go out in their most precise copy: the fp32 master weights, else the floatX weights.
@@ -129,23 +174,18 @@ static void gpu_save_checkpoint(GpuLlama *m, const TrainOptions *opt, int step, 
     StateSection sec[STATE_HEADER_SECTIONS + GPU_STATE_TENSORS];
     int n = gpu_state_sections(m, &h, sec);
     GpuCheckpointIO ctx = {m, m->master ? (void *)m->master : (void *)m->params, esize, sec};
-    Fetcher weights = {gpu_fetch_weight, &ctx}, state = {gpu_fetch_state, &ctx};
-    checkpoint_save(opt->out, step, &m->model_cfg, NULL, esize == 4 ? "F32" : "BF16", &weights, n, sec, &state);
+    Fetcher weights = {gpu_fetch_weight, &ctx};
+    StateIO io = {gpu_state_parts, gpu_state_part_bytes, gpu_fetch_state, gpu_store_state, &ctx};
+    checkpoint_save(opt->out, step, &m->model_cfg, NULL, esize == 4 ? "F32" : "BF16", &weights, n, sec, &io);
 }
 
-static void gpu_store_state(void *ctx, int i, const void *src) {  // i: the section index, after the header's
-    GpuCheckpointIO *f = (GpuCheckpointIO *)ctx;
-    gpu_state_copy(f->m, i - STATE_HEADER_SECTIONS, (void *)src, f->sec[i].nbytes, 1);
-}
-
-// The state sections go to the device one at a time as they are read (Storer), as they came from it.
 static int gpu_load_state(GpuLlama *m, const TrainOptions *opt, const char *dir, DataLoader *train, int accum, int world) {
     StateHeader h = gpu_state_header(m, opt, 0, train, accum, world);
     StateSection sec[STATE_HEADER_SECTIONS + GPU_STATE_TENSORS];
     int n = gpu_state_sections(m, &h, sec);
     GpuCheckpointIO ctx = {m, NULL, 0, sec};
-    Storer store = {gpu_store_state, &ctx};
-    checkpoint_load_state(dir, &h, n, sec, &store);
+    StateIO io = {gpu_state_parts, gpu_state_part_bytes, gpu_fetch_state, gpu_store_state, &ctx};
+    checkpoint_load_state(dir, &h, n, sec, &io);
     dataloader_seek(train, (int)h.data[0], (int)h.data[1], (int)h.data[2]);
     return (int)h.step;
 }

@@ -5,8 +5,10 @@
 # builds them with cuda_emu.h force-included.
 CXX ?= g++
 EMU_CUDA_INCLUDE := $(firstword $(patsubst %/cuda_runtime.h,%,$(wildcard $(CUDA_HOME)/include/cuda_runtime.h /usr/local/cuda/include/cuda_runtime.h /usr/include/cuda_runtime.h)))
+# GPU_STATE_CHUNK: the trainer moves Grass's checkpoint sections 4 KiB at a time (64 MiB on a GPU), so that the
+# emulated resume tests read and write them in many parts
 EMU_CXXFLAGS = -O2 -std=c++17 -U_FORTIFY_SOURCE -I$(EMU_CUDA_INCLUDE) -include dev/emu/cuda_emu.h -Wall -Wextra \
-    -Wno-unknown-pragmas -Wno-unused-function -Wno-unused-parameter -Wno-clobbered
+    -Wno-unknown-pragmas -Wno-unused-function -Wno-unused-parameter -Wno-clobbered -DGPU_STATE_CHUNK="((size_t)4096)"
 EMU_KERNELS = rmsnorm rope swiglu embedding crossentropy adamw matmul attention grass
 EMU_SOURCES = train_llama.cu llama_model.cuh grass.cuh comm_gpu.cuh gpu_profile.cuh $(wildcard kernels/*.cuh) $(HOST_HEADERS) \
     $(EMU_KERNELS:%=dev/cuda/%.cu) $(wildcard dev/cuda/*.cuh dev/cuda/*.h) dev/emu/selftest.cu
