@@ -182,12 +182,7 @@ static void bench(int version, AttnShape s) {
 }
 
 int main(int argc, char **argv) {
-    DevOptions opt = dev_options(argc, argv, 6, "1 scalar, 2 tensor cores, 3 + ldmatrix.trans, 4 + ldmatrix and cp.async, 5 + register budgets, 6 + 32-row forward warps (2-6: bf16 builds)");
-    if (opt.selftest) {
-        selftest();
-        return dev_finish();
-    }
-    print_device();
+    DevOptions opt = dev_options(argc, argv, 6, "1 scalar, 2 tensor cores, 3 + ldmatrix.trans, 4 + ldmatrix and cp.async, 5 + register budgets, 6 + 32-row forward warps (2-6: bf16 builds)", selftest);
     const AttnShape shapes[] = {
         {2, 33, 4, 2, 16},    // the test preset's head dim, GQA
         {1, 100, 4, 4, 32},   // the tiny preset

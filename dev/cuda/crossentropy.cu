@@ -109,12 +109,7 @@ static void bench(Matmul *mm, int N, int C, int V, int chunk) {
 }
 
 int main(int argc, char **argv) {
-    DevOptions opt = dev_options(argc, argv, 2, VEC_VERSIONS);
-    if (opt.selftest) {
-        selftest();
-        return dev_finish();
-    }
-    print_device();
+    DevOptions opt = dev_options(argc, argv, 2, VEC_VERSIONS, selftest);
     Matmul mm;
     matmul_init(&mm, (size_t)32 << 20);
     if (opt.validate) {

@@ -40,13 +40,31 @@ typedef struct {
     int version;   // 0: every version
     int validate;  // run the checks against the CPU reference
     int bench;     // time the kernels
-    int selftest;  // --cpu-selftest: check the CPU reference on its own, touch no GPU, exit
 } DevOptions;
 
 static int dev_failures = 0;
 
-static DevOptions dev_options(int argc, char **argv, int num_versions, const char *versions_help) {
-    DevOptions o = {0, 1, 1, 0};
+// Exit status: 0 when every check passed.
+static int dev_finish(void) {
+    if (dev_failures) printf("FAILED: %d check%s\n", dev_failures, dev_failures > 1 ? "s" : "");
+    else printf("all checks passed\n");
+    return dev_failures ? 1 : 0;
+}
+
+static void print_device(void) {
+    int dev = 0;
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDevice(&dev));
+    cudaCheck(cudaGetDeviceProperties(&prop, dev));
+    printf("device: %s (sm_%d%d, %d SMs); precision %s\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+           PRECISION_NAME);
+}
+
+// The command line every kernel file takes. --cpu-selftest runs selftest (the CPU reference checked on its own)
+// and exits with dev_finish's status, touching no GPU; otherwise the device is printed and the options returned.
+static DevOptions dev_options(int argc, char **argv, int num_versions, const char *versions_help, void (*selftest)(void)) {
+    DevOptions o = {0, 1, 1};
+    int cpu_selftest = 0;
     setvbuf(stdout, NULL, _IOLBF, 0);  // line by line into a pipe too: a run cut off by a timeout keeps what it printed
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--version") && i + 1 < argc) {
@@ -60,7 +78,7 @@ static DevOptions dev_options(int argc, char **argv, int num_versions, const cha
         } else if (!strcmp(argv[i], "--no-validate")) {
             o.validate = 0;
         } else if (!strcmp(argv[i], "--cpu-selftest")) {
-            o.selftest = 1;
+            cpu_selftest = 1;
         } else {
             printf("usage: %s [--version N] [--no-bench] [--no-validate] [--cpu-selftest]\n"
                    "  versions: %s\n"
@@ -69,6 +87,11 @@ static DevOptions dev_options(int argc, char **argv, int num_versions, const cha
             exit(strcmp(argv[i], "--help") ? 1 : 0);
         }
     }
+    if (cpu_selftest) {
+        selftest();
+        exit(dev_finish());
+    }
+    print_device();
     return o;
 }
 
@@ -88,13 +111,6 @@ template <typename F> static void for_each_vec_version(const DevOptions *o, F f)
         f();
     }
     kernels_scalar = 0;
-}
-
-// Exit status: 0 when every check passed.
-static int dev_finish(void) {
-    if (dev_failures) printf("FAILED: %d check%s\n", dev_failures, dev_failures > 1 ? "s" : "");
-    else printf("all checks passed\n");
-    return dev_failures ? 1 : 0;
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -242,13 +258,4 @@ template <typename F> static float time_ms(int repeats, F f) {
     cudaCheck(cudaEventDestroy(start));
     cudaCheck(cudaEventDestroy(stop));
     return ms / repeats;
-}
-
-static void print_device(void) {
-    int dev = 0;
-    cudaDeviceProp prop;
-    cudaCheck(cudaGetDevice(&dev));
-    cudaCheck(cudaGetDeviceProperties(&prop, dev));
-    printf("device: %s (sm_%d%d, %d SMs); precision %s\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount,
-           PRECISION_NAME);
 }

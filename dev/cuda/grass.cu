@@ -735,12 +735,7 @@ static void bench_update_layers(int m, int n, int rank, int layers) {
 }
 
 int main(int argc, char **argv) {
-    DevOptions opt = dev_options(argc, argv, 2, VEC_VERSIONS);
-    if (opt.selftest) {
-        selftest();
-        return dev_finish();
-    }
-    print_device();
+    DevOptions opt = dev_options(argc, argv, 2, VEC_VERSIONS, selftest);
     Matmul mm;
     matmul_init(&mm, (size_t)32 << 20);
     if (opt.validate) {

@@ -158,12 +158,7 @@ static void bench(Matmul *mm, const char *what, int N, int C, int OC) {
 }
 
 int main(int argc, char **argv) {
-    DevOptions opt = dev_options(argc, argv, 2, "1 cuBLASLt (heuristic, the default), 2 cublasGemmEx fallback");
-    if (opt.selftest) {
-        selftest();
-        return dev_finish();
-    }
-    print_device();
+    DevOptions opt = dev_options(argc, argv, 2, "1 cuBLASLt (heuristic, the default), 2 cublasGemmEx fallback", selftest);
     Matmul mm;
     matmul_init(&mm, (size_t)32 << 20);
     for (int version = 1; version <= 2; version++) {

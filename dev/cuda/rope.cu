@@ -92,12 +92,7 @@ static void bench(int B, int T, int nh, int hd) {
 }
 
 int main(int argc, char **argv) {
-    DevOptions opt = dev_options(argc, argv, 2, VEC_VERSIONS);
-    if (opt.selftest) {
-        selftest();
-        return dev_finish();
-    }
-    print_device();
+    DevOptions opt = dev_options(argc, argv, 2, VEC_VERSIONS, selftest);
     if (opt.validate) {
         printf("rope: validation against the CPU reference\n");
         for_each_vec_version(&opt, [] {
