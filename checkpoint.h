@@ -80,7 +80,7 @@ static void state_write(const char *path, int n, const StateSection *sec, const 
         xfwrite(name, STATE_NAME_LEN, f, path);
         xfwrite(&nb, 8, f, path);
         size_t offset = 0;
-        for (int part = 0; part < state_parts(sec, i, io); part++) {
+        for (int part = 0, parts = state_parts(sec, i, io); part < parts; part++) {
             size_t bytes = state_part_bytes(sec, i, part, io);
             if (sec[i].data) {
                 xfwrite((const char *)sec[i].data + offset, bytes, f, path);
@@ -425,7 +425,7 @@ static void checkpoint_load_state(const char *dir, StateHeader *h, int n, const 
     for (int i = 0; i < n; i++) {
         int at = state_find(&st, sec[i].name, sec[i].nbytes);
         size_t offset = 0;
-        for (int part = 0; part < state_parts(sec, i, io); part++) {
+        for (int part = 0, parts = state_parts(sec, i, io); part < parts; part++) {
             size_t bytes = state_part_bytes(sec, i, part, io);
             void *dst = sec[i].data ? (char *)sec[i].data + offset : xreserve(&buf, &cap, bytes);
             state_read_bytes(&st, at, offset, bytes, dst);
