@@ -64,7 +64,7 @@ typedef struct {
     floatX *dq, *datty;    // [N, H*hd]
     floatX *dk, *dv;       // [N, KV*hd]
     floatX *dgate, *dup, *dact;  // [N, ffn]
-    float *attn_scratch;   // [B, H, T]
+    float *attn_scratch;   // [attention_backward_scratch_floats]: D [B, H, T] (and version 7's dS tiles)
     float *norm_scratch;   // rmsnorm backward partial sums
     floatX *logits;        // [chunk_rows, V] the lm_head's logits, then their gradient
     double *norm_partials; // [NORM_BLOCKS]
@@ -192,7 +192,7 @@ static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
     GBUF(a->dgate, N * f * X, GPU_WORKSPACE);
     GBUF(a->dup, N * f * X, GPU_WORKSPACE);
     GBUF(a->dact, N * f * X, GPU_WORKSPACE);
-    GBUF(a->attn_scratch, N * H * 4, GPU_WORKSPACE);
+    GBUF(a->attn_scratch, attention_backward_scratch_floats(m->B, m->T, (int)H) * 4, GPU_WORKSPACE);
     GBUF(a->norm_scratch, norm_scratch * 4, GPU_WORKSPACE);
     GBUF(a->logits, (size_t)m->chunk_rows * V * X, GPU_WORKSPACE);
     GBUF(a->norm_partials, NORM_BLOCKS * sizeof(double), GPU_WORKSPACE);

@@ -25,6 +25,22 @@
 #include "common.cuh"
 
 #define ATTN_LOG2E 1.4426950408889634f
+#define ATTN_BQ 64  // query rows per block of the tensor-core dq kernel (and of the forward up to version 5)
+#define ATTN_BK 64  // key rows per tile of the tensor-core kernels
+
+// Where version 7 stores dS: for each (b, h) the causal tiles (query tile qt, key tile kt <= qt) in the order
+// (0, 0), (1, 0), (1, 1), (2, 0), ..., so the tiles a dq block reads follow each other; each tile is dS^T,
+// [ATTN_BK keys][ATTN_BQ queries] bf16, row-major. nt = ceil(T / 64) tiles per sequence.
+__host__ __device__ inline size_t attention_ds_offset(int b, int h, int qt, int kt, int H, int nt) {
+    return (((size_t)b * H + h) * ((size_t)nt * (nt + 1) / 2) + (size_t)qt * (qt + 1) / 2 + kt) * (ATTN_BQ * ATTN_BK);
+}
+
+// The backward's scratch for a version (1: the scalar path), in floats: D [B, H, T], then from version 7 on the
+// stored dS tiles (bf16, 16-byte aligned).
+static size_t attention_scratch_floats(int version, int B, int T, int H) {
+    size_t d = ((size_t)B * H * T + 3) / 4 * 4;
+    return version < 7 ? d : d + attention_ds_offset(B, 0, 0, 0, H, (T + ATTN_BQ - 1) / ATTN_BQ) / 2;
+}
 
 // D [B, H, T] = sum over the head dim of dout * out; one warp per row (b, t, h) of [B, T, H, hd].
 __global__ void attention_backward_prep_kernel(float *D, const floatX *dout, const floatX *out, int B, int T, int H, int hd) {
@@ -216,6 +232,10 @@ __global__ void attention_backward_dq_scalar_kernel(floatX *dq, const floatX *do
 //  5: 4 with register budgets for more blocks per SM at hd 64 (AttnMinBlocks; a few spilled registers).
 //  6: 5 with a forward of 32 query rows per warp up to hd 64 (AttnForwardTile): each B fragment read from shared
 //     memory feeds two products.
+//  7: 6 with dq from a stored dS: the dk/dv kernel writes the bf16 dS tiles it computes (the values its dK product
+//     takes) to the backward's scratch, and the dq kernel reads them instead of recomputing S and dP, so the
+//     backward does 5 products instead of 7 (attention_backward_dq_stored_kernel). The scratch grows by the causal
+//     tiles of dS: B H nt (nt + 1) / 2 tiles of 64 x 64 bf16 for nt = ceil(T / 64) (285 MB at 1b, 8 x 1024).
 // Every version masks only the tiles that need it (the diagonal, and tiles past the end of the sequence), with a
 // select per element in those tiles and no test in the others, and computes each probability as one fused
 // multiply-add and one ex2 (attn_exp2). Instructions per mma in the loop over key (or query) tiles, sm_90 SASS at
@@ -399,29 +419,31 @@ template <bool ASYNC, int N> __device__ inline void cp_async_wait() {
 
 // Rows [0, ROWS) of a tile whose row r is at src + r * stride, into dst [ROWS][HD + ATTN_PAD]; rows from
 // `valid` (>= 1) on are zero (past the end of the sequence). Thread i copies the 16-byte chunk i % (HD / 8) of
-// rows i / (HD / 8), + ATTN_THREADS / (HD / 8), ...: a loop of constant trip count, one pointer step per chunk.
+// rows i / (HD / 8), + ATTN_THREADS / (HD / 8), ...: ROWS / STEP copies, counted by the pass and not by the row
+// (whose bound the compiler cannot see: a test and a branch per copy in the SASS), one pointer step per copy.
 template <int HD, int ROWS, bool ASYNC>
 __device__ inline void tile_load(__nv_bfloat16 *dst, const __nv_bfloat16 *src, size_t stride, int valid) {
     constexpr int CHUNKS = HD / 8, STEP = ATTN_THREADS / CHUNKS;  // 16-byte chunks per row, rows per pass
+    static_assert(ROWS % STEP == 0, "a tile is whole passes of the block's threads");
     int r = threadIdx.x / CHUNKS, c = threadIdx.x % CHUNKS * 8;
     const __nv_bfloat16 *from = src + r * stride + c;
+    __nv_bfloat16 *to = dst + r * (HD + ATTN_PAD) + c;
     #pragma unroll
-    for (; r < ROWS; r += STEP, from += STEP * stride)
-        copy_to_shared<16, ASYNC>(dst + r * (HD + ATTN_PAD) + c, r < valid ? from : src, r < valid);
+    for (int pass = 0; pass < ROWS / STEP; pass++, r += STEP, from += STEP * stride, to += STEP * (HD + ATTN_PAD))
+        copy_to_shared<16, ASYNC>(to, r < valid ? from : src, r < valid);
 }
 
 // Blocks per SM that ptxas must fit in registers (64K per SM): with V 5 at hd 64 (LLaMA's head dim up to 13b),
 // 4 forward and dq blocks (at most 128 registers a thread) and 3 dk/dv blocks (170), which their shared memory
 // also allows (228 KiB per SM on sm_90), against 3 dq and 2 dk/dv blocks with version 4's 158 and 203 registers.
-// The price is a few spilled registers (ptxas, sm_90: dq 36 bytes, dk/dv 28; 17 and 12 local loads and stores).
+// The price is a few spilled registers (ptxas, sm_90: dq 36 bytes, dk/dv 28; 17 and 12 local loads and stores;
+// version 7's dk/dv, which also stores dS, none in 168 registers; its dq kernel needs 70 and no budget).
 // 0 (no minimum) leaves ptxas its own choice, as for the earlier versions.
 template <int HD, int V> struct AttnMinBlocks {
     static constexpr int DQ = V >= 5 && HD == 64 ? 4 : 0, DKDV = V >= 5 && HD == 64 ? 3 : 0;
     static constexpr int FORWARD = V >= 6 && HD == 64 ? 2 : DQ;  // version 6's forward: twice the rows per warp
 };
 
-#define ATTN_BQ 64  // query rows per block of the dq kernel (and of the forward up to version 5)
-#define ATTN_BK 64  // key rows per tile
 
 // Query rows of a forward block: 4 warps of MT m16 tiles each. With MT 2 (V 6, hd up to 64) a warp's B fragments
 // of K and V serve two tiles of rows, half the shared-memory reads per product (the accumulators of hd 128 would
@@ -674,15 +696,71 @@ __global__ void __launch_bounds__(ATTN_THREADS, AttnMinBlocks<HD, V>::DQ) attent
     }
 }
 
+// Version 7's dq: block (query tile, head, batch), dq = dS K for 64 query rows over the key tiles up to the
+// diagonal, with dS the tiles the dk/dv kernel stored (already masked: zeros past the diagonal and past T) instead
+// of recomputed from S and dP. The same products, in the same order, on the same bf16 dS as the dq kernel above:
+// the same bits. Shared memory: the dS^T tile [ATTN_BK][ATTN_BQ + pad] and the K tile, two of each (cp.async).
+template <int HD, int V>
+__global__ void __launch_bounds__(ATTN_THREADS) attention_backward_dq_stored_kernel(__nv_bfloat16 *dq, const __nv_bfloat16 *ds,
+                                                                                   const __nv_bfloat16 *k, int T, int H,
+                                                                                   int KV, float scale) {
+    constexpr int S = HD + ATTN_PAD, SD = ATTN_BQ + ATTN_PAD, BUF = ATTN_BK * (SD + S);  // BUF: a buffer's elements
+    extern __shared__ __align__(16) unsigned char attn_smem[];
+    __nv_bfloat16 *bufs = (__nv_bfloat16 *)attn_smem;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    int nt = gridDim.x, qt = nt - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, kvh = h / (H / KV);
+    size_t q_stride = (size_t)H * HD, kv_stride = (size_t)KV * HD;
+    const __nv_bfloat16 *kb = k + (size_t)b * T * kv_stride + kvh * HD;
+    const __nv_bfloat16 *ds_q = ds + attention_ds_offset(b, h, qt, 0, H, nt);  // tiles (qt, 0), (qt, 1), ... in a row
+    auto load = [&](int kt) {
+        __nv_bfloat16 *dSs = bufs + (kt & 1) * BUF, *Ks = dSs + ATTN_BK * SD;
+        int k0 = kt * ATTN_BK;
+        tile_load<ATTN_BQ, ATTN_BK, true>(dSs, ds_q + (size_t)kt * ATTN_BQ * ATTN_BK, ATTN_BQ, ATTN_BK);
+        tile_load<HD, ATTN_BK, true>(Ks, kb + k0 * kv_stride, kv_stride, min(ATTN_BK, T - k0));
+    };
+    load(0);
+    cp_async_commit<true>();
+    float dqa[HD / 8][4];
+    for (int dt = 0; dt < HD / 8; dt++) dqa[dt][0] = dqa[dt][1] = dqa[dt][2] = dqa[dt][3] = 0.0f;
+    for (int kt = 0; kt <= qt; kt++) {
+        __syncthreads();  // everyone is done with the buffer the next load overwrites
+        if (kt < qt) load(kt + 1);
+        cp_async_commit<true>();
+        cp_async_wait<true, 1>();  // tile kt
+        __syncthreads();
+        const __nv_bfloat16 *dSs = bufs + (kt & 1) * BUF, *Ks = dSs + ATTN_BK * SD;
+        for (int kk = 0; kk < ATTN_BK / 16; kk++) {
+            // A = dS [this warp's 16 queries][keys 16 kk ..] from the transposed tile: matrix i of ldmatrix.trans is
+            // keys 16 kk + 8 (i / 2), queries 16 warp + 8 (i % 2), which is register a[i] of the A fragment
+            uint32_t a[4];
+            ldmatrix_x4<true>(a, dSs + (kk * 16 + (lane & 7) + (lane >> 4) * 8) * SD + warp * 16 + (lane & 8));
+            for (int dt = 0; dt < HD / 8; dt += 2) {
+                uint32_t bf[2][2];
+                frag_b_rows_pair<V>(bf, Ks, S, kk * 16, dt * 8, lane);
+                mma_bf16_16816(dqa[dt], a, bf[0]);  // dQ += dS K
+                mma_bf16_16816(dqa[dt + 1], a, bf[1]);
+            }
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        int row = qt * ATTN_BQ + warp * 16 + g + 8 * i;
+        if (row >= T) continue;
+        __nv_bfloat16 *drow = dq + ((size_t)b * T + row) * q_stride + h * HD;
+        for (int dt = 0; dt < HD / 8; dt++)
+            *reinterpret_cast<uint32_t *>(drow + dt * 8 + 2 * t) = bf16x2_from_floats(dqa[dt][2 * i] * scale, dqa[dt][2 * i + 1] * scale);
+    }
+}
+
 // Query rows per inner tile of the dk/dv kernel: smaller for hd 128 to keep the accumulators in registers.
 template <int HD> struct AttnDkdvTile { static constexpr int BQ = HD <= 64 ? 64 : 32; };
 
 // Block (key tile, kv head, batch): dk, dv for 64 key rows, over the query heads of the group and the query
 // tiles from the diagonal on. The first key tiles have the most work and come first. Shared memory: K, V, then
-// Q, dO, lse, D (two of each from V 4: the tile computed and the next one, in flight).
+// Q, dO, lse, D (two of each from V 4: the tile computed and the next one, in flight). From V 7 on it also
+// stores its bf16 dS^T, the A operand of its dK product, into ds (attention_ds_offset) for the dq kernel.
 template <int HD, int V>
 __global__ void __launch_bounds__(ATTN_THREADS, AttnMinBlocks<HD, V>::DKDV) attention_backward_dkdv_mma_kernel(__nv_bfloat16 *dk, __nv_bfloat16 *dv,
-                                                                         const __nv_bfloat16 *dout, const __nv_bfloat16 *q,
+                                                                         __nv_bfloat16 *ds, const __nv_bfloat16 *dout, const __nv_bfloat16 *q,
                                                                          const __nv_bfloat16 *k, const __nv_bfloat16 *v,
                                                                          const float *lse, const float *D, int T, int H,
                                                                          int KV, float scale_log2, float scale) {
@@ -728,7 +806,9 @@ __global__ void __launch_bounds__(ATTN_THREADS, AttnMinBlocks<HD, V>::DKDV) atte
     float dka[HD / 8][4], dva[HD / 8][4];
     for (int dt = 0; dt < HD / 8; dt++)
         for (int e = 0; e < 4; e++) dka[dt][e] = dva[dt][e] = 0.0f;
-    for (int i = 0, q0 = k0; i < steps; i++, q0 = q0 + BQ < T ? q0 + BQ : k0) {  // q0: step i's first query
+    static_assert(V < 7 || (ATTN_BQ == ATTN_BK && ATTN_BQ % BQ == 0), "version 7's dS tiles: square, whole steps");
+    int tiles = (T + ATTN_BQ - 1) / ATTN_BQ;  // query (and key) tiles of a sequence
+    for (int i = 0, q0 = k0, h = kvh * group; i < steps; i++) {  // q0, h: step i's first query and its head
         __syncthreads();  // everyone is done with the tiles the next load overwrites
         if (!ASYNC) load_q(i);
         else if (i + 1 < steps) load_q(i + 1);
@@ -758,10 +838,17 @@ __global__ void __launch_bounds__(ATTN_THREADS, AttnMinBlocks<HD, V>::DKDV) atte
         }
         for (int nt = 0; nt < BQ / 8; nt++)
             for (int e = 0; e < 4; e++) dpt[nt][e] = st[nt][e] * (dpt[nt][e] - D_s[nt * 8 + 2 * t + (e & 1)]);  // dS^T
+        // V 7: this thread's words of dS^T in its tile: key row warp * 16 + g (and + 8), query columns 2t, 2t + 1 of
+        // each 8 (the step's BQ queries are columns q0 % ATTN_BQ on of tile q0 / ATTN_BQ)
+        uint32_t *ds_at = V >= 7 ? reinterpret_cast<uint32_t *>(ds + attention_ds_offset(b, h, q0 / ATTN_BQ, kt, H, tiles) +
+                                                                (warp * 16 + g) * ATTN_BQ + q0 % ATTN_BQ + 2 * t)
+                                 : nullptr;
         for (int kq = 0; kq < BQ / 16; kq++) {
             uint32_t pa[4], sa[4];
             frag_a_from_acc(pa, st[2 * kq], st[2 * kq + 1]);
             frag_a_from_acc(sa, dpt[2 * kq], dpt[2 * kq + 1]);
+            if (V >= 7)  // sa's registers are (row g, cols 16 kq + 2t), (g + 8, ..), (g, .. + 8), (g + 8, .. + 8)
+                for (int r = 0; r < 4; r++) ds_at[((r & 1) * 8 * ATTN_BQ + 16 * kq + (r >> 1) * 8) / 2] = sa[r];
             for (int dt = 0; dt < HD / 8; dt += 2) {
                 uint32_t bf[2][2];
                 frag_b_rows_pair<V>(bf, dOs, S, kq * 16, dt * 8, lane);
@@ -772,6 +859,12 @@ __global__ void __launch_bounds__(ATTN_THREADS, AttnMinBlocks<HD, V>::DKDV) atte
                 mma_bf16_16816(dka[dt + 1], sa, bf[1]);
             }
         }
+        // V 7 with half-tile steps (hd 128): the last step of a head that fills only the first half of its tile
+        // writes zeros to the second (queries past T), so the dq kernel reads no unwritten memory
+        if (V >= 7 && BQ < ATTN_BQ && q0 % ATTN_BQ == 0 && q0 + BQ >= T)
+            for (int c = BQ; c < ATTN_BQ; c += 8) ds_at[c / 2] = ds_at[(8 * ATTN_BQ + c) / 2] = 0u;
+        q0 += BQ;
+        if (q0 >= T) q0 = k0, h++;
     }
     for (int i = 0; i < 2; i++) {
         if (key[i] >= T) continue;
@@ -875,8 +968,9 @@ static void attention_forward_mma(__nv_bfloat16 *out, float *lse, const __nv_bfl
     cudaCheckLaunch();
 }
 
+// scratch: attention_scratch_floats(V, B, T, H) floats (D, then version 7's dS tiles).
 template <int V>
-static void attention_backward_mma(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bfloat16 *dv, float *D,
+static void attention_backward_mma(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bfloat16 *dv, float *scratch,
                                    const __nv_bfloat16 *dout, const __nv_bfloat16 *out, const __nv_bfloat16 *q,
                                    const __nv_bfloat16 *k, const __nv_bfloat16 *v, const float *lse, int B, int T, int H,
                                    int KV, int hd, cudaStream_t stream) {
@@ -885,6 +979,8 @@ static void attention_backward_mma(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bf
     attention_check_aligned(dout, "dout"), attention_check_aligned(q, "q");
     attention_check_aligned(k, "k"), attention_check_aligned(v, "v");
     if (B == 0 || T == 0) return;
+    float *D = scratch;
+    __nv_bfloat16 *ds = V >= 7 ? (__nv_bfloat16 *)(scratch + attention_scratch_floats(1, B, T, H)) : nullptr;
     attention_backward_prep(D, dout, out, B, T, H, hd, stream);
     float scale = 1.0f / sqrtf((float)hd), scale_log2 = ATTN_LOG2E * scale;
     constexpr int NBUF = V >= 4 ? 2 : 1;  // streamed tiles in shared memory
@@ -894,12 +990,19 @@ static void attention_backward_mma(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bf
                          NBUF * (sizeof(__nv_bfloat16) * 2 * BQ * (HD + ATTN_PAD) + sizeof(float) * 2 * BQ);
         attention_smem_attribute(attention_backward_dkdv_mma_kernel<HD, V>, smem_kv);
         attention_backward_dkdv_mma_kernel<HD, V><<<dim3(ceil_div(T, ATTN_BK), KV, B), ATTN_THREADS, smem_kv, stream>>>(
-            dk, dv, dout, q, k, v, lse, D, T, H, KV, scale_log2, scale);
+            dk, dv, ds, dout, q, k, v, lse, D, T, H, KV, scale_log2, scale);
         cudaCheckLaunch();
-        size_t smem_q = sizeof(__nv_bfloat16) * (2 * ATTN_BQ + NBUF * 2 * ATTN_BK) * (HD + ATTN_PAD);
-        attention_smem_attribute(attention_backward_dq_mma_kernel<HD, V>, smem_q);
-        attention_backward_dq_mma_kernel<HD, V><<<dim3(ceil_div(T, ATTN_BQ), H, B), ATTN_THREADS, smem_q, stream>>>(
-            dq, dout, q, k, v, lse, D, T, H, KV, scale_log2, scale);
+        dim3 grid_q(ceil_div(T, ATTN_BQ), H, B);
+        if constexpr (V >= 7) {
+            size_t smem_q = sizeof(__nv_bfloat16) * 2 * ATTN_BK * (ATTN_BQ + ATTN_PAD + HD + ATTN_PAD);
+            attention_smem_attribute(attention_backward_dq_stored_kernel<HD, V>, smem_q);
+            attention_backward_dq_stored_kernel<HD, V><<<grid_q, ATTN_THREADS, smem_q, stream>>>(dq, ds, k, T, H, KV, scale);
+        } else {
+            size_t smem_q = sizeof(__nv_bfloat16) * (2 * ATTN_BQ + NBUF * 2 * ATTN_BK) * (HD + ATTN_PAD);
+            attention_smem_attribute(attention_backward_dq_mma_kernel<HD, V>, smem_q);
+            attention_backward_dq_mma_kernel<HD, V><<<grid_q, ATTN_THREADS, smem_q, stream>>>(dq, dout, q, k, v, lse, D, T, H,
+                                                                                          KV, scale_log2, scale);
+        }
     });
     cudaCheckLaunch();
 }
@@ -914,7 +1017,16 @@ static void attention_backward_mma(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bf
 #ifndef ATTENTION_VERSION
 #define ATTENTION_VERSION 3
 #endif
-static_assert(ATTENTION_VERSION >= 2 && ATTENTION_VERSION <= 6, "ATTENTION_VERSION: the tensor-core versions are 2 to 6");
+static_assert(ATTENTION_VERSION >= 2 && ATTENTION_VERSION <= 7, "ATTENTION_VERSION: the tensor-core versions are 2 to 7");
+
+// The scratch attention_backward needs, in floats (the memory plan's).
+static size_t attention_backward_scratch_floats(int B, int T, int H) {
+#ifdef ENABLE_FP32
+    return attention_scratch_floats(1, B, T, H);
+#else
+    return attention_scratch_floats(ATTENTION_VERSION, B, T, H);
+#endif
+}
 
 static void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v, int B, int T,
                               int H, int KV, int hd, cudaStream_t stream) {
@@ -929,7 +1041,8 @@ static void attention_forward(floatX *out, float *lse, const floatX *q, const fl
 static void attention_backward(floatX *dq, floatX *dk, floatX *dv, float *scratch, const floatX *dout, const floatX *out,
                                const floatX *q, const floatX *k, const floatX *v, const float *lse, int B, int T, int H,
                                int KV, int hd, cudaStream_t stream) {
-    // dq [B, T, H, hd], dk, dv [B, T, KV, hd]: written (=), not accumulated; scratch [B, H, T] fp32;
+    // dq [B, T, H, hd], dk, dv [B, T, KV, hd]: written (=), not accumulated; scratch
+    // [attention_backward_scratch_floats(B, T, H)] fp32;
     // dout, out, q [B, T, H, hd]; k, v [B, T, KV, hd]; lse [B, H, T] from attention_forward
 #ifdef ENABLE_FP32
     attention_backward_scalar(dq, dk, dv, scratch, dout, out, q, k, v, lse, B, T, H, KV, hd, stream);

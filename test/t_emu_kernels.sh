@@ -17,15 +17,15 @@ for race in 1 2; do  # 1: a shared store read without a barrier; 2: a cp.async r
 done
 echo "ok: the planted races (a store, a cp.async refill) show as different results in reverse thread order"
 
-# The attention versions that share tiles between warps through shared memory (3: the trainer's; 4 and 6: cp.async
-# double buffering), with each block's threads in reverse order, a warp at a time, and cp.async copies landing at
-# once: a barrier missing around a tile gives other results (without the first barrier of version 6's forward
-# loop, this fails)
-for v in 3 4 6; do
+# The attention versions that share tiles between warps through shared memory (3: the trainer's; 4, 6 and 7: cp.async
+# double buffering; 7's dq kernel streams stored dS tiles), with each block's threads in reverse order, a warp at a
+# time, and cp.async copies landing at once: a barrier missing around a tile gives other results (without the first
+# barrier of version 6's forward loop, or of version 7's dq loop, this fails)
+for v in 3 4 6 7; do
   EMU_SCHEDULE=reverse dev/emu/bin/attention --no-bench --version $v > "$TMP/attention_reverse_$v.log" 2>&1 ||
     { awk '/FAIL/ && n++ < 10' "$TMP/attention_reverse_$v.log"; die "attention version $v fails with the threads in reverse order"; }
 done
-echo "ok: attention versions 3, 4 and 6 pass with the threads in reverse order, a warp at a time"
+echo "ok: attention versions 3, 4, 6 and 7 pass with the threads in reverse order, a warp at a time"
 
 # cuBLAS kernels that round the product to bf16 before adding C (seen on an H200 for 3-token products: dweight +=
 # off by half a bf16 unit of the product): dev/cuda/matmul.cu's bounds for the += forms must allow for it

@@ -2,12 +2,13 @@
  * dev/cuda/attention.cu: causal flash attention forward and backward (kernels/attention.cuh) against the CPU
  * reference (the full softmax matrix, as train_llama.c), with GQA, head dims 16 to 128 and T not a multiple
  * of the tiles, then timed.
- *   make -C dev/cuda && dev/cuda/bin/attention [--version 1|2|3|4|5|6] [--no-bench] [--cpu-selftest]
+ *   make -C dev/cuda && dev/cuda/bin/attention [--version 1|2|3|4|5|6|7] [--no-bench] [--cpu-selftest]
  * versions: 1 scalar (one warp per row, fp32; the fp32 build's path), 2 tensor cores (mma.sync, bf16 builds
  * only) with the B fragments of untransposed tiles from 16-bit shared loads, 3 the same with those fragments
  * from ldmatrix.trans (the trainer's: ATTENTION_VERSION), 4 every fragment from ldmatrix and the streamed tiles
  * double-buffered by cp.async, 5 that with register budgets for more blocks per SM at hd 64, 6 that with a forward
- * of 32 query rows per warp. 3 to 6 are checked to give the same bits as 2 (kernels/attention.cuh). `make emu`
+ * of 32 query rows per warp, 7 that with dq from the dS the dk/dv kernel stores (5 products in the backward, not 7).
+ * 3 to 7 are checked to give the same bits as 2 (kernels/attention.cuh). `make emu`
  * builds it for the CPU emulator too (dev/emu/bin/attention).
  */
 #include "dev_common.cuh"
@@ -90,7 +91,7 @@ static void selftest(void) {
     check_doubles("dv", fdv, c.dv, 1e-9, 1e-12);
 }
 
-// Runs version 1 (scalar) or 2 to 6 (tensor cores) of the forward or the backward.
+// Runs version 1 (scalar) or 2 to 7 (tensor cores) of the forward or the backward.
 static void run_forward(int version, floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v, AttnShape s) {
 #ifndef ENABLE_FP32
     if (version == 2) return attention_forward_mma<2>(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
@@ -98,64 +99,67 @@ static void run_forward(int version, floatX *out, float *lse, const floatX *q, c
     if (version == 4) return attention_forward_mma<4>(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
     if (version == 5) return attention_forward_mma<5>(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
     if (version == 6) return attention_forward_mma<6>(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 7) return attention_forward_mma<7>(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
 #endif
     (void)version;
     attention_forward_scalar(out, lse, q, k, v, s.B, s.T, s.H, s.KV, s.hd, 0);
 }
 
-static void run_backward(int version, floatX *dq, floatX *dk, floatX *dv, float *D, const floatX *dout, const floatX *out,
+static void run_backward(int version, floatX *dq, floatX *dk, floatX *dv, float *scratch, const floatX *dout, const floatX *out,
                          const floatX *q, const floatX *k, const floatX *v, const float *lse, AttnShape s) {
 #ifndef ENABLE_FP32
-    if (version == 2) return attention_backward_mma<2>(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
-    if (version == 3) return attention_backward_mma<3>(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
-    if (version == 4) return attention_backward_mma<4>(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
-    if (version == 5) return attention_backward_mma<5>(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
-    if (version == 6) return attention_backward_mma<6>(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 2) return attention_backward_mma<2>(dq, dk, dv, scratch, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 3) return attention_backward_mma<3>(dq, dk, dv, scratch, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 4) return attention_backward_mma<4>(dq, dk, dv, scratch, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 5) return attention_backward_mma<5>(dq, dk, dv, scratch, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 6) return attention_backward_mma<6>(dq, dk, dv, scratch, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
+    if (version == 7) return attention_backward_mma<7>(dq, dk, dv, scratch, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
 #endif
     (void)version;
-    attention_backward_scalar(dq, dk, dv, D, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
+    attention_backward_scalar(dq, dk, dv, scratch, dout, out, q, k, v, lse, s.B, s.T, s.H, s.KV, s.hd, 0);
 }
 
 typedef struct {
     floatX *q, *k, *v, *dout, *out, *dq, *dk, *dv;
-    float *lse, *D;
+    float *lse, *scratch;  // scratch: the version's (D, and version 7's dS tiles)
 } AttnBuffers;
 
-static AttnBuffers attn_buffers(AttnShape s, const AttnCase *c) {
+static AttnBuffers attn_buffers(int version, AttnShape s, const AttnCase *c) {
     AttnBuffers d;
     size_t nq = attn_q_size(s), nkv = attn_kv_size(s);
     d.q = c ? upload<floatX>(c->q) : device_alloc<floatX>(nq), d.k = c ? upload<floatX>(c->k) : device_alloc<floatX>(nkv);
     d.v = c ? upload<floatX>(c->v) : device_alloc<floatX>(nkv), d.dout = c ? upload<floatX>(c->dout) : device_alloc<floatX>(nq);
     d.out = device_alloc<floatX>(nq), d.dq = device_alloc<floatX>(nq), d.dk = device_alloc<floatX>(nkv);
-    d.dv = device_alloc<floatX>(nkv), d.lse = device_alloc<float>(attn_lse_size(s)), d.D = device_alloc<float>(attn_lse_size(s));
+    d.dv = device_alloc<floatX>(nkv), d.lse = device_alloc<float>(attn_lse_size(s));
+    d.scratch = device_alloc<float>(attention_scratch_floats(version, s.B, s.T, s.H));
     return d;
 }
 
 static void attn_buffers_free(AttnBuffers *d) {
     floatX *x[] = {d->q, d->k, d->v, d->dout, d->out, d->dq, d->dk, d->dv};
     for (floatX *p : x) cudaCheck(cudaFree(p));
-    cudaCheck(cudaFree(d->lse)), cudaCheck(cudaFree(d->D));
+    cudaCheck(cudaFree(d->lse)), cudaCheck(cudaFree(d->scratch));
 }
 
 static void validate(int version, AttnShape s) {
     printf("  B %d, T %d, H %d, KV %d, hd %d\n", s.B, s.T, s.H, s.KV, s.hd);
     AttnCase c = attention_case(s, 200);
-    AttnBuffers d = attn_buffers(s, &c);
+    AttnBuffers d = attn_buffers(version, s, &c);
     run_forward(version, d.out, d.lse, d.q, d.k, d.v, s);
-    run_backward(version, d.dq, d.dk, d.dv, d.D, d.dout, d.out, d.q, d.k, d.v, d.lse, s);
+    run_backward(version, d.dq, d.dk, d.dv, d.scratch, d.dout, d.out, d.q, d.k, d.v, d.lse, s);
     cudaCheck(cudaDeviceSynchronize());
     size_t nq = attn_q_size(s), nkv = attn_kv_size(s);
     std::vector<float> dk = download(d.dk, nkv);
     attention_check_case(c, s, download(d.out, nq), download(d.lse, attn_lse_size(s)), download(d.dq, nq), dk, download(d.dv, nkv));
     cudaCheck(cudaMemset(d.dk, 0, sizeof(floatX) * nkv));
-    run_backward(version, d.dq, d.dk, d.dv, d.D, d.dout, d.out, d.q, d.k, d.v, d.lse, s);
+    run_backward(version, d.dq, d.dk, d.dv, d.scratch, d.dout, d.out, d.q, d.k, d.v, d.lse, s);
     int same = download(d.dk, nkv) == dk;
     printf("    %-26s %s\n", "dk: same bits twice", same ? "ok" : "FAIL");
     dev_failures += !same;
     if (version >= 3) {  // ldmatrix and cp.async move the same values as version 2's loads: the same bits everywhere
-        AttnBuffers d2 = attn_buffers(s, &c);
+        AttnBuffers d2 = attn_buffers(2, s, &c);
         run_forward(2, d2.out, d2.lse, d2.q, d2.k, d2.v, s);
-        run_backward(2, d2.dq, d2.dk, d2.dv, d2.D, d2.dout, d2.out, d2.q, d2.k, d2.v, d2.lse, s);
+        run_backward(2, d2.dq, d2.dk, d2.dv, d2.scratch, d2.dout, d2.out, d2.q, d2.k, d2.v, d2.lse, s);
         cudaCheck(cudaDeviceSynchronize());
         same = download(d.out, nq) == download(d2.out, nq) && download(d.lse, attn_lse_size(s)) == download(d2.lse, attn_lse_size(s)) &&
                download(d.dq, nq) == download(d2.dq, nq) && download(d.dk, nkv) == download(d2.dk, nkv) &&
@@ -168,12 +172,12 @@ static void validate(int version, AttnShape s) {
 }
 
 static void bench(int version, AttnShape s) {
-    AttnBuffers d = attn_buffers(s, NULL);
+    AttnBuffers d = attn_buffers(version, s, NULL);
     size_t nq = attn_q_size(s), nkv = attn_kv_size(s);
     upload_to(d.q, random_normal(nq, 0, 1, 300)), upload_to(d.k, random_normal(nkv, 0, 1, 301));
     upload_to(d.v, random_normal(nkv, 0, 1, 302)), upload_to(d.dout, random_normal(nq, 0, 1, 303));
     float ms_f = time_ms(5, [&] { run_forward(version, d.out, d.lse, d.q, d.k, d.v, s); });
-    float ms_b = time_ms(5, [&] { run_backward(version, d.dq, d.dk, d.dv, d.D, d.dout, d.out, d.q, d.k, d.v, d.lse, s); });
+    float ms_b = time_ms(5, [&] { run_backward(version, d.dq, d.dk, d.dv, d.scratch, d.dout, d.out, d.q, d.k, d.v, d.lse, s); });
     // a causal product over T (T + 1) / 2 (query, key) pairs; the forward has 2 products, a backward 5
     double product = 2.0 * s.B * s.H * s.hd * (double)s.T * (s.T + 1) / 2.0;
     printf("  B %d, T %d, H %d, KV %d, hd %d: forward %.3f ms (%.1f TFLOPS), backward %.3f ms (%.1f TFLOPS)\n", s.B, s.T,
@@ -182,7 +186,7 @@ static void bench(int version, AttnShape s) {
 }
 
 int main(int argc, char **argv) {
-    DevOptions opt = dev_options(argc, argv, 6, "1 scalar, 2 tensor cores, 3 + ldmatrix.trans, 4 + ldmatrix and cp.async, 5 + register budgets, 6 + 32-row forward warps (2-6: bf16 builds)", selftest);
+    DevOptions opt = dev_options(argc, argv, 7, "1 scalar, 2 tensor cores, 3 + ldmatrix.trans, 4 + ldmatrix and cp.async, 5 + register budgets, 6 + 32-row forward warps, 7 + dq from stored dS (2-7: bf16 builds)", selftest);
     const AttnShape shapes[] = {
         {2, 33, 4, 2, 16},    // the test preset's head dim, GQA
         {1, 100, 4, 4, 32},   // the tiny preset
@@ -191,7 +195,7 @@ int main(int argc, char **argv) {
         {1, 200, 4, 1, 128},  // one kv head
         {1, 700, 2, 2, 128},
     };
-    for (int version = 1; version <= 6; version++) {
+    for (int version = 1; version <= 7; version++) {
         if (!dev_version_selected(&opt, version)) continue;
 #ifdef ENABLE_FP32
         if (version >= 2) {
@@ -200,7 +204,8 @@ int main(int argc, char **argv) {
         }
 #endif
         const char *names[] = {"", "scalar", "tensor cores", "tensor cores + ldmatrix.trans", "tensor cores + ldmatrix + cp.async",
-                               "tensor cores + ldmatrix + cp.async + register budgets", "version 5 + 32-row forward warps"};
+                               "tensor cores + ldmatrix + cp.async + register budgets", "version 5 + 32-row forward warps",
+                               "version 6 + dq from stored dS"};
         const char *name = names[version];
         if (opt.validate) {
             printf("attention version %d (%s): validation against the CPU reference\n", version, name);

@@ -10,9 +10,9 @@
 #   bench     dev/bench/gpu_bench.sh (60m ... 1b, PyTorch beside it) and dev/bench/grass_gpu_bench.sh
 #   13b       the 13b preset with Grass under --gpu-mem-limit 40 (DESIGN §9), 10 steps
 #   attention the tensor-core attention versions against each other (kernels/attention.cuh): dev/cuda's timing at
-#             the 1b and 7b shapes, then the 1b trainer (AdamW and Grass, 8 x 1024) built with each of 3 to 6
-#             (out/attention/train_llama_vN), to choose ATTENTION_VERSION by measurement; output appended to
-#             kernels.log as it comes
+#             the 1b and 7b shapes, then the 1b trainer (AdamW and Grass, 8 x 1024) built with each of 3 to 7
+#             (out/attention/train_llama_vN; in the order 3, 7, 4, 6, 5, the likeliest first), to choose
+#             ATTENTION_VERSION by measurement; output appended to kernels.log as it comes
 #   kernels   the timing loops of the other dev/cuda files (cuBLASLt at ffn 5461 and 5464, Grass's kernels, ...)
 #   sanitize  compute-sanitizer memcheck on 3 steps of both trainers, memcheck and racecheck on the attention and
 #             Grass kernel files' validation (what the emulator cannot see: the real memory model); output
@@ -106,15 +106,15 @@ stage_attention() {
   # its output goes to out/attention/attention.log and, as it comes, to kernels.log (the 8 files that come back)
   local v bin log=out/attention/attention.log
   mkdir -p out/attention && rm -f $log
-  for v in 2 3 4 5 6; do timeout 60 dev/cuda/bin/attention --no-validate --version $v || echo "(exit $?)"; done 2>&1 |
+  for v in 2 3 4 5 6 7; do timeout 60 dev/cuda/bin/attention --no-validate --version $v || echo "(exit $?)"; done 2>&1 |
     tee -a $log >> "$LOG/kernels.log"
   note "$(grep -E '^(attention version|  B )' $log)"
-  if ! make -j3 out/attention/train_llama_v4 out/attention/train_llama_v5 out/attention/train_llama_v6 2>&1 |
-      tee -a $log >> "$LOG/kernels.log"; then
-    note "attention: building the trainer with versions 4 to 6 failed (kernels.log)"
+  if ! make -j4 out/attention/train_llama_v4 out/attention/train_llama_v5 out/attention/train_llama_v6 \
+      out/attention/train_llama_v7 2>&1 | tee -a $log >> "$LOG/kernels.log"; then
+    note "attention: building the trainer with versions 4 to 7 failed (kernels.log)"
     return 1
   fi
-  for v in 3 4 5 6; do  # ./train_llama is version 3 (ATTENTION_VERSION)
+  for v in 3 7 4 6 5; do  # ./train_llama is version 3 (ATTENTION_VERSION)
     echo "trainer with attention version $v"
     bin=./train_llama; [ $v = 3 ] || bin=out/attention/train_llama_v$v
     TRAIN_GPU=$bin PRESETS=1b PROFILE_STEPS=0 OUT=out/attention/bench_v$v dev/bench/grass_gpu_bench.sh 2>&1
@@ -143,6 +143,7 @@ stage_sanitize() {
     "memcheck ./train_llama_fp32 ${train[*]}"
     "memcheck dev/cuda/bin/attention --version 3 --no-bench" "racecheck dev/cuda/bin/attention --version 3 --no-bench"
     "memcheck dev/cuda/bin/attention --version 6 --no-bench" "racecheck dev/cuda/bin/attention --version 6 --no-bench"
+    "memcheck dev/cuda/bin/attention --version 7 --no-bench" "racecheck dev/cuda/bin/attention --version 7 --no-bench"
     "memcheck dev/cuda/bin/grass --no-bench" "racecheck dev/cuda/bin/grass --no-bench")
   tmp=$(mktemp)
   for run in "${runs[@]}"; do
@@ -153,14 +154,14 @@ stage_sanitize() {
     tail -n 12 "$tmp" >> "$LOG/kernels.log"
   done
   rm -f "$tmp"
-  note "sanitize: $clean of $n runs clean (memcheck on both trainers; memcheck and racecheck on attention versions 3 and 6 and grass; kernels.log)"
+  note "sanitize: $clean of $n runs clean (memcheck on both trainers; memcheck and racecheck on attention versions 3, 6 and 7 and grass; kernels.log)"
   [ "$clean" -eq "$n" ]
 }
 
 stage_ncu() {
-  # the first forward and the first backward (prep, dk/dv, dq) at the 1b shape, versions 3 (the trainer's) and 6
+  # the first forward and the first backward (prep, dk/dv, dq) at the 1b shape, versions 3 (the trainer's), 6 and 7
   local v sections=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy)
-  for v in 3 6; do
+  for v in 3 6 7; do
     echo "== ncu attention version $v"
     ncu --clock-control none "${sections[@]}" -k regex:attention_forward --launch-count 1 \
       dev/cuda/bin/attention --version $v --no-validate 2>&1 | awk '!/^==PROF==/ && n++ < 150'
