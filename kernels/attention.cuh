@@ -239,12 +239,14 @@ __global__ void attention_backward_dq_scalar_kernel(floatX *dq, const floatX *do
 // Every version masks only the tiles that need it (the diagonal, and tiles past the end of the sequence), with a
 // select per element in those tiles and no test in the others, and computes each probability as one fused
 // multiply-add and one ex2 (attn_exp2). Instructions per mma in the loop over key (or query) tiles, sm_90 SASS at
-// hd 64 (dev/cuda/sass_loops.py; static counts, the unrolled tile copies included), forward / dq / dk-dv: v3 9.8 /
-// 11.3 / 10.5, v4 8.4 / 5.8 / 6.7, v6 6.9 / 6.5 / 6.8; before these changes (a branch per element for the mask,
-// exp2f's subnormal range test, a scaling multiply, B fragments of frag_b_pair out of register order, tile copies
-// in a loop of runtime trip count): v3 16.4 / 20.7 / 15.2, v4 17.0 / 11.5 / 10.5, v6 12.0 / 11.6 / 10.9. An SM
-// quarter issues one instruction a clock and its tensor core takes at least 4 clocks for an m16n8k16 (sm_90's
-// peak), so a loop of more than 4 instructions per mma cannot keep the tensor cores busy.
+// hd 64 (dev/cuda/sass_loops.py; static counts, the unrolled tile copies included), forward / dq / dk-dv: v3 8.4 /
+// 10.4 / 10.0, v4 7.5 / 5.0 / 6.1, v6 6.3 / 5.6 / 6.2, v7 6.3 / 4.4 / 6.6 (its dq loop has 32 mma a tile pair, the
+// others 96: per pair of a query and a key tile, the backward issues 990 instructions in v7 against 1261 in v4);
+// before these changes (a branch per element for the mask, exp2f's subnormal range test, a scaling multiply, B
+// fragments of frag_b_pair out of register order, tile copies with a test and branch each): v3 16.4 / 20.7 / 15.2,
+// v4 17.0 / 11.5 / 10.5, v6 12.0 / 11.6 / 10.9. An SM quarter issues one instruction a clock and its tensor core
+// takes at least 4 clocks for an m16n8k16 (sm_90's peak), so a loop of more than 4 instructions per mma cannot keep
+// the tensor cores busy.
 
 #ifndef ENABLE_FP32
 
