@@ -42,17 +42,25 @@ static size_t attention_scratch_floats(int version, int B, int T, int H) {
     return version < 7 ? d : d + attention_ds_offset(B, 0, 0, 0, H, (T + ATTN_BQ - 1) / ATTN_BQ) / 2;
 }
 
-// D [B, H, T] = sum over the head dim of dout * out; one warp per row (b, t, h) of [B, T, H, hd].
-__global__ void attention_backward_prep_kernel(float *D, const floatX *dout, const floatX *out, int B, int T, int H, int hd) {
-    int lane = threadIdx.x % 32;
-    long long row = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (row >= (long long)B * T * H) return;
-    const floatX *o = out + row * hd, *d = dout + row * hd;
+// D [B, H, T] = sum over the head dim of dout * out, for the rows (b, t, h) of [B, T, H, HD]: G = HD / K threads per
+// row, each with one 16-byte load of each tensor (K elements, summed in order), then the G sums by shuffles. (One
+// warp per row with an element per lane moved 2 bytes a load: a quarter of a 32-byte sector per lane.)
+template <int HD>
+__global__ void attention_backward_prep_kernel(float *D, const floatX *dout, const floatX *out, int B, int T, int H) {
+    constexpr int K = 16 / sizeof(floatX), G = HD / K;
+    static_assert(HD % K == 0 && G <= 32 && 32 % G == 0, "a row is a power-of-two part of a warp");
+    long long row = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / G;
+    int part = threadIdx.x % G;
+    bool valid = row < (long long)B * T * H;  // the others still take part in the shuffles
     float acc = 0.0f;
-    for (int i = lane; i < hd; i += 32) acc += to_float(d[i]) * to_float(o[i]);
-    acc = warp_reduce_sum(acc);
+    if (valid) {
+        Vec<floatX, K> o = vec_load<K>(out + row * HD + part * K), d = vec_load<K>(dout + row * HD + part * K);
+        for (int k = 0; k < K; k++) acc += to_float(d.x[k]) * to_float(o.x[k]);
+    }
+    for (int offset = G / 2; offset > 0; offset >>= 1) acc += __shfl_xor_sync(0xFFFFFFFFu, acc, offset);
+    if (!valid || part != 0) return;
     int h = (int)(row % H), t = (int)(row / H % T), b = (int)(row / H / T);
-    if (lane == 0) D[((size_t)b * H + h) * T + t] = acc;
+    D[((size_t)b * H + h) * T + t] = acc;
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -905,8 +913,11 @@ static void attention_check_shape(int H, int KV) {
 
 static void attention_backward_prep(float *D, const floatX *dout, const floatX *out, int B, int T, int H, int hd,
                                     cudaStream_t stream) {
-    long long rows = (long long)B * T * H;
-    attention_backward_prep_kernel<<<(unsigned)ceil_div(rows, 8LL), 256, 0, stream>>>(D, dout, out, B, T, H, hd);
+    kernelRequire(((uintptr_t)dout | (uintptr_t)out) % 16 == 0, "attention: dout and out must be 16-byte aligned");
+    long long threads = (long long)B * T * H * hd / (16 / sizeof(floatX));  // G per row
+    attention_dispatch_hd(hd, [&](auto HDc) {
+        attention_backward_prep_kernel<decltype(HDc)::value><<<(unsigned)ceil_div(threads, 256LL), 256, 0, stream>>>(D, dout, out, B, T, H);
+    });
     cudaCheckLaunch();
 }
 
