@@ -52,37 +52,56 @@ static int rmsnorm_backward_blocks(int N) { return N < 512 ? N : 512; }
 // Scratch the backward needs, in floats: [rmsnorm_backward_blocks(N), C].
 static size_t rmsnorm_backward_scratch_floats(int N, int C) { return (size_t)rmsnorm_backward_blocks(N) * C; }
 
-// Block b owns rows [b N / G, (b + 1) N / G); each thread K consecutive columns at a time. dinp [N, C] +=;
-// partial [G, C] = this block's sum of dw.
+// Threads per block of the backward: 8 warps, so its rows go in groups of 8, one per warp for the dot product.
+#define RMSNORM_BACKWARD_WARPS 8
+
+// Block b owns rows [b N / G, (b + 1) N / G), taken in groups of one row per warp: each warp sums its row's
+// dot product (dout . weight . x) alone, then the whole block, each thread K consecutive columns at a time,
+// updates dinp and its dw sums for the group's rows in order. Two barriers a group, not two a row, and the
+// group's loads in the second pass do not wait for each other. dinp [N, C] +=; partial [G, C] = this block's
+// sum of dw.
 template <int K>
-__global__ void rmsnorm_backward_kernel(floatX *dinp, float *partial, const floatX *dout, const floatX *inp,
-                                        const floatX *weight, const float *rstd, int N, int C) {
+__global__ void __launch_bounds__(32 * RMSNORM_BACKWARD_WARPS) rmsnorm_backward_kernel(floatX *dinp, float *partial,
+        const floatX *dout, const floatX *inp, const floatX *weight, const float *rstd, int N, int C) {
+    constexpr int W = RMSNORM_BACKWARD_WARPS;
     extern __shared__ __align__(32) float dw[];  // [C]: thread t owns columns [t K, t K + K), then + blockDim.x K, ...
-    int G = gridDim.x, b = blockIdx.x, step = blockDim.x * K;
+    __shared__ float coef[W];                    // the group's dot * rstd^3 / C, a row per warp
+    int G = gridDim.x, b = blockIdx.x, step = blockDim.x * K, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int row0 = (int)((long long)N * b / G), row1 = (int)((long long)N * (b + 1) / G);
     for (int i = threadIdx.x * K; i < C; i += step) vec_store<K>(dw + i, Vec<float, K>{});
-    for (int row = row0; row < row1; row++) {
-        const floatX *x = inp + (size_t)row * C, *g = dout + (size_t)row * C;
-        floatX *dx = dinp + (size_t)row * C;
-        float r = rstd[row], dot = 0.0f;
-        for (int i = threadIdx.x * K; i < C; i += step) {
-            Vec<floatX, K> gv = vec_load<K>(g + i), wv = vec_load<K>(weight + i), xv = vec_load<K>(x + i);
-            for (int k = 0; k < K; k++) dot += to_float(gv.x[k]) * to_float(wv.x[k]) * to_float(xv.x[k]);
-        }
-        dot = block_reduce_sum(dot);
-        float c = dot * r * r * r / C;
-        for (int i = threadIdx.x * K; i < C; i += step) {
-            Vec<floatX, K> gv = vec_load<K>(g + i), wv = vec_load<K>(weight + i), xv = vec_load<K>(x + i);
-            Vec<floatX, K> dxv = vec_load<K>(dx + i);
-            Vec<float, K> acc = vec_load<K>(dw + i);
-            for (int k = 0; k < K; k++) {
-                float gi = to_float(gv.x[k]), xi = to_float(xv.x[k]);
-                dxv.x[k] = from_float<floatX>(to_float(dxv.x[k]) + gi * to_float(wv.x[k]) * r - xi * c);
-                acc.x[k] += gi * xi * r;
+    for (int g0 = row0; g0 < row1; g0 += W) {
+        int n = min(W, row1 - g0);  // rows in this group
+        if (warp < n) {
+            int row = g0 + warp;
+            const floatX *x = inp + (size_t)row * C, *g = dout + (size_t)row * C;
+            float dot = 0.0f, r = rstd[row];
+            for (int i = lane * K; i < C; i += 32 * K) {
+                Vec<floatX, K> gv = vec_load<K>(g + i), wv = vec_load<K>(weight + i), xv = vec_load<K>(x + i);
+                for (int k = 0; k < K; k++) dot += to_float(gv.x[k]) * to_float(wv.x[k]) * to_float(xv.x[k]);
             }
-            vec_store<K>(dx + i, dxv);
+            dot = warp_reduce_sum(dot);
+            if (lane == 0) coef[warp] = dot * r * r * r / C;
+        }
+        __syncthreads();
+        for (int i = threadIdx.x * K; i < C; i += step) {
+            Vec<floatX, K> wv = vec_load<K>(weight + i);
+            Vec<float, K> acc = vec_load<K>(dw + i);
+            #pragma unroll
+            for (int j = 0; j < W; j++) {
+                if (j >= n) break;
+                size_t at = (size_t)(g0 + j) * C + i;
+                float r = rstd[g0 + j], c = coef[j];
+                Vec<floatX, K> gv = vec_load<K>(dout + at), xv = vec_load<K>(inp + at), dxv = vec_load<K>(dinp + at);
+                for (int k = 0; k < K; k++) {
+                    float gi = to_float(gv.x[k]), xi = to_float(xv.x[k]);
+                    dxv.x[k] = from_float<floatX>(to_float(dxv.x[k]) + gi * to_float(wv.x[k]) * r - xi * c);
+                    acc.x[k] += gi * xi * r;
+                }
+                vec_store<K>(dinp + at, dxv);
+            }
             vec_store<K>(dw + i, acc);
         }
+        __syncthreads();  // the next group rewrites coef
     }
     for (int i = threadIdx.x * K; i < C; i += step) vec_store<K>(partial + (size_t)b * C + i, vec_load<K>(dw + i));
 }
@@ -101,7 +120,7 @@ static void rmsnorm_backward(floatX *dinp, floatX *dweight, float *scratch, cons
     // dinp [N, C] +=, dweight [C] +=, scratch [rmsnorm_backward_scratch_floats(N, C)],
     // dout [N, C], inp [N, C] (the forward's input), weight [C], rstd [N] (from the forward)
     if (N == 0) return;
-    const int block = 256;
+    const int block = 32 * RMSNORM_BACKWARD_WARPS;
     int G = rmsnorm_backward_blocks(N);
     size_t smem = sizeof(float) * C;
     vec_dispatch(vec_fits({(size_t)C}, dinp, scratch, dout, inp, weight), [&](auto k) {

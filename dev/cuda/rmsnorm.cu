@@ -117,6 +117,7 @@ int main(int argc, char **argv) {
             validate(37, 5461);
             validate(700, 1376);
             validate(4 * 256, 2048);
+            validate(5003, 328);  // 9 or 10 rows a backward block: a whole group of 8 (a row per warp) and a part one
         });
     }
     if (opt.bench) {
