@@ -446,14 +446,13 @@ __device__ inline void tile_load(__nv_bfloat16 *dst, const __nv_bfloat16 *src, s
 // Blocks per SM that ptxas must fit in registers (64K per SM): with V 5 at hd 64 (LLaMA's head dim up to 13b),
 // 4 forward and dq blocks (at most 128 registers a thread) and 3 dk/dv blocks (170), which their shared memory
 // also allows (228 KiB per SM on sm_90), against 3 dq and 2 dk/dv blocks with version 4's 158 and 203 registers.
-// The price is a few spilled registers (ptxas, sm_90: dq 36 bytes, dk/dv 28; 17 and 12 local loads and stores;
-// version 7's dk/dv, which also stores dS, none in 168 registers; its dq kernel needs 70 and no budget).
+// The price is a few spilled registers (ptxas, sm_90: dq 60 bytes, dk/dv 24; version 7's dk/dv, which also stores
+// dS, none in 168 registers; its dq kernel needs 72 and no budget).
 // 0 (no minimum) leaves ptxas its own choice, as for the earlier versions.
 template <int HD, int V> struct AttnMinBlocks {
     static constexpr int DQ = V >= 5 && HD == 64 ? 4 : 0, DKDV = V >= 5 && HD == 64 ? 3 : 0;
     static constexpr int FORWARD = V >= 6 && HD == 64 ? 2 : DQ;  // version 6's forward: twice the rows per warp
 };
-
 
 // Query rows of a forward block: 4 warps of MT m16 tiles each. With MT 2 (V 6, hd up to 64) a warp's B fragments
 // of K and V serve two tiles of rows, half the shared-memory reads per product (the accumulators of hd 128 would
