@@ -626,6 +626,31 @@ __device__ __forceinline__ void attention_two_products(float acc1[NT][4], float 
     }
 }
 
+// dQ += dS K for keys 16 kk .. 16 kk + 15 of the key tile Ks: a, the A fragment of the warp's dS [16 queries][those keys].
+template <int HD, int V>
+__device__ inline void attention_dq_step(float dqa[HD / 8][4], const uint32_t a[4], const __nv_bfloat16 *Ks, int kk, int lane) {
+    for (int dt = 0; dt < HD / 8; dt += 2) {
+        uint32_t bf[2][2];
+        frag_b_rows_pair<V>(bf, Ks, HD + ATTN_PAD, kk * 16, dt * 8, lane);
+        mma_bf16_16816(dqa[dt], a, bf[0]);
+        mma_bf16_16816(dqa[dt + 1], a, bf[1]);
+    }
+}
+
+// The warp's dq rows r0 + g and r0 + g + 8 of head h, those before T, from its accumulators times scale.
+template <int HD>
+__device__ inline void attention_dq_write(__nv_bfloat16 *dq, const float dqa[HD / 8][4], int b, int h, int r0, int T, int H,
+                                          float scale, int lane) {
+    int g = lane / 4, t = lane % 4;
+    for (int i = 0; i < 2; i++) {
+        int row = r0 + g + 8 * i;
+        if (row >= T) continue;
+        __nv_bfloat16 *drow = dq + ((size_t)b * T + row) * H * HD + h * HD;
+        for (int dt = 0; dt < HD / 8; dt++)
+            *reinterpret_cast<uint32_t *>(drow + dt * 8 + 2 * t) = bf16x2_from_floats(dqa[dt][2 * i] * scale, dqa[dt][2 * i + 1] * scale);
+    }
+}
+
 // Block (query tile, head, batch): dq for 64 query rows, over the key tiles up to the diagonal. Shared memory:
 // Q, dO, then K and V (two of each from V 4, as in the forward).
 template <int HD, int V>
@@ -689,20 +714,10 @@ __global__ void __launch_bounds__(ATTN_THREADS, AttnMinBlocks<HD, V>::DQ) attent
         for (int kk = 0; kk < ATTN_BK / 16; kk++) {
             uint32_t a[4];
             frag_a_from_acc(a, s[2 * kk], s[2 * kk + 1]);
-            for (int dt = 0; dt < HD / 8; dt += 2) {
-                uint32_t bf[2][2];
-                frag_b_rows_pair<V>(bf, Ks, S, kk * 16, dt * 8, lane);
-                mma_bf16_16816(dqa[dt], a, bf[0]);  // dQ += dS K
-                mma_bf16_16816(dqa[dt + 1], a, bf[1]);
-            }
+            attention_dq_step<HD, V>(dqa, a, Ks, kk, lane);  // dQ += dS K
         }
     }
-    for (int i = 0; i < 2; i++) {
-        if (row[i] >= T) continue;
-        __nv_bfloat16 *drow = dq + ((size_t)b * T + row[i]) * q_stride + h * HD;
-        for (int dt = 0; dt < HD / 8; dt++)
-            *reinterpret_cast<uint32_t *>(drow + dt * 8 + 2 * t) = bf16x2_from_floats(dqa[dt][2 * i] * scale, dqa[dt][2 * i + 1] * scale);
-    }
+    attention_dq_write<HD>(dq, dqa, b, h, q0 + warp * 16, T, H, scale, lane);
 }
 
 // Version 7's dq: block (query tile, head, batch), dq = dS K for 64 query rows over the key tiles up to the
@@ -716,9 +731,9 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_backward_dq_stored_ker
     constexpr int S = HD + ATTN_PAD, SD = ATTN_BQ + ATTN_PAD, BUF = ATTN_BK * (SD + S);  // BUF: a buffer's elements
     extern __shared__ __align__(16) unsigned char attn_smem[];
     __nv_bfloat16 *bufs = (__nv_bfloat16 *)attn_smem;
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int nt = gridDim.x, qt = nt - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, kvh = h / (H / KV);
-    size_t q_stride = (size_t)H * HD, kv_stride = (size_t)KV * HD;
+    size_t kv_stride = (size_t)KV * HD;
     const __nv_bfloat16 *kb = k + (size_t)b * T * kv_stride + kvh * HD;
     const __nv_bfloat16 *ds_q = ds + attention_ds_offset(b, h, qt, 0, H, nt);  // tiles (qt, 0), (qt, 1), ... in a row
     auto load = [&](int kt) {
@@ -743,21 +758,10 @@ __global__ void __launch_bounds__(ATTN_THREADS) attention_backward_dq_stored_ker
             // keys 16 kk + 8 (i / 2), queries 16 warp + 8 (i % 2), which is register a[i] of the A fragment
             uint32_t a[4];
             ldmatrix_x4<true>(a, dSs + (kk * 16 + (lane & 7) + (lane >> 4) * 8) * SD + warp * 16 + (lane & 8));
-            for (int dt = 0; dt < HD / 8; dt += 2) {
-                uint32_t bf[2][2];
-                frag_b_rows_pair<V>(bf, Ks, S, kk * 16, dt * 8, lane);
-                mma_bf16_16816(dqa[dt], a, bf[0]);  // dQ += dS K
-                mma_bf16_16816(dqa[dt + 1], a, bf[1]);
-            }
+            attention_dq_step<HD, V>(dqa, a, Ks, kk, lane);  // dQ += dS K
         }
     }
-    for (int i = 0; i < 2; i++) {
-        int row = qt * ATTN_BQ + warp * 16 + g + 8 * i;
-        if (row >= T) continue;
-        __nv_bfloat16 *drow = dq + ((size_t)b * T + row) * q_stride + h * HD;
-        for (int dt = 0; dt < HD / 8; dt++)
-            *reinterpret_cast<uint32_t *>(drow + dt * 8 + 2 * t) = bf16x2_from_floats(dqa[dt][2 * i] * scale, dqa[dt][2 * i + 1] * scale);
-    }
+    attention_dq_write<HD>(dq, dqa, b, h, qt * ATTN_BQ + warp * 16, T, H, scale, lane);
 }
 
 // Query rows per inner tile of the dk/dv kernel: smaller for hd 128 to keep the accumulators in registers.
