@@ -19,6 +19,10 @@ done
 grep -Eq '^\| matmul backward \(weights\) \| [0-9.]+ \| [0-9.]+% \| - \| - \|$' "$TMP/grass.md" || die "grass_gpu_bench.sh: no AdamW-only weight-gradient row"
 grep -Eq '^\| grass compressed gradient \| - \| - \| [0-9.]+ \| [0-9.]+% \|$' "$TMP/grass.md" || die "grass_gpu_bench.sh: no Grass-only compressed-gradient row"
 grep -Eq '^\| total \| [0-9.]+ \| 100.0% \| [0-9.]+ \| 100.0% \|$' "$TMP/grass.md" || die "grass_gpu_bench.sh: no profile total"
+# OPTIMIZERS=adamw (dev/gpu/run.sh's attention stage): the AdamW row alone
+OUT="$TMP/adamw_only" PRESETS=tiny PROFILE_STEPS=0 OPTIMIZERS=adamw dev/bench/grass_gpu_bench.sh > "$TMP/adamw_only.md"
+grep -Eq '^\| tiny \| adamw \| [0-9]+ \|' "$TMP/adamw_only.md" && ! grep -q '| grass |' "$TMP/adamw_only.md" ||
+  die "grass_gpu_bench.sh with OPTIMIZERS=adamw: not the AdamW row alone"
 [ -z "$(ls -d "$TMP"/*/*/ckpt_* 2> /dev/null)" ] || die "the benchmarks wrote checkpoints (--ckpt-every -1 means never)"
 # a trainer that fails gives its row as failed, and the scripts go on (the GPU session still gets the rest)
 OUT="$TMP/fail" TRAIN_GPU=false PRESETS="tiny test" dev/bench/gpu_bench.sh > "$TMP/fail.md" || die "gpu_bench.sh stopped at a failed run"

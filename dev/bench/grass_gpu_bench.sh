@@ -6,10 +6,12 @@
 # that the events it adds stay out of the main table. For single kernels: dev/cuda/bin/* timing loops, or ncu.
 #   dev/bench/grass_gpu_bench.sh     settings: PRESETS ["350m 1b"] BATCH [8] SEQ [1024] STEPS [20] RANK [preset's]
 #                                              RECOMPUTE [0, as gpu_bench.sh] PROFILE_STEPS [6] (0: no profile tables)
+#                                              OPTIMIZERS ["adamw grass"]: the main table's rows (adamw alone: no
+#                                              ratio; the profile tables always compare both)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PRESETS=${PRESETS:-350m 1b} BATCH=${BATCH:-8} SEQ=${SEQ:-1024} STEPS=${STEPS:-20} PYTHON=${PYTHON:-python3}
-PROFILE_STEPS=${PROFILE_STEPS:-6} RECOMPUTE=${RECOMPUTE:-0}
+PROFILE_STEPS=${PROFILE_STEPS:-6} RECOMPUTE=${RECOMPUTE:-0} OPTIMIZERS=${OPTIMIZERS:-adamw grass}
 TRAIN_GPU=${TRAIN_GPU:-./train_llama}  # dev/emu/bin/train_llama checks the script on the CPU emulator (PRESETS=test)
 OUT=${OUT:-out/grass_gpu_bench}
 mkdir -p "$OUT"
@@ -19,7 +21,7 @@ echo "| preset | optimizer | tok/s | MFU | memory GiB | forward ms | backward ms
 echo "|---|---|---|---|---|---|---|---|---|"
 for p in $PRESETS; do
   adamw_tok=
-  for opt in adamw grass; do
+  for opt in $OPTIMIZERS; do
     extra=(--optimizer $opt); [ $opt = grass ] && extra+=("${rank_args[@]}")
     if ! "$TRAIN_GPU" --model $p --train-data "$OUT/train.bin" --batch $BATCH --seq $SEQ --steps $STEPS --warmup 1 \
         --recompute $RECOMPUTE --eval-every 0 --ckpt-every -1 "${extra[@]}" --out "$OUT/$p.$opt" > "$OUT/$p.$opt.log"; then

@@ -10,9 +10,9 @@
 #   bench     dev/bench/gpu_bench.sh (60m ... 1b, PyTorch beside it) and dev/bench/grass_gpu_bench.sh
 #   13b       the 13b preset with Grass under --gpu-mem-limit 40 (DESIGN §9), 10 steps
 #   attention the tensor-core attention versions against each other (kernels/attention.cuh): dev/cuda's timing at
-#             the 1b and 7b shapes, then the 1b trainer (AdamW and Grass, 8 x 1024) built with each of 3 to 7
-#             (out/attention/train_llama_vN; in the order 3, 7, 4, 6, 5, the likeliest first), to choose
-#             ATTENTION_VERSION by measurement; output appended to kernels.log as it comes
+#             the 1b and 7b shapes, then the 1b trainer (AdamW, 8 x 1024; attention costs Grass the same) built
+#             with each of 3 to 7 (out/attention/train_llama_vN; in the order 3, 7, 4, 6, 5, the likeliest first),
+#             to choose ATTENTION_VERSION by measurement; output appended to kernels.log as it comes
 #   kernels   the timing loops of the other dev/cuda files (cuBLASLt at ffn 5461 and 5464, Grass's kernels, ...)
 #   sanitize  compute-sanitizer memcheck on 3 steps of both trainers, memcheck and racecheck on the attention and
 #             Grass kernel files' validation (what the emulator cannot see: the real memory model); output
@@ -117,7 +117,7 @@ stage_attention() {
   for v in 3 7 4 6 5; do  # ./train_llama is version 3 (ATTENTION_VERSION)
     echo "trainer with attention version $v"
     bin=./train_llama; [ $v = 3 ] || bin=out/attention/train_llama_v$v
-    TRAIN_GPU=$bin PRESETS=1b PROFILE_STEPS=0 OUT=out/attention/bench_v$v dev/bench/grass_gpu_bench.sh 2>&1
+    TRAIN_GPU=$bin PRESETS=1b PROFILE_STEPS=0 OPTIMIZERS=adamw OUT=out/attention/bench_v$v dev/bench/grass_gpu_bench.sh 2>&1
   done | tee -a $log >> "$LOG/kernels.log"
   note "$(grep -E '^(trainer with|\| 1b)' $log)"
 }
