@@ -167,6 +167,10 @@ static void gpu_store_state(void *ctx, int i, int part, const void *src) {
     gpu_state_part_copy((GpuCheckpointIO *)ctx, i, part, (void *)src, 1);
 }
 
+static StateIO gpu_state_io(GpuCheckpointIO *ctx) {
+    return (StateIO){gpu_state_parts, gpu_state_part_bytes, gpu_fetch_state, gpu_store_state, ctx};
+}
+
 // The weights go out in their most precise copy: the fp32 master weights, else the floatX weights.
 static void gpu_save_checkpoint(GpuLlama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum, int world) {
     size_t esize = m->master || sizeof(floatX) == 4 ? 4 : 2;
@@ -175,7 +179,7 @@ static void gpu_save_checkpoint(GpuLlama *m, const TrainOptions *opt, int step, 
     int n = gpu_state_sections(m, &h, sec);
     GpuCheckpointIO ctx = {m, m->master ? (void *)m->master : (void *)m->params, esize, sec};
     Fetcher weights = {gpu_fetch_weight, &ctx};
-    StateIO io = {gpu_state_parts, gpu_state_part_bytes, gpu_fetch_state, gpu_store_state, &ctx};
+    StateIO io = gpu_state_io(&ctx);
     checkpoint_save(opt->out, step, &m->model_cfg, NULL, esize == 4 ? "F32" : "BF16", &weights, n, sec, &io);
 }
 
@@ -184,7 +188,7 @@ static int gpu_load_state(GpuLlama *m, const TrainOptions *opt, const char *dir,
     StateSection sec[STATE_HEADER_SECTIONS + GPU_STATE_TENSORS];
     int n = gpu_state_sections(m, &h, sec);
     GpuCheckpointIO ctx = {m, NULL, 0, sec};
-    StateIO io = {gpu_state_parts, gpu_state_part_bytes, gpu_fetch_state, gpu_store_state, &ctx};
+    StateIO io = gpu_state_io(&ctx);
     checkpoint_load_state(dir, &h, n, sec, &io);
     dataloader_seek(train, (int)h.data[0], (int)h.data[1], (int)h.data[2]);
     return (int)h.step;

@@ -35,11 +35,14 @@ __host__ __device__ inline size_t attention_ds_offset(int b, int h, int qt, int 
     return (((size_t)b * H + h) * ((size_t)nt * (nt + 1) / 2) + (size_t)qt * (qt + 1) / 2 + kt) * (ATTN_BQ * ATTN_BK);
 }
 
-// The backward's scratch for a version (1: the scalar path), in floats: D [B, H, T], then from version 7 on the
-// stored dS tiles (bf16, 16-byte aligned).
+// The floats of D [B, H, T] at the start of the backward's scratch, rounded up to 16 bytes.
+static size_t attention_d_floats(int B, int T, int H) { return ((size_t)B * H * T + 3) / 4 * 4; }
+
+// The backward's scratch for a version (1: the scalar path), in floats: D, then from version 7 on the stored dS
+// tiles (bf16).
 static size_t attention_scratch_floats(int version, int B, int T, int H) {
-    size_t d = ((size_t)B * H * T + 3) / 4 * 4;
-    return version < 7 ? d : d + attention_ds_offset(B, 0, 0, 0, H, (T + ATTN_BQ - 1) / ATTN_BQ) / 2;
+    size_t ds = version < 7 ? 0 : attention_ds_offset(B, 0, 0, 0, H, (T + ATTN_BQ - 1) / ATTN_BQ) / 2;
+    return attention_d_floats(B, T, H) + ds;
 }
 
 // D [B, H, T] = sum over the head dim of dout * out, for the rows (b, t, h) of [B, T, H, HD]: G = HD / K threads per
@@ -996,7 +999,7 @@ static void attention_backward_mma(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bf
     attention_check_aligned(k, "k"), attention_check_aligned(v, "v");
     if (B == 0 || T == 0) return;
     float *D = scratch;
-    __nv_bfloat16 *ds = V >= 7 ? (__nv_bfloat16 *)(scratch + attention_scratch_floats(1, B, T, H)) : nullptr;
+    __nv_bfloat16 *ds = V >= 7 ? (__nv_bfloat16 *)(scratch + attention_d_floats(B, T, H)) : nullptr;
     attention_backward_prep(D, dout, out, B, T, H, hd, stream);
     float scale = 1.0f / sqrtf((float)hd), scale_log2 = ATTN_LOG2E * scale;
     constexpr int NBUF = V >= 4 ? 2 : 1;  // streamed tiles in shared memory
