@@ -3,7 +3,7 @@
  * indices as the CPU trainer, every rank and the PyTorch reference); this file holds the device side:
  *  - the compressed gradient g [r, E] += diag(rho) B G without forming G: the r selected, scaled columns of dY
  *    (rows side) or X (columns side) are gathered into a small contiguous [N, r] buffer, then one cuBLASLt
- *    product accumulates sel^T @ other into g in fp32;
+ *    product accumulates sel^T @ other into g in fp32 (q, k and v, or gate and up, in one batch);
  *  - the refresh: the full gradient of one matrix at a time into one fp32 scratch sized for the largest
  *    matrix, its row (or column) norms, the selection on the host, g from the selected rows, moments reset;
  *  - subspace Adam and the scatter update W -= lr alpha P U in fused kernels (duplicate indices accumulate;
@@ -17,12 +17,70 @@
 #include "kernels/matmul.cuh"
 #include "train_config.h"
 
-// sel [N, r] (rows of ldsel) = rho_j * src[t, sigma_j]: the selected columns of src [N, ld], scaled. Thread x of a
-// block keeps the columns j = x, x + blockDim.x, ... (with their sigma and rho) and walks the rows t = blockIdx.x,
-// blockIdx.x + gridDim.x, ...: a warp writes consecutive elements of a row of sel and reads nearby columns
-// (sigma is sorted) of one row of src.
-__global__ void grass_gather_kernel(floatX *sel, const floatX *src, const int *sigma, const float *rho, int N, int r, int ld,
-                                    int ldsel) {
+// The compressed gradients of up to GRASS_GROUP_MAX projections computed together: q, k and v (or gate and up) read
+// the same input X, so on the rows side their products sel_i^T X are one strided batch (kernels/matmul.cuh) with
+// X shared, three times the output tiles of one product (a 1b projection's [512, 2048] alone is 64 tiles of
+// 128 x 128, half of an H100's SMs for a sum over all the tokens). Member i is the consecutive kind kind0 + i of
+// one shape: its g, sigma and rho lie i times g_stride, sel_stride after the first's (grass_group_size).
+#define GRASS_GROUP_MAX 3
+typedef struct {
+    int count;
+    float *g;                             // [r, E] of the first; member i's at g + i g_stride
+    const int *sigma;                     // [r] of the first; member i's at + i sel_stride
+    const float *rho;                     // [r] likewise
+    size_t g_stride, sel_stride;
+    const floatX *dout[GRASS_GROUP_MAX];  // dY [N, m] of each
+} GrassGroup;
+
+// How many of the projections kind, kind + 1, ..., kind + max - 1 (which read the same input) one batched
+// product serves, from kind on: those of kind's shape, on the rows side (the columns side selects columns of the
+// shared X, and its other operands, the dY, differ).
+static int grass_group_size(const GrassPlan *p, int kind, int max) {
+    GrassShape a = p->shape[kind];
+    int n = 1;
+    while (a.rows && n < max && n < GRASS_GROUP_MAX) {
+        GrassShape b = p->shape[kind + n];
+        if (!b.rows || b.r != a.r || b.E != a.E || b.D != a.D) break;
+        n++;
+    }
+    return n;
+}
+
+// The group of `count` projections from kind in layer (grass_group_size), with output gradients dout[0..count).
+static GrassGroup grass_group(const GrassPlan *p, float *g, const int *sigma, const float *rho, int kind, int layer, int count,
+                              const floatX *const *dout) {
+    GrassGroup gr;
+    memset(&gr, 0, sizeof(gr));
+    gr.count = count;
+    gr.g = g + grass_state_offset(p, kind, layer);
+    gr.sigma = sigma + grass_sel_offset(p, kind, layer);
+    gr.rho = rho + grass_sel_offset(p, kind, layer);
+    if (count > 1) {
+        gr.g_stride = grass_state_offset(p, kind + 1, layer) - grass_state_offset(p, kind, layer);
+        gr.sel_stride = grass_sel_offset(p, kind + 1, layer) - grass_sel_offset(p, kind, layer);
+    }
+    for (int i = 0; i < count; i++) gr.dout[i] = dout[i];
+    return gr;
+}
+
+// One projection as a group of one.
+static GrassGroup grass_single(float *g, const int *sigma, const float *rho, const floatX *dout) {
+    GrassGroup gr;
+    memset(&gr, 0, sizeof(gr));
+    gr.count = 1, gr.g = g, gr.sigma = sigma, gr.rho = rho, gr.dout[0] = dout;
+    return gr;
+}
+
+// sel [N, r] (rows of ldsel) = rho_j * src[t, sigma_j], the selected columns of src [N, ld] scaled, for member
+// blockIdx.y of the group into sel + blockIdx.y sel_batch; src is that member's dY, or x when given (the columns
+// side). Thread x of a block keeps the columns j = x, x + blockDim.x, ... (with their sigma and rho) and walks the
+// rows t = blockIdx.x, blockIdx.x + gridDim.x, ...: a warp writes consecutive elements of a row of sel and reads
+// nearby columns (sigma is sorted) of one row of src.
+__global__ void grass_gather_kernel(floatX *sel, GrassGroup gr, const floatX *x, int N, int r, int ld, int ldsel, size_t sel_batch) {
+    const floatX *src = x ? x : gr.dout[blockIdx.y];
+    const int *sigma = gr.sigma + blockIdx.y * gr.sel_stride;
+    const float *rho = gr.rho + blockIdx.y * gr.sel_stride;
+    sel += blockIdx.y * sel_batch;
     for (int j = threadIdx.x; j < r; j += blockDim.x) {
         int s = sigma[j];
         float scale = rho[j];
@@ -31,27 +89,33 @@ __global__ void grass_gather_kernel(floatX *sel, const floatX *src, const int *s
     }
 }
 
-static void grass_gather(floatX *sel, const floatX *src, const int *sigma, const float *rho, int N, int r, int ld, int ldsel,
-                         cudaStream_t stream) {
+static void grass_gather(floatX *sel, const GrassGroup *gr, const floatX *x, int N, int r, int ld, int ldsel, cudaStream_t stream) {
     if (N == 0 || r == 0) return;
     int threads = r < 256 ? ceil_div(r, 32) * 32 : 256;
-    grass_gather_kernel<<<N < 2048 ? N : 2048, threads, 0, stream>>>(sel, src, sigma, rho, N, r, ld, ldsel);
+    grass_gather_kernel<<<dim3(N < 2048 ? N : 2048, gr->count), threads, 0, stream>>>(sel, *gr, x, N, r, ld, ldsel,
+                                                                                      (size_t)N * ldsel);
     cudaCheckLaunch();
 }
 
-// g [r, E] (fp32) += diag(rho) B dY^T X: rows side, the columns sigma of dY [N, m] against X [N, n];
-// columns side, the columns sigma of X against dY. sel [N, matmul_padded(r)] is scratch (aligned rows).
+// For each member of the group: g [r, E] (fp32) += diag(rho) B dY^T X, with X = inp [N, n] and dY = dout [N, m]:
+// rows side, the columns sigma of dY against X, all members in one batched product sharing X; columns side (a
+// group of one), the columns sigma of X against dY. sel [count, N, matmul_padded(r)] is scratch (aligned rows).
 // m and n are the stored row lengths of dY and X, which may exceed the model's (zero padding, never selected):
 // only the first E columns of the other operand enter g.
-static void grass_compressed_grad(Matmul *mm, float *g, floatX *sel, const int *sigma, const float *rho, GrassShape sh,
-                                  const floatX *dout, const floatX *inp, int N, int n, int m, cudaStream_t stream) {
-    const floatX *src = sh.rows ? dout : inp, *other = sh.rows ? inp : dout;
+static void grass_compressed_grad(Matmul *mm, const GrassGroup *gr, floatX *sel, GrassShape sh, const floatX *inp, int N, int n,
+                                  int m, cudaStream_t stream) {
+    kernelRequire(gr->count >= 1 && gr->count <= GRASS_GROUP_MAX && (gr->count == 1 || sh.rows),
+                  "grass: a batch of compressed gradients on the columns side");
     int ldsel = matmul_padded(sh.r);
-    grass_gather(sel, src, sigma, rho, N, sh.r, sh.rows ? m : n, ldsel, stream);
-    Gemm gm = matmul_dweight_gemm((floatX *)g, sel, other, N, sh.E, sh.r);  // [r, E] += sel^T [r, N] @ other [N, E]
+    grass_gather(sel, gr, sh.rows ? NULL : inp, N, sh.r, sh.rows ? m : n, ldsel, stream);
+    const floatX *other = sh.rows ? inp : gr->dout[0];
+    Gemm gm = matmul_dweight_gemm((floatX *)gr->g, sel, other, N, sh.E, sh.r);  // [r, E] += sel^T [r, N] @ other [N, E]
     gm.lda = sh.rows ? n : m;
     gm.ldb = ldsel;
     gm.c_fp32 = 1;
+    gm.batch = gr->count;  // other (X) shared: stride 0
+    gm.stride_b = (long long)N * ldsel;
+    gm.stride_c = (long long)gr->g_stride;
     matmul_gemm(mm, &gm, stream);
 }
 

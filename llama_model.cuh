@@ -34,6 +34,9 @@
 
 #define GPU_MATMUL_WORKSPACE ((size_t)32 << 20)  // cuBLASLt workspace
 #define GPU_LOGITS_CHUNK_BYTES ((size_t)256 << 20)  // the lm_head's logits are computed this many bytes at a time
+// The projections that read one input, whose backward runs together (gpu_projections_backward): q, k and v from
+// PARAM_WQ on, which read ln1; gate and up from PARAM_WGATE on, which read ln2.
+enum { GPU_QKV = 3, GPU_GATE_UP = 2 };
 
 enum { GPU_WEIGHTS, GPU_MASTER, GPU_GRADS, GPU_OPTSTATE, GPU_GRASS_REFRESH, GPU_ACTS, GPU_WORKSPACE, GPU_NUM_CATEGORIES };
 static const char *gpu_category_names[GPU_NUM_CATEGORIES] = {"weights", "master weights", "gradients", "optimizer state",
@@ -83,7 +86,8 @@ typedef struct {
                           // are: the bytes of a projection's all-reduce are r / D of AdamW's (DESIGN §9)
     void *m, *v;          // [nstate] subspace Adam moments, float or bf16
     float *full;          // [full_numel] one full gradient, at refresh steps only
-    floatX *sel;          // [N, matmul_padded(rmax)] the gathered, scaled columns of one product
+    int group_max;        // the most projections one compressed product serves (grass_group_size)
+    floatX *sel;          // [group_max, N, matmul_padded(rmax)] the gathered, scaled columns of one product
     double *norms;        // [dmax] row or column norms of the refresh gradient
     int *host_sigma;      // [nsel] staging: the selection is made on the host (grass.h), then copied
     float *host_rho;      // [nsel]
@@ -159,7 +163,7 @@ static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
         GBUF(gs->rho, gs->p.nsel * 4, GPU_OPTSTATE);
         GBUF(gs->full, gs->full_numel * 4, GPU_GRASS_REFRESH);
         GBUF(gs->norms, (size_t)gs->dmax * 8, GPU_GRASS_REFRESH);
-        GBUF(gs->sel, N * matmul_padded(gs->p.rmax) * X, GPU_WORKSPACE);
+        GBUF(gs->sel, gs->group_max * N * matmul_padded(gs->p.rmax) * X, GPU_WORKSPACE);
     }
     GBUF(a->x, (L + 1) * N * d * X, GPU_ACTS);
     GBUF(a->ln1, La * N * d * X, GPU_ACTS);
@@ -222,6 +226,10 @@ static void gpu_plan(GpuLlama *m, const LlamaConfig *cfg, int B, int T, int rank
         D = gs->p.shape[k].rows ? rows : cols;
         if (rows * cols > gs->full_numel) gs->full_numel = rows * cols;
         if ((int)D > gs->dmax) gs->dmax = (int)D;
+    }
+    if (gs->p.enabled) {
+        int qkv = grass_group_size(&gs->p, PARAM_WQ, GPU_QKV), gate_up = grass_group_size(&gs->p, PARAM_WGATE, GPU_GATE_UP);
+        gs->group_max = qkv > gate_up ? qkv : gate_up;
     }
     llama_param_layout_of(&m->cfg, &m->glay, !gs->p.enabled);
     m->B = B;
@@ -502,22 +510,35 @@ static void gpu_grass_refresh(GpuLlama *m, int kind, int layer, const floatX *do
     cudaCheck(cudaMemsetAsync((char *)gs->v + go * mb, 0, cnt * mb, s));
 }
 
-// The backward of a projection out [N, mo] = inp [N, n] @ W^T: dinp (= or += with accumulate) dout @ W, and the
-// weight gradient: the full one (AdamW), or Grass's compressed one (a refresh computes the full one first).
-static void gpu_projection_backward(GpuLlama *m, int kind, int layer, floatX *dinp, const floatX *dout, const floatX *inp,
-                                    int N, int n, int mo, int accumulate) {
+// The backward of `count` projections kind, kind + 1, ... of a layer that read one input, out_i [N, mo_i] = inp [N, n]
+// @ W_i^T (q, k, v; gate, up; or one alone): dinp = sum_i dout[i] @ W_i, then the weight gradients: the full ones
+// (AdamW), or Grass's compressed ones (a refresh computes each full one first), one batched product for each run
+// of them that grass_group_size allows.
+static void gpu_projections_backward(GpuLlama *m, int kind, int count, int layer, floatX *dinp, const floatX *const *dout,
+                                     const floatX *inp, int N, int n) {
+    int mo[GRASS_GROUP_MAX];
+    for (int i = 0; i < count; i++) {
+        size_t rows, cols;
+        llama_param_shape(&m->cfg, kind + i, &rows, &cols);
+        mo[i] = (int)rows;
+    }
     gpu_mark(m, PROF_MATMUL_DINP);
-    matmul_backward(&m->mm, dinp, NULL, dout, inp, gpu_param(m, m->params, kind, layer), N, n, mo, accumulate, m->stream);
+    for (int i = 0; i < count; i++)
+        matmul_backward(&m->mm, dinp, NULL, dout[i], inp, gpu_param(m, m->params, kind + i, layer), N, n, mo[i], i > 0, m->stream);
     GpuGrass *gs = &m->grass;
     gpu_mark(m, !gs->p.enabled ? PROF_MATMUL_DW : gs->refresh_now ? PROF_GRASS_REFRESH : PROF_GRASS_GRAD);
-    if (!gs->p.enabled) {
-        matmul_backward(&m->mm, NULL, gpu_grad(m, kind, layer), dout, inp, NULL, N, n, mo, 0, m->stream);
-    } else if (gs->refresh_now) {
-        gpu_grass_refresh(m, kind, layer, dout, inp, N, n, mo);
-    } else {
-        size_t so = grass_sel_offset(&gs->p, kind, layer);
-        grass_compressed_grad(&m->mm, gs->g + grass_state_offset(&gs->p, kind, layer), gs->sel, gs->sigma + so, gs->rho + so,
-                              gs->p.shape[kind], dout, inp, N, n, mo, m->stream);
+    for (int i = 0; i < count;) {
+        int k = kind + i, c = 1;
+        if (!gs->p.enabled) {
+            matmul_backward(&m->mm, NULL, gpu_grad(m, k, layer), dout[i], inp, NULL, N, n, mo[i], 0, m->stream);
+        } else if (gs->refresh_now) {
+            gpu_grass_refresh(m, k, layer, dout[i], inp, N, n, mo[i]);
+        } else {
+            c = grass_group_size(&gs->p, k, count - i);
+            GrassGroup gr = grass_group(&gs->p, gs->g, gs->sigma, gs->rho, k, layer, c, dout + i);
+            grass_compressed_grad(&m->mm, &gr, gs->sel, gs->p.shape[k], inp, N, n, mo[i], m->stream);
+        }
+        i += c;
     }
 }
 
@@ -577,25 +598,24 @@ static void gpu_backward(GpuLlama *m) {
             swiglu_forward(la.act, la.gate, la.up, (size_t)N * f, s);
         }
         // MLP: x[l+1] = h + down(silu(gate(ln2)) * up(ln2)); dres holds d x[l+1] and becomes d h
-        gpu_projection_backward(m, PARAM_WDOWN, l, a->dact, a->dres, la.act, N, f, d, 0);
+        gpu_projections_backward(m, PARAM_WDOWN, 1, l, a->dact, &a->dres, la.act, N, f);
         gpu_mark(m, PROF_SWIGLU);
         swiglu_backward(a->dgate, a->dup, a->dact, la.gate, la.up, (size_t)N * f, s);
-        gpu_projection_backward(m, PARAM_WGATE, l, a->dln, a->dgate, la.ln2, N, d, f, 0);
-        gpu_projection_backward(m, PARAM_WUP, l, a->dln, a->dup, la.ln2, N, d, f, 1);
+        const floatX *dgate_up[GPU_GATE_UP] = {a->dgate, a->dup};
+        gpu_projections_backward(m, PARAM_WGATE, GPU_GATE_UP, l, a->dln, dgate_up, la.ln2, N, d);
         gpu_mark(m, PROF_RMSNORM);
         rmsnorm_backward(a->dres, gpu_grad(m, PARAM_MLP_NORM, l), a->norm_scratch, a->dln, la.h,
                          gpu_param(m, m->params, PARAM_MLP_NORM, l), la.rstd2, N, d, s);
         // attention: h = x + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1))); dres becomes d x[l]
-        gpu_projection_backward(m, PARAM_WO, l, a->datty, a->dres, la.atty, N, qd, d, 0);
+        gpu_projections_backward(m, PARAM_WO, 1, l, a->datty, &a->dres, la.atty, N, qd);
         gpu_mark(m, PROF_ATTENTION_BWD);
         attention_backward(a->dq, a->dk, a->dv, a->attn_scratch, a->datty, la.atty, la.q, la.k, la.v, la.lse, B, T,
                            c->n_heads, c->n_kv_heads, hd, s);
         gpu_mark(m, PROF_ROPE);
         rope_backward(a->dq, a->dq, a->rope_cos, a->rope_sin, N, T, c->n_heads, hd, s);
         rope_backward(a->dk, a->dk, a->rope_cos, a->rope_sin, N, T, c->n_kv_heads, hd, s);
-        gpu_projection_backward(m, PARAM_WQ, l, a->dln, a->dq, la.ln1, N, d, qd, 0);
-        gpu_projection_backward(m, PARAM_WK, l, a->dln, a->dk, la.ln1, N, d, kvd, 1);
-        gpu_projection_backward(m, PARAM_WV, l, a->dln, a->dv, la.ln1, N, d, kvd, 1);
+        const floatX *dqkv[GPU_QKV] = {a->dq, a->dk, a->dv};
+        gpu_projections_backward(m, PARAM_WQ, GPU_QKV, l, a->dln, dqkv, la.ln1, N, d);
         gpu_mark(m, PROF_RMSNORM);
         rmsnorm_backward(a->dres, gpu_grad(m, PARAM_ATTN_NORM, l), a->norm_scratch, a->dln, la.x,
                          gpu_param(m, m->params, PARAM_ATTN_NORM, l), la.rstd1, N, d, s);

@@ -42,6 +42,9 @@
 // transposes the stored matrix when trans is 1 and C0 is C itself, or C_in when set (cuBLASLt's C != D: the
 // residual stream added without first copying it into the output). A and B are floatX; C (and C_in) floatX,
 // or fp32 with c_fp32 (Grass's compressed gradients and refresh gradients accumulate in fp32).
+// With batch > 1, `batch` such products in one launch (strided batch): product i takes A + i stride_a, B + i
+// stride_b and C + i stride_c (elements); a stride of 0 gives every product the same matrix (Grass's q, k and v
+// share their input X).
 typedef struct {
     int transa, transb;
     int m, n, k;
@@ -53,30 +56,34 @@ typedef struct {
     int ldc;
     float beta;
     int c_fp32;
-    const void *C_in;  // [m, n] with ld ldc, or NULL for C
+    const void *C_in;  // [m, n] with ld ldc, or NULL for C (single products only)
+    int batch;         // 0 or 1: one product
+    long long stride_a, stride_b, stride_c;
 } Gemm;
 
 // Bytes per element of C (and C_in).
 static size_t matmul_c_size(const Gemm *g) { return g->c_fp32 ? 4 : sizeof(floatX); }
+// Products in the batch.
+static int matmul_batch(const Gemm *g) { return g->batch > 1 ? g->batch : 1; }
 
 // out [N, OC] = inp [N, C] @ weight [OC, C]^T: A = weight stored [C, OC] (ld C), transposed; B = inp stored
 // [C, N] (ld C); C = out [OC, N] (ld OC).
 static Gemm matmul_forward_gemm(floatX *out, const floatX *inp, const floatX *weight, int N, int C, int OC) {
-    Gemm g = {1, 0, OC, N, C, weight, C, inp, C, out, OC, 0.0f, 0, NULL};
+    Gemm g = {1, 0, OC, N, C, weight, C, inp, C, out, OC, 0.0f, 0, NULL, 1, 0, 0, 0};
     return g;
 }
 
 // dinp [N, C] (= or +=) dout [N, OC] @ weight [OC, C]: A = weight stored [C, OC] (ld C); B = dout stored
 // [OC, N] (ld OC); C = dinp [C, N] (ld C).
 static Gemm matmul_dinp_gemm(floatX *dinp, const floatX *dout, const floatX *weight, int N, int C, int OC, float beta) {
-    Gemm g = {0, 0, C, N, OC, weight, C, dout, OC, dinp, C, beta, 0, NULL};
+    Gemm g = {0, 0, C, N, OC, weight, C, dout, OC, dinp, C, beta, 0, NULL, 1, 0, 0, 0};
     return g;
 }
 
 // dweight [OC, C] += dout^T [OC, N] @ inp [N, C]: A = inp stored [C, N] (ld C); B = dout stored [OC, N]
 // (ld OC), transposed; C = dweight [C, OC] (ld C).
 static Gemm matmul_dweight_gemm(floatX *dweight, const floatX *dout, const floatX *inp, int N, int C, int OC) {
-    Gemm g = {0, 1, C, OC, N, inp, C, dout, OC, dweight, C, 1.0f, 0, NULL};
+    Gemm g = {0, 1, C, OC, N, inp, C, dout, OC, dweight, C, 1.0f, 0, NULL, 1, 0, 0, 0};
     return g;
 }
 
@@ -87,7 +94,8 @@ static int matmul_padded(int n) { return (n + 7) / 8 * 8; }
 #define MATMUL_MAX_PLANS 64
 
 typedef struct {
-    int transa, transb, m, n, k, lda, ldb, ldc, align_a, align_b, align_c, c_fp32;  // the key
+    int transa, transb, m, n, k, lda, ldb, ldc, align_a, align_b, align_c, c_fp32, batch;  // the key
+    long long stride_a, stride_b, stride_c;
     int found;  // 0: cuBLASLt has no algorithm for it, so it runs through cublasGemmEx
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t layout_a, layout_b, layout_c;
@@ -129,26 +137,30 @@ static void matmul_free(Matmul *mm) {
     memset(mm, 0, sizeof(*mm));
 }
 
-// Largest power of two <= 256 dividing the address and the row pitch (ld elements of esize bytes) in bytes.
-static int matmul_alignment(const void *p, int ld, size_t esize) {
-    uintptr_t bits = (uintptr_t)p | ((uintptr_t)ld * esize);
+// Largest power of two <= 256 dividing the address, the row pitch (ld elements of esize bytes) and the batch
+// stride (elements) in bytes: the alignment of every row of every product of the batch.
+static int matmul_alignment(const void *p, int ld, long long stride, size_t esize) {
+    uintptr_t bits = (uintptr_t)p | ((uintptr_t)ld * esize) | ((uintptr_t)stride * esize);
     int a = 1;
     while (a < 256 && !(bits & (uintptr_t)a)) a <<= 1;
     return a;
 }
 
 static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
-    int aa = matmul_alignment(g->A, g->lda, sizeof(floatX)), ab = matmul_alignment(g->B, g->ldb, sizeof(floatX));
-    int ac = matmul_alignment(g->C, g->ldc, matmul_c_size(g));
+    int aa = matmul_alignment(g->A, g->lda, g->stride_a, sizeof(floatX));
+    int ab = matmul_alignment(g->B, g->ldb, g->stride_b, sizeof(floatX));
+    int ac = matmul_alignment(g->C, g->ldc, g->stride_c, matmul_c_size(g));
     if (g->C_in) {  // C and D share one layout and one promised alignment
-        int ai = matmul_alignment(g->C_in, g->ldc, matmul_c_size(g));
+        int ai = matmul_alignment(g->C_in, g->ldc, 0, matmul_c_size(g));
         ac = ai < ac ? ai : ac;
     }
+    int batch = matmul_batch(g);
     for (int i = 0; i < mm->num_plans; i++) {
         MatmulPlan *p = &mm->plans[i];
         if (p->transa == g->transa && p->transb == g->transb && p->m == g->m && p->n == g->n && p->k == g->k &&
             p->lda == g->lda && p->ldb == g->ldb && p->ldc == g->ldc && p->align_a == aa && p->align_b == ab &&
-            p->align_c == ac && p->c_fp32 == g->c_fp32)
+            p->align_c == ac && p->c_fp32 == g->c_fp32 && p->batch == batch && p->stride_a == g->stride_a &&
+            p->stride_b == g->stride_b && p->stride_c == g->stride_c)
             return p;
     }
     MatmulPlan *p;
@@ -162,7 +174,7 @@ static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
     memset(p, 0, sizeof(*p));
     p->transa = g->transa, p->transb = g->transb, p->m = g->m, p->n = g->n, p->k = g->k;
     p->lda = g->lda, p->ldb = g->ldb, p->ldc = g->ldc, p->align_a = aa, p->align_b = ab, p->align_c = ac;
-    p->c_fp32 = g->c_fp32;
+    p->c_fp32 = g->c_fp32, p->batch = batch, p->stride_a = g->stride_a, p->stride_b = g->stride_b, p->stride_c = g->stride_c;
 
     cublasOperation_t opa = g->transa ? CUBLAS_OP_T : CUBLAS_OP_N, opb = g->transb ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -172,6 +184,15 @@ static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
     cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_a, CUDA_FLOATX, g->transa ? g->k : g->m, g->transa ? g->m : g->k, g->lda));
     cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_b, CUDA_FLOATX, g->transb ? g->n : g->k, g->transb ? g->k : g->n, g->ldb));
     cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_c, g->c_fp32 ? CUDA_R_32F : CUDA_FLOATX, g->m, g->n, g->ldc));
+    if (batch > 1) {
+        cublasLtMatrixLayout_t layouts[3] = {p->layout_a, p->layout_b, p->layout_c};
+        int64_t strides[3] = {g->stride_a, g->stride_b, g->stride_c};
+        for (int i = 0; i < 3; i++) {
+            cublasCheck(cublasLtMatrixLayoutSetAttribute(layouts[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch)));
+            cublasCheck(cublasLtMatrixLayoutSetAttribute(layouts[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &strides[i],
+                                                         sizeof(strides[i])));
+        }
+    }
 
     cublasLtMatmulPreference_t pref;
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
@@ -192,8 +213,8 @@ static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
     p->found = st == CUBLAS_STATUS_SUCCESS && count > 0;
     if (p->found) p->algo = result.algo;
     else  // correct but slower: say so once per shape
-        fprintf(stderr, "matmul: cuBLASLt has no algorithm for m %d n %d k %d (alignments %d %d %d bytes, status %d): using cublasGemmEx\n",
-                g->m, g->n, g->k, aa, ab, ac, (int)st);
+        fprintf(stderr, "matmul: cuBLASLt has no algorithm for m %d n %d k %d batch %d (alignments %d %d %d bytes, status %d): "
+                "using cublasGemmEx\n", g->m, g->n, g->k, batch, aa, ab, ac, (int)st);
     if (aa < 16 || ab < 16 || ac < 16)  // the trainer's own products never are (the GPU tests check for this line)
         fprintf(stderr, "matmul: m %d n %d k %d has rows aligned to %d %d %d bytes, below the 16 of the fast kernels\n", g->m,
                 g->n, g->k, aa, ab, ac);
@@ -201,13 +222,14 @@ static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
     return p;
 }
 
-// Runs one product on `stream`.
+// Runs one product (or one batch of them) on `stream`.
 static void matmul_gemm(Matmul *mm, const Gemm *g, cudaStream_t stream) {
     if (g->m == 0 || g->n == 0) return;
     if (g->k == 0) {  // an empty sum: C = beta C
         kernelRequire(g->beta == 1.0f && !g->C_in, "matmul: an empty product (k = 0) that overwrites its output");
         return;
     }
+    kernelRequire(matmul_batch(g) == 1 || !g->C_in, "matmul: a batch of products with a separate C_in");
     const float alpha = 1.0f;
     const void *c_in = g->C_in ? g->C_in : g->C;
     MatmulPlan *p = mm->use_cublas ? NULL : matmul_plan(mm, g);
@@ -222,9 +244,13 @@ static void matmul_gemm(Matmul *mm, const Gemm *g, cudaStream_t stream) {
         }
         cublasCheck(cublasSetStream(mm->blas, stream));
         cublasCheck(cublasSetWorkspace(mm->blas, mm->workspace, mm->workspace_size));  // setting a stream resets it
-        cublasCheck(cublasGemmEx(mm->blas, g->transa ? CUBLAS_OP_T : CUBLAS_OP_N, g->transb ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                 g->m, g->n, g->k, &alpha, g->A, CUDA_FLOATX, g->lda, g->B, CUDA_FLOATX, g->ldb, &g->beta,
-                                 g->C, g->c_fp32 ? CUDA_R_32F : CUDA_FLOATX, g->ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        size_t c_size = matmul_c_size(g);
+        for (int i = 0; i < matmul_batch(g); i++)  // a batch as its products one by one
+            cublasCheck(cublasGemmEx(mm->blas, g->transa ? CUBLAS_OP_T : CUBLAS_OP_N, g->transb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                     g->m, g->n, g->k, &alpha, (const floatX *)g->A + i * g->stride_a, CUDA_FLOATX, g->lda,
+                                     (const floatX *)g->B + i * g->stride_b, CUDA_FLOATX, g->ldb, &g->beta,
+                                     (char *)g->C + i * g->stride_c * c_size, g->c_fp32 ? CUDA_R_32F : CUDA_FLOATX, g->ldc,
+                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
 }
 

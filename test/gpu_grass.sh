@@ -5,9 +5,9 @@
 # the sampling selectors the bf16 norms get 1e-1: the rows a refresh draws depend on the row norms, which
 # carry bf16's error, so a bf16 run may draw a few rows the CPU did not, and until the next refresh the
 # compressed gradient's norm depends on which rows were drawn (multinorm weighs each by 1 / sqrt(r q)).
-# The fp32 build also with 2 micro-batches per step, and with the side forced (rows, columns) so that the
+# The fp32 build also with 2 micro-batches per step, with the side forced (rows, columns) so that the
 # ffn of the test preset, 172 stored padded to 176 on the GPU, is the other dimension E of down_proj (rows)
-# or of gate_proj and up_proj (columns). Then exact resume across a refresh on the GPU.
+# or of gate_proj and up_proj (columns), and without GQA (q, k and v in one batched product). Then exact resume across a refresh on the GPU.
 source test/lib.sh
 source test/lib_gpu.sh
 "$PYTHON" test/shard_tool.py "$TMP/train.bin" --tokens 40000 --vocab 512
@@ -46,6 +46,12 @@ for side in rows cols; do
   compare "$TMP/cpu_$side" "$TMP/fp32_$side" 1e-4 1e-4
   test/bin/test_reference section "$TMP/cpu_$side/ckpt_00000008/state.bin" "$TMP/fp32_$side/ckpt_00000008/state.bin" grass.sigma
 done
+# without GQA (--kv-heads 4) q, k and v have one shape and read one input: the GPU computes their compressed
+# gradients in one batched product of 3 (grass.cuh's grass_group_size), as for the presets
+./train_llama_cpu "${args[@]}" --kv-heads 4 --grass-select multinorm --eps 1e-6 --out "$TMP/cpu_mha" > /dev/null
+"$TRAIN_GPU_FP32" "${args[@]}" --kv-heads 4 --grass-select multinorm --eps 1e-6 --out "$TMP/fp32_mha" > /dev/null
+compare "$TMP/cpu_mha" "$TMP/fp32_mha" 1e-4 1e-4
+test/bin/test_reference section "$TMP/cpu_mha/ckpt_00000008/state.bin" "$TMP/fp32_mha/ckpt_00000008/state.bin" grass.sigma
 # gradient accumulation (2 micro-batches): the refresh takes micro-batch 0's full gradient once
 ./train_llama_cpu "${args[@]}" --grass-select multinorm --total-batch 512 --out "$TMP/cpu_accum" > /dev/null
 "$TRAIN_GPU_FP32" "${args[@]}" --grass-select multinorm --total-batch 512 --out "$TMP/fp32_accum" > /dev/null

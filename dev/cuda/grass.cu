@@ -358,7 +358,8 @@ static void validate_grad(Matmul *mm, int N, int m, int n) {
             compressed_grad_ref(want.data(), mag.data(), sigma.data(), rho.data(), sh, dyd.data(), xd.data(), N, n, m);
             take_ref(from_full.data(), Gg.data(), sigma.data(), rho.data(), sh, n);
             cudaCheck(cudaMemset(d_g, 0, sizeof(float) * cnt));
-            grass_compressed_grad(mm, d_g, d_sel, d_sigma, d_rho, sh, d_dy, d_x, N, n, m, 0);
+            GrassGroup one = grass_single(d_g, d_sigma, d_rho, d_dy);
+            grass_compressed_grad(mm, &one, d_sel, sh, d_x, N, n, m, 0);
             std::vector<double> got = to_double(download(d_g, cnt));
             std::vector<double> gather(cnt);  // the relative error of the gathered terms
             for (size_t i = 0; i < cnt; i++) gather[i] = rho[i / sh.E] == 1.0f ? 0.0 : ROUNDING;
@@ -372,8 +373,8 @@ static void validate_grad(Matmul *mm, int N, int m, int n) {
             std::vector<float> g0 = random_normal(cnt, 0, rms(want), 170);
             std::vector<double> acc(cnt);
             upload_to(d_g, g0);
-            grass_compressed_grad(mm, d_g, d_sel, d_sigma, d_rho, sh, d_dy, d_x, N, n, m, 0);
-            grass_compressed_grad(mm, d_g, d_sel, d_sigma, d_rho, sh, d_dy, d_x, N, n, m, 0);
+            grass_compressed_grad(mm, &one, d_sel, sh, d_x, N, n, m, 0);
+            grass_compressed_grad(mm, &one, d_sel, sh, d_x, N, n, m, 0);
             for (size_t i = 0; i < cnt; i++) acc[i] = g0[i] + 2.0 * want[i], b[i] = (gather[i] + FP32_SUM) * 2.0 * mag[i] + FP32_SUM * fabs(g0[i]);
             check_bounds("compressed, twice onto g0", to_double(download(d_g, cnt)), acc, b);
 
@@ -393,6 +394,69 @@ static void validate_grad(Matmul *mm, int N, int m, int n) {
     }
     cudaCheck(cudaFree(d_dy)), cudaCheck(cudaFree(d_x)), cudaCheck(cudaFree(d_sel)), cudaCheck(cudaFree(d_G));
     cudaCheck(cudaFree(d_g)), cudaCheck(cudaFree(d_rho)), cudaCheck(cudaFree(d_norms)), cudaCheck(cudaFree(d_sigma));
+}
+
+// The compressed gradients of `count` projections that share X (q, k, v: one batched product), rows side, each
+// from its own dY [N, m] and selection, accumulated twice onto nonzero g's that lie g_stride apart with a gap
+// between them (which must stay untouched); against the CPU reference, and against the same projections one at a
+// time through grass_single.
+static void validate_group(Matmul *mm, int N, int m, int n, int rank, int count) {
+    GrassShape sh = grass_shape(GRASS_SIDE_ROWS, rank, m, n);
+    size_t cnt = (size_t)sh.r * sh.E, g_stride = cnt + 40, sel_stride = (size_t)sh.r + 3;  // gaps: not contiguous
+    printf("  %d projections in one batch: N %d, m %d, n %d, rows side, r %d of %d\n", count, N, m, n, sh.r, sh.D);
+    std::vector<float> x = random_normal((size_t)N * n, 0, 1, 190);
+    std::vector<float> g0 = random_normal(g_stride * count, 0, 1, 191);
+    std::vector<int> sigmas(sel_stride * count, 0);
+    std::vector<float> rhos(sel_stride * count, 0.0f);
+    std::vector<double> want(cnt * count), b(cnt * count);
+    floatX *d_x = upload<floatX>(x), *d_sel = device_alloc<floatX>((size_t)count * N * matmul_padded(sh.r));
+    std::vector<floatX *> d_dy(count);
+    GrassGroup gr;
+    memset(&gr, 0, sizeof(gr));
+    for (int i = 0; i < count; i++) {
+        std::vector<float> dy = random_normal((size_t)N * m, 0, 1, 192 + i);
+        std::vector<double> s(sh.D, 0.0);
+        for (int d = 0; d < sh.D; d++) s[d] = 1.0 + (d * (i + 7)) % 13;
+        std::vector<int> sigma;
+        std::vector<float> rho;
+        make_selection(GRASS_MULTINORM, s, sh.r, 195 + i, sigma, rho);  // duplicates, rho not 1
+        std::copy(sigma.begin(), sigma.end(), sigmas.begin() + i * sel_stride);
+        std::copy(rho.begin(), rho.end(), rhos.begin() + i * sel_stride);
+        std::vector<double> ref(cnt, 0.0), mag(cnt);
+        compressed_grad_ref(ref.data(), mag.data(), sigma.data(), rho.data(), sh, to_double(dy).data(), to_double(x).data(), N, n, m);
+        for (size_t e = 0; e < cnt; e++) {  // twice onto g0: the gather's rounding and the fp32 sum, as in validate_grad
+            size_t at = i * g_stride + e;
+            want[i * cnt + e] = g0[at] + 2.0 * ref[e];
+            b[i * cnt + e] = (ROUNDING + FP32_SUM) * 2.0 * mag[e] + FP32_SUM * fabs(g0[at]);
+        }
+        d_dy[i] = upload<floatX>(dy);
+        gr.dout[i] = d_dy[i];
+    }
+    float *d_g = upload<float>(g0), *d_rho = upload<float>(rhos);
+    int *d_sigma = upload_ints(sigmas);
+    gr.count = count, gr.g = d_g, gr.sigma = d_sigma, gr.rho = d_rho, gr.g_stride = g_stride, gr.sel_stride = sel_stride;
+    grass_compressed_grad(mm, &gr, d_sel, sh, d_x, N, n, m, 0);
+    grass_compressed_grad(mm, &gr, d_sel, sh, d_x, N, n, m, 0);
+    // the members' g [count, cnt], and the gaps between them (which must hold g0 still)
+    auto members = [&](const std::vector<float> &all, int gaps) {
+        std::vector<double> out;
+        for (int i = 0; i < count; i++)
+            for (size_t e = gaps ? cnt : 0; e < (gaps ? g_stride : cnt); e++) out.push_back(all[i * g_stride + e]);
+        return out;
+    };
+    std::vector<float> got = download(d_g, g_stride * count);
+    check_bounds("batch, twice onto g0", members(got, 0), want, b);
+    check_same("batch: gaps untouched", members(got, 1), members(g0, 1));
+    upload_to(d_g, g0);
+    for (int i = 0; i < count; i++) {
+        GrassGroup one = grass_single(d_g + i * g_stride, d_sigma + i * sel_stride, d_rho + i * sel_stride, d_dy[i]);
+        grass_compressed_grad(mm, &one, d_sel, sh, d_x, N, n, m, 0);
+        grass_compressed_grad(mm, &one, d_sel, sh, d_x, N, n, m, 0);
+    }
+    check_bounds("one at a time, twice", members(download(d_g, g_stride * count), 0), want, b);
+    for (floatX *p : d_dy) cudaCheck(cudaFree(p));
+    cudaCheck(cudaFree(d_x)), cudaCheck(cudaFree(d_sel)), cudaCheck(cudaFree(d_g)), cudaCheck(cudaFree(d_rho));
+    cudaCheck(cudaFree(d_sigma));
 }
 
 // grass_update over `steps` steps from zero moments (a refresh at t = 1), each step checked against the reference
@@ -673,9 +737,10 @@ static void bench(Matmul *mm, const char *what, int N, int m, int n, int rank) {
     TrainOptions opt;
     memset(&opt, 0, sizeof(opt));
     opt.beta1 = 0.9f, opt.beta2 = 0.999f, opt.eps = 1e-8f, opt.weight_decay = 0.0f;
-    float ms_c = time_ms(10, [&] { grass_compressed_grad(mm, d_g, d_sel, d_sigma, d_rho, sh, d_dy, d_x, N, n, m, 0); });
+    GrassGroup one = grass_single(d_g, d_sigma, d_rho, d_dy);
+    float ms_c = time_ms(10, [&] { grass_compressed_grad(mm, &one, d_sel, sh, d_x, N, n, m, 0); });
     float ms_g = time_ms(10, [&] {  // the gather alone: the part a kernel reading the selected columns directly would save
-        grass_gather(d_sel, sh.rows ? d_dy : d_x, d_sigma, d_rho, N, sh.r, sh.rows ? m : n, matmul_padded(sh.r), 0);
+        grass_gather(d_sel, &one, sh.rows ? NULL : d_x, N, sh.r, sh.rows ? m : n, matmul_padded(sh.r), 0);
     });
     float ms_f = time_ms(10, [&] { grass_full_grad(mm, d_G, d_dy, d_x, N, n, m, 0); });
     float ms_n = time_ms(10, [&] { grass_norms_kernel<<<ceil_div(sh.D, 256), 256>>>(d_norms, d_G, m, n, sh.rows); });
@@ -699,17 +764,54 @@ static void bench(Matmul *mm, const char *what, int N, int m, int n, int rank) {
     cudaCheck(cudaFree(d_norms)), cudaCheck(cudaFree(d_sigma));
 }
 
+// For timing: one multinorm selection (from equal norms) `copies` times over, as for several matrices.
+static void repeated_selection(GrassShape sh, uint64_t seed, int copies, std::vector<int> &sigmas, std::vector<float> &rhos) {
+    std::vector<int> sigma;
+    std::vector<float> rho;
+    make_selection(GRASS_MULTINORM, std::vector<double>(sh.D, 1.0), sh.r, seed, sigma, rho);
+    sigmas.clear(), rhos.clear();
+    for (int i = 0; i < copies; i++) sigmas.insert(sigmas.end(), sigma.begin(), sigma.end()), rhos.insert(rhos.end(), rho.begin(), rho.end());
+}
+
+// The compressed gradients of `count` projections that share X (q, k, v; gate, up), rows side: one batched product
+// against one product each, what the batch saves.
+static void bench_group(Matmul *mm, const char *what, int N, int m, int n, int rank, int count) {
+    GrassShape sh = grass_shape(GRASS_SIDE_ROWS, rank, m, n);
+    size_t cnt = (size_t)sh.r * sh.E;
+    std::vector<int> sigmas;
+    std::vector<float> rhos;
+    repeated_selection(sh, 210, count, sigmas, rhos);
+    floatX *d_dy = upload<floatX>(random_normal((size_t)N * m * count, 0, 1, 211)), *d_x = upload<floatX>(random_normal((size_t)N * n, 0, 1, 212));
+    floatX *d_sel = device_alloc<floatX>((size_t)count * N * matmul_padded(sh.r));
+    float *d_g = device_alloc<float>(cnt * count), *d_rho = upload<float>(rhos);
+    int *d_sigma = upload_ints(sigmas);
+    cudaCheck(cudaMemset(d_g, 0, sizeof(float) * cnt * count));
+    GrassGroup gr;
+    memset(&gr, 0, sizeof(gr));
+    gr.count = count, gr.g = d_g, gr.sigma = d_sigma, gr.rho = d_rho, gr.g_stride = cnt, gr.sel_stride = sh.r;
+    for (int i = 0; i < count; i++) gr.dout[i] = d_dy + (size_t)i * N * m;
+    float ms_batch = time_ms(10, [&] { grass_compressed_grad(mm, &gr, d_sel, sh, d_x, N, n, m, 0); });
+    float ms_each = time_ms(10, [&] {
+        for (int i = 0; i < count; i++) {
+            GrassGroup one = grass_single(d_g + i * cnt, d_sigma + (size_t)i * sh.r, d_rho + (size_t)i * sh.r, gr.dout[i]);
+            grass_compressed_grad(mm, &one, d_sel, sh, d_x, N, n, m, 0);
+        }
+    });
+    double flops = 2.0 * N * sh.r * sh.E * count;
+    printf("  %-8s %d x (m %d n %d, r %d): batched %.3f ms %.1f TFLOPS, one product each %.3f ms %.1f TFLOPS\n", what,
+           count, m, n, sh.r, ms_batch, flops / ms_batch / 1e9, ms_each, flops / ms_each / 1e9);
+    cudaCheck(cudaFree(d_dy)), cudaCheck(cudaFree(d_x)), cudaCheck(cudaFree(d_sel)), cudaCheck(cudaFree(d_g));
+    cudaCheck(cudaFree(d_rho)), cudaCheck(cudaFree(d_sigma));
+}
+
 // The trainer's update of one kind's `layers` matrices (fp32 master weights and moments): one batched call against
 // one call per layer, the launches the batching saves.
 static void bench_update_layers(int m, int n, int rank, int layers) {
     GrassShape sh = grass_shape(GRASS_SIDE_AUTO, rank, m, n);
     size_t cnt = (size_t)sh.r * sh.E, mn = (size_t)m * n;
-    std::vector<int> sigma;
-    std::vector<float> rho;
-    make_selection(GRASS_MULTINORM, std::vector<double>(sh.D, 1.0), sh.r, 400, sigma, rho);
     std::vector<int> sigmas;
     std::vector<float> rhos;
-    for (int l = 0; l < layers; l++) sigmas.insert(sigmas.end(), sigma.begin(), sigma.end()), rhos.insert(rhos.end(), rho.begin(), rho.end());
+    repeated_selection(sh, 400, layers, sigmas, rhos);
     floatX *d_W = upload<floatX>(random_normal(mn * layers, 0, 0.02, 401));
     float *d_master = device_alloc<float>(mn * layers), *d_g = device_alloc<float>(cnt * layers);
     float *d_m = device_alloc<float>(cnt * layers), *d_v = device_alloc<float>(cnt * layers), *d_rho = upload<float>(rhos);
@@ -742,6 +844,8 @@ int main(int argc, char **argv) {
         printf("grass: the compressed gradient and the refresh kernels against the CPU reference\n");
         validate_grad(&mm, 37, 172, 64);
         validate_grad(&mm, 64, 100, 257);
+        validate_group(&mm, 37, 172, 64, 57, 3);
+        validate_group(&mm, 64, 257, 100, 257, 2);
         printf("grass: the update against the CPU reference\n");
         // every combination of weights and moments, each once with r < D and once with r = D, rows and columns,
         // with and without weight decay
@@ -766,6 +870,8 @@ int main(int argc, char **argv) {
             bench(&mm, "q/k/v/o", N, 2048, 2048, 512);
             bench(&mm, "gate/up", N, 5461, 2048, 512);
             bench(&mm, "down", N, 2048, 5461, 512);
+            bench_group(&mm, "q/k/v", N, 2048, 2048, 512, 3);
+            bench_group(&mm, "gate/up", N, 5461, 2048, 512, 2);
             bench_update_layers(2048, 2048, 512, 24);
             bench_update_layers(2048, 5464, 512, 24);
         });

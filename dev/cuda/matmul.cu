@@ -143,6 +143,33 @@ static void validate(Matmul *mm, int N, int C, int OC, int offset) {
     cudaCheck(cudaFree(d_dout)), cudaCheck(cudaFree(d_dw)), cudaCheck(cudaFree(d_out)), cudaCheck(cudaFree(d_resid));
 }
 
+// A strided batch of `count` weight gradients that share their input (Grass's q, k and v): dweight_i [OC, C] +=
+// dout_i^T @ inp, inp given once (stride 0), dout_i and dweight_i a stride apart with gaps between them, which the
+// product must leave as they were.
+static void validate_batch(Matmul *mm, int N, int C, int OC, int count) {
+    printf("  batch of %d: N %d, C %d, OC %d, the input shared\n", count, N, C, OC);
+    size_t s_dout = (size_t)N * OC + 24, s_dw = (size_t)OC * C + 8;  // element strides, 16-byte multiples in bf16
+    std::vector<float> inp = random_normal((size_t)N * C, 0, 1, 136), dout = random_normal(s_dout * count, 0, 1, 137);
+    floatX *d_inp = upload<floatX>(inp), *d_dout = upload<floatX>(dout), *d_dw = upload<floatX>(random_normal(s_dw * count, 0, 1, 138));
+    std::vector<float> dw0 = download(d_dw, s_dw * count);  // as stored (floatX)
+    std::vector<double> want = to_double(dw0), product(s_dw * count, 0.0), gaps, gaps_want;
+    std::vector<double> ind = to_double(inp), w_unused((size_t)OC * C, 0.0), dinp_unused((size_t)N * C);
+    for (int i = 0; i < count; i++) {
+        std::vector<double> d(dout.begin() + i * s_dout, dout.begin() + i * s_dout + (size_t)N * OC), dw((size_t)OC * C, 0.0);
+        matmul_backward_ref(dinp_unused.data(), dw.data(), d.data(), ind.data(), w_unused.data(), N, C, OC);
+        for (size_t e = 0; e < dw.size(); e++) want[i * s_dw + e] += dw[e], product[i * s_dw + e] = dw[e];
+    }
+    Gemm g = matmul_dweight_gemm(d_dw, d_dout, d_inp, N, C, OC);
+    g.batch = count, g.stride_b = (long long)s_dout, g.stride_c = (long long)s_dw;
+    matmul_gemm(mm, &g, 0);
+    std::vector<float> got = download(d_dw, want.size());
+    check_accumulate("dweight (+=), batched", got, want, product);
+    for (int i = 0; i < count; i++)
+        for (size_t e = (size_t)OC * C; e < s_dw; e++) gaps.push_back(got[i * s_dw + e]), gaps_want.push_back(dw0[i * s_dw + e]);
+    check("gaps unchanged", std::vector<float>(gaps.begin(), gaps.end()), gaps_want, 0.0, 0.0);
+    cudaCheck(cudaFree(d_inp)), cudaCheck(cudaFree(d_dout)), cudaCheck(cudaFree(d_dw));
+}
+
 static void bench(Matmul *mm, const char *what, int N, int C, int OC) {
     floatX *d_inp = upload<floatX>(random_normal((size_t)N * C, 0, 1, 140)), *d_w = upload<floatX>(random_normal((size_t)OC * C, 0, 0.02, 141));
     floatX *d_out = device_alloc<floatX>((size_t)N * OC), *d_dinp = device_alloc<floatX>((size_t)N * C);
@@ -172,6 +199,7 @@ int main(int argc, char **argv) {
             validate(&mm, 100, 172, 64, 0);    // the test preset's ffn
             validate(&mm, 33, 256, 512, 1);    // misaligned inp and dinp
             validate(&mm, 3, 512, 32000, 0);   // lm_head
+            validate_batch(&mm, 45, 64, 172, 3);  // Grass's q, k, v (here floatX outputs)
         }
         if (opt.bench) {
             printf("matmul version %d (%s): timing, 1b preset shapes, 16K tokens\n", version, name);

@@ -553,7 +553,7 @@ static cublasStatus_t emu_gemm(int transa, int transb, int m, int n, int k, floa
 }
 
 struct EmuLtDesc { int transa, transb; };
-struct EmuLtLayout { cudaDataType type; uint64_t rows, cols; int64_t ld; };
+struct EmuLtLayout { cudaDataType type; uint64_t rows, cols; int64_t ld; int32_t batch; int64_t stride; };
 struct EmuLtPref { uint32_t align[4]; uint64_t workspace; };
 
 cublasStatus_t cublasCreate(cublasHandle_t *h) {
@@ -604,8 +604,20 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMa
 cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType type, uint64_t rows, uint64_t cols, int64_t ld) {
     if (ld < (int64_t)rows || ld < 1) return CUBLAS_STATUS_INVALID_VALUE;
     EmuLtLayout *e = (EmuLtLayout *)malloc(sizeof(EmuLtLayout));
-    *e = {type, rows, cols, ld};
+    *e = {type, rows, cols, ld, 1, 0};
     *l = (cublasLtMatrixLayout_t)e;
+    return CUBLAS_STATUS_SUCCESS;
+}
+// A strided batch: BATCH_COUNT (int32) products, the matrix of product i STRIDED_BATCH_OFFSET (int64) elements
+// after that of product i - 1 (0 by default: the same matrix for every product).
+cublasStatus_t cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t l, cublasLtMatrixLayoutAttribute_t attr, const void *buf, size_t size) {
+    EmuLtLayout *e = (EmuLtLayout *)l;
+    if (attr == CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT && size == sizeof(int32_t) && *(const int32_t *)buf >= 1)
+        e->batch = *(const int32_t *)buf;
+    else if (attr == CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET && size == sizeof(int64_t) && *(const int64_t *)buf >= 0)
+        e->stride = *(const int64_t *)buf;
+    else
+        return CUBLAS_STATUS_NOT_SUPPORTED;  // only what grass.c uses
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) {
@@ -642,7 +654,8 @@ static int emu_lt_shape(const EmuLtDesc *d, const EmuLtLayout *a, const EmuLtLay
                         uint64_t *m, uint64_t *n, uint64_t *k) {
     *m = c->rows, *n = c->cols, *k = d->transa ? a->rows : a->cols;
     uint64_t am = d->transa ? a->cols : a->rows, bk = d->transb ? b->cols : b->rows, bn = d->transb ? b->rows : b->cols;
-    return am == *m && bk == *k && bn == *n && dd->rows == c->rows && dd->cols == c->cols && dd->type == c->type;
+    return am == *m && bk == *k && bn == *n && dd->rows == c->rows && dd->cols == c->cols && dd->type == c->type &&
+           a->batch == c->batch && b->batch == c->batch && dd->batch == c->batch;  // one batch count throughout
 }
 
 // The heuristic offers one algorithm, which records the alignments it was promised (checked at each product).
@@ -667,23 +680,31 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t op, const v
     const EmuLtLayout *a = (const EmuLtLayout *)Al, *b = (const EmuLtLayout *)Bl, *c = (const EmuLtLayout *)Cl, *dd = (const EmuLtLayout *)Dl;
     uint64_t m, n, k;
     if (!emu_lt_shape(d, a, b, c, dd, &m, &n, &k)) return CUBLAS_STATUS_INVALID_VALUE;
-    if (c->ld != dd->ld || c->type != dd->type) return CUBLAS_STATUS_NOT_SUPPORTED;  // grass.c gives C and D one layout
+    if (c->ld != dd->ld || c->stride != dd->stride || c->type != dd->type) return CUBLAS_STATUS_NOT_SUPPORTED;  // grass.c gives C and D one layout
     uint32_t align[4];
     memcpy(align, algo->data, sizeof(align));
-    const void *ptr[4] = {A, B, C, D};
-    for (int i = 0; i < 4; i++)
-        if ((uintptr_t)ptr[i] % align[i]) {
-            fprintf(stderr, "CUDA emulator: cublasLtMatmul: matrix %c at %p is not aligned to the %u bytes promised to the heuristic\n",
-                    "ABCD"[i], ptr[i], align[i]);
-            return CUBLAS_STATUS_INVALID_VALUE;
+    const EmuLtLayout *layouts[4] = {a, b, c, dd};
+    for (int p = 0; p < c->batch; p++) {  // the products of a batch one after the other
+        const void *ptr[4];
+        for (int i = 0; i < 4; i++) {
+            const EmuLtLayout *l = layouts[i];
+            ptr[i] = (const char *)(i == 0 ? A : i == 1 ? B : i == 2 ? C : D) + p * l->stride * (l->type == CUDA_R_32F ? 4 : 2);
+            if ((uintptr_t)ptr[i] % align[i]) {
+                fprintf(stderr, "CUDA emulator: cublasLtMatmul: matrix %c of product %d at %p is not aligned to the %u bytes "
+                        "promised to the heuristic\n", "ABCD"[i], p, ptr[i], align[i]);
+                return CUBLAS_STATUS_INVALID_VALUE;
+            }
         }
-    if (C != D) {  // D = alpha op(A) op(B) + beta C: C first copied into D, column by column
-        size_t esize = c->type == CUDA_R_32F ? 4 : 2;
-        for (uint64_t j = 0; j < n; j++)
-            memcpy((char *)D + j * c->ld * esize, (const char *)C + j * c->ld * esize, m * esize);
+        if (ptr[2] != ptr[3]) {  // D = alpha op(A) op(B) + beta C: C first copied into D, column by column
+            size_t esize = c->type == CUDA_R_32F ? 4 : 2;
+            for (uint64_t j = 0; j < n; j++)
+                memcpy((char *)ptr[3] + j * c->ld * esize, (const char *)ptr[2] + j * c->ld * esize, m * esize);
+        }
+        cublasStatus_t st = emu_gemm(d->transa, d->transb, (int)m, (int)n, (int)k, *(const float *)alpha, ptr[0], a->type, a->ld,
+                                     ptr[1], b->type, b->ld, *(const float *)beta, (void *)ptr[3], c->type, c->ld);
+        if (st != CUBLAS_STATUS_SUCCESS) return st;
     }
-    return emu_gemm(d->transa, d->transb, (int)m, (int)n, (int)k, *(const float *)alpha, A, a->type, a->ld, B, b->type, b->ld,
-                    *(const float *)beta, D, c->type, c->ld);
+    return CUBLAS_STATUS_SUCCESS;
 }
 
 // ----------------------------------------------------------------------------------------------------
