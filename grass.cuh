@@ -75,17 +75,30 @@ static GrassGroup grass_single(float *g, const int *sigma, const float *rho, con
 // blockIdx.y of the group into sel + blockIdx.y sel_batch; src is that member's dY, or x when given (the columns
 // side). Thread x of a block keeps the columns j = x, x + blockDim.x, ... (with their sigma and rho) and walks the
 // rows t = blockIdx.x, blockIdx.x + gridDim.x, ...: a warp writes consecutive elements of a row of sel and reads
-// nearby columns (sigma is sorted) of one row of src.
-__global__ void grass_gather_kernel(floatX *sel, GrassGroup gr, const floatX *x, int N, int r, int ld, int ldsel, size_t sel_batch) {
-    const floatX *src = x ? x : gr.dout[blockIdx.y];
+// nearby columns (sigma is sorted) of one row of src. The member's dY is picked by a select, not by indexing the
+// parameter array (which made the compiler read src through generic loads), and the rows go GRASS_GATHER_ROWS at a
+// time, all their loads issued before their stores: that many loads in flight per thread, not 1 (a thread's next
+// load waited for its store, which waited for its load).
+#define GRASS_GATHER_ROWS 4
+__global__ void grass_gather_kernel(floatX *sel, GrassGroup gr, const floatX *x, int N, int r, int ld, int ldsel,
+                                    size_t sel_batch) {
+    static_assert(GRASS_GROUP_MAX == 3, "the select below names every member");
+    const floatX *src = x ? x : blockIdx.y == 0 ? gr.dout[0] : blockIdx.y == 1 ? gr.dout[1] : gr.dout[2];
     const int *sigma = gr.sigma + blockIdx.y * gr.sel_stride;
     const float *rho = gr.rho + blockIdx.y * gr.sel_stride;
     sel += blockIdx.y * sel_batch;
     for (int j = threadIdx.x; j < r; j += blockDim.x) {
         int s = sigma[j];
         float scale = rho[j];
-        for (int t = blockIdx.x; t < N; t += gridDim.x)
-            sel[(size_t)t * ldsel + j] = from_float<floatX>(scale * to_float(src[(size_t)t * ld + s]));
+        int t = blockIdx.x, step = gridDim.x;
+        for (; t + (GRASS_GATHER_ROWS - 1) * step < N; t += GRASS_GATHER_ROWS * step) {  // every load before the stores
+            floatX v[GRASS_GATHER_ROWS];
+#pragma unroll
+            for (int u = 0; u < GRASS_GATHER_ROWS; u++) v[u] = src[(size_t)(t + u * step) * ld + s];
+#pragma unroll
+            for (int u = 0; u < GRASS_GATHER_ROWS; u++) sel[(size_t)(t + u * step) * ldsel + j] = from_float<floatX>(scale * to_float(v[u]));
+        }
+        for (; t < N; t += step) sel[(size_t)t * ldsel + j] = from_float<floatX>(scale * to_float(src[(size_t)t * ld + s]));
     }
 }
 

@@ -574,7 +574,7 @@ static void gpu_reduce_layer(GpuLlama *m, int layer) {
 static void gpu_backward(GpuLlama *m) {
     const LlamaConfig *c = &m->cfg;
     GpuActivations *a = &m->a;
-    int B = m->B, T = m->T, N = B * T, d = c->dim, qd = llama_q_dim(c), kvd = llama_kv_dim(c), f = c->ffn_dim;
+    int B = m->B, T = m->T, N = B * T, d = c->dim, qd = llama_q_dim(c), f = c->ffn_dim;
     int hd = llama_head_dim(c);
     cudaStream_t s = m->stream;
     gpu_mark(m, PROF_RMSNORM);

@@ -846,6 +846,7 @@ int main(int argc, char **argv) {
         validate_grad(&mm, 64, 100, 257);
         validate_group(&mm, 37, 172, 64, 57, 3);
         validate_group(&mm, 64, 257, 100, 257, 2);
+        validate_group(&mm, 4 * 2048 + 2 * 4 + 3, 40, 24, 16, 2);  // more rows than blocks: 4 rows at a time, then the rest
         printf("grass: the update against the CPU reference\n");
         // every combination of weights and moments, each once with r < D and once with r = D, rows and columns,
         // with and without weight decay

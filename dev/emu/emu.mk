@@ -65,3 +65,13 @@ dev/emu/bin/%_fp32: dev/emu/build/.stamp dev/emu/cuda_emu.h
 dev/emu/bin/%: dev/emu/build/.stamp dev/emu/cuda_emu.h
 	@mkdir -p dev/emu/bin
 	$(CXX) -x c++ $(EMU_CXXFLAGS) -o $@ dev/emu/build/dev/cuda/$*.cu -lm
+
+# The same sources once more, syntax only, with warnings as errors (test/t_cuda_build.sh runs it): the builds
+# above print warnings without failing, and the emulated build is the only one CI has of the CUDA host code.
+EMU_SYNTAX_SOURCES = dev/emu/build/train_llama.cu $(EMU_KERNELS:%=dev/emu/build/dev/cuda/%.cu)
+.PHONY: emu-warnings
+emu-warnings: dev/emu/build/.stamp
+	@for f in $(EMU_SYNTAX_SOURCES); do for p in "" -DENABLE_FP32; do \
+	    $(CXX) -x c++ $(EMU_CXXFLAGS) -Werror -fsyntax-only -Idev/emu/build $$p $(EMU_MPI) $$f || exit 1; done; done
+	$(CXX) -x c++ $(EMU_CXXFLAGS) -Werror -fsyntax-only dev/emu/build/dev/emu/selftest.cu
+	@echo "emu-warnings: the trainer and $(words $(EMU_KERNELS)) kernel files (bf16 and fp32) and the self-test, no warnings"

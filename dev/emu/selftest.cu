@@ -232,13 +232,25 @@ int main(int argc, char **argv) {
         cublasCheck(cublasDestroy(h));
         Matmul mm;
         matmul_init(&mm, 1 << 20);
-        Gemm g = {0, 0, 8, 8, 8, d, 8, d, 8, d + 512, 8, 0.0f, 1, NULL};  // planned with 256-byte aligned pointers
+        Gemm g = {0, 0, 8, 8, 8, d, 8, d, 8, d + 512, 8, 0.0f, 1, NULL, 1, 0, 0, 0};  // planned with 256-byte aligned pointers
         matmul_plan(&mm, &g);
         MatmulPlan *p = &mm.plans[0];
         float alpha = 1.0f;
         st = cublasLtMatmul(mm.lt, p->desc, &alpha, d + 1, p->layout_a, d, p->layout_b, &zero, d + 512, p->layout_c, d + 512,
                             p->layout_c, &p->algo, mm.workspace, mm.workspace_size, 0);
         expect(st == CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmul with A below its promised alignment: refused");
+        // a strided batch whose matrices disagree on the batch count
+        cublasLtMatrixLayout_t two;
+        cublasLtMatmulPreference_t pref;
+        cublasLtMatmulHeuristicResult_t result;
+        int32_t batch = 2, count = 0;
+        cublasCheck(cublasLtMatrixLayoutCreate(&two, CUDA_R_32F, 8, 8, 8));
+        cublasCheck(cublasLtMatrixLayoutSetAttribute(two, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch)));
+        cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+        st = cublasLtMatmulAlgoGetHeuristic(mm.lt, p->desc, two, p->layout_b, p->layout_c, p->layout_c, pref, 1, &result, &count);
+        expect(st == CUBLAS_STATUS_INVALID_VALUE, "cuBLASLt batch of 2 against batches of 1: refused");
+        cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+        cublasCheck(cublasLtMatrixLayoutDestroy(two));
         matmul_free(&mm);
     }
     printf(failures ? "FAILED: %d checks\n" : "all checks passed\n", failures);
