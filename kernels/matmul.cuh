@@ -23,8 +23,9 @@
  * with CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION. What neither setting reaches: for some shapes (seen with
  * 3-token products) cuBLAS rounds A B to bf16 before it adds C, a second rounding (dev/cuda/matmul.cu allows for it).
  *
- * Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape and alignment. A Matmul
- * owns one workspace, so use one Matmul per stream.
+ * Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape and alignment; with MATMUL_PLANS
+ * set in the environment, each new plan prints the algorithm cuBLASLt chose (tile, split-K, waves) on stderr. A
+ * Matmul owns one workspace, so use one Matmul per stream.
  */
 #pragma once
 
@@ -212,7 +213,16 @@ static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
                                                        p->layout_c, pref, 1, &result, &count);
     p->found = st == CUBLAS_STATUS_SUCCESS && count > 0;
     if (p->found) p->algo = result.algo;
-    else  // correct but slower: say so once per shape
+    if (p->found && getenv("MATMUL_PLANS")) {  // what the heuristic chose, for reading timings (dev/gpu/run.sh sets it)
+        int32_t id = -1, splitk = -1;
+        uint32_t tile = 0;
+        cublasLtMatmulAlgoConfigGetAttribute(&p->algo, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof(id), NULL);
+        cublasLtMatmulAlgoConfigGetAttribute(&p->algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof(tile), NULL);
+        cublasLtMatmulAlgoConfigGetAttribute(&p->algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splitk, sizeof(splitk), NULL);
+        fprintf(stderr, "matmul plan: m %d n %d k %d batch %d%s: algorithm %d, tile id %u, split-K %d, %.2f waves\n", g->m,
+                g->n, g->k, batch, g->c_fp32 ? " (fp32 C)" : "", id, tile, splitk, result.wavesCount);
+    }
+    if (!p->found)  // correct but slower: say so once per shape
         fprintf(stderr, "matmul: cuBLASLt has no algorithm for m %d n %d k %d batch %d (alignments %d %d %d bytes, status %d): "
                 "using cublasGemmEx\n", g->m, g->n, g->k, batch, aa, ab, ac, (int)st);
     if (aa < 16 || ab < 16 || ac < 16)  // the trainer's own products never are (the GPU tests check for this line)

@@ -49,7 +49,7 @@ done
 # without GQA (--kv-heads 4) q, k and v have one shape and read one input: the GPU computes their compressed
 # gradients in one batched product of 3 (grass.cuh's grass_group_size), as for the presets
 ./train_llama_cpu "${args[@]}" --kv-heads 4 --grass-select multinorm --eps 1e-6 --out "$TMP/cpu_mha" > /dev/null
-"$TRAIN_GPU_FP32" "${args[@]}" --kv-heads 4 --grass-select multinorm --eps 1e-6 --out "$TMP/fp32_mha" > /dev/null
+gpu_aligned "$TRAIN_GPU_FP32" "${args[@]}" --kv-heads 4 --grass-select multinorm --eps 1e-6 --out "$TMP/fp32_mha" > /dev/null
 compare "$TMP/cpu_mha" "$TMP/fp32_mha" 1e-4 1e-4
 test/bin/test_reference section "$TMP/cpu_mha/ckpt_00000008/state.bin" "$TMP/fp32_mha/ckpt_00000008/state.bin" grass.sigma
 # gradient accumulation (2 micro-batches): the refresh takes micro-batch 0's full gradient once

@@ -15,11 +15,13 @@ fi
 
 # gpu_aligned CMD...: runs a GPU trainer command (stdout to the log) and fails when one of its matrix products
 # had rows below the 16-byte alignment of cuBLASLt's fast kernels (kernels/matmul.cuh says so on stderr), or a
-# memory-bound kernel fell back to one element per access (kernels/common.cuh says so): the trainer stores odd
-# sizes padded (llama_model.cuh), the test preset's ffn 172 among them.
+# memory-bound kernel fell back to one element per access (kernels/common.cuh says so), or cuBLASLt had no
+# algorithm for one of them (a batch of Grass's compressed gradients among them), which then ran through
+# cublasGemmEx one by one: the trainer stores odd sizes padded (llama_model.cuh), the test preset's ffn 172 among them.
 gpu_aligned() {
   "$@" 2> "$TMP/aligned.err" || { cat "$TMP/aligned.err"; die "failed: $*"; }
   cat "$TMP/aligned.err" >&2
   ! grep "below the 16" "$TMP/aligned.err" || die "a matrix product with unaligned rows: $*"
   ! grep "one element per access" "$TMP/aligned.err" || die "a memory-bound kernel without 16-byte accesses: $*"
+  ! grep "cuBLASLt has no algorithm" "$TMP/aligned.err" || die "a matrix product without a cuBLASLt algorithm: $*"
 }

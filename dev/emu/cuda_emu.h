@@ -673,6 +673,17 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDe
     return CUBLAS_STATUS_SUCCESS;
 }
 
+// The one algorithm's configuration: id 0, no tile named, no split of K.
+cublasStatus_t cublasLtMatmulAlgoConfigGetAttribute(const cublasLtMatmulAlgo_t *, cublasLtMatmulAlgoConfigAttributes_t attr, void *buf,
+                                                    size_t size, size_t *written) {
+    if (attr == CUBLASLT_ALGO_CONFIG_ID && size == 4) *(int32_t *)buf = 0;
+    else if (attr == CUBLASLT_ALGO_CONFIG_TILE_ID && size == 4) *(uint32_t *)buf = CUBLASLT_MATMUL_TILE_UNDEFINED;
+    else if (attr == CUBLASLT_ALGO_CONFIG_SPLITK_NUM && size == 4) *(int32_t *)buf = 1;
+    else return CUBLAS_STATUS_NOT_SUPPORTED;  // only what grass.c uses
+    if (written) *written = size;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t op, const void *alpha, const void *A, cublasLtMatrixLayout_t Al,
                               const void *B, cublasLtMatrixLayout_t Bl, const void *beta, const void *C, cublasLtMatrixLayout_t Cl,
                               void *D, cublasLtMatrixLayout_t Dl, const cublasLtMatmulAlgo_t *algo, void *, size_t, cudaStream_t) {

@@ -124,10 +124,11 @@ stage_attention() {
 
 stage_kernels() {
   # each file within 40 s, so that a slow one leaves time to the rest (on the H200, adamw's 256M-element timing
-  # had not finished when the stage was cut off at 57 s, and printed nothing); attention has its own stage
+  # had not finished when the stage was cut off at 57 s, and printed nothing); attention has its own stage.
+  # MATMUL_PLANS: a line per product shape with cuBLASLt's choice (tile, split-K, waves) beside the timings
   for k in dev/cuda/bin/*; do
     case $k in */attention*) continue ;; esac
-    echo "== $k"; timeout 40 "$k" --no-validate || echo "(exit $?)"
+    echo "== $k"; MATMUL_PLANS=1 timeout 40 "$k" --no-validate || echo "(exit $?)"
   done 2>&1 | tee -a "$LOG/kernels.log"
 }
 
