@@ -140,7 +140,7 @@ stage_sanitize() {
   "$PYTHON" test/shard_tool.py $out/train.bin --tokens 20000 --vocab 512
   local train=(--model test --train-data $out/train.bin --batch 4 --seq 64 --steps 3 --warmup 1 --eval-every 0 --ckpt-every -1)
   local runs=(
-    "memcheck ./train_llama ${train[*]} --optimizer grass --grass-rank 12 --grass-interval 2"
+    "memcheck ./train_llama ${train[*]} --optimizer grass --grass-rank 12 --grass-interval 2 --kv-heads 4"
     "memcheck ./train_llama_fp32 ${train[*]}"
     "memcheck dev/cuda/bin/attention --version 3 --no-bench" "racecheck dev/cuda/bin/attention --version 3 --no-bench"
     "memcheck dev/cuda/bin/attention --version 6 --no-bench" "racecheck dev/cuda/bin/attention --version 6 --no-bench"
