@@ -133,7 +133,7 @@ stage_kernels() {
 }
 
 stage_sanitize() {
-  # memcheck on the trainers (every kernel and cuBLASLt call of a step: bf16 Grass over a refresh, fp32 AdamW),
+  # memcheck on the trainers (every kernel and cuBLASLt call of a step: bf16 Grass over a refresh without GQA (q, k, v in one batch), fp32 AdamW),
   # then memcheck and racecheck (shared memory) on the attention and Grass kernel files' validation
   local run out=out/sanitize tmp n=0 clean=0
   mkdir -p $out
