@@ -133,8 +133,9 @@ stage_kernels() {
 }
 
 stage_sanitize() {
-  # memcheck on the trainers (every kernel and cuBLASLt call of a step: bf16 Grass over a refresh without GQA (q, k, v in one batch), fp32 AdamW),
-  # then memcheck and racecheck (shared memory) on the attention and Grass kernel files' validation
+  # memcheck on the trainers (every kernel and cuBLASLt call of a step: bf16 Grass over a refresh, without GQA so
+  # that q, k and v make one batch; fp32 AdamW), then memcheck and racecheck (shared memory) on the attention and
+  # Grass kernel files' validation
   local run out=out/sanitize tmp n=0 clean=0
   mkdir -p $out
   "$PYTHON" test/shard_tool.py $out/train.bin --tokens 20000 --vocab 512
