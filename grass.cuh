@@ -140,19 +140,40 @@ static void grass_full_grad(Matmul *mm, float *G, const floatX *dout, const floa
     matmul_gemm(mm, &gm, stream);
 }
 
-// norms [D] (double) = squared norms of the rows (rows = 1) or columns of G [m, n]; one thread per row or
-// column, summing in index order (deterministic).
+// norms [D] (double) = squared norms of the rows (rows = 1) or columns of G [m, n], in a fixed order
+// (deterministic), every read coalesced: a column is a thread's, summing down it in index order while its warp
+// reads 32 consecutive columns of each row; a row is a warp's, lane l summing elements l, l + 32, ... in order, then
+// a fixed butterfly of shuffles. (A thread per row made each warp load touch 32 rows, and left a 1b refresh a
+// few warps per SM.) Blocks of whole warps.
 __global__ void grass_norms_kernel(double *norms, const float *G, int m, int n, int rows) {
-    int D = rows ? m : n;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < D; i += gridDim.x * blockDim.x) {
+    if (!rows) {
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+            double s = 0.0;
+            for (int e = 0; e < m; e++) {
+                double x = G[(size_t)e * n + i];
+                s += x * x;
+            }
+            norms[i] = s;
+        }
+        return;
+    }
+    int lane = threadIdx.x % 32, warps = gridDim.x * blockDim.x / 32;
+    for (int i = (blockIdx.x * blockDim.x + threadIdx.x) / 32; i < m; i += warps) {  // warp-uniform: no divergence
         double s = 0.0;
-        int E = rows ? n : m;
-        for (int e = 0; e < E; e++) {
-            double x = rows ? G[(size_t)i * n + e] : G[(size_t)e * n + i];
+        for (int e = lane; e < n; e += 32) {
+            double x = G[(size_t)i * n + e];
             s += x * x;
         }
-        norms[i] = s;
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) norms[i] = s;
     }
+}
+
+// The launch of grass_norms_kernel over every row or column of G [m, n]: a thread per column, a warp per row.
+static void grass_norms_compute(double *norms, const float *G, int m, int n, int rows, cudaStream_t stream) {
+    size_t threads = rows ? (size_t)m * 32 : (size_t)n;
+    grass_norms_kernel<<<grid_stride_blocks(threads, 256), 256, 0, stream>>>(norms, G, m, n, rows);
+    cudaCheckLaunch();
 }
 
 // g [r, E] += rho_j * (row or column sigma_j of G [m, n]).

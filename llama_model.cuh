@@ -492,8 +492,7 @@ static void gpu_grass_refresh(GpuLlama *m, int kind, int layer, const floatX *do
         gpu_comm_wait(m->gcomm, s);
     }
     // the norms of all stored rows or columns; the model's sh.D come first and are the ones selected from
-    grass_norms_kernel<<<ceil_div(sh.rows ? mo : n, 256), 256, 0, s>>>(gs->norms, gs->full, mo, n, sh.rows);
-    cudaCheckLaunch();
+    grass_norms_compute(gs->norms, gs->full, mo, n, sh.rows, s);
     cudaCheck(cudaMemcpyAsync(gs->host_norms, gs->norms, sizeof(double) * sh.D, cudaMemcpyDeviceToHost, s));
     cudaCheck(cudaStreamSynchronize(s));
     size_t so = grass_sel_offset(&gs->p, kind, layer), go = grass_state_offset(&gs->p, kind, layer);

@@ -322,16 +322,15 @@ static void validate_grad(Matmul *mm, int N, int m, int n) {
     for (int rows = 1; rows >= 0; rows--) {
         int D = rows ? m : n;
         printf("   %s side: D %d, E %d\n", rows ? "rows" : "columns", D, rows ? n : m);
-        // the norms of the GPU's G: the same fp32 numbers squared (exactly, in double) and summed in the same
-        // order as the reference, so they agree to double rounding (<= 257 terms: 3e-14 relative)
+        // the norms of the GPU's G: the same fp32 numbers squared (exactly, in double) and summed in double (in
+        // another order for rows), so they agree to double rounding (<= 257 terms: 3e-14 relative)
         std::vector<double> s(D), s_gpu_ref(D);
         norms_ref(s_gpu_ref.data(), Gg.data(), m, n, rows);
         norms_ref(s.data(), G.data(), m, n, rows);
-        grass_norms_kernel<<<ceil_div(D, 256), 256>>>(d_norms, d_G, m, n, rows);  // as the trainer launches it
-        cudaCheckLaunch();
+        grass_norms_compute(d_norms, d_G, m, n, rows, 0);  // as the trainer launches it
         std::vector<double> norms = download_doubles(d_norms, D);
         check_doubles("norms", norms, s_gpu_ref, 1e-12, 0.0);
-        grass_norms_kernel<<<2, 32>>>(d_norms, d_G, m, n, rows);  // fewer threads than rows: the grid-stride loop
+        grass_norms_kernel<<<2, 32>>>(d_norms, d_G, m, n, rows);  // fewer warps than rows: the grid-stride loop, same bits
         cudaCheckLaunch();
         check_same("norms, 64 threads", download_doubles(d_norms, D), norms);
 
@@ -743,7 +742,7 @@ static void bench(Matmul *mm, const char *what, int N, int m, int n, int rank) {
         grass_gather(d_sel, &one, sh.rows ? NULL : d_x, N, sh.r, sh.rows ? m : n, matmul_padded(sh.r), 0);
     });
     float ms_f = time_ms(10, [&] { grass_full_grad(mm, d_G, d_dy, d_x, N, n, m, 0); });
-    float ms_n = time_ms(10, [&] { grass_norms_kernel<<<ceil_div(sh.D, 256), 256>>>(d_norms, d_G, m, n, sh.rows); });
+    float ms_n = time_ms(10, [&] { grass_norms_compute(d_norms, d_G, m, n, sh.rows, 0); });
     float ms_t = time_ms(10, [&] {
         grass_take_kernel<<<grid_stride_blocks(cnt, 256), 256>>>(d_g, d_G, d_sigma, d_rho, sh.r, sh.E, n, sh.rows);
     });
