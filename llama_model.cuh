@@ -37,6 +37,7 @@
 // The projections that read one input, whose backward runs together (gpu_projections_backward): q, k and v from
 // PARAM_WQ on, which read ln1; gate and up from PARAM_WGATE on, which read ln2.
 enum { GPU_QKV = 3, GPU_GATE_UP = 2 };
+static_assert(GPU_QKV <= GRASS_GROUP_MAX && GPU_GATE_UP <= GRASS_GROUP_MAX, "a backward group larger than grass.cuh's");
 
 enum { GPU_WEIGHTS, GPU_MASTER, GPU_GRADS, GPU_OPTSTATE, GPU_GRASS_REFRESH, GPU_ACTS, GPU_WORKSPACE, GPU_NUM_CATEGORIES };
 static const char *gpu_category_names[GPU_NUM_CATEGORIES] = {"weights", "master weights", "gradients", "optimizer state",
