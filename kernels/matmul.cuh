@@ -58,14 +58,12 @@ typedef struct {
     float beta;
     int c_fp32;
     const void *C_in;  // [m, n] with ld ldc, or NULL for C (single products only)
-    int batch;         // 0 or 1: one product
+    int batch;         // products in the batch (1: one product; every matmul_*_gemm sets 1)
     long long stride_a, stride_b, stride_c;
 } Gemm;
 
 // Bytes per element of C (and C_in).
 static size_t matmul_c_size(const Gemm *g) { return g->c_fp32 ? 4 : sizeof(floatX); }
-// Products in the batch.
-static int matmul_batch(const Gemm *g) { return g->batch > 1 ? g->batch : 1; }
 
 // out [N, OC] = inp [N, C] @ weight [OC, C]^T: A = weight stored [C, OC] (ld C), transposed; B = inp stored
 // [C, N] (ld C); C = out [OC, N] (ld OC).
@@ -155,7 +153,7 @@ static MatmulPlan *matmul_plan(Matmul *mm, const Gemm *g) {
         int ai = matmul_alignment(g->C_in, g->ldc, 0, matmul_c_size(g));
         ac = ai < ac ? ai : ac;
     }
-    int batch = matmul_batch(g);
+    int batch = g->batch;
     for (int i = 0; i < mm->num_plans; i++) {
         MatmulPlan *p = &mm->plans[i];
         if (p->transa == g->transa && p->transb == g->transb && p->m == g->m && p->n == g->n && p->k == g->k &&
@@ -239,7 +237,7 @@ static void matmul_gemm(Matmul *mm, const Gemm *g, cudaStream_t stream) {
         kernelRequire(g->beta == 1.0f && !g->C_in, "matmul: an empty product (k = 0) that overwrites its output");
         return;
     }
-    kernelRequire(matmul_batch(g) == 1 || !g->C_in, "matmul: a batch of products with a separate C_in");
+    kernelRequire(g->batch >= 1 && (g->batch == 1 || !g->C_in), "matmul: a batch count below 1, or a batch with a separate C_in");
     const float alpha = 1.0f;
     const void *c_in = g->C_in ? g->C_in : g->C;
     MatmulPlan *p = mm->use_cublas ? NULL : matmul_plan(mm, g);
@@ -255,7 +253,7 @@ static void matmul_gemm(Matmul *mm, const Gemm *g, cudaStream_t stream) {
         cublasCheck(cublasSetStream(mm->blas, stream));
         cublasCheck(cublasSetWorkspace(mm->blas, mm->workspace, mm->workspace_size));  // setting a stream resets it
         size_t c_size = matmul_c_size(g);
-        for (int i = 0; i < matmul_batch(g); i++)  // a batch as its products one by one
+        for (int i = 0; i < g->batch; i++)  // a batch as its products one by one
             cublasCheck(cublasGemmEx(mm->blas, g->transa ? CUBLAS_OP_T : CUBLAS_OP_N, g->transb ? CUBLAS_OP_T : CUBLAS_OP_N,
                                      g->m, g->n, g->k, &alpha, (const floatX *)g->A + i * g->stride_a, CUDA_FLOATX, g->lda,
                                      (const floatX *)g->B + i * g->stride_b, CUDA_FLOATX, g->ldb, &g->beta,

@@ -695,11 +695,12 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t op, const v
     uint32_t align[4];
     memcpy(align, algo->data, sizeof(align));
     const EmuLtLayout *layouts[4] = {a, b, c, dd};
+    const void *base[4] = {A, B, C, D};
     for (int p = 0; p < c->batch; p++) {  // the products of a batch one after the other
         const void *ptr[4];
         for (int i = 0; i < 4; i++) {
             const EmuLtLayout *l = layouts[i];
-            ptr[i] = (const char *)(i == 0 ? A : i == 1 ? B : i == 2 ? C : D) + p * l->stride * (l->type == CUDA_R_32F ? 4 : 2);
+            ptr[i] = (const char *)base[i] + p * l->stride * (l->type == CUDA_R_32F ? 4 : 2);
             if ((uintptr_t)ptr[i] % align[i]) {
                 fprintf(stderr, "CUDA emulator: cublasLtMatmul: matrix %c of product %d at %p is not aligned to the %u bytes "
                         "promised to the heuristic\n", "ABCD"[i], p, ptr[i], align[i]);
