@@ -21,7 +21,7 @@ typedef struct {
 static const Comm comm_solo = {0, 1, 0};  // a world of one, for code run outside a trainer (tests)
 
 #ifdef USE_MPI
-static void comm_abort(void) { MPI_Abort(MPI_COMM_WORLD, 1); }
+static void comm_abort(int status) { MPI_Abort(MPI_COMM_WORLD, status); }
 
 static void comm_check(int rc, const char *what) {
     if (rc != MPI_SUCCESS) fail("MPI %s failed (error %d)", what, rc);

@@ -15,23 +15,45 @@
 #include <time.h>
 #include <sys/stat.h>
 
-// Called by fail() before it exits: comm.h sets it so that an error on one MPI rank ends all of them.
-static void (*fail_hook)(void) = NULL;
+// The exit statuses of the trainers (README "Faults and recovery"): 0 the run is complete; EXIT_ERROR bad input or
+// a failed read, write or collective; EXIT_DIVERGED a non-finite loss, gradient norm or weight (nothing non-finite
+// was saved); EXIT_COMM_TIMEOUT a rank waited longer than --comm-timeout in a collective; EXIT_INTERRUPTED a
+// signal (SIGTERM, SIGINT, SIGUSR1) stopped the run after a checkpoint: rerunning the same command with --resume
+// auto continues it. A second signal ends the run at once with 128 + the signal's number.
+#define EXIT_ERROR 1
+#define EXIT_DIVERGED 3
+#define EXIT_COMM_TIMEOUT 4
+#define EXIT_INTERRUPTED 75
 
-// Prints "error: <message>" on stderr and exits with status 1. Every user-facing error goes through here,
+// Called by fail_status() before it exits: comm.h sets it so that an error on one MPI rank ends all of them.
+static void (*fail_hook)(int status) = NULL;
+
+// Prints "error: <message>" on stderr and exits with `status`. Every user-facing error goes through here,
 // so each is one line that names the file, flag or size at fault and what was expected.
+static void fail_status(int status, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+static void fail_vstatus(int status, const char *fmt, va_list ap) __attribute__((noreturn));
+static void fail_vstatus(int status, const char *fmt, va_list ap) {
+    fprintf(stderr, "error: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    fflush(stdout);
+    fflush(stderr);
+    if (fail_hook) fail_hook(status);
+    exit(status);
+}
+
+static void fail_status(int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fail_vstatus(status, fmt, ap);
+}
+
+// fail_status with EXIT_ERROR: bad input, a failed read or write.
 static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void fail(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    fflush(stdout);
-    fflush(stderr);
-    if (fail_hook) fail_hook();
-    exit(1);
+    fail_vstatus(EXIT_ERROR, fmt, ap);
 }
 
 static void *xmalloc(size_t n) {

@@ -33,8 +33,11 @@ typedef struct {
     // evaluation, sampling, checkpoints
     int eval_every, eval_batches, sample_every, sample_tokens;
     char out[OPT_STR_LEN], resume[OPT_STR_LEN], init[OPT_STR_LEN];
-    int ckpt_every;
+    int ckpt_every, keep_last, discard_newer;
     int eval_only, dry_run, help;
+    // faults
+    int skip_nonfinite;
+    float comm_timeout;
     // GPU only
     int recompute, master_weights;
     char state_dtype[16], comm[16];
@@ -93,9 +96,13 @@ static const OptionSpec train_option_specs[] = {
     OPTION("--out", out, OPT_STRING, 0, NULL, "output directory for log.jsonl and checkpoints (none: no files)"),
     OPTION("--ckpt-every", ckpt_every, OPT_INT, 0, NULL, "checkpoint every N steps and at the end (0: only at the end, -1: never); needs --out"),
     OPTION("--resume", resume, OPT_STRING, 0, NULL, "auto (newest checkpoint in --out, if any) or a checkpoint directory"),
+    OPTION("--keep-last", keep_last, OPT_INT, 0, NULL, "keep only the newest N complete checkpoints in --out (0: keep all)"),
+    OPTION("--discard-newer", discard_newer, OPT_FLAG, 0, NULL, "start or resume at a step older than checkpoints in --out: delete those newer checkpoints (else refused)"),
     OPTION("--init", init, OPT_STRING, 0, NULL, "checkpoint or HF model directory to take the weights from (not the optimizer state)"),
     OPTION("--eval-only", eval_only, OPT_FLAG, 0, NULL, "load (--init or --resume), print the validation loss, exit"),
     OPTION("--dry-run", dry_run, OPT_FLAG, 0, NULL, "print the memory plan and exit"),
+    OPTION("--skip-nonfinite", skip_nonfinite, OPT_INT, 0, NULL, "skip up to N steps whose loss or gradient norm is not finite (no update) before stopping"),
+    OPTION("--comm-timeout", comm_timeout, OPT_FLOAT, 0, NULL, "seconds a rank waits in a collective before it ends the whole job"),
     OPTION("--help", help, OPT_FLAG, 0, NULL, "print this help"),
     OPTION("--recompute", recompute, OPT_INT, 1, NULL, "activation recomputation level 0|1|2"),
     OPTION("--master-weights", master_weights, OPT_INT, 1, NULL, "1: fp32 master weights; 0: bf16 weights with stochastic rounding"),
@@ -130,6 +137,7 @@ static void train_options_default(TrainOptions *o) {
     o->eval_batches = 20;
     o->sample_every = 0;
     o->sample_tokens = 64;
+    o->comm_timeout = 1800.0f;
     o->recompute = 1;
     o->master_weights = 1;
     snprintf(o->state_dtype, sizeof(o->state_dtype), "fp32");
@@ -263,6 +271,8 @@ static void train_options_check(const TrainOptions *o) {
         fail("--grass-* options need --optimizer grass");
     if (o->recompute > 2) fail("--recompute must be 0, 1 or 2");
     if (o->master_weights > 1) fail("--master-weights must be 0 or 1");
+    if (!(o->comm_timeout >= 1)) fail("--comm-timeout must be at least 1 second, got %g", (double)o->comm_timeout);
+    if (o->keep_last && !o->out[0]) fail("--keep-last needs --out DIR, where the checkpoints are");
 }
 
 // Whether a checkpoint is written after optimizer step `done` (1-based): every --ckpt-every steps and at the
