@@ -73,7 +73,7 @@ ifneq ($(NVCC),)
 endif
 TEST_BINARIES = test/bin/test_reference test/bin/test_grass_select
 
-.PHONY: all config test test-gpu venv clean
+.PHONY: all config test test-gpu venv clean fuzz
 all: $(BINARIES) $(TEST_BINARIES)
 
 # what `make` found on this machine and builds with
@@ -109,6 +109,7 @@ test/bin/test_grass_select: test/test_grass_select.c $(HOST_HEADERS)
 
 -include tokenizer/tokenizer.mk
 include dev/emu/emu.mk
+include dev/fuzz/fuzz.mk
 
 # Python environment for the references and checks (Debian's PyTorch 1.13 plus pinned pip packages).
 venv: .venv/.done

@@ -6,6 +6,7 @@
 #ifndef GRASS_JSON_H
 #define GRASS_JSON_H
 
+#include <math.h>
 #include "common.h"
 
 enum { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT };
@@ -154,6 +155,7 @@ static int json_parse_value(JsonParser *p, JsonValue *v, int depth) {
     char *stop;
     v->number = strtod(buf, &stop);
     if (n == 0 || stop != buf + n) { p->error = "unexpected character"; return 0; }
+    if (!isfinite(v->number)) { p->error = "number too large for a double"; return 0; }
     v->type = JSON_NUMBER;
     p->s += n;
     return 1;

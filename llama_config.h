@@ -7,6 +7,9 @@
 #ifndef GRASS_LLAMA_CONFIG_H
 #define GRASS_LLAMA_CONFIG_H
 
+#include <float.h>
+#include <limits.h>
+#include <math.h>
 #include "common.h"
 #include "json.h"
 #include "rng.h"
@@ -54,18 +57,32 @@ static const LlamaPreset *llama_preset_find(const char *name) {
     return NULL;
 }
 
+// The largest sizes a model may have, so that every size product the trainers form (a vocab x dim matrix, a
+// layer's activations, the parameter count) fits its type: dim, ffn, vocab and max-seq at most 2^20 each,
+// layers and heads at most 2^12.
+#define LLAMA_MAX_SIZE (1 << 20)
+#define LLAMA_MAX_COUNT (1 << 12)
+
 // Fails with a message naming `source` (a preset, a file or the flags) when the sizes are inconsistent.
 static void llama_config_validate(const LlamaConfig *c, const char *source) {
     if (c->dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->ffn_dim <= 0 ||
         c->vocab_size <= 0 || c->max_seq <= 0)
         fail("%s: every size must be positive (dim %d, layers %d, heads %d, kv-heads %d, ffn %d, vocab %d, max-seq %d)",
              source, c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->ffn_dim, c->vocab_size, c->max_seq);
+    const struct { const char *name; int value, max; } bounds[] = {
+        {"dim", c->dim, LLAMA_MAX_SIZE}, {"ffn", c->ffn_dim, LLAMA_MAX_SIZE}, {"vocab", c->vocab_size, LLAMA_MAX_SIZE},
+        {"max-seq", c->max_seq, LLAMA_MAX_SIZE}, {"layers", c->n_layers, LLAMA_MAX_COUNT},
+        {"heads", c->n_heads, LLAMA_MAX_COUNT}, {"kv-heads", c->n_kv_heads, LLAMA_MAX_COUNT},
+    };
+    for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++)
+        if (bounds[i].value > bounds[i].max)
+            fail("%s: %s %d is above the largest supported, %d", source, bounds[i].name, bounds[i].value, bounds[i].max);
     if (c->dim % c->n_heads) fail("%s: dim %d is not a multiple of heads %d", source, c->dim, c->n_heads);
     if (c->n_heads % c->n_kv_heads)
         fail("%s: heads %d is not a multiple of kv-heads %d", source, c->n_heads, c->n_kv_heads);
     if (llama_head_dim(c) % 2) fail("%s: head dim %d must be even for RoPE", source, llama_head_dim(c));
-    if (!(c->norm_eps > 0.0f) || !(c->rope_theta > 0.0f))
-        fail("%s: rms_norm_eps and rope_theta must be positive", source);
+    if (!(c->norm_eps > 0.0f) || !(c->rope_theta > 0.0f) || !isfinite(c->norm_eps) || !isfinite(c->rope_theta))
+        fail("%s: rms_norm_eps and rope_theta must be positive and finite", source);
 }
 
 static int llama_config_equal(const LlamaConfig *a, const LlamaConfig *b) {
@@ -85,8 +102,10 @@ static int json_int_field(const JsonValue *root, const char *key, const char *pa
         if (required) fail("%s: missing field \"%s\"", path, key);
         return dflt;
     }
-    if (v->type != JSON_NUMBER || v->number != (double)(int)v->number)
+    if (v->type != JSON_NUMBER || v->number != floor(v->number))
         fail("%s: field \"%s\" must be an integer", path, key);
+    if (!(v->number >= INT_MIN && v->number <= INT_MAX))
+        fail("%s: field \"%s\" is %g, outside the range of an int", path, key, v->number);
     return (int)v->number;
 }
 
@@ -94,6 +113,7 @@ static float json_float_field(const JsonValue *root, const char *key, const char
     const JsonValue *v = json_get(root, key);
     if (!v || v->type == JSON_NULL) return dflt;
     if (v->type != JSON_NUMBER) fail("%s: field \"%s\" must be a number", path, key);
+    if (!(fabs(v->number) <= FLT_MAX)) fail("%s: field \"%s\" is %g, too large for a float", path, key, v->number);
     return (float)v->number;
 }
 

@@ -8,6 +8,7 @@
 #ifndef GRASS_SAFETENSORS_H
 #define GRASS_SAFETENSORS_H
 
+#include <math.h>
 #include <unistd.h>
 #include "common.h"
 #include "json.h"
@@ -43,6 +44,18 @@ static size_t st_dtype_size(const char *dtype) {
     if (!strcmp(dtype, "F32") || !strcmp(dtype, "I32")) return 4;
     if (!strcmp(dtype, "BF16") || !strcmp(dtype, "F16")) return 2;
     return 0;
+}
+
+// The largest shape entry or byte offset a header may hold: 2^53, where doubles (how the JSON reader keeps
+// numbers) stop being exact integers.
+#define ST_MAX_SIZE 9007199254740992.0
+
+// Whether v is a JSON number that is a whole number in [0, ST_MAX_SIZE]; stores it in *out.
+static int st_json_size(const JsonValue *v, size_t *out) {
+    if (v->type != JSON_NUMBER || !(v->number >= 0 && v->number <= ST_MAX_SIZE) || v->number != floor(v->number))
+        return 0;
+    *out = (size_t)v->number;
+    return 1;
 }
 
 static size_t st_numel(int ndim, const size_t *shape) {
@@ -111,9 +124,9 @@ static void safetensors_open(SafeTensors *st, const char *path) {
     memset(st, 0, sizeof(*st));
     path_format(st->path, sizeof(st->path), "%s", path);
     st->f = xfopen(path, "rb");
-    fseek(st->f, 0, SEEK_END);
-    long fsize = ftell(st->f);
-    fseek(st->f, 0, SEEK_SET);
+    struct stat sb;
+    if (fstat(fileno(st->f), &sb) != 0) fail("cannot read %s: %s", path, strerror(errno));
+    long fsize = (long)sb.st_size;
     uint64_t hlen = 0;
     if (fsize < 8) fail("%s is not a safetensors file: %ld bytes", path, fsize);
     xfread(&hlen, 8, st->f, path);
@@ -141,13 +154,21 @@ static void safetensors_open(SafeTensors *st, const char *path) {
         e->name = xstrdup(name);
         snprintf(e->dtype, sizeof(e->dtype), "%s", dt->string);
         e->ndim = sh->count;
-        for (int d = 0; d < e->ndim; d++) e->shape[d] = (size_t)sh->items[d].number;
-        e->begin = (size_t)off->items[0].number;
-        e->end = (size_t)off->items[1].number;
+        size_t numel = 1;
+        for (int d = 0; d < e->ndim; d++) {
+            if (!st_json_size(&sh->items[d], &e->shape[d]))
+                fail("%s: tensor %s: shape entry %d is not a whole number from 0 to 2^53", path, name, d);
+            if (e->shape[d] && numel > (size_t)ST_MAX_SIZE / e->shape[d])
+                fail("%s: tensor %s: its shape has more than 2^53 elements", path, name);
+            numel *= e->shape[d];
+        }
+        if (!st_json_size(&off->items[0], &e->begin) || !st_json_size(&off->items[1], &e->end))
+            fail("%s: tensor %s: data_offsets must be two whole numbers from 0 to 2^53", path, name);
+        if (e->begin > e->end) fail("%s: tensor %s: data_offsets [%zu, %zu] end before they begin", path, name, e->begin, e->end);
         size_t esize = st_dtype_size(e->dtype);
-        if (esize && e->end - e->begin != st_numel(e->ndim, e->shape) * esize)
+        if (esize && e->end - e->begin != numel * esize)
             fail("%s: tensor %s: byte range does not match its shape and dtype", path, name);
-        if (e->begin > e->end || e->end > data_size)
+        if (e->end > data_size)
             fail("%s is truncated: tensor %s needs bytes up to %zu of the data section, the file has %zu", path,
                  name, e->end, data_size);
     }
@@ -203,7 +224,7 @@ static void safetensors_read_f32(const SafeTensors *st, const char *name, float 
     if (!e) fail("%s: tensor %s is missing", st->path, name);
     size_t n = st_numel(e->ndim, e->shape);
     if (n != numel) fail("%s: tensor %s has %zu elements, the model expects %zu (does the checkpoint match the model config?)", st->path, name, n, numel);
-    fseek(st->f, (long)(st->data_start + e->begin), SEEK_SET);
+    if (fseek(st->f, (long)(st->data_start + e->begin), SEEK_SET) != 0) fail("cannot seek in %s: %s", st->path, strerror(errno));
     if (!strcmp(e->dtype, "F32")) { xfread(dst, n * 4, st->f, st->path); return; }
     if (strcmp(e->dtype, "BF16") && strcmp(e->dtype, "F16"))
         fail("%s: tensor %s has dtype %s; expected F32, BF16 or F16", st->path, name, e->dtype);
@@ -220,7 +241,7 @@ static void safetensors_read_i32(const SafeTensors *st, const char *name, int32_
     if (!e) fail("%s: tensor %s is missing", st->path, name);
     if (strcmp(e->dtype, "I32") || st_numel(e->ndim, e->shape) != numel)
         fail("%s: tensor %s must be I32 with %zu elements", st->path, name, numel);
-    fseek(st->f, (long)(st->data_start + e->begin), SEEK_SET);
+    if (fseek(st->f, (long)(st->data_start + e->begin), SEEK_SET) != 0) fail("cannot seek in %s: %s", st->path, strerror(errno));
     xfread(dst, numel * 4, st->f, st->path);
 }
 
