@@ -1,8 +1,11 @@
 /*
  * comm.h: data-parallel communication on the host (DESIGN §5), shared by both trainers: MPI start-up, rank,
- * world size and node-local rank, sums and means across ranks of host buffers, and making every rank exit
- * when one fails (so a failed rank never leaves the others hanging in a collective). Built without USE_MPI
- * it is a world of one rank and every collective is the identity, so the same code runs everywhere.
+ * world size and node-local rank, sums and means across ranks of host buffers, the check that every rank
+ * holds the same values (options, model, data) before they train together, and making every rank exit when
+ * one fails (so a failed rank never leaves the others hanging in a collective). Every collective is
+ * non-blocking underneath and watched: a rank that waits longer than --comm-timeout (a peer stopped, hung or
+ * lost) ends the whole job with one line naming the collective and the step. Built without USE_MPI it is a
+ * world of one rank and every collective is the identity, so the same code runs everywhere.
  * Plain C that also compiles as C++.
  */
 #ifndef GRASS_COMM_H
@@ -16,9 +19,38 @@
 typedef struct {
     int rank, world;  // this process and the number of processes
     int local_rank;   // rank among the processes of this node (picks the GPU)
+    double timeout;   // seconds a rank waits in a collective before it ends the job (--comm-timeout; 0: no limit)
+    int step;         // the optimizer step under way (1-based; 0 before the first), named when a collective times out
 } Comm;
 
-static const Comm comm_solo = {0, 1, 0};  // a world of one, for code run outside a trainer (tests)
+static const Comm comm_solo = {0, 1, 0, 0.0, 0};  // a world of one, for code run outside a trainer (tests)
+
+// Called when a collective timed out, before the job is ended: comm_gpu.cuh sets it to abort the NCCL
+// communicator, whose kernels would otherwise wait on the device for the missing rank.
+static void (*comm_timeout_hook)(void) = NULL;
+
+// Ends the job (every rank, through fail_hook) because `what`, a collective, has waited past --comm-timeout.
+static void comm_timed_out(const Comm *c, const char *what) __attribute__((noreturn));
+static void comm_timed_out(const Comm *c, const char *what) {
+    if (comm_timeout_hook) comm_timeout_hook();
+    char when[48];
+    if (c->step > 0) snprintf(when, sizeof(when), "in step %d", c->step);
+    else snprintf(when, sizeof(when), "before the first step");
+    fail_status(EXIT_COMM_TIMEOUT, "rank %d waited %g s (--comm-timeout) in %s %s: another rank is stopped, hung or gone; ending the job",
+                c->rank, c->timeout, what, when);
+}
+
+// One pause between two polls of a collective that began at `start` (wall_time): past --comm-timeout it ends
+// the job; otherwise it spins for the first 10 ms, as a blocking collective would (a collective about to
+// complete pays no sleep), then sleeps 100 us a poll, so that a rank waiting on a slow peer leaves its core.
+static void comm_pause(const Comm *c, double start, const char *what) {
+    double waited = wall_time() - start;
+    if (c->timeout > 0 && waited > c->timeout) comm_timed_out(c, what);
+    if (waited > 0.01) {
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+    }
+}
 
 #ifdef USE_MPI
 static void comm_abort(int status) { MPI_Abort(MPI_COMM_WORLD, status); }
@@ -26,12 +58,21 @@ static void comm_abort(int status) { MPI_Abort(MPI_COMM_WORLD, status); }
 static void comm_check(int rc, const char *what) {
     if (rc != MPI_SUCCESS) fail("MPI %s failed (error %d)", what, rc);
 }
+
+// Completes the non-blocking collective *req, `what` in errors, polling it under the watchdog.
+static void comm_wait(const Comm *c, MPI_Request *req, const char *what) {
+    double start = wall_time();
+    for (;;) {
+        int done = 0;
+        comm_check(MPI_Test(req, &done, MPI_STATUS_IGNORE), what);
+        if (done) return;
+        comm_pause(c, start, what);
+    }
+}
 #endif
 
 static void comm_init(Comm *c, int *argc, char ***argv) {
-    c->rank = 0;
-    c->world = 1;
-    c->local_rank = 0;
+    *c = comm_solo;
 #ifdef USE_MPI
     comm_check(MPI_Init(argc, argv), "init");
     MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
@@ -55,30 +96,96 @@ static void comm_finalize(Comm *c) {
 static void comm_mean_f32(const Comm *c, float *buf, size_t n) {
 #ifdef USE_MPI
     if (c->world == 1) return;
+    char what[64];
+    snprintf(what, sizeof(what), "an all-reduce of %zu floats", n);
     const size_t chunk = (size_t)1 << 30;  // MPI counts are int
     for (size_t i = 0; i < n; i += chunk) {
         int cnt = (int)(n - i < chunk ? n - i : chunk);
-        comm_check(MPI_Allreduce(MPI_IN_PLACE, buf + i, cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "all-reduce");
+        MPI_Request req;
+        comm_check(MPI_Iallreduce(MPI_IN_PLACE, buf + i, cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req), what);
+        comm_wait(c, &req, what);
     }
     for (size_t i = 0; i < n; i++) buf[i] /= (float)c->world;
 #endif
 }
 
-// The mean over ranks of a double.
+// The mean over ranks of a double (the trainers': a loss).
 static double comm_mean_f64(const Comm *c, double v) {
 #ifdef USE_MPI
     if (c->world > 1) {
-        comm_check(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "all-reduce");
+        MPI_Request req;
+        comm_check(MPI_Iallreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &req), "an all-reduce of the loss");
+        comm_wait(c, &req, "an all-reduce of the loss");
         v /= c->world;
     }
 #endif
     return v;
 }
 
+// The smallest of every rank's v.
+static int comm_min_int(const Comm *c, int v, const char *what) {
+#ifdef USE_MPI
+    if (c->world > 1) {
+        MPI_Request req;
+        comm_check(MPI_Iallreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &req), what);
+        comm_wait(c, &req, what);
+    }
+#endif
+    return v;
+}
+
+// buf[0..bytes) = rank 0's bytes on every rank.
+static void comm_bcast(const Comm *c, void *buf, size_t bytes, const char *what) {
+#ifdef USE_MPI
+    if (c->world == 1) return;
+    const size_t chunk = (size_t)1 << 30;  // MPI counts are int
+    for (size_t i = 0; i < bytes; i += chunk) {
+        MPI_Request req;
+        int cnt = (int)(bytes - i < chunk ? bytes - i : chunk);
+        comm_check(MPI_Ibcast((char *)buf + i, cnt, MPI_BYTE, 0, MPI_COMM_WORLD, &req), what);
+        comm_wait(c, &req, what);
+    }
+#endif
+}
+
 static void comm_barrier(const Comm *c) {
 #ifdef USE_MPI
-    if (c->world > 1) comm_check(MPI_Barrier(MPI_COMM_WORLD), "barrier");
+    if (c->world == 1) return;
+    MPI_Request req;
+    comm_check(MPI_Ibarrier(MPI_COMM_WORLD, &req), "a barrier");
+    comm_wait(c, &req, "a barrier");
 #endif
+}
+
+// Checks that every rank holds rank 0's values[0..n) (text, each named by names[i]), which the ranks must
+// share to train together. The lowest rank holding a different value ends the job with one line: `what`
+// differ between the ranks, the first differing item's name, rank 0's value and its own, then `hint`; the
+// others wait in a barrier for the end. A world of one has nothing to compare.
+static void comm_agree(const Comm *c, const char *what, int n, const char *const *names, const char *const *values,
+                       const char *hint) {
+    if (c->world == 1) return;
+    uint64_t len = 0;
+    for (int i = 0; i < n; i++) len += strlen(values[i]) + 1;
+    comm_bcast(c, &len, sizeof(len), "a broadcast of rank 0's values to compare");
+    char *ref = (char *)xmalloc(len + 1);
+    if (c->rank == 0) {
+        char *p = ref;
+        for (int i = 0; i < n; i++) p += sprintf(p, "%s", values[i]) + 1;
+    }
+    comm_bcast(c, ref, len, "a broadcast of rank 0's values to compare");
+    ref[len] = '\0';  // rank 0 may hold fewer items: past its last, its value is read as ""
+    int differs = -1;
+    const char *p = ref;
+    for (int i = 0; i < n && differs < 0; i++) {
+        if (strcmp(p, values[i])) differs = i;
+        else if (p < ref + len) p += strlen(p) + 1;
+    }
+    int first = comm_min_int(c, differs >= 0 ? c->rank : c->world, "an all-reduce of which ranks differ");
+    if (first == c->rank)
+        fail("%s differ between the ranks: %s: rank 0 has %s, rank %d has %s%s", what, names[differs], *p ? p : "nothing",
+             c->rank, values[differs], hint);
+    if (first < c->world) comm_barrier(c);  // never completes: rank `first` ends the job
+    free(ref);
 }
 
 #endif

@@ -5,7 +5,9 @@
  * orders the all-reduce after the work queued so far on the compute stream; gpu_comm_wait makes the compute
  * stream wait for every all-reduce queued so far); or with --comm mpi through host memory, synchronously
  * (for machines without NCCL, and for several ranks sharing one GPU in tests). bf16 buffers are averaged in
- * fp32 on the MPI path. A world of one rank does nothing.
+ * fp32 on the MPI path. A world of one rank does nothing. The host waits for streams that wait for NCCL's
+ * all-reduces (gpu_comm_sync) are watched like comm.h's collectives: past --comm-timeout the communicator is
+ * aborted and the job ended.
  */
 #pragma once
 
@@ -36,6 +38,16 @@ static void nccl_check(ncclResult_t r, const char *file, int line) {
 #define ncclCheck(call) nccl_check((call), __FILE__, __LINE__)
 #endif
 
+#ifdef USE_NCCL
+// The communicator that a timed-out collective aborts (comm_timeout_hook): its kernels would otherwise wait on
+// the device, for ever, for the rank that is gone.
+static GpuComm *gpu_comm_watched = NULL;
+static void gpu_comm_abort(void) {
+    if (gpu_comm_watched) ncclCommAbort(gpu_comm_watched->nccl);
+    gpu_comm_watched = NULL;
+}
+#endif
+
 static void gpu_comm_init(GpuComm *g, const Comm *comm, const char *mode) {
     memset(g, 0, sizeof(*g));
     g->comm = comm;
@@ -45,8 +57,10 @@ static void gpu_comm_init(GpuComm *g, const Comm *comm, const char *mode) {
     if (g->use_nccl) {
         ncclUniqueId id;
         if (comm->rank == 0) ncclCheck(ncclGetUniqueId(&id));
-        comm_check(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD), "broadcast of the NCCL id");
+        comm_bcast(comm, &id, sizeof(id), "a broadcast of the NCCL id");
         ncclCheck(ncclCommInitRank(&g->nccl, comm->world, id, comm->rank));
+        gpu_comm_watched = g;
+        comm_timeout_hook = gpu_comm_abort;
         cudaCheck(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking));
         cudaCheck(cudaEventCreateWithFlags(&g->ready, cudaEventDisableTiming));
         cudaCheck(cudaEventCreateWithFlags(&g->done, cudaEventDisableTiming));
@@ -59,6 +73,8 @@ static void gpu_comm_init(GpuComm *g, const Comm *comm, const char *mode) {
 static void gpu_comm_free(GpuComm *g) {
 #ifdef USE_NCCL
     if (g->use_nccl) {
+        gpu_comm_watched = NULL;
+        comm_timeout_hook = NULL;
         ncclCheck(ncclCommDestroy(g->nccl));
         cudaCheck(cudaStreamDestroy(g->stream));
         cudaCheck(cudaEventDestroy(g->ready));
@@ -112,4 +128,22 @@ static void gpu_comm_wait(GpuComm *g, cudaStream_t stream) {
         cudaCheck(cudaStreamWaitEvent(stream, g->done, 0));
     }
 #endif
+}
+
+// Waits for `stream` (cudaStreamSynchronize) where it may wait for NCCL's all-reduces (g: the model's gcomm,
+// NULL with one rank). With NCCL and several ranks a stopped or lost rank would hold such a stream, and the
+// host in it, for ever: the stream is polled instead, and past --comm-timeout the communicator is aborted and
+// the job ended with the step named.
+static void gpu_comm_sync(GpuComm *g, cudaStream_t stream) {
+    if (!g || g->comm->world == 1 || !g->use_nccl) {
+        cudaCheck(cudaStreamSynchronize(stream));
+        return;
+    }
+    double start = wall_time();
+    for (;;) {
+        cudaError_t r = cudaStreamQuery(stream);
+        if (r == cudaSuccess) return;
+        if (r != cudaErrorNotReady) cudaCheck(r);
+        comm_pause(g->comm, start, "a wait for an NCCL all-reduce");
+    }
 }

@@ -495,7 +495,7 @@ static void gpu_grass_refresh(GpuLlama *m, int kind, int layer, const floatX *do
     // the norms of all stored rows or columns; the model's sh.D come first and are the ones selected from
     grass_norms_compute(gs->norms, gs->full, mo, n, sh.rows, s);
     cudaCheck(cudaMemcpyAsync(gs->host_norms, gs->norms, sizeof(double) * sh.D, cudaMemcpyDeviceToHost, s));
-    cudaCheck(cudaStreamSynchronize(s));
+    gpu_comm_sync(m->gcomm, s);
     size_t so = grass_sel_offset(&gs->p, kind, layer), go = grass_state_offset(&gs->p, kind, layer);
     Rng rng;
     grass_rng(&rng, gs->p.seed, gs->refresh_index, layer, kind);
@@ -662,7 +662,7 @@ static float gpu_grad_norm(GpuLlama *m) {
     global_norm_squared_finish(m->a.norm_out, m->a.norm_partials, m->stream);
     float sq;
     cudaCheck(cudaMemcpyAsync(&sq, m->a.norm_out, sizeof(float), cudaMemcpyDeviceToHost, m->stream));
-    cudaCheck(cudaStreamSynchronize(m->stream));
+    gpu_comm_sync(m->gcomm, m->stream);
     gpu_mark(m, PROF_HOST);
     return sqrtf(sq);
 }

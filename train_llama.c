@@ -904,6 +904,7 @@ int main(int argc, char **argv) {
     if (data.have_val && start == 0) logger_val(&log, 0, evaluate(&model, val, opt.eval_batches));
 
     for (int step = start; step < opt.steps; step++) {
+        comm.step = step + 1;  // the step a timed-out collective names
         double t0 = wall_time();
         llama_zero_grads(&model, step);
         double loss = 0.0;

@@ -301,6 +301,7 @@ int main(int argc, char **argv) {
     cudaEvent_t *events = (cudaEvent_t *)xmalloc(sizeof(cudaEvent_t) * (2 * accum + 2));
     for (int i = 0; i < 2 * accum + 2; i++) cudaCheck(cudaEventCreate(&events[i]));
     for (int step = start; step < opt.steps; step++) {
+        comm.step = step + 1;  // the step a timed-out collective names
         double t0 = wall_time();
         size_t comm_before = gcomm.bytes;
         cudaCheck(cudaEventRecord(events[0], model.stream));
@@ -322,7 +323,7 @@ int main(int argc, char **argv) {
         float norm = gpu_optimizer_step(&model, &opt, step, lr);
         cudaCheck(cudaEventRecord(events[2 * accum + 1], model.stream));
         gpu_profile_end(&model.prof, step > start, model.stream);
-        cudaCheck(cudaStreamSynchronize(model.stream));
+        gpu_comm_sync(model.gcomm, model.stream);
         double sec = wall_time() - t0, phase_ms[3] = {0.0, 0.0, 0.0};  // forward, backward, optimizer
         for (int i = 0; i < 2 * accum + 1; i++) {
             float ms;

@@ -14,13 +14,49 @@
 #include "tokenizer/tokenizer.h"
 #include "train_config.h"
 
-// The start of both trainers: MPI (only rank 0 prints), the options, --help. Returns 0 when the run is over
-// (--help printed), 1 to go on.
+// The ranks of the run, kept by train_setup_start for the later steps of the set-up, which compare what each
+// rank resolved (the model, the data) with rank 0's.
+static const Comm *train_setup_comm = &comm_solo;
+
+// One option's value as text, exact (floats to 9 digits), for comparing the ranks' options.
+static void train_option_value_exact(const OptionSpec *s, const TrainOptions *o, char *buf, size_t n) {
+    const char *p = (const char *)o + s->offset;
+    if (s->type == OPT_FLOAT) snprintf(buf, n, "%.9g", (double)*(const float *)p);
+    else if (s->type == OPT_FLAG) snprintf(buf, n, "%s", *(const int *)p ? "given" : "not given");
+    else train_option_value_str(s, o, buf, n);
+}
+
+// Refuses a run whose ranks were started with different options (or trainers), naming the first differing
+// option with rank 0's value and the other rank's. No option may differ between the ranks: each one sizes
+// the collectives (the model, batch, steps, schedule, evaluation, checkpoints), seeds what must match (the
+// init, the data order), or names files that every rank reads (the data, --init, --resume and --out, where
+// --resume auto looks); a rank on other values would hang in an all-reduce or crash.
+static void train_options_agree(const Comm *c, const TrainOptions *o, int is_gpu) {
+    if (c->world == 1) return;
+    const char *names[NUM_TRAIN_OPTIONS + 1], *values[NUM_TRAIN_OPTIONS + 1];
+    char *text = (char *)xmalloc((size_t)NUM_TRAIN_OPTIONS * (OPT_STR_LEN + 16));
+    names[0] = "the trainer";
+    values[0] = is_gpu ? "train_llama" : "train_llama_cpu";
+    for (int i = 0; i < NUM_TRAIN_OPTIONS; i++) {
+        char *v = text + (size_t)i * (OPT_STR_LEN + 16);
+        train_option_value_exact(&train_option_specs[i], o, v, OPT_STR_LEN + 16);
+        names[i + 1] = train_option_specs[i].name;
+        values[i + 1] = v;
+    }
+    comm_agree(c, "the options", NUM_TRAIN_OPTIONS + 1, names, values, " (every rank must be given the same options)");
+    free(text);
+}
+
+// The start of both trainers: MPI (only rank 0 prints), the options (the same on every rank), --help.
+// Returns 0 when the run is over (--help printed), 1 to go on.
 static int train_setup_start(Comm *comm, TrainOptions *opt, int *argc, char ***argv, int is_gpu) {
     comm_init(comm, argc, argv);
     if (comm->rank != 0 && !freopen("/dev/null", "w", stdout)) fail("cannot silence rank %d's output", comm->rank);
     train_options_default(opt);
     train_options_parse(opt, *argc, *argv, is_gpu);
+    comm->timeout = opt->comm_timeout;
+    train_setup_comm = comm;
+    train_options_agree(comm, opt, is_gpu);
     if (opt->help) {
         train_options_help((*argv)[0], is_gpu);
         comm_finalize(comm);
@@ -37,8 +73,31 @@ typedef struct {
     int grass_rank;
 } TrainSetup;
 
-// Resolves --resume (auto: the newest checkpoint in --out, if any) and --init, the model config, and checks
-// that a model named with --model is the checkpoint's.
+// Refuses a run whose ranks resolved the options to different weights or model configs (a config.json or
+// --out that differs between the nodes), naming the first differing field with rank 0's value and the other's.
+static void train_setup_agree(const Comm *c, const TrainSetup *s) {
+    const LlamaConfig *m = &s->cfg;
+    char v[11][CKPT_PATH_LEN + 32];
+    snprintf(v[0], sizeof(v[0]), "%s", s->weights_dir ? s->weights_dir : "(a fresh init)");
+    snprintf(v[1], sizeof(v[1]), "%d", m->dim);
+    snprintf(v[2], sizeof(v[2]), "%d", m->n_layers);
+    snprintf(v[3], sizeof(v[3]), "%d", m->n_heads);
+    snprintf(v[4], sizeof(v[4]), "%d", m->n_kv_heads);
+    snprintf(v[5], sizeof(v[5]), "%d", m->ffn_dim);
+    snprintf(v[6], sizeof(v[6]), "%d", m->vocab_size);
+    snprintf(v[7], sizeof(v[7]), "%d", m->max_seq);
+    snprintf(v[8], sizeof(v[8]), "%.9g", (double)m->norm_eps);
+    snprintf(v[9], sizeof(v[9]), "%.9g", (double)m->rope_theta);
+    snprintf(v[10], sizeof(v[10]), "%d", s->grass_rank);
+    const char *names[11] = {"the weights", "dim", "layers", "heads", "kv-heads", "ffn", "vocab", "max-seq", "norm eps",
+                             "rope theta", "the Grass rank"};
+    const char *values[11];
+    for (int i = 0; i < 11; i++) values[i] = v[i];
+    comm_agree(c, "the models", 11, names, values, "");
+}
+
+// Resolves --resume (auto: the newest checkpoint in --out, if any) and --init, the model config (the same on
+// every rank), and checks that a model named with --model is the checkpoint's.
 static void train_setup_model(TrainSetup *s, const TrainOptions *opt) {
     s->resume_dir[0] = '\0';
     if (!strcmp(opt->resume, "auto")) {
@@ -49,6 +108,7 @@ static void train_setup_model(TrainSetup *s, const TrainOptions *opt) {
     }
     s->weights_dir = s->resume_dir[0] ? s->resume_dir : opt->init[0] ? opt->init : NULL;
     s->grass_rank = train_options_model(opt, s->weights_dir, &s->cfg);
+    train_setup_agree(train_setup_comm, s);
     if (!s->weights_dir || !opt->model[0]) return;
     char path[CKPT_PATH_LEN + 32], a[256], b[256];
     path_format(path, sizeof(path), "%s/config.json", s->weights_dir);
@@ -70,6 +130,33 @@ typedef struct {
     int have_tok, have_val, have_train;
     DataLoader train, val;
 } TrainData;
+
+// Refuses a run whose ranks found different shards for the glob `pattern` of `flag` (other files, or files of
+// other sizes: each rank reads its part of every window of the same shards), naming the first difference.
+static void train_data_agree(const Comm *c, const DataLoader *dl, const char *flag, const char *pattern) {
+    if (c->world == 1) return;
+    int n = dl->nshards + 1;
+    const char **names = (const char **)xmalloc(sizeof(char *) * n), **values = (const char **)xmalloc(sizeof(char *) * n);
+    char *text = (char *)xmalloc((size_t)n * 2 * (OPT_STR_LEN + 128));
+    for (int i = 0; i < n; i++) {
+        char *name = text + (size_t)i * 2 * (OPT_STR_LEN + 128), *value = name + OPT_STR_LEN + 128;
+        if (i == 0) {
+            snprintf(name, OPT_STR_LEN + 128, "%s %s, the number of files", flag, pattern);
+            snprintf(value, OPT_STR_LEN + 128, "%d", dl->nshards);
+        } else {
+            const Shard *s = &dl->shards[i - 1];
+            snprintf(name, OPT_STR_LEN + 128, "%s %s, file %d", flag, pattern, i);
+            snprintf(value, OPT_STR_LEN + 128, "%s (%zu tokens of %d bytes, %zu bytes)", s->path, s->ntok, s->tok_bytes,
+                     SHARD_HEADER_INTS * 4 + s->ntok * (size_t)s->tok_bytes);
+        }
+        names[i] = name;
+        values[i] = value;
+    }
+    comm_agree(c, "the data", n, names, values, "");
+    free(text);
+    free(names);
+    free(values);
+}
 
 static void train_data_open(TrainData *d, TrainOptions *opt, const LlamaConfig *c, int rank, int world) {
     memset(d, 0, sizeof(*d));
@@ -94,6 +181,8 @@ static void train_data_open(TrainData *d, TrainOptions *opt, const LlamaConfig *
                         (uint64_t)opt->seed);
         d->have_train = 1;
     }
+    if (d->have_val) train_data_agree(train_setup_comm, &d->val, "--val-data", opt->val_data);
+    if (d->have_train) train_data_agree(train_setup_comm, &d->train, "--train-data", opt->train_data);
 }
 
 static void train_data_close(TrainData *d) {
