@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 // The exit statuses of the trainers (README "Faults and recovery"): 0 the run is complete; EXIT_ERROR bad input or
@@ -92,9 +94,26 @@ static char *xstrdup(const char *s) {
     return p;
 }
 
+// Opens a file or fails naming it. A file opened for reading must be a regular file: it is opened without
+// blocking and checked before anything is read, so a FIFO or device given where a file belongs is refused at
+// once instead of waiting forever for a writer.
 static FILE *xfopen(const char *path, const char *mode) {
-    FILE *f = fopen(path, mode);
-    if (!f) fail("cannot open %s (%s): %s", path, mode[0] == 'r' ? "for reading" : "for writing", strerror(errno));
+    if (mode[0] != 'r') {
+        FILE *f = fopen(path, mode);
+        if (!f) fail("cannot open %s (for writing): %s", path, strerror(errno));
+        return f;
+    }
+    int fd = open(path, (strchr(mode, '+') ? O_RDWR : O_RDONLY) | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) fail("cannot open %s (for reading): %s", path, strerror(errno));
+    struct stat st;
+    int is_file = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    if (!is_file) {
+        close(fd);
+        fail("%s is not a regular file", path);
+    }
+    int flags = fcntl(fd, F_GETFL);
+    FILE *f = flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 ? NULL : fdopen(fd, mode);
+    if (!f) fail("cannot open %s (for reading): %s", path, strerror(errno));
     return f;
 }
 
@@ -115,17 +134,21 @@ static double wall_time(void) {
 }
 
 // Reads a whole file into a malloc'd, NUL-terminated buffer.
+// Reads a whole file into a malloc'd, NUL-terminated buffer. The size comes from fstat of the open file (a
+// regular file: xfopen refuses directories and FIFOs); a file that grows or shrinks while it is read is
+// reported, not trusted.
 static char *file_read_all(const char *path, size_t *len) {
     FILE *f = xfopen(path, "rb");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (n < 0) fail("cannot read %s", path);
-    char *buf = (char *)xmalloc((size_t)n + 1);
-    xfread(buf, (size_t)n, f, path);
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) fail("cannot read %s: %s", path, strerror(errno));
+    if (st.st_size < 0 || (unsigned long long)st.st_size >= SIZE_MAX) fail("%s is too large to read", path);
+    size_t n = (size_t)st.st_size;
+    char *buf = (char *)xmalloc(n + 1);
+    xfread(buf, n, f, path);
+    if (fgetc(f) != EOF) fail("%s changed while it was read: longer than its size, %zu bytes", path, n);
     fclose(f);
     buf[n] = '\0';
-    if (len) *len = (size_t)n;
+    if (len) *len = n;
     return buf;
 }
 

@@ -68,8 +68,9 @@ static size_t shard_read_header(const char *path, int *tok_bytes) {
     }
     if (header[2] < 0) fail("%s: negative token count %d in the header", path, header[2]);
     size_t ntok = (size_t)(uint32_t)header[2];
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) fail("cannot read %s: %s", path, strerror(errno));
+    long size = (long)st.st_size;
     fclose(f);
     size_t expect = SHARD_HEADER_INTS * 4 + ntok * (size_t)*tok_bytes;
     if ((size_t)size < expect)

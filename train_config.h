@@ -246,6 +246,9 @@ static void train_options_parse(TrainOptions *o, int argc, char **argv, int is_g
 static void train_options_check(const TrainOptions *o) {
     if (o->batch < 1) fail("--batch must be at least 1");
     if (o->seq < 1) fail("--seq must be at least 1");
+    if ((long long)o->batch * o->seq > INT_MAX)
+        fail("--batch %d x --seq %d = %lld tokens is more than a micro-batch may hold (%d)", o->batch, o->seq,
+             (long long)o->batch * o->seq, INT_MAX);
     if (o->steps < 1 && !o->eval_only && !o->dry_run) fail("--steps must be at least 1");
     if (!(o->lr > 0)) fail("--lr must be positive");
     if (o->min_lr_ratio > 1) fail("--min-lr-ratio must be between 0 and 1, got %g", (double)o->min_lr_ratio);
@@ -253,6 +256,7 @@ static void train_options_check(const TrainOptions *o) {
     if (!(o->eps > 0)) fail("--eps must be positive");
     if (o->eval_batches < 1) fail("--eval-batches must be at least 1");
     if (o->sample_every && o->sample_tokens < 1) fail("--sample-tokens must be at least 1 when --sample-every is set");
+    if (o->sample_tokens > LLAMA_MAX_SIZE) fail("--sample-tokens %d is above the largest supported, %d", o->sample_tokens, LLAMA_MAX_SIZE);
     if (o->init[0] && o->resume[0]) fail("--init and --resume exclude each other: --init loads weights only, --resume continues a run");
     if (o->eval_only && o->dry_run) fail("--eval-only and --dry-run exclude each other");
     if (o->eval_only && !o->init[0] && !o->resume[0]) fail("--eval-only needs the weights to evaluate: give --init DIR or --resume DIR");
@@ -315,12 +319,20 @@ static int train_options_model(const TrainOptions *o, const char *ckpt_dir, Llam
 }
 
 // Micro-batches per optimizer step so that B*T*world*accum == total_batch.
+// The count must be at least 1 and fit an int; batch x seq x ranks fits a long long (batch x seq fits an int,
+// train_options_check).
 static int train_options_grad_accum(const TrainOptions *o, int world) {
     long long per_micro = (long long)o->batch * o->seq * world;
     if (!o->total_batch) return 1;
+    if (o->total_batch < per_micro)
+        fail("--total-batch %lld is less than one micro-batch: batch %d x seq %d x ranks %d = %lld", o->total_batch,
+             o->batch, o->seq, world, per_micro);
     if (o->total_batch % per_micro)
         fail("--total-batch %lld is not a multiple of batch %d x seq %d x ranks %d = %lld", o->total_batch, o->batch,
              o->seq, world, per_micro);
+    if (o->total_batch / per_micro > INT_MAX)
+        fail("--total-batch %lld needs %lld micro-batches of batch %d x seq %d x ranks %d; at most %d are supported",
+             o->total_batch, o->total_batch / per_micro, o->batch, o->seq, world, INT_MAX);
     return (int)(o->total_batch / per_micro);
 }
 

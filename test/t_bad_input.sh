@@ -38,6 +38,22 @@ expect_error "partial.json: missing field \"num_attention_heads\"" $T "${ok[@]}"
 echo '{"hidden_size": 64,' > "$TMP/broken.json"
 expect_error "broken.json is not valid JSON" $T "${ok[@]}" --model "$TMP/broken.json"
 
+echo "== numbers that overflow"
+expect_error "--total-batch 9223372036854775776 needs 288230376151711743 micro-batches" $T "${ok[@]}" --total-batch 9223372036854775776
+expect_error "--total-batch 16 is less than one micro-batch" $T "${ok[@]}" --total-batch 16
+expect_error "--batch 65536 x --seq 65536 = 4294967296 tokens is more than a micro-batch may hold" $T "${ok[@]}" --batch 65536 --seq 65536
+expect_error "--sample-tokens 2147483647 is above the largest supported" $T "${ok[@]}" --sample-every 1 --sample-tokens 2147483647
+cfg() { echo "{\"hidden_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"intermediate_size\": 172, \"vocab_size\": 512$1}" > "$TMP/$2"; }
+cfg ', "rope_theta": 1e300' theta.json
+expect_error 'theta.json: field "rope_theta" is 1e+300, too large for a float' $T "${ok[@]}" --model "$TMP/theta.json"
+cfg ', "rope_theta": 1e400' theta2.json
+expect_error "theta2.json is not valid JSON: number too large for a double" $T "${ok[@]}" --model "$TMP/theta2.json"
+cfg ', "max_position_embeddings": 1e10' big.json
+expect_error 'big.json: field "max_position_embeddings" is 1e+10, outside the range of an int' $T "${ok[@]}" --model "$TMP/big.json"
+cfg ', "max_position_embeddings": 4194304' seq.json
+expect_error "seq.json: max-seq 4194304 is above the largest supported, 1048576" $T "${ok[@]}" --model "$TMP/seq.json"
+expect_error "dim 2097152 is above the largest supported, 1048576" $T "${ok[@]}" --dim 2097152 --heads 1
+
 echo "== shards"
 sh() { "$PYTHON" test/shard_tool.py "$TMP/$1" --vocab 512 "${@:2}"; }
 sh magic.bin --tokens 5000 --magic 12345
@@ -58,6 +74,11 @@ sh small.bin --tokens 20
 expect_error "small.bin: 20 tokens, fewer than one batch needs" $T "${ok[@]}" --train-data "$TMP/small.bin"
 expect_error "--train-data $TMP/nothing_*.bin matches no files" $T "${ok[@]}" --train-data "$TMP/nothing_*.bin"
 expect_error "--val-data $TMP/nothing.bin matches no files" $T "${ok[@]}" --val-data "$TMP/nothing.bin"
+# a FIFO or directory where a file belongs is refused at once (a FIFO used to block forever at open)
+mkfifo "$TMP/fifo.bin"
+expect_error "fifo.bin is not a regular file" $T "${ok[@]}" --train-data "$TMP/fifo*.bin"
+mkdir -p "$TMP/dir.json"
+expect_error "dir.json is not a regular file" $T "${ok[@]}" --model "$TMP/dir.json"
 
 echo "== checkpoints"
 $T "${ok[@]}" --out "$TMP/run" > /dev/null
@@ -66,6 +87,23 @@ cp -r "$ck" "$TMP/ck_trunc"; truncate -s -1000 "$TMP/ck_trunc/model.safetensors"
 expect_error "model.safetensors is truncated: tensor lm_head.weight" $T "${ok[@]}" --init "$TMP/ck_trunc"
 cp -r "$ck" "$TMP/ck_head"; printf '\xff\xff\xff\xff' | dd of="$TMP/ck_head/model.safetensors" conv=notrunc status=none
 expect_error "model.safetensors is not a safetensors file (or is truncated)" $T "${ok[@]}" --init "$TMP/ck_head"
+# a safetensors header whose numbers are not sizes: a negative shape entry, an offset of 1e300
+st_edit() {
+  cp -r "$ck" "$TMP/$1"
+  "$PYTHON" -c "
+import json, struct, sys
+with open(sys.argv[1], 'rb') as f:
+    n = struct.unpack('<Q', f.read(8))[0]; h = json.loads(f.read(n)); data = f.read()
+exec(sys.argv[2])
+b = json.dumps(h).encode()
+open(sys.argv[1], 'wb').write(struct.pack('<Q', len(b)) + b + data)" "$TMP/$1/model.safetensors" "$2"
+}
+st_edit ck_shape "h['model.norm.weight']['shape'] = [-64]"
+expect_error "tensor model.norm.weight: shape entry 0 is not a whole number from 0 to 2^53" $T "${ok[@]}" --init "$TMP/ck_shape"
+st_edit ck_offset "h['model.norm.weight']['data_offsets'][1] = 1e300"
+expect_error "tensor model.norm.weight: data_offsets must be two whole numbers from 0 to 2^53" $T "${ok[@]}" --init "$TMP/ck_offset"
+st_edit ck_numel "h['model.norm.weight']['shape'] = [2**40, 2**40]"
+expect_error "tensor model.norm.weight: its shape has more than 2^53 elements" $T "${ok[@]}" --init "$TMP/ck_numel"
 cp -r "$ck" "$TMP/ck_state"; printf 'XXXXXXXX' | dd of="$TMP/ck_state/state.bin" bs=1 seek=$(($(stat -c %s "$TMP/ck_state/state.bin") - 8)) conv=notrunc status=none
 expect_error "state.bin: corrupt trainer state (no end marker)" $T "${ok[@]}" --steps 5 --resume "$TMP/ck_state"
 cp -r "$ck" "$TMP/ck_state2"; truncate -s 100 "$TMP/ck_state2/state.bin"

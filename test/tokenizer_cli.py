@@ -145,9 +145,15 @@ def test_shards(tokenize, model, text_path, work):
     _, dec_val, _ = run([tokenize, "--model", model, "--decode"], " ".join(map(str, got_val)).encode())
     check(dec_train == text[:split_at] and dec_val == text[split_at:], "tinyshakespeare: shards decode back to the text")
 
-    # stale shards of an earlier run are removed
-    tokenize_dir(tokenize, model, out, [text_path])
-    check(sorted(os.listdir(out)) == ["train_000000.bin", "val_000000.bin"], "a rerun removes the stale shards")
+    # a rerun over the shards of an earlier one is refused without --overwrite; with it the earlier shards are
+    # replaced (the stale ones numbered past the new ones go), other files stay, nothing is left beside DIR
+    open(os.path.join(out, "notes.txt"), "wb").write(b"kept")
+    rc, _, err = run([tokenize, "--model", model, "--out", out, text_path])
+    check(rc == 1 and "--overwrite" in err, "a rerun over earlier shards without --overwrite is refused")
+    tokenize_dir(tokenize, model, out, [text_path], ["--overwrite"])
+    check(sorted(os.listdir(out)) == ["notes.txt", "train_000000.bin", "val_000000.bin"],
+          "--overwrite replaces the earlier shards and keeps other files")
+    check(not [n for n in os.listdir(work) if ".tokenize-" in n], "no temporary directory is left beside the output")
 
     # 1 thread and 4 threads write the same bytes
     many = os.path.join(work, "many")
@@ -214,7 +220,7 @@ def test_shards(tokenize, model, text_path, work):
 
     # --help lists every option and the defaults
     rc, usage, _ = run([tokenize, "--help"])
-    opts = ["--model", "--out", "--val-fraction", "--shard-tokens", "--threads", "--encode", "--decode", "--help"]
+    opts = ["--model", "--out", "--overwrite", "--val-fraction", "--shard-tokens", "--threads", "--encode", "--decode", "--help"]
     check(rc == 0 and all(o.encode() in usage for o in opts) and b"default 0.1" in usage and b"default 100000000" in usage,
           "--help lists every option with its default")
 

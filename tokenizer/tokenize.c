@@ -6,7 +6,9 @@
  */
 #include <dirent.h>
 #include <omp.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -19,7 +21,8 @@
 
 static void usage(void) {
     printf(
-        "usage: tokenize --model FILE.model --out DIR [--val-fraction F] [--shard-tokens N] [--threads N] INPUT...\n"
+        "usage: tokenize --model FILE.model --out DIR [--overwrite] [--val-fraction F] [--shard-tokens N] [--threads N]\n"
+        "                INPUT...\n"
         "       tokenize --model FILE.model --encode     stdin as one text -> its token ids on one line\n"
         "       tokenize --model FILE.model --decode     token ids on stdin (whitespace-separated) -> the text\n"
         "\n"
@@ -30,9 +33,13 @@ static void usage(void) {
         "\n"
         "options:\n"
         "  --model FILE.model    SentencePiece BPE model (required)\n"
-        "  --out DIR             output directory, created if missing; shards that an earlier run left\n"
-        "                        there of a split written now (train unless F is 1, val unless F is 0),\n"
-        "                        numbered past the ones written now, are removed\n"
+        "  --out DIR             output directory, created if missing. The shards are written into\n"
+        "                        .NAME.tokenize-PID beside it and moved into DIR only when the run is\n"
+        "                        complete (a failed run removes that directory, a killed one leaves it),\n"
+        "                        so DIR never holds a mix of old, new and partial shards. Other files in\n"
+        "                        DIR, and the shards of a split not written now, are kept\n"
+        "  --overwrite           replace the shards DIR already holds of a split written now (train unless\n"
+        "                        F is 1, val unless F is 0); without it such a DIR is refused\n"
         "  --val-fraction F      fraction of the input that goes to validation, in [0, 1] (default %g)\n"
         "  --shard-tokens N      tokens per shard, the last shard holds the rest (default %ld)\n"
         "  --threads N           encoding threads (default: every core, %d here)\n"
@@ -107,6 +114,13 @@ static char *stream_read_all(FILE *f, const char *name, size_t *len) {
     return buf;
 }
 
+// Opens an input named on the command line that is not a regular file: a pipe such as <(command).
+static FILE *pipe_open(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fail("cannot open %s (for reading): %s", path, strerror(errno));
+    return f;
+}
+
 static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 // Stdin ("-") or a pipe: streamed where no validation cut needs the total size, else read into memory now.
@@ -116,7 +130,7 @@ static void inputs_add_pipe(InputList *l, const char *path, int stream) {
         return;
     }
     int is_stdin = strcmp(path, "-") == 0;
-    FILE *f = is_stdin ? stdin : xfopen(path, "rb");
+    FILE *f = is_stdin ? stdin : pipe_open(path);
     size_t len;
     char *data = stream_read_all(f, is_stdin ? "stdin" : path, &len);
     if (!is_stdin) fclose(f);
@@ -191,6 +205,8 @@ static void shard_close(ShardWriter *w) {
     header[2] = (int32_t)w->in_shard;
     if (fseek(w->f, 0, SEEK_SET) != 0) fail("cannot seek in %s: %s", w->path, strerror(errno));
     xfwrite(header, sizeof(header), w->f, w->path);
+    // on disk before the directory is moved into place, so a crash cannot leave a complete-looking shard empty
+    if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0) fail("cannot write %s: %s", w->path, strerror(errno));
     if (fclose(w->f) != 0) fail("cannot write %s: %s", w->path, strerror(errno));
     w->f = NULL;
 }
@@ -226,13 +242,55 @@ static void shard_write(ShardWriter *w, const int *ids, size_t n) {
     }
 }
 
-// Removes shards of an earlier run numbered after the ones this run wrote.
-static void shard_remove_stale(const ShardWriter *w) {
-    char path[4096];
-    for (int i = w->n_shards;; i++) {
-        shard_path(path, sizeof(path), w->dir, w->split, i);
-        if (unlink(path) != 0) break;
-    }
+// The output directory. Shards are written into a new directory beside DIR, PARENT/.NAME.tokenize-PID, and
+// only a complete run moves it into place: DIR then holds the new shards of the splits written and everything
+// else it held before (the shards of a split not written, other files), and at no moment a mix of old, new and
+// partial shards. A run that fails removes its directory; one that is killed leaves it, never touching DIR.
+typedef struct {
+    char dir[4096];     // DIR, without trailing slashes
+    char tmp[4200];     // where the shards are written
+    char name[4096];    // DIR's last component
+    int splits[2];      // train, val: whether this run writes the split (and so replaces DIR's shards of it)
+} Output;
+
+static Output *output_active;   // removed by fail_hook when a run fails
+
+// Whether a file name is a shard of split k (0 train, 1 val): SPLIT_NNNNNN.bin.
+static int output_is_shard(const char *name, int k) {
+    const char *split = k ? "val_" : "train_";
+    size_t n = strlen(split), len = strlen(name);
+    if (strncmp(name, split, n) || len != n + 10 || strcmp(name + len - 4, ".bin")) return 0;
+    for (size_t i = n; i < len - 4; i++)
+        if (name[i] < '0' || name[i] > '9') return 0;
+    return 1;
+}
+
+static int output_is_written_shard(const Output *o, const char *name) {
+    return (o->splits[0] && output_is_shard(name, 0)) || (o->splits[1] && output_is_shard(name, 1));
+}
+
+static void output_path(char *buf, size_t cap, const char *dir, const char *name) {
+    if ((size_t)snprintf(buf, cap, "%s/%s", dir, name) >= cap) fail("path too long: %s/%s", dir, name);
+}
+
+// Removes a directory of files, as far as it can; returns 0 where something is left.
+static int output_remove_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    char path[8400];
+    int ok = 1;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            if (unlink(path) != 0) ok = 0;
+        }
+    closedir(d);
+    return rmdir(dir) == 0 && ok;
+}
+
+static void output_fail_hook(int status) {
+    if (output_active) output_remove_dir(output_active->tmp);
 }
 
 static void dir_create(const char *dir) {
@@ -249,13 +307,85 @@ static void dir_create(const char *dir) {
     }
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) fail("cannot create output directory %s: a file of that name exists", dir);
-    // fail now, not after reading the inputs, when the directory is not writable
-    char probe[4096];
-    shard_path(probe, sizeof(probe), dir, ".tokenize_probe", 0);
-    FILE *f = fopen(probe, "wb");
-    if (!f) fail("cannot write to output directory %s: %s", dir, strerror(errno));
-    fclose(f);
-    unlink(probe);
+}
+
+// Checks DIR (which may not exist yet) and makes the directory the shards are written into. Without
+// overwrite, DIR must not hold shards of a split written now.
+static void output_begin(Output *o, const char *dir, int write_train, int write_val, int overwrite) {
+    memset(o, 0, sizeof(*o));
+    o->splits[0] = write_train;
+    o->splits[1] = write_val;
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/') len--;
+    if (len >= sizeof(o->dir)) fail("--out %s: path too long", dir);
+    memcpy(o->dir, dir, len);
+    const char *slash = strrchr(o->dir, '/');
+    snprintf(o->name, sizeof(o->name), "%s", slash ? slash + 1 : o->dir);
+    if (!strcmp(o->name, ".") || !strcmp(o->name, "..") || !strcmp(o->name, "/") || !o->name[0])
+        fail("--out %s: name the output directory itself, not . or .. or /", dir);
+    char parent[4096] = ".";
+    if (slash) snprintf(parent, sizeof(parent), "%.*s", slash == o->dir ? 1 : (int)(slash - o->dir), o->dir);
+    dir_create(parent);
+    struct stat st;
+    if (stat(o->dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) fail("cannot create output directory %s: a file of that name exists", o->dir);
+        DIR *d = opendir(o->dir);
+        if (!d) fail("cannot read output directory %s: %s", o->dir, strerror(errno));
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (!overwrite && output_is_written_shard(o, e->d_name))
+                fail("--out %s already holds shards (%s); pass --overwrite to replace them", o->dir, e->d_name);
+        closedir(d);
+    } else if (errno != ENOENT) {
+        fail("cannot read output directory %s: %s", o->dir, strerror(errno));
+    }
+    if ((size_t)snprintf(o->tmp, sizeof(o->tmp), "%s/.%s.tokenize-%d", parent, o->name, (int)getpid()) >= sizeof(o->tmp))
+        fail("--out %s: path too long", dir);
+    if (mkdir(o->tmp, 0777) != 0) fail("cannot write to output directory %s: %s", parent, strerror(errno));
+    output_active = o;
+    fail_hook = output_fail_hook;
+}
+
+// Moves the complete shards into place. Where DIR exists, what it keeps is hard-linked into the new
+// directory first, then the two are swapped in one step (renameat2 RENAME_EXCHANGE; where the file system
+// cannot, DIR is renamed aside and the new one renamed in), then the old one is removed.
+static void output_commit(Output *o) {
+    char src[8400], dst[8400], old[4300];
+    struct stat st;
+    if (stat(o->dir, &st) != 0) {
+        if (rename(o->tmp, o->dir) != 0) fail("cannot move %s to %s: %s", o->tmp, o->dir, strerror(errno));
+        output_active = NULL;
+        return;
+    }
+    DIR *d = opendir(o->dir);
+    if (!d) fail("cannot read output directory %s: %s", o->dir, strerror(errno));
+    struct dirent *e;
+    int unlinked = 0;   // entries that cannot be hard-linked (subdirectories): moved across after the swap
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || output_is_written_shard(o, e->d_name)) continue;
+        output_path(src, sizeof(src), o->dir, e->d_name);
+        output_path(dst, sizeof(dst), o->tmp, e->d_name);
+        if (link(src, dst) != 0) unlinked++;
+    }
+    closedir(d);
+    snprintf(old, sizeof(old), "%s", o->tmp);
+    if (syscall(SYS_renameat2, AT_FDCWD, o->tmp, AT_FDCWD, o->dir, 2 /* RENAME_EXCHANGE */) != 0) {
+        snprintf(old, sizeof(old), "%s.old", o->tmp);
+        if (rename(o->dir, old) != 0) fail("cannot move %s aside to %s: %s", o->dir, old, strerror(errno));
+        if (rename(o->tmp, o->dir) != 0) fail("cannot move %s to %s: %s", o->tmp, o->dir, strerror(errno));
+    }
+    output_active = NULL;
+    if (unlinked && (d = opendir(old))) {
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || output_is_written_shard(o, e->d_name)) continue;
+            output_path(src, sizeof(src), old, e->d_name);
+            output_path(dst, sizeof(dst), o->dir, e->d_name);
+            if (lstat(dst, &st) != 0 && rename(src, dst) != 0)
+                fail("cannot move %s back into %s: %s", src, o->dir, strerror(errno));
+        }
+        closedir(d);
+    }
+    if (!output_remove_dir(old)) fprintf(stderr, "warning: could not remove all of the replaced output, %s\n", old);
 }
 
 // ----------------------------------------------------------------------------------------------------------
@@ -380,7 +510,7 @@ static void input_split(Batch *b, const char *data, size_t len, size_t pos, size
 static void input_stream(Job *job, Batch *b, const Input *in, size_t index, size_t cut, size_t *pos) {
     int is_stdin = strcmp(in->path, "-") == 0;
     const char *name = is_stdin ? "stdin" : in->path;
-    FILE *f = is_stdin ? stdin : xfopen(in->path, "rb");
+    FILE *f = is_stdin ? stdin : pipe_open(in->path);
     size_t chunk = BATCH_BYTES_PER_THREAD, len = 0, cap = 0;
     char *buf = NULL;
     for (;;) {
@@ -485,7 +615,7 @@ int main(int argc, char **argv) {
     const char *model = NULL, *out = NULL;
     double val_fraction = DEFAULT_VAL_FRACTION;
     long shard_tokens = DEFAULT_SHARD_TOKENS;
-    int threads = omp_get_num_procs(), encode = 0, decode = 0, split_opts = 0;
+    int threads = omp_get_num_procs(), encode = 0, decode = 0, split_opts = 0, overwrite = 0;
     char **paths = (char **)xmalloc((size_t)argc * sizeof(char *));
     int n_paths = 0;
     for (int i = 1; i < argc; i++) {
@@ -504,6 +634,7 @@ int main(int argc, char **argv) {
             shard_tokens = arg_long(a, arg_value(argc, argv, &i), 1, 2147483647L);
             split_opts++;
         } else if (strcmp(a, "--threads") == 0) threads = (int)arg_long(a, arg_value(argc, argv, &i), 1, 4096);
+        else if (strcmp(a, "--overwrite") == 0) { overwrite = 1; split_opts++; }
         else if (strcmp(a, "--encode") == 0) encode = 1;
         else if (strcmp(a, "--decode") == 0) decode = 1;
         else if (a[0] == '-' && a[1] != 0) fail("unknown option %s (see --help)", a);
@@ -512,7 +643,7 @@ int main(int argc, char **argv) {
     if (!model) fail("--model FILE.model is required (see --help)");
     if (encode && decode) fail("--encode and --decode exclude each other");
     if ((encode || decode) && (split_opts || n_paths))
-        fail("%s reads stdin and writes stdout: it takes no --out, --val-fraction, --shard-tokens or INPUT", encode ? "--encode" : "--decode");
+        fail("%s reads stdin and writes stdout: it takes no --out, --val-fraction, --shard-tokens, --overwrite or INPUT", encode ? "--encode" : "--decode");
     if (!encode && !decode) {
         if (!out) fail("--out DIR is required (see --help)");
         if (n_paths == 0) fail("no INPUT given: name text files or directories, or - for stdin (see --help)");
@@ -525,7 +656,8 @@ int main(int argc, char **argv) {
     if (encode || decode) { tokenizer_free(&tok); free(paths); return 0; }
     if (tok.bos_id < 0) fail("%s has no BOS piece, which every document starts with", model);
 
-    dir_create(out);
+    Output output;
+    output_begin(&output, out, val_fraction < 1.0, val_fraction > 0.0, overwrite);
     InputList inputs;
     memset(&inputs, 0, sizeof(inputs));
     int stdin_used = 0, stream = val_fraction == 0.0 || val_fraction == 1.0;
@@ -548,7 +680,7 @@ int main(int argc, char **argv) {
     ShardWriter *writers[2] = {&job.train, &job.val};
     for (int k = 0; k < 2; k++) {
         ShardWriter *w = writers[k];
-        w->dir = out;
+        w->dir = output.tmp;
         w->split = k ? "val" : "train";
         w->shard_tokens = shard_tokens;
         w->wide = tok.vocab_size > 65535;
@@ -576,9 +708,7 @@ int main(int argc, char **argv) {
     if (job.n_docs == 0) fail("the inputs hold no text: %zu file(s), all empty", inputs.n);
     for (int k = 0; k < 2; k++) shard_close(writers[k]);
     job.done_bytes = pos;   // the final line counts every input byte, NUL separators included
-    // a split this run writes replaces what an earlier run left of it
-    if (val_fraction < 1.0) shard_remove_stale(&job.train);
-    if (val_fraction > 0.0) shard_remove_stale(&job.val);
+    output_commit(&output);
     progress_print(&job, 1);
     fprintf(stderr, "tokenize: %lld train tokens in %d shards, %lld val tokens in %d shards, in %s\n",
             job.train.total, job.train.n_shards, job.val.total, job.val.n_shards, out);

@@ -230,14 +230,9 @@ static void tokenizer_load(Tokenizer *t, const char *path) {
     memset(t, 0, sizeof(*t));
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) fail("%s is not a file, not a SentencePiece model", path);
-    FILE *f = xfopen(path, "rb");
-    if (fseek(f, 0, SEEK_END) != 0) fail("cannot seek in %s", path);
-    long size = ftell(f);
-    if (size <= 0) fail("%s is empty, not a SentencePiece model", path);
-    rewind(f);
-    unsigned char *buf = (unsigned char *)xmalloc((size_t)size);
-    xfread(buf, (size_t)size, f, path);
-    fclose(f);
+    size_t size;
+    unsigned char *buf = (unsigned char *)file_read_all(path, &size);
+    if (size == 0) fail("%s is empty, not a SentencePiece model", path);
 
     // settings, with the protobuf defaults of sentencepiece_model.proto
     int model_type = 1, treat_ws_as_suffix = 0;
