@@ -22,21 +22,88 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "common.h"
+#include "dataloader.h"
 #include "llama_config.h"
 #include "safetensors.h"
 #include "grass.h"
+#include "train_config.h"
 
 #define STATE_MAGIC "GRASSTAT"
 #define STATE_END "GRASSEND"
-#define STATE_VERSION 1
+#define STATE_VERSION 2  // 2 adds the section "settings"; version 1 files are read without it
 #define STATE_NAME_LEN 32
 #define CKPT_PATH_LEN 2048
+
+// What a section's values must be, checked on every part read back (a resume trusts nothing in the file) and on
+// every part written (no checkpoint holds a non-finite value).
+enum {
+    STATE_ANY,       // header counters: checked by checkpoint_load_state itself
+    STATE_FINITE,    // first moments
+    STATE_NONNEG,    // second moments: finite and >= 0
+    STATE_POSITIVE,  // Grass's scales: finite and > 0
+    STATE_INDEX,     // Grass's selection: in [0, D) of its matrix, ascending within it
+};
+enum { STATE_I64, STATE_F64, STATE_I32, STATE_F32, STATE_BF16 };  // element types
 
 typedef struct {
     const char *name;
     size_t nbytes;
     const void *data;  // or NULL: moved through the trainer's StateIO, part by part
+    int type, check;   // STATE_I64 ..., STATE_ANY ...
 } StateSection;
+
+// Value i of a float section's part (fp32 or bf16) as fp32.
+static float state_value(const void *data, int type, size_t i) {
+    if (type == STATE_BF16) {
+        uint16_t b;
+        memcpy(&b, (const char *)data + 2 * i, 2);
+        return st_bf16_to_f32(b);
+    }
+    float f;
+    memcpy(&f, (const char *)data + 4 * i, 4);
+    return f;
+}
+
+// Whether the values of bytes [offset, offset + bytes) of section sec, in data, are what sec->check asks; when not,
+// the first bad one is described in why[n]. grass: the selection's sizes, for STATE_INDEX.
+static int state_part_valid(const StateSection *sec, size_t offset, const void *data, size_t bytes, const GrassPlan *grass,
+                            char *why, size_t n) {
+    if (sec->check == STATE_ANY) return 1;
+    if (sec->check == STATE_INDEX) {
+        for (size_t i = 0; i < bytes / 4; i++) {
+            size_t e = offset / 4 + i;
+            int kind = -1;  // the projection kind whose selections hold entry e (their offsets ascend with the kind)
+            for (int k = 0; k < NUM_PARAM_KINDS; k++)
+                if (llama_param_kinds[k].is_projection && e >= grass->roff[k]) kind = k;
+            GrassShape sh = grass->shape[kind];
+            int32_t v, prev;
+            memcpy(&v, (const char *)data + 4 * i, 4);
+            size_t layer = (e - grass->roff[kind]) / sh.r, j = (e - grass->roff[kind]) % sh.r;
+            char name[128];
+            llama_param_name(kind, (int)layer, name, sizeof(name));
+            if (v < 0 || v >= sh.D) {
+                snprintf(why, n, "index %d (entry %zu of %s's selection) is outside [0, %d)", v, j, name, sh.D);
+                return 0;
+            }
+            if (j > 0 && i > 0 && (memcpy(&prev, (const char *)data + 4 * (i - 1), 4), prev > v)) {
+                snprintf(why, n, "%s's selection is not ascending at entry %zu (%d after %d)", name, j, v, prev);
+                return 0;
+            }
+        }
+        return 1;
+    }
+    size_t esize = sec->type == STATE_BF16 ? 2 : 4;
+    for (size_t i = 0; i < bytes / esize; i++) {
+        float v = state_value(data, sec->type, i);
+        int ok = isfinite(v) && (sec->check == STATE_FINITE || (sec->check == STATE_NONNEG ? v >= 0.0f : v > 0.0f));
+        if (!ok) {
+            snprintf(why, n, "value %g at element %zu (must be %s)", (double)v, offset / esize + i,
+                     sec->check == STATE_FINITE ? "finite" : sec->check == STATE_NONNEG ? "finite and >= 0" : "finite and > 0");
+            return 0;
+        }
+    }
+    return 1;
+}
 
 // How the sections without data move between state.bin and the trainer (the GPU trainer's live on the device): in
 // parts, consecutive byte ranges of a section in order, so that host memory holds one part at a time (the GPU
@@ -65,13 +132,30 @@ static void state_parts_check(const StateSection *sec, int i, size_t bytes) {
     if (bytes != sec[i].nbytes) fail("internal: the parts of state section %s add up to %zu bytes, not %zu", sec[i].name, bytes, sec[i].nbytes);
 }
 
-static void state_write(const char *path, int n, const StateSection *sec, const StateIO *io) {
+// What a save needs to refuse a diverged model: its step and the newest complete checkpoint before it.
+typedef struct {
+    int step;
+    int last_step;  // -1: none
+    char last[CKPT_PATH_LEN];
+} SaveGuard;
+
+// A value about to be saved is non-finite (or invalid): the run stops (the temporary directory is removed by
+// fail_cleanup) and says where it can go on from.
+static void save_refuse(const SaveGuard *g, const char *what, const char *why) __attribute__((noreturn));
+static void save_refuse(const SaveGuard *g, const char *what, const char *why) {
+    fail_status(EXIT_DIVERGED, "step %d: %s: %s; training diverged and nothing was saved; the last good checkpoint is %s", g->step,
+                what, why, g->last_step >= 0 ? g->last : "none (no checkpoint in --out)");
+}
+
+static void state_write(const char *path, int n, const StateSection *sec, const StateIO *io, const GrassPlan *grass,
+                        const SaveGuard *guard) {
     FILE *f = xfopen(path, "wb");
     uint32_t head[2] = {STATE_VERSION, (uint32_t)n};
     xfwrite(STATE_MAGIC, 8, f, path);
     xfwrite(head, sizeof(head), f, path);
     void *buf = NULL;
     size_t cap = 0;
+    char why[256];
     for (int i = 0; i < n; i++) {
         char name[STATE_NAME_LEN] = {0};
         if (strlen(sec[i].name) >= STATE_NAME_LEN) fail("state section name %s is too long", sec[i].name);
@@ -82,12 +166,14 @@ static void state_write(const char *path, int n, const StateSection *sec, const 
         size_t offset = 0;
         for (int part = 0, parts = state_parts(sec, i, io); part < parts; part++) {
             size_t bytes = state_part_bytes(sec, i, part, io);
-            if (sec[i].data) {
-                xfwrite((const char *)sec[i].data + offset, bytes, f, path);
-            } else {
+            const void *src = (const char *)sec[i].data + offset;
+            if (!sec[i].data) {
                 io->fetch(io->ctx, i, part, xreserve(&buf, &cap, bytes));
-                xfwrite(buf, bytes, f, path);
+                src = buf;
             }
+            if (!state_part_valid(&sec[i], offset, src, bytes, grass, why, sizeof(why)))
+                save_refuse(guard, sec[i].name, why);
+            xfwrite(src, bytes, f, path);
             offset += bytes;
         }
         state_parts_check(sec, i, offset);
@@ -103,6 +189,7 @@ static void state_write(const char *path, int n, const StateSection *sec, const 
 typedef struct {
     char path[CKPT_PATH_LEN];
     FILE *f;  // open until state_close
+    int version;
     int n;
     char (*names)[STATE_NAME_LEN];
     size_t *sizes;
@@ -119,7 +206,9 @@ static void state_open(TrainerState *st, const char *path) {
     xfread(magic, 8, f, path);
     if (memcmp(magic, STATE_MAGIC, 8)) fail("%s is not a grass.c trainer state file (bad magic)", path);
     xfread(head, sizeof(head), f, path);
-    if (head[0] != STATE_VERSION) fail("%s: trainer state version %u, this build reads version %d", path, head[0], STATE_VERSION);
+    if (head[0] < 1 || head[0] > STATE_VERSION)
+        fail("%s: trainer state version %u, this build reads versions 1 to %d", path, head[0], STATE_VERSION);
+    st->version = (int)head[0];
     if (head[1] > 4096) fail("%s: corrupt trainer state (%u sections)", path, head[1]);
     st->n = (int)head[1];
     st->names = (char (*)[STATE_NAME_LEN])xcalloc(st->n, STATE_NAME_LEN);
@@ -189,8 +278,9 @@ static void mkdir_p(const char *path) {
     if (mkdir(tmp, 0755) && errno != EEXIST) fail("cannot create directory %s: %s", tmp, strerror(errno));
 }
 
-// Removes a directory of plain files (a checkpoint); missing is fine.
-static void dir_remove_flat(const char *path) {
+// Removes a directory of plain files (a checkpoint); missing is fine. quiet: ignore errors (cleaning up after a
+// failure), else fail naming what could not be removed.
+static void dir_remove_flat(const char *path, int quiet) {
     DIR *d = opendir(path);
     if (!d) return;
     struct dirent *e;
@@ -198,15 +288,20 @@ static void dir_remove_flat(const char *path) {
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
         path_format(f, sizeof(f), "%s/%s", path, e->d_name);
-        if (unlink(f)) fail("cannot remove %s: %s", f, strerror(errno));
+        if (unlink(f) && !quiet) fail("cannot remove %s: %s", f, strerror(errno));
     }
     closedir(d);
-    if (rmdir(path)) fail("cannot remove %s: %s", path, strerror(errno));
+    if (rmdir(path) && !quiet) fail("cannot remove %s: %s", path, strerror(errno));
 }
 
 static void checkpoint_dir(char *buf, size_t n, const char *out_dir, int step) {
     path_format(buf, n, "%s/ckpt_%08d", out_dir, step);
 }
+
+// The temporary directory of the checkpoint being written: removed if the run fails before it is complete, so
+// that a full disk is not left full.
+static char checkpoint_pending[CKPT_PATH_LEN];
+static void checkpoint_pending_remove(void) { dir_remove_flat(checkpoint_pending, 1); }
 
 // Starts a checkpoint of `step`: creates (afresh) the temporary directory and returns its path in tmp.
 static void checkpoint_begin(const char *out_dir, int step, char *tmp, size_t n) {
@@ -214,8 +309,10 @@ static void checkpoint_begin(const char *out_dir, int step, char *tmp, size_t n)
     char final_dir[CKPT_PATH_LEN];
     checkpoint_dir(final_dir, sizeof(final_dir), out_dir, step);
     path_format(tmp, n, "%s.tmp", final_dir);
-    dir_remove_flat(tmp);
+    dir_remove_flat(tmp, 0);
     if (mkdir(tmp, 0755)) fail("cannot create directory %s: %s", tmp, strerror(errno));
+    path_format(checkpoint_pending, sizeof(checkpoint_pending), "%s", tmp);
+    fail_cleanup = checkpoint_pending_remove;
 }
 
 // Makes the checkpoint in tmp the complete checkpoint of `step` (replacing an older one of the same step).
@@ -225,36 +322,136 @@ static void checkpoint_commit(const char *out_dir, int step, const char *tmp) {
     fsync_path(tmp);
     if (path_exists(final_dir)) {
         path_format(old, sizeof(old), "%s.old", final_dir);
-        dir_remove_flat(old);
+        dir_remove_flat(old, 0);
         if (rename(final_dir, old)) fail("cannot rename %s: %s", final_dir, strerror(errno));
         if (rename(tmp, final_dir)) fail("cannot rename %s to %s: %s", tmp, final_dir, strerror(errno));
-        dir_remove_flat(old);
+        dir_remove_flat(old, 0);
     } else if (rename(tmp, final_dir)) {
         fail("cannot rename %s to %s: %s", tmp, final_dir, strerror(errno));
     }
+    fail_cleanup = NULL;
     fsync_path(out_dir);
+}
+
+// The steps of the complete checkpoints in out_dir, ascending (*n of them; free the array). A complete checkpoint is a
+// directory named exactly ckpt_NNNNNNNN: a .tmp is one being written, a .old or .del one being replaced or deleted.
+static int *checkpoint_list(const char *out_dir, int *n) {
+    int *steps = NULL, cap = 0;
+    *n = 0;
+    DIR *d = opendir(out_dir);
+    if (!d) return NULL;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int step, len = 0;
+        if (sscanf(e->d_name, "ckpt_%8d%n", &step, &len) != 1 || len != 13 || e->d_name[len] != '\0' || step < 0) continue;
+        if (*n == cap) steps = (int *)xrealloc(steps, sizeof(int) * (cap = cap ? 2 * cap : 16));
+        int i = (*n)++;
+        for (; i > 0 && steps[i - 1] > step; i--) steps[i] = steps[i - 1];
+        steps[i] = step;
+    }
+    closedir(d);
+    return steps;
+}
+
+// Deletes the complete checkpoint of `step` in out_dir: renamed out of the complete ones first, so that a crash
+// halfway leaves no partial directory under a complete checkpoint's name.
+static void checkpoint_delete(const char *out_dir, int step) {
+    char dir[CKPT_PATH_LEN], del[CKPT_PATH_LEN + 8];
+    checkpoint_dir(dir, sizeof(dir), out_dir, step);
+    path_format(del, sizeof(del), "%s.del", dir);
+    dir_remove_flat(del, 0);
+    if (rename(dir, del)) fail("cannot rename %s to %s: %s", dir, del, strerror(errno));
+    dir_remove_flat(del, 0);
+}
+
+// --keep-last: deletes all but the newest `keep` complete checkpoints (0: keeps all).
+static void checkpoint_prune(const char *out_dir, int keep) {
+    int n, *steps = checkpoint_list(out_dir, &n);
+    for (int i = 0; keep > 0 && i < n - keep; i++) {
+        checkpoint_delete(out_dir, steps[i]);
+        printf("checkpoint: deleted %s/ckpt_%08d (--keep-last %d)\n", out_dir, steps[i], keep);
+    }
+    free(steps);
+}
+
+// A run that starts at step `start` into out_dir must not find newer checkpoints there: they belong to another
+// history, and a later --resume auto would take them. With --discard-newer they are deleted, else the run is refused.
+static void checkpoint_check_branch(const char *out_dir, int start, int discard) {
+    int n, *steps = checkpoint_list(out_dir, &n);
+    int newer = n > 0 && steps[n - 1] > start ? steps[n - 1] : -1;
+    if (newer >= 0 && !discard)
+        fail("--out %s holds checkpoints up to step %d, newer than step %d where this run starts: continuing would mix two runs "
+             "(--resume auto continues the newest; add --discard-newer to delete the newer checkpoints and start from step %d)",
+             out_dir, newer, start, start);
+    for (int i = 0; newer >= 0 && i < n; i++) {
+        if (steps[i] <= start) continue;
+        checkpoint_delete(out_dir, steps[i]);
+        printf("checkpoint: deleted %s/ckpt_%08d, newer than step %d (--discard-newer)\n", out_dir, steps[i], start);
+    }
+    free(steps);
+}
+
+// One run at a time in out_dir: an advisory lock on out_dir/.lock (fcntl, so it also holds on NFS), held until the
+// process ends (the kernel releases it on any exit, a crash or SIGKILL included). The file names the owner.
+static void out_dir_lock(const char *out_dir) {
+    char path[CKPT_PATH_LEN + 16], owner[256] = "";
+    mkdir_p(out_dir);
+    path_format(path, sizeof(path), "%s/.lock", out_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) fail("cannot open %s: %s", path, strerror(errno));
+    struct flock lk;
+    memset(&lk, 0, sizeof(lk));
+    lk.l_type = F_WRLCK;
+    lk.l_whence = SEEK_SET;
+    if (fcntl(fd, F_SETLK, &lk)) {
+        if (errno != EACCES && errno != EAGAIN) fail("cannot lock %s: %s", path, strerror(errno));
+        ssize_t got = pread(fd, owner, sizeof(owner) - 1, 0);
+        owner[got > 0 ? got : 0] = '\0';
+        owner[strcspn(owner, "\n")] = '\0';
+        fail("--out %s is in use by another run (%s); wait for it to end or choose another --out", out_dir,
+             owner[0] ? owner : "its owner is unknown");
+    }
+    char host[128] = "?";
+    gethostname(host, sizeof(host) - 1);
+    int len = snprintf(owner, sizeof(owner), "pid %ld on %s\n", (long)getpid(), host);
+    if (ftruncate(fd, 0) || pwrite(fd, owner, (size_t)len, 0) != len) fail("cannot write %s: %s", path, strerror(errno));
 }
 
 // The newest complete checkpoint in out_dir: returns its step and path, or -1 when there is none.
 static int checkpoint_find_latest(const char *out_dir, char *path, size_t n) {
-    DIR *d = opendir(out_dir);
-    if (!d) return -1;
-    int best = -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        int step, len = 0;
-        if (sscanf(e->d_name, "ckpt_%8d%n", &step, &len) == 1 && len == 13 && e->d_name[len] == '\0' && step > best) best = step;
-    }
-    closedir(d);
+    int count, *steps = checkpoint_list(out_dir, &count);
+    int best = count > 0 ? steps[count - 1] : -1;
+    free(steps);
     if (best >= 0) checkpoint_dir(path, n, out_dir, best);
     return best;
 }
 
+// A weight about to be saved must be finite: checks the tensors with data before the writer runs, and those the
+// writer fetches (the GPU trainer's) as they arrive, through this wrapper of the trainer's Fetcher.
+typedef struct {
+    const Fetcher *inner;
+    const StTensorOut *t;
+    const SaveGuard *guard;
+} FiniteFetch;
+
+static void weights_check(const StTensorOut *t, const void *data, const SaveGuard *guard) {
+    StateSection sec = {t->name, 0, NULL, !strcmp(t->dtype, "BF16") ? STATE_BF16 : STATE_F32, STATE_FINITE};
+    char why[256];
+    size_t bytes = st_numel(t->ndim, t->shape) * st_dtype_size(t->dtype);
+    if (!state_part_valid(&sec, 0, data, bytes, NULL, why, sizeof(why))) save_refuse(guard, t->name, why);
+}
+
+static void finite_fetch(void *ctx, int i, void *dst) {
+    FiniteFetch *f = (FiniteFetch *)ctx;
+    f->inner->fetch(f->inner->ctx, i, dst);
+    weights_check(&f->t[i], dst, f->guard);
+}
+
 // Writes model.safetensors (HF names) and config.json for the flat parameter buffer, whose elements are
 // dtype "F32" (float) or "BF16" (the bits of bfloat16, as the GPU trainer stores weights); with params NULL,
-// tensor i (llama_tensor_at's order) comes from fetch.
+// tensor i (llama_tensor_at's order) comes from fetch. Every weight must be finite (else guard refuses the save).
 static void checkpoint_write_model(const char *dir, const LlamaConfig *c, const void *params, const char *dtype,
-                                   const Fetcher *fetch) {
+                                   const Fetcher *fetch, const SaveGuard *guard) {
     ParamLayout lay;
     llama_param_layout(c, &lay);
     size_t esize = st_dtype_size(dtype);
@@ -274,10 +471,13 @@ static void checkpoint_write_model(const char *dir, const LlamaConfig *c, const 
         t[i].shape[1] = cols;
         t[i].data = params ? (const char *)params + esize * llama_param_offset(c, &lay, kind, layer) : NULL;
     }
+    FiniteFetch checked = {fetch, t, guard};
+    Fetcher checked_fetch = {finite_fetch, &checked};
+    for (int i = 0; params && i < n; i++) weights_check(&t[i], t[i].data, guard);
     const char *meta[2] = {"format", "pt"};
     char path[CKPT_PATH_LEN + 32];
     path_format(path, sizeof(path), "%s/model.safetensors", dir);
-    safetensors_write(path, n, t, 1, meta, fetch);
+    safetensors_write(path, n, t, 1, meta, params ? NULL : &checked_fetch);
     path_format(path, sizeof(path), "%s/config.json", dir);
     llama_config_write_json(c, path, !strcmp(dtype, "BF16") ? "bfloat16" : "float32");
     free(t);
@@ -368,67 +568,156 @@ static void checkpoint_read_model(const char *dir, const LlamaConfig *c,
 }
 
 // ---------------------------------------------------------------------------------------------------
-// What every trainer state records besides its tensors, and what a resume must match.
+// The trainer state: what every state.bin records besides its tensors, what a resume must match, and the
+// sections in their order. Both trainers build it here, so that a checkpoint of one resumes in the other.
+
+// The settings a run may not change when it resumes: the model config (an edited config.json would otherwise
+// change the run silently) and the optimizer's hyperparameters (the moments were built with them).
+#define STATE_SETTINGS 14
+static const char *state_setting_names[STATE_SETTINGS] = {
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size", "vocab_size",
+    "max_position_embeddings", "rms_norm_eps", "rope_theta", "--beta1", "--beta2", "--eps", "--weight-decay",
+    "--grass-alpha"};
 
 typedef struct {
     int64_t step;          // completed optimizer steps
     int64_t batch[5];      // --batch, --seq, ranks, micro-batches per step, --seed (they decide the data order)
     int64_t data[3];       // data position: epoch, shard, window
     int64_t optimizer[5];  // Grass (0 or 1), rank, interval, selector, side
+    double settings[STATE_SETTINGS];  // state_setting_names'
 } StateHeader;
 
-#define STATE_HEADER_SECTIONS 4
+#define STATE_HEADER_SECTIONS 5
 
-static int state_header_sections(StateHeader *h, StateSection *sec) {
-    sec[0] = (StateSection){"step", sizeof(h->step), &h->step};
-    sec[1] = (StateSection){"batch_shape", sizeof(h->batch), h->batch};
-    sec[2] = (StateSection){"data_position", sizeof(h->data), h->data};
-    sec[3] = (StateSection){"optimizer", sizeof(h->optimizer), h->optimizer};
-    return STATE_HEADER_SECTIONS;
+// The header of a run at `step` (the model's sizes in cfg, not a padded copy), whose data loader is at `data`.
+static StateHeader state_header_make(const TrainOptions *opt, const LlamaConfig *cfg, const GrassPlan *grass, int step,
+                                     const DataLoader *data, int world, int accum) {
+    StateHeader h = {step, {opt->batch, opt->seq, world, accum, opt->seed}, {data->epoch, data->shard_pos, data->window_pos},
+                     {grass->enabled, grass->rank, grass->interval, grass->selector, grass->side},
+                     {(double)cfg->dim, (double)cfg->n_layers, (double)cfg->n_heads, (double)cfg->n_kv_heads,
+                      (double)cfg->ffn_dim, (double)cfg->vocab_size, (double)cfg->max_seq, cfg->norm_eps, cfg->rope_theta,
+                      opt->beta1, opt->beta2, opt->eps, opt->weight_decay, grass->enabled ? grass->alpha : 0.0}};
+    return h;
 }
 
-// Writes the checkpoint of `step` into OUT (DESIGN §6): the weights (params, dtype and weights_fetch as
-// checkpoint_write_model), config.json, and the state sections (those without data through io).
-static void checkpoint_save(const char *out_dir, int step, const LlamaConfig *c, const void *params, const char *dtype,
-                            const Fetcher *weights_fetch, int n, const StateSection *sec, const StateIO *io) {
+// The tensors of the state, after the header's sections, in this order.
+enum { STATE_ADAMW_M, STATE_ADAMW_V, STATE_GRASS_SIGMA, STATE_GRASS_RHO, STATE_GRASS_M, STATE_GRASS_V, STATE_TENSORS };
+#define STATE_MAX_SECTIONS (STATE_HEADER_SECTIONS + STATE_TENSORS)
+
+// The sections of a trainer state into sec (STATE_MAX_SECTIONS room); returns their number. adamw: the elements
+// with AdamW moments; bf16: the moments are bf16 (their own names); data: the STATE_TENSORS host buffers in the
+// order above, or NULL (the section moves through a StateIO).
+static int state_sections(StateHeader *h, StateSection *sec, size_t adamw, const GrassPlan *grass, int bf16,
+                          void *const *data) {
+    int n = 0, mt = bf16 ? STATE_BF16 : STATE_F32;
+    size_t mb = bf16 ? 2 : 4;
+    sec[n++] = (StateSection){"step", sizeof(h->step), &h->step, STATE_I64, STATE_ANY};
+    sec[n++] = (StateSection){"batch_shape", sizeof(h->batch), h->batch, STATE_I64, STATE_ANY};
+    sec[n++] = (StateSection){"data_position", sizeof(h->data), h->data, STATE_I64, STATE_ANY};
+    sec[n++] = (StateSection){"optimizer", sizeof(h->optimizer), h->optimizer, STATE_I64, STATE_ANY};
+    sec[n++] = (StateSection){"settings", sizeof(h->settings), h->settings, STATE_F64, STATE_ANY};
+    sec[n++] = (StateSection){bf16 ? "adamw.m.bf16" : "adamw.m", adamw * mb, data[STATE_ADAMW_M], mt, STATE_FINITE};
+    sec[n++] = (StateSection){bf16 ? "adamw.v.bf16" : "adamw.v", adamw * mb, data[STATE_ADAMW_V], mt, STATE_NONNEG};
+    if (grass->enabled) {
+        sec[n++] = (StateSection){"grass.sigma", sizeof(int32_t) * grass->nsel, data[STATE_GRASS_SIGMA], STATE_I32, STATE_INDEX};
+        sec[n++] = (StateSection){"grass.rho", sizeof(float) * grass->nsel, data[STATE_GRASS_RHO], STATE_F32, STATE_POSITIVE};
+        sec[n++] = (StateSection){bf16 ? "grass.m.bf16" : "grass.m", grass->nstate * mb, data[STATE_GRASS_M], mt, STATE_FINITE};
+        sec[n++] = (StateSection){bf16 ? "grass.v.bf16" : "grass.v", grass->nstate * mb, data[STATE_GRASS_V], mt, STATE_NONNEG};
+    }
+    return n;
+}
+
+// Writes the checkpoint of `step` into --out (DESIGN §6): the weights (params, dtype and weights_fetch as
+// checkpoint_write_model), config.json, and the state sections (those without data through io). Every value is
+// checked on its way to disk: a non-finite one stops the run (EXIT_DIVERGED) and nothing of this checkpoint stays.
+// Then --keep-last deletes the oldest checkpoints beyond it.
+static void checkpoint_save(const TrainOptions *opt, int step, const LlamaConfig *c, const void *params, const char *dtype,
+                            const Fetcher *weights_fetch, int n, const StateSection *sec, const StateIO *io,
+                            const GrassPlan *grass) {
     char tmp[CKPT_PATH_LEN], path[CKPT_PATH_LEN + 32];
-    checkpoint_begin(out_dir, step, tmp, sizeof(tmp));
-    checkpoint_write_model(tmp, c, params, dtype, weights_fetch);
+    SaveGuard guard;
+    guard.step = step;
+    guard.last_step = checkpoint_find_latest(opt->out, guard.last, sizeof(guard.last));
+    checkpoint_begin(opt->out, step, tmp, sizeof(tmp));
+    checkpoint_write_model(tmp, c, params, dtype, weights_fetch, &guard);
     path_format(path, sizeof(path), "%s/state.bin", tmp);
-    state_write(path, n, sec, io);
-    checkpoint_commit(out_dir, step, tmp);
-    printf("checkpoint: %s/ckpt_%08d\n", out_dir, step);
+    state_write(path, n, sec, io, grass, &guard);
+    checkpoint_commit(opt->out, step, tmp);
+    printf("checkpoint: %s/ckpt_%08d\n", opt->out, step);
+    checkpoint_prune(opt->out, opt->keep_last);
 }
 
-// Reads the state of the checkpoint in dir: checks that its batch shape and optimizer are `want`'s, then
+// The step a checkpoint directory's name gives (ckpt_NNNNNNNN), or -1 for another name.
+static int checkpoint_dir_step(const char *dir) {
+    const char *base = strrchr(dir, '/');
+    base = base ? base + 1 : dir;
+    int step, len = 0;
+    if (sscanf(base, "ckpt_%8d%n", &step, &len) != 1 || len != 13 || (base[len] && strcmp(base + len, "/"))) return -1;
+    return step;
+}
+
+// Checks the header the file holds (file) against the run's (want): counters in range, enums known, the same batch
+// shape, optimizer and settings. Fails naming the file and what differs.
+static void state_header_check(const char *path, const char *dir, const StateHeader *file, const StateHeader *want, int settings) {
+    const int64_t *b = file->batch, *o = file->optimizer;
+    int named = checkpoint_dir_step(dir);
+    if (file->step < 0 || file->step > INT32_MAX) fail("%s: corrupt trainer state (step %lld)", path, (long long)file->step);
+    if (named >= 0 && file->step != named)
+        fail("%s: the state is at step %lld but the directory's name says step %d", path, (long long)file->step, named);
+    for (int i = 0; i < 3; i++)
+        if (file->data[i] < 0 || file->data[i] > INT32_MAX)
+            fail("%s: corrupt trainer state (data position %lld %lld %lld)", path, (long long)file->data[0],
+                 (long long)file->data[1], (long long)file->data[2]);
+    int grass_known = o[1] >= 1 && o[1] <= INT32_MAX && o[2] >= 1 && o[2] <= INT32_MAX && o[3] >= 0 &&
+                      o[3] < GRASS_NUM_SELECTORS && o[4] >= GRASS_SIDE_AUTO && o[4] <= GRASS_SIDE_COLS;
+    if (o[0] < 0 || o[0] > 1 || (o[0] == 1 && !grass_known))
+        fail("%s: corrupt trainer state (optimizer %lld, rank %lld, interval %lld, selector %lld, side %lld)", path,
+             (long long)o[0], (long long)o[1], (long long)o[2], (long long)o[3], (long long)o[4]);
+    if (memcmp(b, want->batch, sizeof(want->batch)))
+        fail("%s was written with --batch %lld --seq %lld, %lld ranks, %lld micro-batches per step and --seed %lld; resume with the same (another number of ranks reads other data)",
+             path, (long long)b[0], (long long)b[1], (long long)b[2], (long long)b[3], (long long)b[4]);
+    if (memcmp(o, want->optimizer, sizeof(want->optimizer)))
+        fail("%s was written with --optimizer %s%s%s, rank %lld, interval %lld; resume with the same optimizer settings", path,
+             o[0] ? "grass --grass-select " : "adamw", o[0] ? grass_selector_names[o[3]] : "",
+             o[0] ? (o[4] == GRASS_SIDE_AUTO ? " --grass-side auto" : o[4] == GRASS_SIDE_ROWS ? " --grass-side rows" : " --grass-side cols") : "",
+             (long long)o[1], (long long)o[2]);
+    for (int i = 0; settings && i < STATE_SETTINGS; i++)
+        if (!(file->settings[i] == want->settings[i]))  // a NaN in the file differs too
+            fail("%s was written with %s %.7g, this run has %.7g (%s); resume with the checkpoint's", path,
+                 state_setting_names[i], file->settings[i], want->settings[i],
+                 i < 9 ? "was config.json edited, or --model or a size flag given?" : "an optimizer setting the moments depend on");
+}
+
+// Reads the state of the checkpoint in dir: checks its header against h's (batch shape, optimizer, settings), then
 // fills every section of sec (which must exist with exactly its size: into its data, or through io when that is
-// NULL) and the header's step and data position.
-static void checkpoint_load_state(const char *dir, StateHeader *h, int n, const StateSection *sec, const StateIO *io) {
-    char path[CKPT_PATH_LEN + 32];
+// NULL), checking every value before the trainer takes it, and the header's step and data position.
+static void checkpoint_load_state(const char *dir, StateHeader *h, int n, const StateSection *sec, const StateIO *io,
+                                  const GrassPlan *grass) {
+    char path[CKPT_PATH_LEN + 32], why[256];
     path_format(path, sizeof(path), "%s/state.bin", dir);
     TrainerState st;
     state_open(&st, path);
-    StateHeader file;  // the file's batch shape and optimizer
-    int64_t *b = file.batch, *o = file.optimizer;
-    state_read_section(&st, state_find(&st, "batch_shape", sizeof(h->batch)), b);
-    state_read_section(&st, state_find(&st, "optimizer", sizeof(h->optimizer)), o);
-    if (memcmp(b, h->batch, sizeof(h->batch)))
-        fail("%s was written with --batch %lld --seq %lld, %lld ranks, %lld micro-batches per step and --seed %lld; resume with the same (another number of ranks reads other data)",
-             path, (long long)b[0], (long long)b[1], (long long)b[2], (long long)b[3], (long long)b[4]);
-    if (memcmp(o, h->optimizer, sizeof(h->optimizer)))
-        fail("%s was written with --optimizer %s%s%s, rank %lld, interval %lld; resume with the same optimizer settings", path,
-             o[0] ? "grass --grass-select " : "adamw", o[0] ? grass_selector_names[o[3] % GRASS_NUM_SELECTORS] : "",
-             o[0] ? (o[4] == GRASS_SIDE_AUTO ? " --grass-side auto" : o[4] == GRASS_SIDE_ROWS ? " --grass-side rows" : " --grass-side cols") : "",
-             (long long)o[1], (long long)o[2]);
+    StateHeader file;
+    memcpy(file.settings, h->settings, sizeof(file.settings));
+    state_read_section(&st, state_find(&st, "step", sizeof(file.step)), &file.step);
+    state_read_section(&st, state_find(&st, "batch_shape", sizeof(file.batch)), file.batch);
+    state_read_section(&st, state_find(&st, "data_position", sizeof(file.data)), file.data);
+    state_read_section(&st, state_find(&st, "optimizer", sizeof(file.optimizer)), file.optimizer);
+    if (st.version >= 2) state_read_section(&st, state_find(&st, "settings", sizeof(file.settings)), file.settings);
+    else printf("resume: %s predates the settings record: its model config and optimizer settings are not checked\n", path);
+    state_header_check(path, dir, &file, h, st.version >= 2);
     void *buf = NULL;
     size_t cap = 0;
     for (int i = 0; i < n; i++) {
+        if (st.version < 2 && !strcmp(sec[i].name, "settings")) continue;
         int at = state_find(&st, sec[i].name, sec[i].nbytes);
         size_t offset = 0;
         for (int part = 0, parts = state_parts(sec, i, io); part < parts; part++) {
             size_t bytes = state_part_bytes(sec, i, part, io);
             void *dst = sec[i].data ? (char *)sec[i].data + offset : xreserve(&buf, &cap, bytes);
             state_read_bytes(&st, at, offset, bytes, dst);
+            if (!state_part_valid(&sec[i], offset, dst, bytes, grass, why, sizeof(why)))
+                fail("%s: section %s: %s (a corrupt or edited file)", path, sec[i].name, why);
             if (!sec[i].data) io->store(io->ctx, i, part, dst);
             offset += bytes;
         }

@@ -27,7 +27,9 @@
 #define EXIT_COMM_TIMEOUT 4
 #define EXIT_INTERRUPTED 75
 
-// Called by fail_status() before it exits: comm.h sets it so that an error on one MPI rank ends all of them.
+// Called by fail_status() before it exits: fail_cleanup undoes a half-done write (checkpoint.h sets it while a
+// checkpoint is being written, to remove its temporary directory), then fail_hook ends the other MPI ranks (comm.h).
+static void (*fail_cleanup)(void) = NULL;
 static void (*fail_hook)(int status) = NULL;
 
 // Prints "error: <message>" on stderr and exits with `status`. Every user-facing error goes through here,
@@ -40,6 +42,9 @@ static void fail_vstatus(int status, const char *fmt, va_list ap) {
     fprintf(stderr, "\n");
     fflush(stdout);
     fflush(stderr);
+    void (*cleanup)(void) = fail_cleanup;
+    fail_cleanup = NULL;  // a failure inside the cleanup does not come back to it
+    if (cleanup) cleanup();
     if (fail_hook) fail_hook(status);
     exit(status);
 }

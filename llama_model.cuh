@@ -73,6 +73,7 @@ typedef struct {
     floatX *logits;        // [chunk_rows, V] the lm_head's logits, then their gradient
     double *norm_partials; // [NORM_BLOCKS]
     float *norm_out;       // [1]
+    double *finite_out;    // [1] the sum of squares of gpu_state_finite
 } GpuActivations;
 
 // Grass on the GPU (grass.cuh): the plan shared with the CPU trainer, and the device (and host) buffers.
@@ -202,6 +203,7 @@ static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
     GBUF(a->logits, (size_t)m->chunk_rows * V * X, GPU_WORKSPACE);
     GBUF(a->norm_partials, NORM_BLOCKS * sizeof(double), GPU_WORKSPACE);
     GBUF(a->norm_out, 4, GPU_WORKSPACE);
+    GBUF(a->finite_out, 8, GPU_WORKSPACE);
 #undef GBUF
     return n;
 }
@@ -494,8 +496,9 @@ static void gpu_grass_refresh(GpuLlama *m, int kind, int layer, const floatX *do
     }
     // the norms of all stored rows or columns; the model's sh.D come first and are the ones selected from
     grass_norms_compute(gs->norms, gs->full, mo, n, sh.rows, s);
+    gpu_comm_sync(m->gcomm, s);  // the watched wait for the all-reduce, before a copy to pageable memory blocks the host
     cudaCheck(cudaMemcpyAsync(gs->host_norms, gs->norms, sizeof(double) * sh.D, cudaMemcpyDeviceToHost, s));
-    gpu_comm_sync(m->gcomm, s);
+    cudaCheck(cudaStreamSynchronize(s));
     size_t so = grass_sel_offset(&gs->p, kind, layer), go = grass_state_offset(&gs->p, kind, layer);
     Rng rng;
     grass_rng(&rng, gs->p.seed, gs->refresh_index, layer, kind);
@@ -660,18 +663,52 @@ static float gpu_grad_norm(GpuLlama *m) {
     global_norm_squared(m->a.norm_partials, m->grads, m->glay.count, 0, m->stream);
     if (m->grass.p.enabled) global_norm_squared(m->a.norm_partials, m->grass.g, m->grass.p.nstate, 1, m->stream);
     global_norm_squared_finish(m->a.norm_out, m->a.norm_partials, m->stream);
+    gpu_comm_sync(m->gcomm, m->stream);  // the watched wait for the all-reduces, before a copy to pageable memory blocks the host
     float sq;
     cudaCheck(cudaMemcpyAsync(&sq, m->a.norm_out, sizeof(float), cudaMemcpyDeviceToHost, m->stream));
-    gpu_comm_sync(m->gcomm, m->stream);
+    cudaCheck(cudaStreamSynchronize(m->stream));
     gpu_mark(m, PROF_HOST);
     return sqrtf(sq);
 }
 
-// Clipping, AdamW on the tensors with full gradients (weight decay on the matrices only) and Grass on the
-// projections, as llama_optimizer_step in train_llama.c. step is 0-based; the stochastic-rounding seeds are
-// keyed by (seed, step, kind, layer).
-static float gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, float lr) {
-    float norm = gpu_grad_norm(m);
+// Whether the weights (and fp32 master weights) and the optimizer state are all finite: one deterministic reduction
+// on the device, the double sum of their squares (the kernels of the gradient norm), and one number to the host, not a
+// copy of the model. The sum is finite exactly when every value is: each |x| < 3.4e38 (fp32 or bf16), so the sum of
+// even 1e12 squares stays far below a double's 1.8e308. Checked before every checkpoint.
+static int gpu_state_finite(GpuLlama *m) {
+    gpu_mark(m, PROF_OTHER);
+    double *part = m->a.norm_partials, sum;
+    GpuGrass *gs = &m->grass;
+    global_norm_squared(part, m->params, m->lay.count, 0, m->stream);
+    if (m->master) global_norm_squared(part, m->master, m->lay.count, 1, m->stream);
+    if (m->state_bf16) {
+        global_norm_squared(part, (const __nv_bfloat16 *)m->mom, m->glay.count, 1, m->stream);
+        global_norm_squared(part, (const __nv_bfloat16 *)m->var, m->glay.count, 1, m->stream);
+    } else {
+        global_norm_squared(part, (const float *)m->mom, m->glay.count, 1, m->stream);
+        global_norm_squared(part, (const float *)m->var, m->glay.count, 1, m->stream);
+    }
+    if (gs->p.enabled) {
+        global_norm_squared(part, gs->rho, gs->p.nsel, 1, m->stream);
+        if (m->state_bf16) {
+            global_norm_squared(part, (const __nv_bfloat16 *)gs->m, gs->p.nstate, 1, m->stream);
+            global_norm_squared(part, (const __nv_bfloat16 *)gs->v, gs->p.nstate, 1, m->stream);
+        } else {
+            global_norm_squared(part, (const float *)gs->m, gs->p.nstate, 1, m->stream);
+            global_norm_squared(part, (const float *)gs->v, gs->p.nstate, 1, m->stream);
+        }
+    }
+    global_norm_squared_finish(m->a.finite_out, part, m->stream);
+    cudaCheck(cudaMemcpyAsync(&sum, m->a.finite_out, sizeof(double), cudaMemcpyDeviceToHost, m->stream));
+    cudaCheck(cudaStreamSynchronize(m->stream));
+    gpu_mark(m, PROF_HOST);
+    return isfinite(sum);
+}
+
+// Clipping by the global gradient norm (gpu_grad_norm's), AdamW on the tensors with full gradients (weight decay on
+// the matrices only) and Grass on the projections, as llama_optimizer_step in train_llama.c. step is 0-based; the
+// stochastic-rounding seeds are keyed by (seed, step, kind, layer).
+static void gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, float lr, float norm) {
     float coef = 1.0f;
     if (opt->grad_clip > 0.0f && opt->grad_clip / (norm + 1e-6f) < 1.0f) coef = opt->grad_clip / (norm + 1e-6f);
     GpuGrass *gs = &m->grass;
@@ -715,5 +752,4 @@ static float gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, 
             adamw_update(m->params + off, master, m->grads + goff, (float *)m->mom + goff, (float *)m->var + goff, n, &hp,
                          m->stream);
     }
-    return norm;
 }

@@ -1,24 +1,40 @@
 /*
- * logger.h: what the trainers print and record: the human step line of DESIGN §10, `val_loss` lines, and
- * the same numbers as one JSON object per line in OUT/log.jsonl. Losses go to the JSONL file with 9
- * significant digits so runs can be compared bit for bit. Plain C that also compiles as C++.
+ * logger.h: what the trainers print and record: the human step line of DESIGN §10, `val_loss` lines, skipped
+ * steps, and the same numbers as one JSON object per line in OUT/log.jsonl. Losses go to the JSONL file with 9
+ * significant digits so runs can be compared bit for bit; a non-finite number is written as null (JSON has no NaN).
+ * Every write to the file is checked: a full disk or a file-size limit ends the run with the file and the OS
+ * error, never a silently truncated log. Plain C that also compiles as C++.
  */
 #ifndef GRASS_LOGGER_H
 #define GRASS_LOGGER_H
 
+#include <math.h>
 #include "common.h"
 
 typedef struct {
     FILE *jsonl;  // NULL when there is no --out
+    char path[2048];
 } Logger;
 
 // Opens OUT/log.jsonl (appending when resuming, so the log of the earlier part is kept).
 static void logger_init(Logger *lg, const char *out_dir, int append) {
     lg->jsonl = NULL;
     if (!out_dir || !out_dir[0]) return;
-    char path[2048];
-    path_format(path, sizeof(path), "%s/log.jsonl", out_dir);
-    lg->jsonl = xfopen(path, append ? "a" : "w");
+    path_format(lg->path, sizeof(lg->path), "%s/log.jsonl", out_dir);
+    lg->jsonl = xfopen(lg->path, append ? "a" : "w");
+}
+
+// Ends a JSON line and pushes it to the file, or fails naming the file and the OS error.
+static void logger_flush(Logger *lg) {
+    fprintf(lg->jsonl, "}\n");
+    if (ferror(lg->jsonl) || fflush(lg->jsonl)) fail("cannot write %s: %s", lg->path, strerror(errno));
+}
+
+// ", "key": value" with value in the format fmt, or null when it is not finite.
+static void logger_number(Logger *lg, const char *key, const char *fmt, double v) {
+    fprintf(lg->jsonl, ", \"%s\": ", key);
+    if (isfinite(v)) fprintf(lg->jsonl, fmt, v);
+    else fprintf(lg->jsonl, "null");
 }
 
 // One training step. mfu, mem_gib (the GPU trainer has them) and comm_mib (bytes all-reduced by this rank in
@@ -33,28 +49,44 @@ static void logger_step(Logger *lg, int step, int steps, float loss, float lr, f
     printf("\n");
     fflush(stdout);
     if (!lg->jsonl) return;
-    fprintf(lg->jsonl, "{\"step\": %d, \"loss\": %.9g, \"lr\": %.9g, \"norm\": %.9g, \"ms\": %.3f, \"tok_s\": %.1f", step,
-            loss, lr, norm, ms, tok_s);
-    if (mfu >= 0) fprintf(lg->jsonl, ", \"mfu\": %.4f", mfu);
-    if (mem_gib >= 0) fprintf(lg->jsonl, ", \"mem_gib\": %.3f", mem_gib);
-    if (comm_mib >= 0) fprintf(lg->jsonl, ", \"comm_mib\": %.3f", comm_mib);
-    if (phase_ms)
-        fprintf(lg->jsonl, ", \"forward_ms\": %.3f, \"backward_ms\": %.3f, \"optimizer_ms\": %.3f", phase_ms[0], phase_ms[1],
-                phase_ms[2]);
-    fprintf(lg->jsonl, "}\n");
-    fflush(lg->jsonl);
+    fprintf(lg->jsonl, "{\"step\": %d", step);
+    logger_number(lg, "loss", "%.9g", loss);
+    logger_number(lg, "lr", "%.9g", lr);
+    logger_number(lg, "norm", "%.9g", norm);
+    logger_number(lg, "ms", "%.3f", ms);
+    logger_number(lg, "tok_s", "%.1f", tok_s);
+    if (mfu >= 0) logger_number(lg, "mfu", "%.4f", mfu);
+    if (mem_gib >= 0) logger_number(lg, "mem_gib", "%.3f", mem_gib);
+    if (comm_mib >= 0) logger_number(lg, "comm_mib", "%.3f", comm_mib);
+    if (phase_ms) {
+        logger_number(lg, "forward_ms", "%.3f", phase_ms[0]);
+        logger_number(lg, "backward_ms", "%.3f", phase_ms[1]);
+        logger_number(lg, "optimizer_ms", "%.3f", phase_ms[2]);
+    }
+    logger_flush(lg);
+}
+
+// A step whose update was not applied (--skip-nonfinite): what was not finite, and how many skips are left.
+static void logger_skip(Logger *lg, int step, int steps, const char *what, double value, int skipped, int limit) {
+    printf("step %d/%d | skipped: %s is %g, the update is not applied (%d of --skip-nonfinite %d)\n", step, steps, what,
+           value, skipped, limit);
+    fflush(stdout);
+    if (!lg->jsonl) return;
+    fprintf(lg->jsonl, "{\"step\": %d, \"skipped\": \"%s\"", step, what);
+    logger_flush(lg);
 }
 
 static void logger_val(Logger *lg, int step, float val_loss) {
     printf("val_loss %.4f\n", val_loss);
     fflush(stdout);
     if (!lg->jsonl) return;
-    fprintf(lg->jsonl, "{\"step\": %d, \"val_loss\": %.9g}\n", step, val_loss);
-    fflush(lg->jsonl);
+    fprintf(lg->jsonl, "{\"step\": %d", step);
+    logger_number(lg, "val_loss", "%.9g", val_loss);
+    logger_flush(lg);
 }
 
 static void logger_close(Logger *lg) {
-    if (lg->jsonl) fclose(lg->jsonl);
+    if (lg->jsonl && fclose(lg->jsonl)) fail("cannot write %s: %s", lg->path, strerror(errno));
     lg->jsonl = NULL;
 }
 

@@ -741,12 +741,16 @@ static void llama_comm_floats(const Llama *m, size_t *step, size_t *proj, size_t
     *refresh = *step + (gs->p.enabled ? proj_full : 0);
 }
 
-// Clips (when opt->grad_clip > 0) by the global norm over every gradient there is (full gradients, and
-// Grass's compressed ones), then updates: AdamW on the tensors with full gradients (weight decay on the
-// matrices only), Grass on the projections. Returns the norm before clipping. step is 0-based.
-static float llama_optimizer_step(Llama *m, const TrainOptions *opt, int step, float lr) {
+// The global gradient norm over every gradient there is (full gradients, and Grass's compressed ones).
+static float llama_grad_norm(Llama *m) {
     GrassState *gs = &m->grass;
-    float norm = (float)sqrt(grad_sumsq(m->grads, m->glay.count) + (gs->p.enabled ? grad_sumsq(gs->g, gs->p.nstate) : 0.0));
+    return (float)sqrt(grad_sumsq(m->grads, m->glay.count) + (gs->p.enabled ? grad_sumsq(gs->g, gs->p.nstate) : 0.0));
+}
+
+// Clips (when opt->grad_clip > 0) by the global norm (llama_grad_norm's), then updates: AdamW on the tensors with
+// full gradients (weight decay on the matrices only), Grass on the projections. step is 0-based.
+static void llama_optimizer_step(Llama *m, const TrainOptions *opt, int step, float lr, float norm) {
+    GrassState *gs = &m->grass;
     if (opt->grad_clip > 0.0f) {
         float coef = opt->grad_clip / (norm + 1e-6f);
         if (coef < 1.0f) {
@@ -765,7 +769,6 @@ static float llama_optimizer_step(Llama *m, const TrainOptions *opt, int step, f
         adamw_update(m->params + m->lay.offset[kind], m->grads + off, m->adam_m + off, m->adam_v + off, n, lr, opt->beta1,
                      opt->beta2, opt->eps, wd, step + 1);
     }
-    return norm;
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -799,49 +802,32 @@ static void sample_print(Llama *m, const Tokenizer *tok, int ntok, uint64_t seed
     free(logits);
 }
 
-// The trainer state (DESIGN §6): the shared header, then AdamW's moments and Grass's selection and moments.
-// Grass's counters are derived from the step.
-#define TRAINER_STATE_SECTIONS (STATE_HEADER_SECTIONS + 6)
+// The trainer state (DESIGN §6, checkpoint.h's sections): AdamW's moments and Grass's selection and moments live
+// in host buffers. Grass's counters are derived from the step.
 static int trainer_state_sections(Llama *m, StateHeader *h, StateSection *sec) {
     GrassState *gs = &m->grass;
-    size_t G = m->glay.count;
-    int n = state_header_sections(h, sec);
-    sec[n++] = (StateSection){"adamw.m", sizeof(float) * G, m->adam_m};
-    sec[n++] = (StateSection){"adamw.v", sizeof(float) * G, m->adam_v};
-    if (gs->p.enabled) {
-        sec[n++] = (StateSection){"grass.sigma", sizeof(int) * gs->p.nsel, gs->sigma};
-        sec[n++] = (StateSection){"grass.rho", sizeof(float) * gs->p.nsel, gs->rho};
-        sec[n++] = (StateSection){"grass.m", sizeof(float) * gs->p.nstate, gs->m};
-        sec[n++] = (StateSection){"grass.v", sizeof(float) * gs->p.nstate, gs->v};
-    }
-    return n;
-}
-
-static StateHeader trainer_state_header(const Llama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum) {
-    const GrassState *gs = &m->grass;
-    StateHeader h = {step, {opt->batch, opt->seq, m->comm->world, accum, opt->seed}, {train->epoch, train->shard_pos, train->window_pos},
-                     {gs->p.enabled, gs->p.rank, gs->p.interval, gs->p.selector, gs->p.side}};
-    return h;
+    void *data[STATE_TENSORS] = {m->adam_m, m->adam_v, gs->sigma, gs->rho, gs->m, gs->v};
+    return state_sections(h, sec, m->glay.count, &gs->p, 0, data);
 }
 
 // Rank 0 writes the checkpoint: every rank holds the same weights and optimizer state, and the data
 // position is the same window index on every rank. The others wait until it is complete.
 static void save_checkpoint(Llama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum) {
     if (m->comm->rank == 0) {
-        StateHeader h = trainer_state_header(m, opt, step, train, accum);
-        StateSection sec[TRAINER_STATE_SECTIONS];
+        StateHeader h = state_header_make(opt, &m->cfg, &m->grass.p, step, train, m->comm->world, accum);
+        StateSection sec[STATE_MAX_SECTIONS];
         int n = trainer_state_sections(m, &h, sec);
-        checkpoint_save(opt->out, step, &m->cfg, m->params, "F32", NULL, n, sec, NULL);
+        checkpoint_save(opt, step, &m->cfg, m->params, "F32", NULL, n, sec, NULL, &m->grass.p);
     }
     comm_barrier(m->comm);
 }
 
 // Restores the optimizer state, step and data position of the checkpoint in dir; returns the step.
 static int load_trainer_state(Llama *m, const TrainOptions *opt, const char *dir, DataLoader *train, int accum) {
-    StateHeader h = trainer_state_header(m, opt, 0, train, accum);
-    StateSection sec[TRAINER_STATE_SECTIONS];
+    StateHeader h = state_header_make(opt, &m->cfg, &m->grass.p, 0, train, m->comm->world, accum);
+    StateSection sec[STATE_MAX_SECTIONS];
     int n = trainer_state_sections(m, &h, sec);
-    checkpoint_load_state(dir, &h, n, sec, NULL);
+    checkpoint_load_state(dir, &h, n, sec, NULL, &m->grass.p);
     dataloader_seek(train, (int)h.data[0], (int)h.data[1], (int)h.data[2]);
     return (int)h.step;
 }
@@ -852,6 +838,7 @@ int main(int argc, char **argv) {
     TrainOptions opt;
     if (!train_setup_start(&comm, &opt, &argc, &argv, 0)) return 0;
 
+    train_setup_guard(&comm, &opt);
     TrainSetup setup;
     train_setup_model(&setup, &opt);
     const LlamaConfig cfg = setup.cfg;
@@ -893,7 +880,8 @@ int main(int argc, char **argv) {
     train_data_open(&data, &opt, &cfg, rank, world);
     DataLoader *train = &data.train, *val = &data.val;
     if (opt.eval_only) {
-        Logger none = {NULL};
+        Logger none;
+        logger_init(&none, NULL, 0);
         logger_val(&none, 0, evaluate(&model, val, opt.eval_batches));
         comm_finalize(&comm);
         return 0;
@@ -903,6 +891,7 @@ int main(int argc, char **argv) {
     train_log_open(&log, &opt, &setup, rank, start);
     if (data.have_val && start == 0) logger_val(&log, 0, evaluate(&model, val, opt.eval_batches));
 
+    int skipped = 0;  // steps skipped for a non-finite loss or gradient norm (--skip-nonfinite)
     for (int step = start; step < opt.steps; step++) {
         comm.step = step + 1;  // the step a timed-out collective names
         double t0 = wall_time();
@@ -915,20 +904,25 @@ int main(int argc, char **argv) {
         }
         loss = comm_mean_f64(&comm, loss / accum);
         llama_reduce_grads(&model);
-        if (!isfinite(loss)) fail("the loss is %f at step %d: training diverged (lower --lr or set --grad-clip)", loss, step + 1);
-        float lr = lr_at_step(&opt, step);
-        float norm = llama_optimizer_step(&model, &opt, step, lr);
-        double ms = 1000.0 * (wall_time() - t0);
+        float lr = lr_at_step(&opt, step), norm = llama_grad_norm(&model);
         int done = step + 1;
-        size_t comm_floats = grass_is_refresh(step, opt.grass_interval) && model.grass.p.enabled ? comm_refresh : comm_step;
-        logger_step(&log, done, opt.steps, (float)loss, lr, norm, ms, (double)B * T * accum * world / (ms / 1000.0), -1, -1,
-                    world > 1 ? 4.0 * comm_floats / 1048576.0 : -1, NULL);
+        if (guard_step_finite(&opt, &log, &skipped, done, loss, norm)) {
+            llama_optimizer_step(&model, &opt, step, lr, norm);
+            double ms = 1000.0 * (wall_time() - t0);
+            size_t comm_floats = grass_is_refresh(step, opt.grass_interval) && model.grass.p.enabled ? comm_refresh : comm_step;
+            logger_step(&log, done, opt.steps, (float)loss, lr, norm, ms, (double)B * T * accum * world / (ms / 1000.0), -1, -1,
+                        world > 1 ? 4.0 * comm_floats / 1048576.0 : -1, NULL);
+        }
         int last = done == opt.steps;
         if (data.have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
             logger_val(&log, done, evaluate(&model, val, opt.eval_batches));
         if (rank == 0 && opt.sample_every && (done % opt.sample_every == 0 || last))
             sample_print(&model, data.have_tok ? &data.tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
         if (train_options_ckpt_due(&opt, done)) save_checkpoint(&model, &opt, done, train, accum);
+        if (!last && guard_stop_requested(&comm)) {
+            if (guard_saves(&opt) && !train_options_ckpt_due(&opt, done)) save_checkpoint(&model, &opt, done, train, accum);
+            guard_exit_interrupted(&comm, &opt, done);
+        }
     }
     logger_close(&log);
     train_data_close(&data);

@@ -57,38 +57,19 @@ static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, uint64
     free(logits);
 }
 
-// The trainer state: the shared header, the AdamW moments and Grass's selection and moments, under the
-// CPU trainer's names (fp32 moments) and in the model's layout, so checkpoints move between the trainers;
-// bf16 moments have names of their own. The device-held sections have no data: checkpoints move them in parts
-// (StateIO): the AdamW moments a tensor at a time (stored padded), Grass's sections GPU_STATE_CHUNK bytes at a time.
-#define GPU_STATE_TENSORS 6
+// The trainer state (checkpoint.h's sections), under the CPU trainer's names (fp32 moments) and in the model's
+// layout, so checkpoints move between the trainers; bf16 moments have names of their own. The device-held sections
+// have no data: checkpoints move them in parts (StateIO): the AdamW moments a tensor at a time (stored padded),
+// Grass's sections GPU_STATE_CHUNK bytes at a time.
 #define GPU_STATE_ADAMW 2  // the first two, the AdamW moments, are stored padded (gpu_tensor_copy)
 #ifndef GPU_STATE_CHUNK  // the emulated builds (dev/emu/emu.mk) take 4 KiB, so that their resume tests use many parts
 #define GPU_STATE_CHUNK ((size_t)64 << 20)
 #endif
 static int gpu_state_sections(GpuLlama *m, StateHeader *h, StateSection *sec) {
-    const GpuGrass *gs = &m->grass;
     ParamLayout model_glay;
-    llama_param_layout_of(&m->model_cfg, &model_glay, !gs->p.enabled);
-    size_t mb = m->state_bf16 ? 2 : 4, G = model_glay.count;
-    int n = state_header_sections(h, sec);
-    sec[n++] = (StateSection){m->state_bf16 ? "adamw.m.bf16" : "adamw.m", G * mb, NULL};
-    sec[n++] = (StateSection){m->state_bf16 ? "adamw.v.bf16" : "adamw.v", G * mb, NULL};
-    if (gs->p.enabled) {
-        sec[n++] = (StateSection){"grass.sigma", sizeof(int) * gs->p.nsel, NULL};
-        sec[n++] = (StateSection){"grass.rho", sizeof(float) * gs->p.nsel, NULL};
-        sec[n++] = (StateSection){m->state_bf16 ? "grass.m.bf16" : "grass.m", gs->p.nstate * mb, NULL};
-        sec[n++] = (StateSection){m->state_bf16 ? "grass.v.bf16" : "grass.v", gs->p.nstate * mb, NULL};
-    }
-    return n;
-}
-
-static StateHeader gpu_state_header(const GpuLlama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum,
-                                    int world) {
-    const GrassPlan *p = &m->grass.p;
-    StateHeader h = {step, {opt->batch, opt->seq, world, accum, opt->seed}, {train->epoch, train->shard_pos, train->window_pos},
-                     {p->enabled, p->rank, p->interval, p->selector, p->side}};
-    return h;
+    llama_param_layout_of(&m->model_cfg, &model_glay, !m->grass.p.enabled);
+    void *none[STATE_TENSORS] = {NULL, NULL, NULL, NULL, NULL, NULL};
+    return state_sections(h, sec, model_glay.count, &m->grass.p, m->state_bf16, none);
 }
 
 // The checkpoint's weights come from the device one tensor at a time, as the writer reaches them (Fetcher), and
@@ -143,7 +124,7 @@ static size_t gpu_state_part_bytes(void *ctx, int i, int part) {
 static void gpu_state_part_copy(GpuCheckpointIO *io, int i, int part, void *host, int to_device) {
     GpuLlama *m = io->m;
     GpuGrass *gs = &m->grass;
-    void *dev[GPU_STATE_TENSORS] = {m->mom, m->var, gs->sigma, gs->rho, gs->m, gs->v};
+    void *dev[STATE_TENSORS] = {m->mom, m->var, gs->sigma, gs->rho, gs->m, gs->v};
     int s = i - STATE_HEADER_SECTIONS;
     if (s < GPU_STATE_ADAMW) {
         int kind, layer;
@@ -171,25 +152,36 @@ static StateIO gpu_state_io(GpuCheckpointIO *ctx) {
     return (StateIO){gpu_state_parts, gpu_state_part_bytes, gpu_fetch_state, gpu_store_state, ctx};
 }
 
-// The weights go out in their most precise copy: the fp32 master weights, else the floatX weights.
-static void gpu_save_checkpoint(GpuLlama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum, int world) {
-    size_t esize = m->master || sizeof(floatX) == 4 ? 4 : 2;
-    StateHeader h = gpu_state_header(m, opt, step, train, accum, world);
-    StateSection sec[STATE_HEADER_SECTIONS + GPU_STATE_TENSORS];
-    int n = gpu_state_sections(m, &h, sec);
-    GpuCheckpointIO ctx = {m, m->master ? (void *)m->master : (void *)m->params, esize, sec};
-    Fetcher weights = {gpu_fetch_weight, &ctx};
-    StateIO io = gpu_state_io(&ctx);
-    checkpoint_save(opt->out, step, &m->model_cfg, NULL, esize == 4 ? "F32" : "BF16", &weights, n, sec, &io);
+// Rank 0 writes the checkpoint of step `done` (every rank holds the same state; the others wait for it), its weights
+// in their most precise copy: the fp32 master weights, else the floatX weights. First every value is checked on the
+// device (gpu_state_finite): a diverged model stops the run, as the writer's own check would, but before any copy.
+static void gpu_save_checkpoint(GpuLlama *m, Comm *comm, const TrainOptions *opt, int step, const DataLoader *train, int accum) {
+    if (comm->rank == 0) {
+        if (!gpu_state_finite(m)) {
+            char last[CKPT_PATH_LEN] = "none (no checkpoint in --out)";
+            checkpoint_find_latest(opt->out, last, sizeof(last));
+            fail_status(EXIT_DIVERGED, "step %d: the weights or the optimizer state hold a non-finite value: training diverged and "
+                        "nothing was saved; the last good checkpoint is %s", step, last);
+        }
+        size_t esize = m->master || sizeof(floatX) == 4 ? 4 : 2;
+        StateHeader h = state_header_make(opt, &m->model_cfg, &m->grass.p, step, train, comm->world, accum);
+        StateSection sec[STATE_MAX_SECTIONS];
+        int n = gpu_state_sections(m, &h, sec);
+        GpuCheckpointIO ctx = {m, m->master ? (void *)m->master : (void *)m->params, esize, sec};
+        Fetcher weights = {gpu_fetch_weight, &ctx};
+        StateIO io = gpu_state_io(&ctx);
+        checkpoint_save(opt, step, &m->model_cfg, NULL, esize == 4 ? "F32" : "BF16", &weights, n, sec, &io, &m->grass.p);
+    }
+    comm_barrier(comm);
 }
 
 static int gpu_load_state(GpuLlama *m, const TrainOptions *opt, const char *dir, DataLoader *train, int accum, int world) {
-    StateHeader h = gpu_state_header(m, opt, 0, train, accum, world);
-    StateSection sec[STATE_HEADER_SECTIONS + GPU_STATE_TENSORS];
+    StateHeader h = state_header_make(opt, &m->model_cfg, &m->grass.p, 0, train, world, accum);
+    StateSection sec[STATE_MAX_SECTIONS];
     int n = gpu_state_sections(m, &h, sec);
     GpuCheckpointIO ctx = {m, NULL, 0, sec};
     StateIO io = gpu_state_io(&ctx);
-    checkpoint_load_state(dir, &h, n, sec, &io);
+    checkpoint_load_state(dir, &h, n, sec, &io, &m->grass.p);
     dataloader_seek(train, (int)h.data[0], (int)h.data[1], (int)h.data[2]);
     return (int)h.step;
 }
@@ -226,6 +218,7 @@ int main(int argc, char **argv) {
     TrainOptions opt;
     if (!train_setup_start(&comm, &opt, &argc, &argv, 1)) return 0;
 
+    train_setup_guard(&comm, &opt);
     TrainSetup setup;
     train_setup_model(&setup, &opt);
     const LlamaConfig cfg = setup.cfg;
@@ -284,7 +277,8 @@ int main(int argc, char **argv) {
     }
 
     if (opt.eval_only) {
-        Logger none = {NULL};
+        Logger none;
+        logger_init(&none, NULL, 0);
         logger_val(&none, 0, gpu_evaluate(&model, &comm, val, opt.eval_batches));
         comm_finalize(&comm);
         return 0;
@@ -300,6 +294,7 @@ int main(int argc, char **argv) {
     // (2 per micro-batch), then after the optimizer
     cudaEvent_t *events = (cudaEvent_t *)xmalloc(sizeof(cudaEvent_t) * (2 * accum + 2));
     for (int i = 0; i < 2 * accum + 2; i++) cudaCheck(cudaEventCreate(&events[i]));
+    int skipped = 0;  // steps skipped for a non-finite loss or gradient norm (--skip-nonfinite)
     for (int step = start; step < opt.steps; step++) {
         comm.step = step + 1;  // the step a timed-out collective names
         double t0 = wall_time();
@@ -318,9 +313,9 @@ int main(int argc, char **argv) {
             cudaCheck(cudaEventRecord(events[2 * micro + 2], model.stream));
         }
         loss = comm_mean_f64(&comm, loss / accum);
-        if (!isfinite(loss)) fail("the loss is %f at step %d: training diverged (lower --lr or set --grad-clip)", loss, step + 1);
-        float lr = lr_at_step(&opt, step);
-        float norm = gpu_optimizer_step(&model, &opt, step, lr);
+        float lr = lr_at_step(&opt, step), norm = gpu_grad_norm(&model);
+        int done = step + 1, apply = guard_step_finite(&opt, &log, &skipped, done, loss, norm);
+        if (apply) gpu_optimizer_step(&model, &opt, step, lr, norm);
         cudaCheck(cudaEventRecord(events[2 * accum + 1], model.stream));
         gpu_profile_end(&model.prof, step > start, model.stream);
         gpu_comm_sync(model.gcomm, model.stream);
@@ -332,18 +327,19 @@ int main(int argc, char **argv) {
         }
         size_t free_b, total_b;
         cudaCheck(cudaMemGetInfo(&free_b, &total_b));
-        int done = step + 1;
-        logger_step(&log, done, opt.steps, (float)loss, lr, norm, 1000.0 * sec, (double)B * T * accum * world / sec,
-                    flops_per_step / sec / peak, (double)(total_b - free_b - held_bytes) / 1073741824.0,
-                    world > 1 ? (gcomm.bytes - comm_before) / 1048576.0 : -1, phase_ms);
+        if (apply)
+            logger_step(&log, done, opt.steps, (float)loss, lr, norm, 1000.0 * sec, (double)B * T * accum * world / sec,
+                        flops_per_step / sec / peak, (double)(total_b - free_b - held_bytes) / 1073741824.0,
+                        world > 1 ? (gcomm.bytes - comm_before) / 1048576.0 : -1, phase_ms);
         int last = done == opt.steps;
         if (data.have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
             logger_val(&log, done, gpu_evaluate(&model, &comm, val, opt.eval_batches));
         if (rank == 0 && opt.sample_every && (done % opt.sample_every == 0 || last))
             gpu_sample_print(&model, data.have_tok ? &data.tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
-        if (train_options_ckpt_due(&opt, done)) {
-            if (rank == 0) gpu_save_checkpoint(&model, &opt, done, train, accum, world);
-            comm_barrier(&comm);  // every rank holds the same state; the others wait for rank 0's save
+        if (train_options_ckpt_due(&opt, done)) gpu_save_checkpoint(&model, &comm, &opt, done, train, accum);
+        if (!last && guard_stop_requested(&comm)) {
+            if (guard_saves(&opt) && !train_options_ckpt_due(&opt, done)) gpu_save_checkpoint(&model, &comm, &opt, done, train, accum);
+            guard_exit_interrupted(&comm, &opt, done);
         }
     }
     for (int i = 0; i < 2 * accum + 2; i++) cudaCheck(cudaEventDestroy(events[i]));

@@ -13,6 +13,7 @@
 #include "llama_config.h"
 #include "tokenizer/tokenizer.h"
 #include "train_config.h"
+#include "train_guard.h"
 
 // The ranks of the run, kept by train_setup_start for the later steps of the set-up, which compare what each
 // rank resolved (the model, the data) with rank 0's.
@@ -94,6 +95,14 @@ static void train_setup_agree(const Comm *c, const TrainSetup *s) {
     const char *values[11];
     for (int i = 0; i < 11; i++) values[i] = v[i];
     comm_agree(c, "the models", 11, names, values, "");
+}
+
+// Before a training run looks at --out: the stop signals (train_guard.h), and rank 0's lock on --out, taken before
+// --resume auto picks a checkpoint there, so that a second run into the same --out is refused at once.
+static void train_setup_guard(const Comm *comm, const TrainOptions *opt) {
+    if (opt->dry_run || opt->eval_only) return;
+    guard_install();
+    if (opt->out[0] && comm->rank == 0) out_dir_lock(opt->out);
 }
 
 // Resolves --resume (auto: the newest checkpoint in --out, if any) and --init, the model config (the same on
@@ -199,6 +208,7 @@ static void train_log_open(Logger *log, const TrainOptions *opt, const TrainSetu
         if (start >= opt->steps) fail("%s is at step %d; --steps %d leaves nothing to do", s->resume_dir, start, opt->steps);
     }
     if (opt->out[0]) mkdir_p(opt->out);
+    if (opt->out[0] && rank == 0) checkpoint_check_branch(opt->out, start, opt->discard_newer);
     logger_init(log, rank == 0 ? opt->out : NULL, start > 0);
 }
 

@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def read_log(path):
-    """{step: loss} for training and validation, the later line winning."""
+    """{step: loss} for training and validation, the later line winning. Lines of skipped steps, and losses
+    recorded as null (not finite), are left out."""
     train, val = {}, {}
     with open(path) as f:
         for n, line in enumerate(f, 1):
@@ -27,9 +28,9 @@ def read_log(path):
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 sys.exit(f"error: {path}:{n} is not a JSON line")
-            if "val_loss" in rec:
+            if rec.get("val_loss") is not None:
                 val[rec["step"]] = rec["val_loss"]
-            elif "loss" in rec:
+            elif rec.get("loss") is not None:
                 train[rec["step"]] = rec["loss"]
     return train, val
 

@@ -92,11 +92,12 @@ __global__ void norm_squared_kernel(double *partials, const T *x, size_t n, int 
     if (threadIdx.x == 0) partials[blockIdx.x] = (accumulate ? partials[blockIdx.x] : 0.0) + acc;
 }
 
-__global__ void norm_squared_finish_kernel(float *out, const double *partials) {
+template <typename O>
+__global__ void norm_squared_finish_kernel(O *out, const double *partials) {
     double acc = 0.0;
     for (int i = threadIdx.x; i < NORM_BLOCKS; i += 32) acc += partials[i];
     acc = warp_reduce_sum(acc);
-    if (threadIdx.x == 0) *out = (float)acc;
+    if (threadIdx.x == 0) *out = (O)acc;
 }
 
 template <typename T>
@@ -109,8 +110,9 @@ static void global_norm_squared(double *partials, const T *x, size_t n, int accu
     cudaCheckLaunch();
 }
 
-static void global_norm_squared_finish(float *out, const double *partials, cudaStream_t stream) {
-    // out [1] (device) = the sum of the partials: the squared norm over every tensor added so far
+template <typename O>
+static void global_norm_squared_finish(O *out, const double *partials, cudaStream_t stream) {
+    // out [1] (device, float or double) = the sum of the partials: the squared norm over every tensor added so far
     norm_squared_finish_kernel<<<1, 32, 0, stream>>>(out, partials);
     cudaCheckLaunch();
 }

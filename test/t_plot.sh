@@ -1,4 +1,5 @@
-# dev/plot_loss.py turns runs' log.jsonl into a PNG (including a resumed run's repeated steps) and refuses a
+# dev/plot_loss.py turns runs' log.jsonl into a PNG (including a resumed run's repeated steps, here from resuming
+# an older checkpoint with --discard-newer) and refuses a
 # missing or malformed log with one error line.
 source test/lib.sh
 /usr/bin/python3 -c "import matplotlib" 2> /dev/null || skip "matplotlib is not installed (apt-get install python3-matplotlib)"
@@ -7,7 +8,7 @@ source test/lib.sh
 ./train_llama_cpu --model test --train-data "$TMP/train.bin" --val-data "$TMP/val.bin" --batch 2 --seq 32 --steps 6 \
   --warmup 1 --eval-every 3 --eval-batches 2 --ckpt-every 3 --out "$TMP/run" > /dev/null
 ./train_llama_cpu --model test --train-data "$TMP/train.bin" --val-data "$TMP/val.bin" --batch 2 --seq 32 --steps 6 \
-  --warmup 1 --eval-every 3 --eval-batches 2 --resume "$TMP/run/ckpt_00000003" --out "$TMP/run" > /dev/null
+  --warmup 1 --eval-every 3 --eval-batches 2 --resume "$TMP/run/ckpt_00000003" --discard-newer --out "$TMP/run" > /dev/null
 /usr/bin/python3 dev/plot_loss.py "$TMP/run" -o "$TMP/loss.png"
 [ "$(head -c 8 "$TMP/loss.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || die "the plot is not a PNG"
 expect_error "not found" /usr/bin/python3 dev/plot_loss.py "$TMP/nowhere" -o "$TMP/x.png"

@@ -4,7 +4,7 @@
 # and UndefinedBehaviorSanitizer, with its seed corpus in dev/fuzz/corpus/NAME/. `make fuzz` builds them all and
 # runs each for FUZZ_SECONDS on a copy of its seeds (dev/fuzz/run.sh); `make fuzz-build` only builds them.
 
-FUZZ_HARNESSES = shard safetensors model_files config tokenizer
+FUZZ_HARNESSES = shard safetensors model_files config tokenizer state
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
