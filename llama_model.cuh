@@ -671,6 +671,17 @@ static float gpu_grad_norm(GpuLlama *m) {
     return sqrtf(sq);
 }
 
+static void gpu_moments_norm_squared(GpuLlama *m, const void *mom, const void *var, size_t n) {
+    // adds the squares of a pair of moments [n] (bf16 or fp32, --state-dtype) to the norm partials
+    if (m->state_bf16) {
+        global_norm_squared(m->a.norm_partials, (const __nv_bfloat16 *)mom, n, 1, m->stream);
+        global_norm_squared(m->a.norm_partials, (const __nv_bfloat16 *)var, n, 1, m->stream);
+    } else {
+        global_norm_squared(m->a.norm_partials, (const float *)mom, n, 1, m->stream);
+        global_norm_squared(m->a.norm_partials, (const float *)var, n, 1, m->stream);
+    }
+}
+
 // Whether the weights (and fp32 master weights) and the optimizer state are all finite: one deterministic reduction
 // on the device, the double sum of their squares (the kernels of the gradient norm), and one number to the host, not a
 // copy of the model. The sum is finite exactly when every value is: each |x| < 3.4e38 (fp32 or bf16), so the sum of
@@ -681,22 +692,10 @@ static int gpu_state_finite(GpuLlama *m) {
     GpuGrass *gs = &m->grass;
     global_norm_squared(part, m->params, m->lay.count, 0, m->stream);
     if (m->master) global_norm_squared(part, m->master, m->lay.count, 1, m->stream);
-    if (m->state_bf16) {
-        global_norm_squared(part, (const __nv_bfloat16 *)m->mom, m->glay.count, 1, m->stream);
-        global_norm_squared(part, (const __nv_bfloat16 *)m->var, m->glay.count, 1, m->stream);
-    } else {
-        global_norm_squared(part, (const float *)m->mom, m->glay.count, 1, m->stream);
-        global_norm_squared(part, (const float *)m->var, m->glay.count, 1, m->stream);
-    }
+    gpu_moments_norm_squared(m, m->mom, m->var, m->glay.count);
     if (gs->p.enabled) {
         global_norm_squared(part, gs->rho, gs->p.nsel, 1, m->stream);
-        if (m->state_bf16) {
-            global_norm_squared(part, (const __nv_bfloat16 *)gs->m, gs->p.nstate, 1, m->stream);
-            global_norm_squared(part, (const __nv_bfloat16 *)gs->v, gs->p.nstate, 1, m->stream);
-        } else {
-            global_norm_squared(part, (const float *)gs->m, gs->p.nstate, 1, m->stream);
-            global_norm_squared(part, (const float *)gs->v, gs->p.nstate, 1, m->stream);
-        }
+        gpu_moments_norm_squared(m, gs->m, gs->v, gs->p.nstate);
     }
     global_norm_squared_finish(m->a.finite_out, part, m->stream);
     cudaCheck(cudaMemcpyAsync(&sum, m->a.finite_out, sizeof(double), cudaMemcpyDeviceToHost, m->stream));

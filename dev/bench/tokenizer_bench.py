@@ -56,7 +56,7 @@ def main():
         lines_file = os.path.join(tmp, "lines.txt")
         open(lines_file, "wb").write(b"\0".join(lines))   # NUL separates documents
         for name, path in (("1 document", args.text), ("%d lines as documents" % len(lines), lines_file)):
-            cmd = [tokenize, "--model", args.model, "--out", os.path.join(tmp, "out"), "--threads", "1", path]
+            cmd = [tokenize, "--model", args.model, "--out", os.path.join(tmp, "out"), "--overwrite", "--threads", "1", path]
             run = lambda: subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
             cpu, wall = best_of(args.repeat, run, child_cpu)
             rows.append(("grass tokenize (C)", name, cpu, wall))

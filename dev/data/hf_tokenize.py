@@ -40,7 +40,8 @@ def tokenize_docs(args, model, split, docs):
     tokenize = os.path.join(ROOT, "tokenize")
     if not os.path.isfile(tokenize):
         subprocess.run(["make", "-C", ROOT, "tokenize"], check=True)
-    cmd = [tokenize, "--model", model, "--out", args.out, "--val-fraction", "1" if split == "val" else "0",
+    # --overwrite: rerunning the script makes the split's shards afresh (the other split's are kept)
+    cmd = [tokenize, "--model", model, "--out", args.out, "--overwrite", "--val-fraction", "1" if split == "val" else "0",
            "--shard-tokens", str(args.shard_tokens)] + (["--threads", str(args.threads)] if args.threads else []) + ["-"]
     print("%s: %s" % (split, " ".join(cmd)), file=sys.stderr)
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE)

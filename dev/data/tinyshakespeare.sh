@@ -27,4 +27,4 @@ if [ -z "$model" ]; then
 fi
 ln -sf "$(realpath "$model")" data/tokenizer.model
 make -s tokenize
-./tokenize --model "$model" --out "$out" --val-fraction 0.1 "$txt"
+./tokenize --model "$model" --out "$out" --overwrite --val-fraction 0.1 "$txt"  # a rerun makes the shards afresh
