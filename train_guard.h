@@ -47,7 +47,7 @@ static void guard_install(void) {
 }
 
 // After every step, on every rank: whether any rank received a stop signal.
-static int guard_stop_requested(const Comm *c) { return comm_mean_f64(c, guard_signal ? 1.0 : 0.0) > 0.0; }
+static int guard_stop_requested(const Comm *c) { return comm_min_int(c, guard_signal ? 0 : 1, "the stop-signal check") == 0; }
 
 // Whether a run stopped by a signal after step `done` saves a checkpoint of it: with --out, unless --ckpt-every -1.
 static int guard_saves(const TrainOptions *opt) { return opt->out[0] && opt->ckpt_every >= 0; }
