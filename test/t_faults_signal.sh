@@ -46,11 +46,15 @@ for sig in TERM INT USR1; do
   echo "ok: SIG$sig, then --resume auto: bit-identical to the run never stopped"
 done
 
-# a second signal ends the run at once: the first one's step is never finished or saved
-$T "${args[@]}" --batch 16 --out "$TMP/twice" > /dev/null 2>&1 &
+# a second signal ends the run at once: the first one's step is never finished or saved. Steps of a large batch
+# (a second or so here), and the second signal only once the first was taken (its line on stderr): two signals
+# sent together may arrive as one.
+$T "${args[@]}" --batch 128 --out "$TMP/twice" > /dev/null 2> "$TMP/twice.err" &
 pid=$!
-wait_steps "$TMP/twice/log.jsonl" 2
-kill -TERM $pid; kill -TERM $pid
+wait_steps "$TMP/twice/log.jsonl" 1
+kill -TERM $pid
+for _ in $(seq 500); do grep -q "signal received" "$TMP/twice.err" && break; sleep 0.01; done
+kill -TERM $pid
 rc=0; wait $pid || rc=$?
 [ $rc -eq 143 ] || die "two signals: exit $rc, expected 143 (128 + SIGTERM)"
 [ -z "$(ls "$TMP/twice" | grep ckpt_)" ] || die "two signals: a checkpoint was written: $(ls "$TMP/twice")"
