@@ -2,7 +2,8 @@
 # before its update with exit status 3 and one line naming the step and the last good checkpoint (or is skipped,
 # up to --skip-nonfinite N times, each skip logged); a weight or moment that overflows in an update is refused at
 # the save, which leaves nothing behind; every checkpoint left holds finite values only, and --resume auto goes on
-# from the newest. The GPU trainer (emulated, where built) does the same through its device-side finite check.
+# from the newest. The GPU trainer (emulated, where built; test/gpu_faults.sh: on a GPU) does the same through its
+# device-side finite check.
 source test/lib.sh
 T=./train_llama_cpu
 "$PYTHON" test/shard_tool.py "$TMP/train.bin" --tokens 5000 --vocab 512
@@ -42,9 +43,9 @@ grep -q "error: step 6: the loss is nan: training diverged (after the skips --sk
 all_finite "$TMP/skip"
 echo "ok: skipped steps are logged, the log stays valid JSON, every checkpoint is finite"
 
-echo "== the GPU trainer (emulated, where built)"
-for GPU in dev/emu/bin/train_llama_fp32 dev/emu/bin/train_llama; do
-  if [ ! -x $GPU ]; then echo "not checked: $GPU is not built (make emu)"; continue; fi
+echo "== the GPU trainer (emulated where built, or FAULTS_GPU_FP32 and FAULTS_GPU)"
+for GPU in "${FAULTS_GPU_FP32:-dev/emu/bin/train_llama_fp32}" "${FAULTS_GPU:-dev/emu/bin/train_llama}"; do
+  if [ ! -x "$GPU" ]; then echo "not checked: $GPU is not built (make emu)"; continue; fi
   status 3 $GPU "${base[@]}" --steps 4 --lr 1000 --weight-decay 3e38 --ckpt-every 1 --out "$TMP/gpu_wd"
   grep -q "step 1: the weights or the optimizer state hold a non-finite value: training diverged and nothing was saved" "$TMP/stderr" || die "unexpected message"
   [ -z "$(ls "$TMP/gpu_wd" | grep ckpt_)" ] || die "$GPU left a checkpoint directory"

@@ -2,7 +2,7 @@
 # lets the step finish, saves a checkpoint, says so and exits with status 75; rerunning the same command with
 # --resume auto ends bit-identical to a run never stopped. A second signal ends the run at once (128 + signal).
 # Under MPI a signal that reaches one rank only stops every rank at the same step. The GPU trainer (emulated, where
-# built) goes through the same path.
+# built; test/gpu_faults.sh: on a GPU) goes through the same path.
 source test/lib.sh
 T=./train_llama_cpu
 for i in 0 1; do "$PYTHON" test/shard_tool.py "$TMP/train_$i.bin" --tokens 20000 --vocab 512 --seed $i; done
@@ -81,16 +81,16 @@ else
   echo "not checked: no mpirun or train_llama_cpu built without MPI"
 fi
 
-echo "== the GPU trainer (emulated, fp32, where built)"
-GPU=dev/emu/bin/train_llama_fp32
-if [ -x $GPU ]; then
+echo "== the GPU trainer (fp32: emulated where built, or FAULTS_GPU_FP32)"
+GPU=${FAULTS_GPU_FP32:-dev/emu/bin/train_llama_fp32}
+if [ -x "$GPU" ]; then
   gargs=("${args[@]}" --steps 12 --batch 2 --seq 32)
   $GPU "${gargs[@]}" --out "$TMP/gpu_straight" > /dev/null
   interrupt TERM "$TMP/gpu" $GPU "${gargs[@]}" --resume auto --out "$TMP/gpu"
   $GPU "${gargs[@]}" --resume auto --out "$TMP/gpu" > /dev/null
   cmp "$TMP/gpu_straight/ckpt_00000012/model.safetensors" "$TMP/gpu/ckpt_00000012/model.safetensors" || die "GPU: weights differ"
   cmp "$TMP/gpu_straight/ckpt_00000012/state.bin" "$TMP/gpu/ckpt_00000012/state.bin" || die "GPU: state differs"
-  echo "ok: the emulated GPU trainer stopped by SIGTERM and resumed is bit-identical"
+  echo "ok: $GPU stopped by SIGTERM and resumed is bit-identical"
 else
   echo "not checked: $GPU is not built (make emu)"
 fi

@@ -1,8 +1,8 @@
 # Resumed state is trusted nowhere (checkpoint.h checks every field of state.bin before a trainer takes it): an index
 # outside its matrix, a negative or misnamed step, an unknown optimizer or selector, a negative second moment, a
 # NaN moment, a zero scale, a data position out of range, an edited config.json and a changed optimizer setting are
-# each refused with one error line; the same checkpoint unedited resumes. The GPU trainer (emulated, where built)
-# goes through the same checks.
+# each refused with one error line; the same checkpoint unedited resumes. The GPU trainer (emulated, where built;
+# test/gpu_faults.sh: on a GPU) goes through the same checks.
 source test/lib.sh
 T=./train_llama_cpu
 "$PYTHON" test/shard_tool.py "$TMP/train.bin" --tokens 5000 --vocab 512
@@ -57,9 +57,9 @@ expect_error "was written with rms_norm_eps 1e-06, this run has 1e-05" \
 expect_error "was written with --beta2 0.999, this run has 0.99" $T "${base[@]}" --beta2 0.99 --resume "$a"
 expect_error "was written with --grass-alpha 0.25, this run has 0.5" $T "${base[@]}" "${grass[@]}" --grass-alpha 0.5 --resume "$g"
 
-echo "== the GPU trainer's resume (emulated, fp32): the same checks on the parts it moves to the device"
-GPU=dev/emu/bin/train_llama_fp32
-if [ -x $GPU ]; then
+echo "== the GPU trainer's resume (fp32: emulated where built, or FAULTS_GPU_FP32): the same checks on the parts it moves to the device"
+GPU=${FAULTS_GPU_FP32:-dev/emu/bin/train_llama_fp32}
+if [ -x "$GPU" ]; then
   expect_error "index 64 (entry 0 of model.layers.0.self_attn.q_proj.weight's selection) is outside [0, 64)" \
     $GPU "${base[@]}" "${grass[@]}" --resume "$TMP/sigma_hi/ckpt_00000002"
   expect_error "section grass.v: value inf at element 5" $GPU "${base[@]}" "${grass[@]}" --resume "$TMP/gv_inf/ckpt_00000002"
