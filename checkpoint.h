@@ -135,8 +135,7 @@ static void state_parts_check(const StateSection *sec, int i, size_t bytes) {
 // What a save needs to refuse a diverged model: its step and the newest complete checkpoint before it.
 typedef struct {
     int step;
-    int last_step;  // -1: none
-    char last[CKPT_PATH_LEN];
+    char last[CKPT_PATH_LEN];  // checkpoint_last_good's
 } SaveGuard;
 
 // A value about to be saved is non-finite (or invalid): the run stops (the temporary directory is removed by
@@ -144,7 +143,7 @@ typedef struct {
 static void save_refuse(const SaveGuard *g, const char *what, const char *why) __attribute__((noreturn));
 static void save_refuse(const SaveGuard *g, const char *what, const char *why) {
     fail_status(EXIT_DIVERGED, "step %d: %s: %s; training diverged and nothing was saved; the last good checkpoint is %s", g->step,
-                what, why, g->last_step >= 0 ? g->last : "none (no checkpoint in --out)");
+                what, why, g->last);
 }
 
 static void state_write(const char *path, int n, const StateSection *sec, const StateIO *io, const GrassPlan *grass,
@@ -426,6 +425,13 @@ static int checkpoint_find_latest(const char *out_dir, char *path, size_t n) {
     return best;
 }
 
+// Where a diverged run can go on from, for its error line: the newest complete checkpoint in out_dir, or why there is
+// none.
+static void checkpoint_last_good(const char *out_dir, char *buf, size_t n) {
+    if (!out_dir[0]) snprintf(buf, n, "none (no --out)");
+    else if (checkpoint_find_latest(out_dir, buf, n) < 0) snprintf(buf, n, "none (no checkpoint in --out)");
+}
+
 // A weight about to be saved must be finite: checks the tensors with data before the writer runs, and those the
 // writer fetches (the GPU trainer's) as they arrive, through this wrapper of the trainer's Fetcher.
 typedef struct {
@@ -637,7 +643,7 @@ static void checkpoint_save(const TrainOptions *opt, int step, const LlamaConfig
     char tmp[CKPT_PATH_LEN], path[CKPT_PATH_LEN + 32];
     SaveGuard guard;
     guard.step = step;
-    guard.last_step = checkpoint_find_latest(opt->out, guard.last, sizeof(guard.last));
+    checkpoint_last_good(opt->out, guard.last, sizeof(guard.last));
     checkpoint_begin(opt->out, step, tmp, sizeof(tmp));
     checkpoint_write_model(tmp, c, params, dtype, weights_fetch, &guard);
     path_format(path, sizeof(path), "%s/state.bin", tmp);

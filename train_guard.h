@@ -75,8 +75,8 @@ static int guard_step_finite(const TrainOptions *opt, Logger *log, int *skipped,
         logger_skip(log, done, opt->steps, what, value, ++*skipped, opt->skip_nonfinite);
         return 0;
     }
-    char last[CKPT_PATH_LEN] = "none (no --out)";
-    if (opt->out[0] && checkpoint_find_latest(opt->out, last, sizeof(last)) < 0) snprintf(last, sizeof(last), "none (no checkpoint in --out)");
+    char last[CKPT_PATH_LEN];
+    checkpoint_last_good(opt->out, last, sizeof(last));
     fail_status(EXIT_DIVERGED, "step %d: %s is %g: training diverged%s; the last good checkpoint is %s (resume from it with a lower --lr, "
                 "a --grad-clip, or --skip-nonfinite N)", done, what, value, *skipped ? " (after the skips --skip-nonfinite allows)" : "", last);
 }

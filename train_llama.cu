@@ -158,8 +158,8 @@ static StateIO gpu_state_io(GpuCheckpointIO *ctx) {
 static void gpu_save_checkpoint(GpuLlama *m, Comm *comm, const TrainOptions *opt, int step, const DataLoader *train, int accum) {
     if (comm->rank == 0) {
         if (!gpu_state_finite(m)) {
-            char last[CKPT_PATH_LEN] = "none (no checkpoint in --out)";
-            checkpoint_find_latest(opt->out, last, sizeof(last));
+            char last[CKPT_PATH_LEN];
+            checkpoint_last_good(opt->out, last, sizeof(last));
             fail_status(EXIT_DIVERGED, "step %d: the weights or the optimizer state hold a non-finite value: training diverged and "
                         "nothing was saved; the last good checkpoint is %s", step, last);
         }
