@@ -79,27 +79,27 @@ typedef struct {
 // Grass on the GPU (grass.cuh): the plan shared with the CPU trainer, and the device (and host) buffers.
 typedef struct {
     GrassPlan p;          // the model's shapes (grass.h): the same selection as the CPU trainer
-    size_t full_numel;    // the largest stored projection matrix (the refresh scratch)
-    int dmax;             // the largest stored selected dimension
+    size_t stored_full_numel;  // the largest projection matrix as stored (refresh scratch); p.full_numel: the model's
+    int stored_dmax;           // the largest selected dimension as stored; p.dmax: the model's
     int *sigma;           // [nsel] selected rows (or columns), ascending
     float *rho;           // [nsel] their scales
     float *g;             // [nsel x E summed: nstate] fp32 compressed gradients, then the update U
     floatX *gx;           // [nstate] g in floatX for the all-reduce (several ranks only), as the full gradients
                           // are: the bytes of a projection's all-reduce are r / D of AdamW's (DESIGN §9)
     void *m, *v;          // [nstate] subspace Adam moments, float or bf16
-    float *full;          // [full_numel] one full gradient, at refresh steps only
+    float *full;          // [stored_full_numel] one full gradient, at refresh steps only
     int group_max;        // the most projections one compressed product serves (grass_group_size)
     floatX *sel;          // [group_max, N, matmul_padded(rmax)] the gathered, scaled columns of one product
-    double *norms;        // [dmax] row or column norms of the refresh gradient
+    double *norms;        // [stored_dmax] row or column norms of the refresh gradient, padding included
     int *host_sigma;      // [nsel] staging: the selection is made on the host (grass.h), then copied
     float *host_rho;      // [nsel]
-    double *host_norms;   // [dmax]
+    double *host_norms;   // [p.dmax] the norms selected from: the model's sh.D, without the padding
     int refresh_now, refresh_index;
 } GpuGrass;
 
 typedef struct {
-    LlamaConfig cfg;      // the sizes as stored: model_cfg with ffn_dim = matmul_padded(ffn) (see the top)
-    LlamaConfig model_cfg;  // the model's sizes (checkpoints, initial weights, Grass selection, FLOPs)
+    LlamaConfig stored_cfg;  // the sizes as stored: model_cfg with ffn_dim = matmul_padded(ffn) (see the top)
+    LlamaConfig model_cfg;   // the model's sizes (checkpoints, initial weights, Grass selection, FLOPs)
     ParamLayout lay;      // parameters
     ParamLayout glay;     // gradients and AdamW moments: every tensor, or those outside the projections (Grass)
     int B, T;             // the micro-batch the activations hold
@@ -130,15 +130,15 @@ typedef struct {
 } GpuBuffer;
 
 // Layers of storage of the per-layer activations: Ls for what level 2 recomputes, La for what level 1 does.
-static size_t gpu_stored_layers(const GpuLlama *m) { return m->recompute >= 2 ? 1 : (size_t)m->cfg.n_layers; }
-static size_t gpu_norm_layers(const GpuLlama *m) { return m->recompute >= 1 ? 1 : (size_t)m->cfg.n_layers; }
+static size_t gpu_stored_layers(const GpuLlama *m) { return m->recompute >= 2 ? 1 : (size_t)m->stored_cfg.n_layers; }
+static size_t gpu_norm_layers(const GpuLlama *m) { return m->recompute >= 1 ? 1 : (size_t)m->stored_cfg.n_layers; }
 
 #define GPU_MAX_BUFFERS 64
 
 // The memory plan: every device buffer with its size and category. gpu_alloc allocates exactly these.
 // buf holds GPU_MAX_BUFFERS.
 static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
-    const LlamaConfig *c = &m->cfg;
+    const LlamaConfig *c = &m->stored_cfg;
     size_t L = c->n_layers, N = (size_t)m->B * m->T, d = c->dim, qd = llama_q_dim(c), kvd = llama_kv_dim(c);
     size_t f = c->ffn_dim, V = c->vocab_size, H = c->n_heads, P = m->lay.count, G = m->glay.count, X = sizeof(floatX);
     size_t Ls = gpu_stored_layers(m), La = gpu_norm_layers(m), mom = m->state_bf16 ? 2 : 4;
@@ -163,8 +163,8 @@ static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
         GBUF(gs->v, gs->p.nstate * mom, GPU_OPTSTATE);
         GBUF(gs->sigma, gs->p.nsel * 4, GPU_OPTSTATE);
         GBUF(gs->rho, gs->p.nsel * 4, GPU_OPTSTATE);
-        GBUF(gs->full, gs->full_numel * 4, GPU_GRASS_REFRESH);
-        GBUF(gs->norms, (size_t)gs->dmax * 8, GPU_GRASS_REFRESH);
+        GBUF(gs->full, gs->stored_full_numel * 4, GPU_GRASS_REFRESH);
+        GBUF(gs->norms, (size_t)gs->stored_dmax * 8, GPU_GRASS_REFRESH);
         GBUF(gs->sel, gs->group_max * N * matmul_padded(gs->p.rmax) * X, GPU_WORKSPACE);
     }
     GBUF(a->x, (L + 1) * N * d * X, GPU_ACTS);
@@ -216,25 +216,25 @@ static void gpu_plan(GpuLlama *m, const LlamaConfig *cfg, int B, int T, int rank
         fail("--dim %d with --heads %d gives head dim %d: the GPU attention kernels take " ATTENTION_HEAD_DIMS, cfg->dim,
              cfg->n_heads, hd);
     m->model_cfg = *cfg;
-    m->cfg = *cfg;
-    m->cfg.ffn_dim = matmul_padded(cfg->ffn_dim);
-    llama_param_layout(&m->cfg, &m->lay);
+    m->stored_cfg = *cfg;
+    m->stored_cfg.ffn_dim = matmul_padded(cfg->ffn_dim);
+    llama_param_layout(&m->stored_cfg, &m->lay);
     GpuGrass *gs = &m->grass;
     grass_plan(&gs->p, cfg, !strcmp(opt->optimizer, "grass"), opt->grass_select, opt->grass_side, grass_rank,
                opt->grass_interval, opt->grass_alpha, (uint64_t)opt->seed);
     for (int k = 0; gs->p.enabled && k < NUM_PARAM_KINDS; k++) {  // the refresh buffers, over the stored matrices
         if (!llama_param_kinds[k].is_projection) continue;
         size_t rows, cols, D;
-        llama_param_shape(&m->cfg, k, &rows, &cols);
+        llama_param_shape(&m->stored_cfg, k, &rows, &cols);
         D = gs->p.shape[k].rows ? rows : cols;
-        if (rows * cols > gs->full_numel) gs->full_numel = rows * cols;
-        if ((int)D > gs->dmax) gs->dmax = (int)D;
+        if (rows * cols > gs->stored_full_numel) gs->stored_full_numel = rows * cols;
+        if ((int)D > gs->stored_dmax) gs->stored_dmax = (int)D;
     }
     if (gs->p.enabled) {
         int qkv = grass_group_size(&gs->p, PARAM_WQ, GPU_QKV), gate_up = grass_group_size(&gs->p, PARAM_WGATE, GPU_GATE_UP);
         gs->group_max = qkv > gate_up ? qkv : gate_up;
     }
-    llama_param_layout_of(&m->cfg, &m->glay, !gs->p.enabled);
+    llama_param_layout_of(&m->stored_cfg, &m->glay, !gs->p.enabled);
     m->B = B;
     m->T = T;
     m->ranks = ranks;
@@ -282,7 +282,7 @@ static void gpu_alloc(GpuLlama *m) {
         m->grass.host_rho = (float *)xmalloc(sizeof(float) * m->grass.p.nsel);
         m->grass.host_norms = (double *)xmalloc(sizeof(double) * m->grass.p.dmax);
     }
-    rope_tables_init(m->a.rope_cos, m->a.rope_sin, m->T, llama_head_dim(&m->cfg), m->cfg.rope_theta);
+    rope_tables_init(m->a.rope_cos, m->a.rope_sin, m->T, llama_head_dim(&m->stored_cfg), m->stored_cfg.rope_theta);
 }
 
 static void gpu_free(GpuLlama *m) {
@@ -302,13 +302,13 @@ static void gpu_free(GpuLlama *m) {
 static void gpu_mark(GpuLlama *m, int kind) { gpu_profile_mark(&m->prof, kind, m->stream); }
 
 static floatX *gpu_param(GpuLlama *m, floatX *base, int kind, int layer) {
-    return base + llama_param_offset(&m->cfg, &m->lay, kind, layer);
+    return base + llama_param_offset(&m->stored_cfg, &m->lay, kind, layer);
 }
 
 // The full gradient of a tensor; under Grass the projections have none.
 static floatX *gpu_grad(GpuLlama *m, int kind, int layer) {
     if (m->grass.p.enabled && llama_param_kinds[kind].is_projection) fail("internal: no full gradient for a Grass projection");
-    return m->grads + llama_param_offset(&m->cfg, &m->glay, kind, layer);
+    return m->grads + llama_param_offset(&m->stored_cfg, &m->glay, kind, layer);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -320,8 +320,8 @@ static void gpu_tensor_copy(GpuLlama *m, int kind, int layer, void *host, void *
                             int to_device) {
     size_t rows, cols, srows, scols;
     llama_param_shape(&m->model_cfg, kind, &rows, &cols);
-    llama_param_shape(&m->cfg, kind, &srows, &scols);
-    char *d = (char *)dev + llama_param_offset(&m->cfg, dlay, kind, layer) * esize;
+    llama_param_shape(&m->stored_cfg, kind, &srows, &scols);
+    char *d = (char *)dev + llama_param_offset(&m->stored_cfg, dlay, kind, layer) * esize;
     if (cols == scols)  // contiguous (padded rows, if any, follow the model's)
         cudaCheck(cudaMemcpy(to_device ? (void *)d : host, to_device ? host : (void *)d, rows * cols * esize,
                              to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost));
@@ -347,9 +347,9 @@ static void gpu_take_tensor(void *ctx, int kind, int layer, const float *data, s
 static void gpu_init_weights(GpuLlama *m, uint64_t seed) {
     size_t cap = 0;
     float *buf = NULL;
-    for (int i = 0; i < llama_num_tensors(&m->cfg); i++) {
+    for (int i = 0; i < llama_num_tensors(&m->stored_cfg); i++) {
         int kind, layer;
-        llama_tensor_at(&m->cfg, i, &kind, &layer);
+        llama_tensor_at(&m->stored_cfg, i, &kind, &layer);
         size_t n = llama_param_numel(&m->model_cfg, kind);
         if (n > cap) { free(buf); cap = n; buf = (float *)xmalloc(sizeof(float) * cap); }
         llama_init_tensor(&m->model_cfg, buf, kind, layer, seed);
@@ -378,7 +378,7 @@ typedef struct {
 } LayerActs;
 
 static LayerActs gpu_layer_acts(GpuLlama *m, int l) {
-    const LlamaConfig *c = &m->cfg;
+    const LlamaConfig *c = &m->stored_cfg;
     GpuActivations *a = &m->a;
     size_t N = (size_t)m->B * m->T, d = c->dim, qd = llama_q_dim(c), kvd = llama_kv_dim(c), f = c->ffn_dim;
     size_t s = m->recompute >= 2 ? 0 : (size_t)l, r = m->recompute >= 1 ? 0 : (size_t)l;
@@ -402,7 +402,7 @@ static LayerActs gpu_layer_acts(GpuLlama *m, int l) {
 }
 
 static void gpu_layer_forward(GpuLlama *m, int l) {
-    const LlamaConfig *c = &m->cfg;
+    const LlamaConfig *c = &m->stored_cfg;
     int B = m->B, T = m->T, N = B * T, d = c->dim, qd = llama_q_dim(c), kvd = llama_kv_dim(c), f = c->ffn_dim;
     int hd = llama_head_dim(c);
     LayerActs la = gpu_layer_acts(m, l);
@@ -446,7 +446,7 @@ static void gpu_set_batch(GpuLlama *m, const int *tokens, const int *targets, in
 
 // Forward of a micro-batch (gpu_set_batch first) through the blocks and the final norm, into lnf.
 static void gpu_forward_blocks(GpuLlama *m) {
-    const LlamaConfig *c = &m->cfg;
+    const LlamaConfig *c = &m->stored_cfg;
     int N = m->B * m->T, d = c->dim;
     gpu_mark(m, PROF_EMBEDDING);
     embedding_forward(m->a.x, m->a.tokens, gpu_param(m, m->params, PARAM_EMBED, 0), N, d, m->stream);
@@ -460,7 +460,7 @@ static void gpu_forward_blocks(GpuLlama *m) {
 // gradient and d(loss)/d(lnf) into dln), for loss = dloss * sum of per-token losses. Returns the mean loss
 // (synchronises).
 static float gpu_forward(GpuLlama *m, float dloss) {
-    const LlamaConfig *c = &m->cfg;
+    const LlamaConfig *c = &m->stored_cfg;
     int N = m->B * m->T, d = c->dim;
     cudaStream_t s = m->stream;
     gpu_forward_blocks(m);
@@ -522,7 +522,7 @@ static void gpu_projections_backward(GpuLlama *m, int kind, int count, int layer
     int mo[GRASS_GROUP_MAX];
     for (int i = 0; i < count; i++) {
         size_t rows, cols;
-        llama_param_shape(&m->cfg, kind + i, &rows, &cols);
+        llama_param_shape(&m->stored_cfg, kind + i, &rows, &cols);
         mo[i] = (int)rows;
     }
     gpu_mark(m, PROF_MATMUL_DINP);
@@ -558,7 +558,7 @@ static void gpu_reduce_tensor(GpuLlama *m, int kind, int layer) {
         convert(gs->gx + off, gs->g + off, n, m->stream);
         gpu_comm_mean(m->gcomm, gs->gx + off, n, m->stream);
     } else {
-        gpu_comm_mean(m->gcomm, gpu_grad(m, kind, layer), llama_param_numel(&m->cfg, kind), m->stream);
+        gpu_comm_mean(m->gcomm, gpu_grad(m, kind, layer), llama_param_numel(&m->stored_cfg, kind), m->stream);
     }
 }
 
@@ -575,7 +575,7 @@ static void gpu_reduce_layer(GpuLlama *m, int layer) {
 // Every rank put the rank-averaged refresh rows into its g, so the average counts them once (DESIGN §3).
 
 static void gpu_backward(GpuLlama *m) {
-    const LlamaConfig *c = &m->cfg;
+    const LlamaConfig *c = &m->stored_cfg;
     GpuActivations *a = &m->a;
     int B = m->B, T = m->T, N = B * T, d = c->dim, qd = llama_q_dim(c), f = c->ffn_dim;
     int hd = llama_head_dim(c);
@@ -714,20 +714,20 @@ static void gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, f
     gpu_mark(m, PROF_OPTIMIZER);
     for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
         if (gs->p.enabled && llama_param_kinds[kind].is_projection) {  // every layer of the kind in one update
-            int L = m->cfg.n_layers;
+            int L = m->stored_cfg.n_layers;
             uint64_t *seeds = (uint64_t *)xmalloc(sizeof(uint64_t) * L);
             for (int l = 0; l < L; l++) {
                 Rng r;
                 rng_init(&r, (uint64_t)opt->seed, 0xADA3, (uint64_t)step, (uint64_t)(NUM_PARAM_KINDS * (l + 1) + kind));
                 seeds[l] = rng_next(&r);
             }
-            size_t po = llama_param_offset(&m->cfg, &m->lay, kind, 0), so = grass_sel_offset(&gs->p, kind, 0);
+            size_t po = llama_param_offset(&m->stored_cfg, &m->lay, kind, 0), so = grass_sel_offset(&gs->p, kind, 0);
             size_t go = grass_state_offset(&gs->p, kind, 0);
             float *master = m->master ? m->master + po : NULL;
             int t = grass_adam_t(step, gs->p.interval);
             GrassShape sh = gs->p.shape[kind];
             size_t wm, wn;  // the stored matrix: decay and scatter address it
-            llama_param_shape(&m->cfg, kind, &wm, &wn);
+            llama_param_shape(&m->stored_cfg, kind, &wm, &wn);
             if (m->state_bf16)
                 grass_update(m->params + po, master, gs->g + go, (__nv_bfloat16 *)gs->m + go, (__nv_bfloat16 *)gs->v + go,
                              gs->sigma + so, gs->rho + so, sh, (int)wm, (int)wn, L, opt, lr, gs->p.alpha, coef, t, seeds,
@@ -738,7 +738,7 @@ static void gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, f
             free(seeds);
             continue;
         }
-        size_t off = m->lay.offset[kind], goff = m->glay.offset[kind], n = llama_param_kind_numel(&m->cfg, kind);
+        size_t off = m->lay.offset[kind], goff = m->glay.offset[kind], n = llama_param_kind_numel(&m->stored_cfg, kind);
         Rng r;
         rng_init(&r, (uint64_t)opt->seed, 0xADA3, (uint64_t)step, (uint64_t)kind);
         AdamWParams hp = {lr, opt->beta1, opt->beta2, opt->eps, llama_param_is_matrix(kind) ? opt->weight_decay : 0.0f,

@@ -32,7 +32,7 @@ static float gpu_evaluate(GpuLlama *m, const Comm *comm, DataLoader *val, int ba
 // Generates `ntok` tokens after BOS and prints them. Each token runs the blocks over row 0 of a full
 // micro-batch (the context, zero-padded: causal attention ignores what follows) and the lm_head on one row.
 static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, uint64_t seed, int step) {
-    int T = m->T, V = m->cfg.vocab_size, d = m->cfg.dim, N = m->B * m->T;
+    int T = m->T, V = m->stored_cfg.vocab_size, d = m->stored_cfg.dim, N = m->B * m->T;
     int *seq = (int *)xmalloc(sizeof(int) * (ntok + 1)), *batch = (int *)xcalloc(N, sizeof(int));
     floatX *row = (floatX *)xmalloc(sizeof(floatX) * V);
     float *logits = (float *)xmalloc(sizeof(float) * V);
@@ -94,9 +94,9 @@ static void gpu_fetch_weight(void *ctx, int i, void *dst) {
 // Returns how many there are, and with part >= 0 puts that one's (kind, layer) in *kind, *layer.
 static int gpu_adamw_tensors(const GpuLlama *m, int part, int *kind, int *layer) {
     int n = 0;
-    for (int i = 0; i < llama_num_tensors(&m->cfg); i++) {
+    for (int i = 0; i < llama_num_tensors(&m->stored_cfg); i++) {
         int k, l;
-        llama_tensor_at(&m->cfg, i, &k, &l);
+        llama_tensor_at(&m->stored_cfg, i, &k, &l);
         if (m->grass.p.enabled && llama_param_kinds[k].is_projection) continue;
         if (n++ == part) *kind = k, *layer = l;
     }
@@ -130,7 +130,7 @@ static void gpu_state_part_copy(GpuCheckpointIO *io, int i, int part, void *host
         int kind, layer;
         ParamLayout dlay;  // the moments' stored layout
         gpu_adamw_tensors(m, part, &kind, &layer);
-        llama_param_layout_of(&m->cfg, &dlay, !gs->p.enabled);
+        llama_param_layout_of(&m->stored_cfg, &dlay, !gs->p.enabled);
         gpu_tensor_copy(m, kind, layer, host, dev[s], &dlay, m->state_bf16 ? 2 : 4, to_device);
     } else {
         char *d = (char *)dev[s] + part * GPU_STATE_CHUNK;
@@ -232,7 +232,7 @@ int main(int argc, char **argv) {
     ParamLayout model_lay;
     llama_param_layout(&cfg, &model_lay);
     printf("model: %s; %zu parameters", desc, model_lay.count);
-    if (model.cfg.ffn_dim != cfg.ffn_dim) printf(" (ffn stored padded to %d)", model.cfg.ffn_dim);
+    if (model.stored_cfg.ffn_dim != cfg.ffn_dim) printf(" (ffn stored padded to %d)", model.stored_cfg.ffn_dim);
     printf("\n");
     if (model.grass.p.enabled)
         printf("grass: rank %d, interval %d, selector %s, side %s, alpha %g\n", setup.grass_rank, opt.grass_interval,
