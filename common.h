@@ -27,6 +27,8 @@
 #define EXIT_COMM_TIMEOUT 4
 #define EXIT_INTERRUPTED 75
 
+#define GIB 1073741824.0  // bytes in a GiB, as memory is printed and limited (--gpu-mem-limit)
+
 // Called by fail_status() before it exits: fail_cleanup undoes a half-done write (checkpoint.h sets it while a
 // checkpoint is being written, to remove its temporary directory), then fail_hook ends the other MPI ranks (comm.h).
 static void (*fail_cleanup)(void) = NULL;

@@ -263,8 +263,8 @@ static void gpu_plan_print(GpuLlama *m) {
     printf("memory plan (GPU, %s, %s weights%s, %s moments, recompute %d):\n", m->grass.p.enabled ? "Grass" : "AdamW",
            PRECISION_NAME, m->master_weights ? " + fp32 master" : "", m->state_bf16 ? "bf16" : "fp32", m->recompute);
     for (int k = 0; k < GPU_NUM_CATEGORIES; k++)
-        printf("  %-18s %14zu bytes %10.3f GiB\n", gpu_category_names[k], cat[k], cat[k] / 1073741824.0);
-    printf("  %-18s %14zu bytes %10.3f GiB (plus the CUDA context)\n", "total", total, total / 1073741824.0);
+        printf("  %-18s %14zu bytes %10.3f GiB\n", gpu_category_names[k], cat[k], cat[k] / GIB);
+    printf("  %-18s %14zu bytes %10.3f GiB (plus the CUDA context)\n", "total", total, total / GIB);
 }
 
 static void gpu_alloc(GpuLlama *m) {

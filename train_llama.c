@@ -426,10 +426,10 @@ static void llama_plan_print(Llama *m) {
         size_t bytes = 0;
         for (int i = 0; i < n; i++)
             if (!strcmp(buf[i].category, llama_categories[k])) bytes += buf[i].count * buf[i].elem;
-        printf("  %-18s %14zu bytes %10.3f GiB\n", llama_categories[k], bytes, bytes / 1073741824.0);
+        printf("  %-18s %14zu bytes %10.3f GiB\n", llama_categories[k], bytes, bytes / GIB);
         total += bytes;
     }
-    printf("  %-18s %14zu bytes %10.3f GiB\n", "total", total, total / 1073741824.0);
+    printf("  %-18s %14zu bytes %10.3f GiB\n", "total", total, total / GIB);
     // the part of gradients and optimizer state that belongs to the block projections (what Grass changes)
     const GrassPlan *gp = &m->grass.p;
     size_t proj = 0;

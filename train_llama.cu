@@ -193,14 +193,14 @@ static void *gpu_hold_back(double limit_gib, size_t *held) {
     if (limit_gib <= 0) return NULL;
     size_t free_b, total_b;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
-    double limit = limit_gib * 1073741824.0, used = (double)(total_b - free_b);
-    if (used > limit) fail("--gpu-mem-limit %.1f GiB: the run already uses %.2f GiB of the GPU", limit_gib, used / 1073741824.0);
+    double limit = limit_gib * GIB, used = (double)(total_b - free_b);
+    if (used > limit) fail("--gpu-mem-limit %.1f GiB: the run already uses %.2f GiB of the GPU", limit_gib, used / GIB);
     if (limit >= (double)total_b) return NULL;
     void *block = NULL;
     size_t hold = free_b - (size_t)(limit - used);
     if (hold > 0) cudaCheck(cudaMalloc(&block, hold));
     *held = hold;
-    printf("gpu-mem-limit: holding back %.2f GiB of the GPU's %.2f GiB\n", hold / 1073741824.0, total_b / 1073741824.0);
+    printf("gpu-mem-limit: holding back %.2f GiB of the GPU's %.2f GiB\n", hold / GIB, total_b / GIB);
     return block;
 }
 
@@ -239,9 +239,9 @@ int main(int argc, char **argv) {
                opt.grass_select, opt.grass_side, (double)opt.grass_alpha);
     gpu_plan_print(&model);
     size_t cat[GPU_NUM_CATEGORIES], planned = gpu_plan_total(&model, cat);
-    if (opt.gpu_mem_limit > 0 && planned > opt.gpu_mem_limit * 1073741824.0)
+    if (opt.gpu_mem_limit > 0 && planned > opt.gpu_mem_limit * GIB)
         fail("--gpu-mem-limit %.1f GiB: the plan needs %.2f GiB (lower --batch, raise --recompute, --master-weights 0, --state-dtype bf16)",
-             (double)opt.gpu_mem_limit, planned / 1073741824.0);
+             (double)opt.gpu_mem_limit, planned / GIB);
     if (opt.dry_run) {  // the plan needs the sizes only: no GPU is touched
         comm_finalize(&comm);
         return 0;
@@ -329,7 +329,7 @@ int main(int argc, char **argv) {
         cudaCheck(cudaMemGetInfo(&free_b, &total_b));
         if (apply)
             logger_step(&log, done, opt.steps, (float)loss, lr, norm, 1000.0 * sec, (double)B * T * accum * world / sec,
-                        flops_per_step / sec / peak, (double)(total_b - free_b - held_bytes) / 1073741824.0,
+                        flops_per_step / sec / peak, (double)(total_b - free_b - held_bytes) / GIB,
                         world > 1 ? (gcomm.bytes - comm_before) / 1048576.0 : -1, phase_ms);
         int last = done == opt.steps;
         if (data.have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
