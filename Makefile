@@ -8,7 +8,7 @@ CFLAGS ?= -O3 -march=native -fno-math-errno -fno-trapping-math -fno-signed-zeros
 CFLAGS += -std=gnu11 -Wall -Wextra -Wno-unused-function -Wno-unused-parameter -fopenmp -I.
 LDLIBS = -lm
 
-# MPI (DESIGN §5): with mpicc the CPU trainer is built with MPI for data-parallel runs under mpirun
+# MPI (docs/design.md §7): with mpicc the CPU trainer is built with MPI for data-parallel runs under mpirun
 MPICC ?= $(shell command -v mpicc 2>/dev/null)
 ifneq ($(MPICC),)
   TRAIN_CC = $(MPICC)

@@ -1,5 +1,5 @@
 /*
- * checkpoint.h: checkpoints as DESIGN §6, shared by both trainers. A checkpoint is a directory
+ * checkpoint.h: checkpoints as docs/design.md §8, shared by both trainers. A checkpoint is a directory
  * OUT/ckpt_NNNNNNNN (NNNNNNNN = completed steps) holding
  *   model.safetensors  the weights with Hugging Face LLaMA names, so LlamaForCausalLM.from_pretrained loads it
  *                      (--init and --eval-only also read Hugging Face's sharded form: model.safetensors.index.json
@@ -633,7 +633,7 @@ static int state_sections(StateHeader *h, StateSection *sec, size_t adamw, const
     return n;
 }
 
-// Writes the checkpoint of `step` into --out (DESIGN §6): the weights (params, dtype and weights_fetch as
+// Writes the checkpoint of `step` into --out (docs/design.md §8): the weights (params, dtype and weights_fetch as
 // checkpoint_write_model), config.json, and the state sections (those without data through io). Every value is
 // checked on its way to disk: a non-finite one stops the run (EXIT_DIVERGED) and nothing of this checkpoint stays.
 // Then --keep-last deletes the oldest checkpoints beyond it.

@@ -1,5 +1,5 @@
 /*
- * comm.h: data-parallel communication on the host (DESIGN §5), shared by both trainers: MPI start-up, rank,
+ * comm.h: data-parallel communication on the host (docs/design.md §7), shared by both trainers: MPI start-up, rank,
  * world size and node-local rank, sums and means across ranks of host buffers, the check that every rank
  * holds the same values (options, model, data) before they train together, and making every rank exit when
  * one fails (so a failed rank never leaves the others hanging in a collective). Every collective is

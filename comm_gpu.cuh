@@ -1,5 +1,5 @@
 /*
- * comm_gpu.cuh: data-parallel averaging of device buffers for the GPU trainer (DESIGN §5), over the ranks of
+ * comm_gpu.cuh: data-parallel averaging of device buffers for the GPU trainer (docs/design.md §7), over the ranks of
  * comm.h: with NCCL (the default; the communicator's unique id is broadcast over MPI) on a stream of its own,
  * so that the backward pass goes on while finished layers' gradients are being averaged (gpu_comm_mean
  * orders the all-reduce after the work queued so far on the compute stream; gpu_comm_wait makes the compute

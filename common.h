@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-// The exit statuses of the trainers (README "Faults and recovery"): 0 the run is complete; EXIT_ERROR bad input or
+// The exit statuses of the trainers (docs/faults.md): 0 the run is complete; EXIT_ERROR bad input or
 // a failed read, write or collective; EXIT_DIVERGED a non-finite loss, gradient norm or weight (nothing non-finite
 // was saved); EXIT_COMM_TIMEOUT a rank waited longer than --comm-timeout in a collective; EXIT_INTERRUPTED a
 // signal (SIGTERM, SIGINT, SIGUSR1) stopped the run after a checkpoint: rerunning the same command with --resume

@@ -1,5 +1,5 @@
 /*
- * grass.cuh: Grass (DESIGN §3) on the GPU, for llama_model.cuh. Selection is grass.h's host code (the same
+ * grass.cuh: Grass (docs/design.md §3) on the GPU, for llama_model.cuh. Selection is grass.h's host code (the same
  * indices as the CPU trainer, every rank and the PyTorch reference); this file holds the device side:
  *  - the compressed gradient g [r, E] += diag(rho) B G without forming G: the r selected, scaled columns of dY
  *    (rows side) or X (columns side) are gathered into a small contiguous [N, r] buffer, then one cuBLASLt

@@ -1,5 +1,5 @@
 /*
- * grass.h: the host half of Grass (DESIGN §3), shared by the CPU trainer, the GPU trainer and every MPI rank
+ * grass.h: the host half of Grass (docs/design.md §3), shared by the CPU trainer, the GPU trainer and every MPI rank
  * so that all of them select exactly the same rows: which side of a matrix is selected, the effective rank,
  * the refresh schedule, the five selectors, and the per-matrix sizes the memory plans use.
  * dev/reference/grass_ref.py implements the same selection in Python, number for number.

@@ -1,6 +1,6 @@
 /*
  * llama_config.h: the one place for the model's shape, shared by the CPU and GPU trainers: the config
- * struct, the presets of DESIGN §2, reading and writing Hugging Face `config.json`, the parameter tensors
+ * struct, the presets of docs/design.md §2, reading and writing Hugging Face `config.json`, the parameter tensors
  * (their HF names, shapes and order in the flat parameter buffer) and size arithmetic.
  * Plain C that also compiles as C++.
  */
@@ -29,10 +29,10 @@ typedef struct {
 typedef struct {
     const char *name;
     LlamaConfig cfg;
-    int grass_rank;  // default Grass rank (DESIGN §3)
+    int grass_rank;  // default Grass rank (docs/design.md §3)
 } LlamaPreset;
 
-// DESIGN §2 presets (the GaLore / Grass sizes) and small ones for tests and CPU demos.
+// docs/design.md §2 presets (the GaLore / Grass sizes) and small ones for tests and CPU demos.
 static const LlamaPreset llama_presets[] = {
     // name      dim  layers heads kv  ffn    vocab  max_seq eps   theta        grass rank
     {"test",   {64, 2, 4, 2, 172, 512, 256, 1e-6f, 10000.0f}, 16},     // tests: GQA, ffn not a multiple of 8
@@ -295,7 +295,7 @@ static void llama_tensor_at(const LlamaConfig *c, int i, int *kind, int *layer) 
     fail("tensor index out of range");
 }
 
-// The initial value of one tensor (DESIGN §2): N(0, 0.02) for the matrices and the embedding, 1 for the norm
+// The initial value of one tensor (docs/design.md §2): N(0, 0.02) for the matrices and the embedding, 1 for the norm
 // weights. A matrix is drawn in chunks of LLAMA_INIT_CHUNK values, each from its own stream keyed by (seed,
 // kind, layer, chunk), so both trainers start from the same weights and the chunks fill in parallel (OpenMP)
 // with the same values for any number of threads: a 13b model is 13e9 draws, minutes on one core.

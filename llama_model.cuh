@@ -2,7 +2,7 @@
  * llama_model.cuh: the LLaMA model on the GPU for train_llama.cu: the memory plan (every device allocation,
  * by category; --dry-run prints it without touching a GPU, and the allocator uses exactly it), the parameter,
  * gradient and optimizer buffers (the flat layout of llama_config.h, in floatX), the activations with the
- * recomputation levels of DESIGN §4, forward, backward and the AdamW step. The math is train_llama.c's; the
+ * recomputation levels of docs/design.md §6, forward, backward and the AdamW step. The math is train_llama.c's; the
  * kernels are in kernels/.
  *
  * Recomputation (--recompute): 0 keeps every activation of every layer; 1 recomputes the two RMSNorm outputs
@@ -85,7 +85,7 @@ typedef struct {
     float *rho;           // [nsel] their scales
     float *g;             // [nsel x E summed: nstate] fp32 compressed gradients, then the update U
     floatX *gx;           // [nstate] g in floatX for the all-reduce (several ranks only), as the full gradients
-                          // are: the bytes of a projection's all-reduce are r / D of AdamW's (DESIGN §9)
+                          // are: the bytes of a projection's all-reduce are r / D of AdamW's (docs/design.md §7)
     void *m, *v;          // [nstate] subspace Adam moments, float or bf16
     float *full;          // [stored_full_numel] one full gradient, at refresh steps only
     int group_max;        // the most projections one compressed product serves (grass_group_size)
@@ -483,7 +483,7 @@ static float gpu_forward(GpuLlama *m, float dloss) {
 // ----------------------------------------------------------------------------------------------------
 // Grass: the refresh of one matrix and the backward of a projection
 
-// A refresh (DESIGN §3): the full gradient into the scratch, its row or column norms, the selection on the
+// A refresh (docs/design.md §3): the full gradient into the scratch, its row or column norms, the selection on the
 // host (keyed by seed, refresh, layer, kind: the CPU trainer's indices), g from the selected rows, moments reset.
 static void gpu_grass_refresh(GpuLlama *m, int kind, int layer, const floatX *dout, const floatX *inp, int N, int n, int mo) {
     GpuGrass *gs = &m->grass;
@@ -548,7 +548,7 @@ static void gpu_projections_backward(GpuLlama *m, int kind, int count, int layer
 // Averages over the ranks the gradients of one tensor (kind, layer) that the backward has finished: the
 // full gradient, or under Grass a projection's compressed one (in floatX, gx; gpu_backward takes the averages
 // back into g). Queued behind the backward's work so far, on the communication stream, so the rest of the
-// backward overlaps it (DESIGN §5).
+// backward overlaps it (docs/design.md §7).
 static void gpu_reduce_tensor(GpuLlama *m, int kind, int layer) {
     GpuGrass *gs = &m->grass;
     gpu_mark(m, PROF_COMM);
@@ -572,7 +572,7 @@ static void gpu_reduce_layer(GpuLlama *m, int layer) {
 // ----------------------------------------------------------------------------------------------------
 // Backward (after gpu_forward with dloss != 0): the gradients accumulate into m->grads (and Grass's g). With
 // reduce_in_backward (the step's last micro-batch) each finished tensor is averaged over the ranks at once.
-// Every rank put the rank-averaged refresh rows into its g, so the average counts them once (DESIGN §3).
+// Every rank put the rank-averaged refresh rows into its g, so the average counts them once (docs/design.md §3).
 
 static void gpu_backward(GpuLlama *m) {
     const LlamaConfig *c = &m->stored_cfg;

@@ -1,5 +1,5 @@
 /*
- * logger.h: what the trainers print and record: the human step line of DESIGN §10, `val_loss` lines, skipped
+ * logger.h: what the trainers print and record: the human step line of docs/design.md §10, `val_loss` lines, skipped
  * steps, and the same numbers as one JSON object per line in OUT/log.jsonl. Losses go to the JSONL file with 9
  * significant digits so runs can be compared bit for bit; a non-finite number is written as null (JSON has no NaN).
  * Every write to the file is checked: a full disk or a file-size limit ends the run with the file and the OS

@@ -1,5 +1,5 @@
 /*
- * train_config.h: the training options of DESIGN §10, shared by both trainers: defaults, the option table
+ * train_config.h: the training options of docs/design.md §10, shared by both trainers: defaults, the option table
  * that drives parsing and --help, checks of contradictory values, the model config they select, and the
  * learning-rate schedule. One table, so the CPU and GPU binaries accept exactly the same flags.
  * Plain C that also compiles as C++.

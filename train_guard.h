@@ -1,6 +1,6 @@
 /*
  * train_guard.h: what keeps a long run's work safe, shared by both trainers so that every trainer and every MPI rank
- * takes the same decisions (README "Faults and recovery"):
+ * takes the same decisions (docs/faults.md):
  *   - stop signals: SIGTERM, SIGINT and SIGUSR1 (what Slurm sends ahead of a time limit with --signal) let the
  *     current step finish; then the run saves a checkpoint (with --out) and exits with EXIT_INTERRUPTED, so that
  *     rerunning the same command with --resume auto continues it. A second signal exits at once. Ranks agree

@@ -316,7 +316,7 @@ typedef struct {
     float *rope_cos, *rope_sin;  // [T, hd/2]
 } Activations;
 
-// Grass state (DESIGN §3): for every projection matrix (kind, layer) r selected indices and scales, and the
+// Grass state (docs/design.md §3): for every projection matrix (kind, layer) r selected indices and scales, and the
 // r x E compressed gradient and subspace Adam moments, stored kind-major then layer-major like the parameters.
 typedef struct {
     GrassPlan p;                          // sizes and settings
@@ -357,7 +357,7 @@ static const char *llama_categories[LLAMA_NUM_CATEGORIES] = {"parameters", "grad
 #define LLAMA_MAX_BUFFERS 48
 
 // Every buffer of the model and its size: the CPU memory plan (allocation, --dry-run and the startup
-// summary use it). Gradients and optimizer state follow DESIGN §3: under Grass a projection matrix has an
+// summary use it). Gradients and optimizer state follow docs/design.md §3: under Grass a projection matrix has an
 // r x E compressed gradient, 2 r x E moments and r indices and scales, and one full-gradient scratch for the
 // largest matrix serves every refresh.
 static int llama_buffers(Llama *m, Buffer *buf) {
@@ -478,7 +478,7 @@ static float *llama_grad(Llama *m, int kind, int layer) {
 }
 
 // ----------------------------------------------------------------------------------------------------
-// Grass on the CPU (DESIGN §3). W is m x n (out x in); dout = dY [N, m], inp = X [N, n].
+// Grass on the CPU (docs/design.md §3). W is m x n (out x in); dout = dY [N, m], inp = X [N, n].
 
 static int *grass_sigma(GrassState *gs, int kind, int layer) { return gs->sigma + grass_sel_offset(&gs->p, kind, layer); }
 static float *grass_rho(GrassState *gs, int kind, int layer) { return gs->rho + grass_sel_offset(&gs->p, kind, layer); }
@@ -494,7 +494,7 @@ static void grass_compressed_grad(float *g, const int *sigma, const float *rho, 
 // A refresh of one matrix: its full gradient G = dY^T X into the scratch, averaged over the ranks, the squared
 // norms of its rows (or columns), a new selection keyed by (seed, refresh, layer, kind), the same on every
 // rank, g from the selected rows of G, and the moments restarted. Every rank puts the rank-averaged rows into
-// its g, so the average of the g's at the end of the step counts them once (DESIGN §3, §5).
+// its g, so the average of the g's at the end of the step counts them once (docs/design.md §3, §7).
 static void grass_refresh_matrix(GrassState *gs, const Comm *comm, int kind, int layer, const float *dout, const float *inp,
                                  int N, int n, int m) {
     GrassShape sh = gs->p.shape[kind];
@@ -784,7 +784,7 @@ static float evaluate(Llama *m, DataLoader *val, int batches) {
     return (float)comm_mean_f64(m->comm, sum / batches);
 }
 
-// Generates `ntok` tokens after BOS (DESIGN §10 --sample-every) and prints them.
+// Generates `ntok` tokens after BOS (docs/design.md §4, --sample-every) and prints them.
 static void sample_print(Llama *m, const Tokenizer *tok, int ntok, uint64_t seed, int step) {
     int T = m->T, V = m->cfg.vocab_size, d = m->cfg.dim;
     int *seq = (int *)xmalloc(sizeof(int) * (ntok + 1));
@@ -802,7 +802,7 @@ static void sample_print(Llama *m, const Tokenizer *tok, int ntok, uint64_t seed
     free(logits);
 }
 
-// The trainer state (DESIGN §6, checkpoint.h's sections): AdamW's moments and Grass's selection and moments live
+// The trainer state (docs/design.md §8, checkpoint.h's sections): AdamW's moments and Grass's selection and moments live
 // in host buffers. Grass's counters are derived from the step.
 static int trainer_state_sections(Llama *m, StateHeader *h, StateSection *sec) {
     GrassState *gs = &m->grass;

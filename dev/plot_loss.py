@@ -1,5 +1,5 @@
 """
-plot_loss.py: loss curves of one or more runs to a PNG, from their OUT/log.jsonl (DESIGN §6).
+plot_loss.py: loss curves of one or more runs to a PNG, from their OUT/log.jsonl (docs/design.md §8).
   python3 dev/plot_loss.py OUT_DIR [OUT_DIR ...] [-o loss.png] [--smooth 20]
 Training loss (raw, faint, and a moving average) and validation loss (points) against the step, one colour
 per run. A resumed run may log a step twice; the later line wins. Needs matplotlib (python3-matplotlib).

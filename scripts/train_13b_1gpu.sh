@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# train_13b_1gpu.sh: LLaMA 13B pretraining with Grass on one 40 GB GPU (DESIGN §9): bf16 weights without a
+# train_13b_1gpu.sh: LLaMA 13B pretraining with Grass on one 40 GB GPU (docs/design.md §6, §13): bf16 weights without a
 # master copy (stochastic rounding), bf16 moments, full recomputation, rank 256; the plan is 29.3 GiB.
 #   scripts/train_13b_1gpu.sh DATA_DIR OUT_DIR [extra train_llama options]
 # DATA_DIR holds train_*.bin and val_*.bin (dev/data/); run `./train_llama ... --dry-run` to see the plan.

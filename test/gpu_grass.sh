@@ -1,4 +1,4 @@
-# Grass on the GPU against Grass on the CPU (DESIGN §3, §8): for every selector, 8 steps with refreshes at
+# Grass on the GPU against Grass on the CPU (docs/design.md §3, §12): for every selector, 8 steps with refreshes at
 # 0, 3 and 6 from the same weights and data: the fp32 build selects the same indices (the state's
 # grass.sigma is byte-identical) and its losses and norms agree within 1e-4 relative (the bound of
 # test/gpu_train.sh); the bf16 build's losses within 2e-2, and its gradient norms within 2e-2 for topr. With

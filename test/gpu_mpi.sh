@@ -1,4 +1,4 @@
-# The GPU trainer over several ranks (DESIGN §5): 2 ranks sharing one GPU with --comm mpi reproduce 1 rank with
+# The GPU trainer over several ranks (docs/design.md §7): 2 ranks sharing one GPU with --comm mpi reproduce 1 rank with
 # the whole batch (fp32 build; losses and norms within 1e-5 relative, weights within 1e-4 as in test/t_mpi.sh),
 # for AdamW and Grass across a refresh. NCCL refuses two ranks on one GPU, so on a GPU --comm nccl is only
 # launched with one rank here (its all-reduce needs a machine with two GPUs); on the CPU emulator (GPU_EMU=1),
@@ -35,7 +35,7 @@ done
 
 # The bf16 build, 2 ranks, for AdamW and Grass: the all-reduces carry bf16, the compressed gradients as well as
 # the full ones, so each step sends exactly half the bytes of the CPU trainer's fp32 all-reduces (its dry run
-# counts them) and a projection's share is r / D of AdamW's (DESIGN §9); training matches 1 rank within the
+# counts them) and a projection's share is r / D of AdamW's (docs/design.md §7); training matches 1 rank within the
 # bf16 bound of test/gpu_train.sh (2e-2 relative, losses). ffn 176 here: the test preset's 172 is stored
 # padded on the GPU, whose zero gradients AdamW's all-reduce would carry too (4 rows of 64 per matrix).
 for opt in adamw grass; do

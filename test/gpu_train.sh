@@ -1,4 +1,4 @@
-# The GPU trainer against the CPU trainer (DESIGN §8), from the same initial weights on the same data:
+# The GPU trainer against the CPU trainer (docs/design.md §12), from the same initial weights on the same data:
 #  - the fp32 build: 10 AdamW steps' losses and gradient norms within 1e-4 relative (fp32 with other
 #    summation orders and cuBLAS's blocking: ~1e-6 per step, grown by Adam's normalisation of near-zero
 #    gradients; the CPU-vs-PyTorch comparison measured 2e-5 for the norms over 8 steps);

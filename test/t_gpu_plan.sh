@@ -31,7 +31,7 @@ expect_error "--state-dtype must be one of fp32|bf16" ./train_llama --model test
 # Grass on the GPU: no m x n gradient for a projection (the gradients are the bf16 full gradients of the
 # tensors outside the projections plus the fp32 r x E compressed ones), and the 13b preset at rank 256 with
 # bf16 weights and no master copy, full recomputation, sequence 256, micro-batch 1 plans under 40 GiB, and
-# under 30 GiB with bf16 moments (DESIGN §9).
+# under 30 GiB with bf16 moments (docs/design.md §13).
 dense=$(( 2*32000*5120 + (2*40 + 1)*5120 ))
 rE=$(( 40 * 256 * 5120 * 7 ))   # every projection of 13b has E = 5120 at rank 256 (the larger side is selected)
 ./train_llama --model 13b --dry-run --batch 1 --seq 256 --recompute 2 --master-weights 0 --optimizer grass --grass-rank 256 > "$TMP/13b"

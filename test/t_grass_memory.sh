@@ -1,5 +1,5 @@
 # Gradient and optimizer-state bytes: the plan train_llama_cpu prints (--dry-run, the same one it allocates
-# from) equals DESIGN §3's formulas, computed here independently from the sizes: per projection matrix an
+# from) equals docs/design.md §3's formulas, computed here independently from the sizes: per projection matrix an
 # r x E fp32 compressed gradient, 2 r x E fp32 moments and r int32 indices + r fp32 scales, one full-gradient
 # scratch for the largest matrix; AdamW: 3 x 4 bytes per parameter. No m x n gradient for a projection.
 source test/lib.sh

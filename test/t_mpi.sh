@@ -1,4 +1,4 @@
-# Data parallelism on CPU ranks (DESIGN §5): N ranks with micro-batch B reproduce 1 rank with micro-batch N*B
+# Data parallelism on CPU ranks (docs/design.md §7): N ranks with micro-batch B reproduce 1 rank with micro-batch N*B
 # (losses and final weights within fp32 rounding) for AdamW and every Grass selector across refreshes, with
 # gradient accumulation; a rank that fails or dies ends the run instead of hanging; resuming with another
 # number of ranks is refused.

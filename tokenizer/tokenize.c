@@ -1,6 +1,6 @@
 /*
  * tokenize.c: the `tokenize` tool. Turns text files into the token shards the trainers read (llm.c's
- * format, DESIGN §6), using a SentencePiece BPE model through tokenizer/tokenizer.h; also encodes or
+ * format, docs/design.md §8), using a SentencePiece BPE model through tokenizer/tokenizer.h; also encodes or
  * decodes stdin for quick checks. Documents are encoded in parallel (OpenMP) and written in input order,
  * so the shards are the same for any number of threads.
  */

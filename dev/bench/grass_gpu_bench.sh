@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# grass_gpu_bench.sh: Grass against AdamW in the same binary (DESIGN §9: Grass at least 1.3x AdamW's tokens/s for
+# grass_gpu_bench.sh: Grass against AdamW in the same binary (docs/design.md §13: Grass at least 1.3x AdamW's tokens/s for
 # 1b at rank 512): tokens/s, MFU and memory for 350m and 1b at the same batch, the ratio, and where the step
 # time goes: forward, backward, optimizer (the trainer's CUDA-event phases in log.jsonl), then per kind of work
 # (matmuls, attention, norms, Grass's gather and refresh, ...) from separate shorter runs with --profile, so

@@ -1,5 +1,5 @@
 /*
- * dev/cuda/grass.cu: the device side of Grass (grass.cuh, DESIGN §3) against the CPU reference: the compressed
+ * dev/cuda/grass.cu: the device side of Grass (grass.cuh, docs/design.md §3) against the CPU reference: the compressed
  * gradient (the r selected, scaled columns of dY or X gathered, then one cuBLASLt product accumulating into the
  * fp32 g [r, E]) against the selected rows of a full gradient computed separately, on the CPU and by
  * grass_full_grad on the GPU; the refresh kernels (row/column norms, g from the selected rows of G); and the update

@@ -8,7 +8,7 @@
 #   build     make (trainers, test binaries) and make -C dev/cuda, 16 jobs
 #   test      make test-gpu's tests (trainer against the CPU trainer, Grass, kernels against CPU references, MPI)
 #   bench     dev/bench/gpu_bench.sh (60m ... 1b, PyTorch beside it) and dev/bench/grass_gpu_bench.sh
-#   13b       the 13b preset with Grass under --gpu-mem-limit 40 (DESIGN §9), 10 steps
+#   13b       the 13b preset with Grass under --gpu-mem-limit 40 (docs/design.md §13), 10 steps
 #   attention the tensor-core attention versions against each other (kernels/attention.cuh): dev/cuda's timing at
 #             the 1b and 7b shapes, then the 1b trainer (AdamW, 8 x 1024; attention costs Grass the same) built
 #             with each of 3 to 7 (out/attention/train_llama_vN; in the order 3, 7, 4, 6, 5, the likeliest first),

@@ -1,5 +1,5 @@
 """
-grass_ref.py: Grass (DESIGN §3) in PyTorch, the oracle for the C trainers' Grass. It repeats, number for
+grass_ref.py: Grass (docs/design.md §3) in PyTorch, the oracle for the C trainers' Grass. It repeats, number for
 number, the project's PRNG (SplitMix64 seeding xoshiro256**, rng.h) and the selection of grass.h, so the same
 seed selects the same rows here as in train_llama_cpu, train_llama and on every MPI rank. The compressed
 gradient is taken from the full autograd gradient (g = diag(rho) B G), which is what the C code computes

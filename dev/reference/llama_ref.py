@@ -1,4 +1,4 @@
-"""PyTorch reference of the grass.c LLaMA model (DESIGN.md section 2) and of its AdamW training step, fp32.
+"""PyTorch reference of the grass.c LLaMA model (docs/design.md §2) and of its AdamW training step, fp32.
 
 Written from plain torch modules, not transformers, so every operation is in view; test/t_reference_vs_hf.sh
 checks it against HF LlamaForCausalLM. As a script it writes, into --out, a HF checkpoint of the initial
