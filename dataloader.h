@@ -89,7 +89,7 @@ static void dataloader_load_shard(DataLoader *dl) {
     dl->window_order = (int *)xmalloc(sizeof(int) * dl->nwindows);
     if (dl->shuffle) {
         Rng r;
-        rng_init(&r, dl->seed, 0xDA7A, (uint64_t)dl->epoch, (uint64_t)dl->shard_order[dl->shard_pos] + 1);
+        rng_init(&r, dl->seed, RNG_STREAM_DATA, (uint64_t)dl->epoch, (uint64_t)dl->shard_order[dl->shard_pos] + 1);
         rng_permutation(&r, dl->window_order, dl->nwindows);
     } else {
         for (int i = 0; i < dl->nwindows; i++) dl->window_order[i] = i;
@@ -99,7 +99,7 @@ static void dataloader_load_shard(DataLoader *dl) {
 static void dataloader_start_epoch(DataLoader *dl) {
     if (dl->shuffle) {
         Rng r;
-        rng_init(&r, dl->seed, 0xDA7A, (uint64_t)dl->epoch, 0);
+        rng_init(&r, dl->seed, RNG_STREAM_DATA, (uint64_t)dl->epoch, 0);
         rng_permutation(&r, dl->shard_order, dl->nshards);
     } else {
         for (int i = 0; i < dl->nshards; i++) dl->shard_order[i] = i;

@@ -112,7 +112,7 @@ static int grass_adam_t(int step, int interval) { return step % interval + 1; }
 
 // The random stream of one selection: keyed by (seed, refresh number, layer, matrix kind).
 static void grass_rng(Rng *rng, uint64_t seed, int refresh, int layer, int kind) {
-    rng_init(rng, seed, 0x67A55ULL, (uint64_t)refresh, (uint64_t)layer * NUM_PARAM_KINDS + (uint64_t)kind);
+    rng_init(rng, seed, RNG_STREAM_GRASS, (uint64_t)refresh, (uint64_t)layer * NUM_PARAM_KINDS + (uint64_t)kind);
 }
 
 // Index of the first cumulative weight > u in cdf[0..n) (cdf ascending, cdf[n-1] the total).

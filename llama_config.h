@@ -310,7 +310,7 @@ static void llama_init_tensor(const LlamaConfig *c, float *p, int kind, int laye
 #pragma omp parallel for schedule(static)
     for (long ch = 0; ch < chunks; ch++) {
         Rng r;
-        rng_init(&r, seed, 0x1417, (uint64_t)layer << 8 | (uint64_t)kind, (uint64_t)ch);
+        rng_init(&r, seed, RNG_STREAM_INIT, (uint64_t)layer << 8 | (uint64_t)kind, (uint64_t)ch);
         size_t end = (size_t)(ch + 1) * LLAMA_INIT_CHUNK < n ? (size_t)(ch + 1) * LLAMA_INIT_CHUNK : n;
         for (size_t j = (size_t)ch * LLAMA_INIT_CHUNK; j < end; j += 2) {
             double z[2];

@@ -718,7 +718,7 @@ static void gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, f
             uint64_t *seeds = (uint64_t *)xmalloc(sizeof(uint64_t) * L);
             for (int l = 0; l < L; l++) {
                 Rng r;
-                rng_init(&r, (uint64_t)opt->seed, 0xADA3, (uint64_t)step, (uint64_t)(NUM_PARAM_KINDS * (l + 1) + kind));
+                rng_init(&r, (uint64_t)opt->seed, RNG_STREAM_ROUNDING, (uint64_t)step, (uint64_t)(NUM_PARAM_KINDS * (l + 1) + kind));
                 seeds[l] = rng_next(&r);
             }
             size_t po = llama_param_offset(&m->stored_cfg, &m->lay, kind, 0), so = grass_sel_offset(&gs->p, kind, 0);
@@ -740,7 +740,7 @@ static void gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, f
         }
         size_t off = m->lay.offset[kind], goff = m->glay.offset[kind], n = llama_param_kind_numel(&m->stored_cfg, kind);
         Rng r;
-        rng_init(&r, (uint64_t)opt->seed, 0xADA3, (uint64_t)step, (uint64_t)kind);
+        rng_init(&r, (uint64_t)opt->seed, RNG_STREAM_ROUNDING, (uint64_t)step, (uint64_t)kind);
         AdamWParams hp = {lr, opt->beta1, opt->beta2, opt->eps, llama_param_is_matrix(kind) ? opt->weight_decay : 0.0f,
                           coef, step + 1, rng_next(&r)};
         float *master = m->master ? m->master + off : NULL;

@@ -10,6 +10,15 @@
 #include <math.h>
 #include <stdint.h>
 
+// The trainers' streams: the first key word (a of rng_init) says what a stream draws for, the other two where.
+// The values are part of every result and of every checkpoint a run resumes from: they never change.
+// dev/reference/grass_ref.py reads RNG_STREAM_GRASS from this file.
+#define RNG_STREAM_INIT 0x1417      // weight init (llama_config.h): (layer << 8 | kind, chunk)
+#define RNG_STREAM_DATA 0xDA7A      // data order (dataloader.h): (epoch, 0) the shards, (epoch, shard + 1) its windows
+#define RNG_STREAM_SAMPLE 0x5A3B    // text samples (train_setup.h): (step, 0)
+#define RNG_STREAM_ROUNDING 0xADA3  // the GPU optimizer's stochastic rounding (llama_model.cuh): (step, tensor)
+#define RNG_STREAM_GRASS 0x67A55    // Grass selection (grass.h): (refresh number, layer * NUM_PARAM_KINDS + kind)
+
 typedef struct {
     uint64_t s[4];
 } Rng;

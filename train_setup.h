@@ -228,7 +228,7 @@ static int sample_next(const float *logits, int V, Rng *r) {
 
 // The stream a sample at `step` draws from, and its first token (BOS).
 static int sample_start(Rng *r, const Tokenizer *tok, uint64_t seed, int step) {
-    rng_init(r, seed, 0x5A3B, (uint64_t)step, 0);
+    rng_init(r, seed, RNG_STREAM_SAMPLE, (uint64_t)step, 0);
     return tok && tok->bos_id >= 0 ? tok->bos_id : 1;
 }
 

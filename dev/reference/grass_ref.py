@@ -6,6 +6,8 @@ gradient is taken from the full autograd gradient (g = diag(rho) B G), which is 
 directly without forming G. Works with torch 1.13.
 """
 import math
+import os
+import re
 
 import torch
 
@@ -15,6 +17,19 @@ SELECTORS = ["topr", "multinorm", "multinorm-nr", "uniform", "uniform-nr"]
 PROJECTION_KINDS = {"self_attn.q_proj": 2, "self_attn.k_proj": 3, "self_attn.v_proj": 4, "self_attn.o_proj": 5,
                     "mlp.gate_proj": 7, "mlp.up_proj": 8, "mlp.down_proj": 9}
 NUM_PARAM_KINDS = 12
+
+
+def _rng_stream(name):
+    """A stream tag of rng.h (#define NAME 0x...), read from the C source so that it is defined once."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "rng.h")
+    with open(path) as f:
+        m = re.search(r"^#define\s+" + name + r"\s+(0[xX][0-9a-fA-F]+|\d+)\b", f.read(), re.M)
+    if not m:
+        raise RuntimeError(f"{path} defines no {name}")
+    return int(m.group(1), 0)
+
+
+RNG_STREAM_GRASS = _rng_stream("RNG_STREAM_GRASS")  # keys the selection streams, as grass.h's grass_rng
 
 
 def _splitmix64(x):
@@ -65,7 +80,7 @@ class Rng:
 
 
 def grass_rng(seed, refresh, layer, kind):
-    return Rng(seed, 0x67A55, refresh, layer * NUM_PARAM_KINDS + kind)
+    return Rng(seed, RNG_STREAM_GRASS, refresh, layer * NUM_PARAM_KINDS + kind)
 
 
 def f32(x):
