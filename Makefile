@@ -93,12 +93,6 @@ train_llama: train_llama.cu $(CUDA_HEADERS) $(HOST_HEADERS)
 train_llama_fp32: train_llama.cu $(CUDA_HEADERS) $(HOST_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 -o $@ $< $(NVCC_LDLIBS)
 
-# the bf16 trainer with attention version N of kernels/attention.cuh instead of its ATTENTION_VERSION, for
-# measuring versions in the trainer (dev/gpu/run.sh attention)
-out/attention/train_llama_v%: train_llama.cu $(CUDA_HEADERS) $(HOST_HEADERS)
-	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCC_FLAGS) -DATTENTION_VERSION=$* -o $@ $< $(NVCC_LDLIBS)
-
 test/bin/test_reference: test/test_reference.c train_llama.c $(HOST_HEADERS)
 	@mkdir -p test/bin
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)

@@ -1030,8 +1030,8 @@ static void attention_backward_mma(__nv_bfloat16 *dq, __nv_bfloat16 *dk, __nv_bf
 
 // ----------------------------------------------------------------------------------------------------
 // The trainer's entry points: tensor cores in bf16 builds (version ATTENTION_VERSION, see the top of the
-// tensor-core path; `make out/attention/train_llama_vN` builds the trainer with version N, to measure it there),
-// the scalar path in the fp32 build.
+// tensor-core path; dev/gpu/attention.mk builds the trainer with another version, to measure it there), the
+// scalar path in the fp32 build.
 
 #ifndef ATTENTION_VERSION
 #define ATTENTION_VERSION 3

@@ -109,7 +109,7 @@ stage_attention() {
   for v in 2 3 4 5 6 7; do timeout 60 dev/cuda/bin/attention --no-validate --version $v || echo "(exit $?)"; done 2>&1 |
     tee -a $log >> "$LOG/kernels.log"
   note "$(grep -E '^(attention version|  B )' $log)"
-  if ! make -j4 out/attention/train_llama_v4 out/attention/train_llama_v5 out/attention/train_llama_v6 \
+  if ! make -f Makefile -f dev/gpu/attention.mk -j4 out/attention/train_llama_v4 out/attention/train_llama_v5 out/attention/train_llama_v6 \
       out/attention/train_llama_v7 2>&1 | tee -a $log >> "$LOG/kernels.log"; then
     note "attention: building the trainer with versions 4 to 7 failed (kernels.log)"
     return 1
