@@ -610,6 +610,9 @@ static StateHeader state_header_make(const TrainOptions *opt, const LlamaConfig 
 enum { STATE_ADAMW_M, STATE_ADAMW_V, STATE_GRASS_SIGMA, STATE_GRASS_RHO, STATE_GRASS_M, STATE_GRASS_V, STATE_TENSORS };
 #define STATE_MAX_SECTIONS (STATE_HEADER_SECTIONS + STATE_TENSORS)
 
+// The tensor (STATE_ADAMW_M ...) that section i of state_sections holds.
+static int state_section_tensor(int i) { return i - STATE_HEADER_SECTIONS; }
+
 // The sections of a trainer state into sec (STATE_MAX_SECTIONS room); returns their number. adamw: the elements
 // with AdamW moments; bf16: the moments are bf16 (their own names); data: the STATE_TENSORS host buffers in the
 // order above, or NULL (the section moves through a StateIO).

@@ -1,7 +1,8 @@
 /*
  * train_config.h: the training options of docs/design.md §10, shared by both trainers: defaults, the option table
  * that drives parsing and --help, checks of contradictory values, the model config they select, and the
- * learning-rate schedule. One table, so the CPU and GPU binaries accept exactly the same flags.
+ * learning-rate schedule and the schedule of validation, samples and checkpoints. One table, so the CPU and GPU
+ * binaries accept exactly the same flags.
  * Plain C that also compiles as C++.
  */
 #ifndef GRASS_TRAIN_CONFIG_H
@@ -279,9 +280,25 @@ static void train_options_check(const TrainOptions *o) {
     if (o->keep_last && !o->out[0]) fail("--keep-last needs --out DIR, where the checkpoints are");
 }
 
-// Whether a checkpoint is written after optimizer step `done` (1-based): every --ckpt-every steps and at the
-// last step, into --out.
-static int train_options_ckpt_due(const TrainOptions *o, int done) {
+// The schedule of both training loops: what follows optimizer step `done` (1-based), in this order: the validation
+// loss, a sample, a checkpoint. One definition, so that the CPU and GPU trainers log, print and save at the same steps.
+
+// Whether the validation loss (with --val-data) is logged once `done` steps are taken, in a run that began at step
+// `start` (0, or the step of the checkpoint it resumed): before the first step of a fresh run (done == start == 0),
+// every --eval-every steps and after the last step. A resumed run does not validate before its first step: the run
+// that saved its checkpoint validated the steps up to it on this schedule.
+static int schedule_eval_due(const TrainOptions *o, int done, int start) {
+    if (done == start) return start == 0;
+    return (o->eval_every > 0 && done % o->eval_every == 0) || done == o->steps;
+}
+
+// Whether rank 0 prints a sample after step `done`: every --sample-every steps and after the last step.
+static int schedule_sample_due(const TrainOptions *o, int done) {
+    return o->sample_every > 0 && (done % o->sample_every == 0 || done == o->steps);
+}
+
+// Whether a checkpoint is written after step `done`: every --ckpt-every steps and after the last step, into --out.
+static int schedule_ckpt_due(const TrainOptions *o, int done) {
     if (!o->out[0] || o->ckpt_every < 0) return 0;
     return (o->ckpt_every > 0 && done % o->ckpt_every == 0) || done == o->steps;
 }

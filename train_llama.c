@@ -806,7 +806,13 @@ static void sample_print(Llama *m, const Tokenizer *tok, int ntok, uint64_t seed
 // in host buffers. Grass's counters are derived from the step.
 static int trainer_state_sections(Llama *m, StateHeader *h, StateSection *sec) {
     GrassState *gs = &m->grass;
-    void *data[STATE_TENSORS] = {m->adam_m, m->adam_v, gs->sigma, gs->rho, gs->m, gs->v};
+    void *data[STATE_TENSORS];
+    data[STATE_ADAMW_M] = m->adam_m;
+    data[STATE_ADAMW_V] = m->adam_v;
+    data[STATE_GRASS_SIGMA] = gs->sigma;
+    data[STATE_GRASS_RHO] = gs->rho;
+    data[STATE_GRASS_M] = gs->m;
+    data[STATE_GRASS_V] = gs->v;
     return state_sections(h, sec, m->glay.count, &gs->p, 0, data);
 }
 
@@ -889,7 +895,8 @@ int main(int argc, char **argv) {
     int start = resume_dir[0] ? load_trainer_state(&model, &opt, resume_dir, train, accum) : 0;
     Logger log;
     train_log_open(&log, &opt, &setup, rank, start);
-    if (data.have_val && start == 0) logger_val(&log, 0, evaluate(&model, val, opt.eval_batches));
+    if (data.have_val && schedule_eval_due(&opt, start, start))
+        logger_val(&log, start, evaluate(&model, val, opt.eval_batches));
 
     int skipped = 0;  // steps skipped for a non-finite loss or gradient norm (--skip-nonfinite)
     for (int step = start; step < opt.steps; step++) {
@@ -913,14 +920,14 @@ int main(int argc, char **argv) {
             logger_step(&log, done, opt.steps, (float)loss, lr, norm, ms, (double)B * T * accum * world / (ms / 1000.0), -1, -1,
                         world > 1 ? 4.0 * comm_floats / 1048576.0 : -1, NULL);
         }
-        int last = done == opt.steps;
-        if (data.have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
+        if (data.have_val && schedule_eval_due(&opt, done, start))
             logger_val(&log, done, evaluate(&model, val, opt.eval_batches));
-        if (rank == 0 && opt.sample_every && (done % opt.sample_every == 0 || last))
+        if (rank == 0 && schedule_sample_due(&opt, done))
             sample_print(&model, data.have_tok ? &data.tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
-        if (train_options_ckpt_due(&opt, done)) save_checkpoint(&model, &opt, done, train, accum);
-        if (!last && guard_stop_requested(&comm)) {
-            if (guard_saves(&opt) && !train_options_ckpt_due(&opt, done)) save_checkpoint(&model, &opt, done, train, accum);
+        int saved = schedule_ckpt_due(&opt, done);
+        if (saved) save_checkpoint(&model, &opt, done, train, accum);
+        if (done < opt.steps && guard_stop_requested(&comm)) {
+            if (guard_saves(&opt) && !saved) save_checkpoint(&model, &opt, done, train, accum);
             guard_exit_interrupted(&comm, &opt, done);
         }
     }

@@ -61,14 +61,13 @@ static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, uint64
 // layout, so checkpoints move between the trainers; bf16 moments have names of their own. The device-held sections
 // have no data: checkpoints move them in parts (StateIO): the AdamW moments a tensor at a time (stored padded),
 // Grass's sections GPU_STATE_CHUNK bytes at a time.
-#define GPU_STATE_ADAMW 2  // the first two, the AdamW moments, are stored padded (gpu_tensor_copy)
 #ifndef GPU_STATE_CHUNK  // the emulated builds (dev/emu/emu.mk) take 4 KiB, so that their resume tests use many parts
 #define GPU_STATE_CHUNK ((size_t)64 << 20)
 #endif
 static int gpu_state_sections(GpuLlama *m, StateHeader *h, StateSection *sec) {
     ParamLayout model_glay;
     llama_param_layout_of(&m->model_cfg, &model_glay, !m->grass.p.enabled);
-    void *none[STATE_TENSORS] = {NULL, NULL, NULL, NULL, NULL, NULL};
+    void *none[STATE_TENSORS] = {NULL};
     return state_sections(h, sec, model_glay.count, &m->grass.p, m->state_bf16, none);
 }
 
@@ -103,15 +102,21 @@ static int gpu_adamw_tensors(const GpuLlama *m, int part, int *kind, int *layer)
     return n;
 }
 
+// Whether state section i holds AdamW moments, which are stored padded (gpu_tensor_copy) and move a tensor at a time.
+static int gpu_state_is_adamw(int i) {
+    int t = state_section_tensor(i);
+    return t == STATE_ADAMW_M || t == STATE_ADAMW_V;
+}
+
 static int gpu_state_parts(void *ctx, int i) {  // i: the section index, after the header's
     GpuCheckpointIO *io = (GpuCheckpointIO *)ctx;
-    if (i - STATE_HEADER_SECTIONS < GPU_STATE_ADAMW) return gpu_adamw_tensors(io->m, -1, NULL, NULL);
+    if (gpu_state_is_adamw(i)) return gpu_adamw_tensors(io->m, -1, NULL, NULL);
     return (int)ceil_div(io->sec[i].nbytes, GPU_STATE_CHUNK);
 }
 
 static size_t gpu_state_part_bytes(void *ctx, int i, int part) {
     GpuCheckpointIO *io = (GpuCheckpointIO *)ctx;
-    if (i - STATE_HEADER_SECTIONS >= GPU_STATE_ADAMW) {
+    if (!gpu_state_is_adamw(i)) {
         size_t rest = io->sec[i].nbytes - part * GPU_STATE_CHUNK;
         return rest < GPU_STATE_CHUNK ? rest : GPU_STATE_CHUNK;
     }
@@ -124,9 +129,15 @@ static size_t gpu_state_part_bytes(void *ctx, int i, int part) {
 static void gpu_state_part_copy(GpuCheckpointIO *io, int i, int part, void *host, int to_device) {
     GpuLlama *m = io->m;
     GpuGrass *gs = &m->grass;
-    void *dev[STATE_TENSORS] = {m->mom, m->var, gs->sigma, gs->rho, gs->m, gs->v};
-    int s = i - STATE_HEADER_SECTIONS;
-    if (s < GPU_STATE_ADAMW) {
+    void *dev[STATE_TENSORS];
+    dev[STATE_ADAMW_M] = m->mom;
+    dev[STATE_ADAMW_V] = m->var;
+    dev[STATE_GRASS_SIGMA] = gs->sigma;
+    dev[STATE_GRASS_RHO] = gs->rho;
+    dev[STATE_GRASS_M] = gs->m;
+    dev[STATE_GRASS_V] = gs->v;
+    int s = state_section_tensor(i);
+    if (gpu_state_is_adamw(i)) {
         int kind, layer;
         ParamLayout dlay;  // the moments' stored layout
         gpu_adamw_tensors(m, part, &kind, &layer);
@@ -286,7 +297,8 @@ int main(int argc, char **argv) {
     int start = setup.resume_dir[0] ? gpu_load_state(&model, &opt, setup.resume_dir, train, accum, world) : 0;
     Logger log;
     train_log_open(&log, &opt, &setup, rank, start);
-    if (data.have_val && start == 0) logger_val(&log, 0, gpu_evaluate(&model, &comm, val, opt.eval_batches));
+    if (data.have_val && schedule_eval_due(&opt, start, start))
+        logger_val(&log, start, gpu_evaluate(&model, &comm, val, opt.eval_batches));
 
     // MFU against the dense bf16 tensor-core peak of the H100 SXM (989 TFLOP/s); other GPUs: read as relative
     double peak = 989e12, flops_per_step = gpu_flops_per_token(&cfg, T) * B * T * accum;
@@ -331,14 +343,14 @@ int main(int argc, char **argv) {
             logger_step(&log, done, opt.steps, (float)loss, lr, norm, 1000.0 * sec, (double)B * T * accum * world / sec,
                         flops_per_step / sec / peak, (double)(total_b - free_b - held_bytes) / GIB,
                         world > 1 ? (gcomm.bytes - comm_before) / 1048576.0 : -1, phase_ms);
-        int last = done == opt.steps;
-        if (data.have_val && ((opt.eval_every && done % opt.eval_every == 0) || last))
+        if (data.have_val && schedule_eval_due(&opt, done, start))
             logger_val(&log, done, gpu_evaluate(&model, &comm, val, opt.eval_batches));
-        if (rank == 0 && opt.sample_every && (done % opt.sample_every == 0 || last))
+        if (rank == 0 && schedule_sample_due(&opt, done))
             gpu_sample_print(&model, data.have_tok ? &data.tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
-        if (train_options_ckpt_due(&opt, done)) gpu_save_checkpoint(&model, &comm, &opt, done, train, accum);
-        if (!last && guard_stop_requested(&comm)) {
-            if (guard_saves(&opt) && !train_options_ckpt_due(&opt, done)) gpu_save_checkpoint(&model, &comm, &opt, done, train, accum);
+        int saved = schedule_ckpt_due(&opt, done);
+        if (saved) gpu_save_checkpoint(&model, &comm, &opt, done, train, accum);
+        if (done < opt.steps && guard_stop_requested(&comm)) {
+            if (guard_saves(&opt) && !saved) gpu_save_checkpoint(&model, &comm, &opt, done, train, accum);
             guard_exit_interrupted(&comm, &opt, done);
         }
     }
