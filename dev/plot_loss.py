@@ -1,6 +1,6 @@
 """
 plot_loss.py: loss curves of one or more runs to a PNG, from their OUT/log.jsonl (docs/design.md §8).
-  python3 dev/plot_loss.py OUT_DIR [OUT_DIR ...] [-o loss.png] [--smooth 20]
+  python3 dev/plot_loss.py OUT_DIR [OUT_DIR ...] [-o out/loss.png] [--smooth 20]
 Training loss (raw, faint, and a moving average) and validation loss (points) against the step, one colour
 per run. A resumed run may log a step twice; the later line wins. Needs matplotlib (python3-matplotlib).
 """
@@ -48,7 +48,8 @@ def moving_average(values, k):
 def main():
     ap = argparse.ArgumentParser(description="plot the loss curves of grass.c runs")
     ap.add_argument("runs", nargs="+", help="output directories (holding log.jsonl) or log.jsonl files")
-    ap.add_argument("-o", "--output", default="loss.png")
+    ap.add_argument("-o", "--output", default=os.path.join("out", "loss.png"),
+                    help="the PNG to write (default: out/loss.png, beside the runs' usual --out directories)")
     ap.add_argument("--smooth", type=int, default=20, help="moving-average window of the training loss")
     a = ap.parse_args()
     fig, ax = plt.subplots(figsize=(9, 5.5))
@@ -74,6 +75,8 @@ def main():
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
+    if os.path.dirname(a.output):
+        os.makedirs(os.path.dirname(a.output), exist_ok=True)
     fig.savefig(a.output, dpi=120)
     print(f"wrote {a.output}")
 
