@@ -131,7 +131,7 @@ static void train_options_default(TrainOptions *o) {
     snprintf(o->optimizer, sizeof(o->optimizer), "adamw");
     o->grass_interval = 200;
     o->grass_alpha = 0.25f;
-    snprintf(o->grass_select, sizeof(o->grass_select), "topr");  // the winner of dev/bench/grass_ablation.sh (README)
+    snprintf(o->grass_select, sizeof(o->grass_select), "topr");  // the winner of dev/bench/grass_ablation.sh (docs/grass.md)
     snprintf(o->grass_side, sizeof(o->grass_side), "auto");
     o->seed = 1337;
     o->eval_every = 100;

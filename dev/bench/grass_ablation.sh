@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # grass_ablation.sh: trains the same model on the same data, steps and seed with AdamW and with Grass under
 # each selector, and prints a table: final validation loss, optimizer-state bytes (from the trainer's memory
-# plan), and mean step time. README's table and the default --grass-select come from this.
+# plan), and mean step time. docs/grass.md's table and the default --grass-select come from this.
 #   dev/bench/grass_ablation.sh                  (TinyShakespeare from dev/data/tinyshakespeare.sh)
 # Settings by environment variable (defaults in brackets): MODEL [tiny] STEPS [200] BATCH [8] SEQ [128]
 # LR [3e-3] WARMUP [20] RANK [preset] INTERVAL [50] EVAL_BATCHES [20] TRAIN ["data/tinyshakespeare/train_*.bin"]
