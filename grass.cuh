@@ -76,9 +76,9 @@ static GrassGroup grass_single(float *g, const int *sigma, const float *rho, con
 // side). Thread x of a block keeps the columns j = x, x + blockDim.x, ... (with their sigma and rho) and walks the
 // rows t = blockIdx.x, blockIdx.x + gridDim.x, ...: a warp writes consecutive elements of a row of sel and reads
 // nearby columns (sigma is sorted) of one row of src. The member's dY is picked by a select, not by indexing the
-// parameter array (which made the compiler read src through generic loads), and the rows go GRASS_GATHER_ROWS at a
-// time, all their loads issued before their stores: that many loads in flight per thread, not 1 (a thread's next
-// load waited for its store, which waited for its load).
+// parameter array (which makes the compiler read src through generic loads), and the rows go GRASS_GATHER_ROWS at a
+// time, all their loads issued before their stores: that many loads in flight per thread, not 1 (row by row, a
+// thread's next load would wait for its store, which waits for its load).
 #define GRASS_GATHER_ROWS 4
 __global__ void grass_gather_kernel(floatX *sel, GrassGroup gr, const floatX *x, int N, int r, int ld, int ldsel,
                                     size_t sel_batch) {
@@ -143,8 +143,8 @@ static void grass_full_grad(Matmul *mm, float *G, const floatX *dout, const floa
 // norms [D] (double) = squared norms of the rows (rows = 1) or columns of G [m, n], in a fixed order
 // (deterministic), every read coalesced: a column is a thread's, summing down it in index order while its warp
 // reads 32 consecutive columns of each row; a row is a warp's, lane l summing elements l, l + 32, ... in order, then
-// a fixed butterfly of shuffles. (A thread per row made each warp load touch 32 rows, and left a 1b refresh a
-// few warps per SM.) Blocks of whole warps.
+// a fixed butterfly of shuffles. (A thread per row would make each warp load touch 32 rows, and leave a 1b
+// refresh a few warps per SM.) Blocks of whole warps.
 __global__ void grass_norms_kernel(double *norms, const float *G, int m, int n, int rows) {
     if (!rows) {
         for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {

@@ -47,7 +47,7 @@ static size_t attention_scratch_floats(int version, int B, int T, int H) {
 
 // D [B, H, T] = sum over the head dim of dout * out, for the rows (b, t, h) of [B, T, H, HD]: G = HD / K threads per
 // row, each with one 16-byte load of each tensor (K elements, summed in order), then the G sums by shuffles. (One
-// warp per row with an element per lane moved 2 bytes a load: a quarter of a 32-byte sector per lane.)
+// warp per row with an element per lane would move 2 bytes a load: a quarter of a 32-byte sector per lane.)
 template <int HD>
 __global__ void attention_backward_prep_kernel(float *D, const floatX *dout, const floatX *out, int B, int T, int H) {
     constexpr int K = 16 / sizeof(floatX), G = HD / K;
@@ -249,15 +249,10 @@ __global__ void attention_backward_dq_scalar_kernel(floatX *dq, const floatX *do
 //     tiles of dS: B H nt (nt + 1) / 2 tiles of 64 x 64 bf16 for nt = ceil(T / 64) (285 MB at 1b, 8 x 1024).
 // Every version masks only the tiles that need it (the diagonal, and tiles past the end of the sequence), with a
 // select per element in those tiles and no test in the others, and computes each probability as one fused
-// multiply-add and one ex2 (attn_exp2). Instructions per mma in the loop over key (or query) tiles, sm_90 SASS at
-// hd 64 (dev/cuda/sass_loops.py; static counts, the unrolled tile copies included), forward / dq / dk-dv: v3 8.4 /
-// 10.4 / 10.0, v4 7.5 / 5.0 / 6.1, v6 6.3 / 5.6 / 6.2, v7 6.3 / 4.4 / 6.6 (its dq loop has 32 mma a tile pair, the
-// others 96: per pair of a query and a key tile, the backward issues 990 instructions in v7 against 1261 in v4);
-// before these changes (a branch per element for the mask, exp2f's subnormal range test, a scaling multiply, B
-// fragments of frag_b_pair out of register order, tile copies with a test and branch each): v3 16.4 / 20.7 / 15.2,
-// v4 17.0 / 11.5 / 10.5, v6 12.0 / 11.6 / 10.9. An SM quarter issues one instruction a clock and its tensor core
-// takes at least 4 clocks for an m16n8k16 (sm_90's peak), so a loop of more than 4 instructions per mma cannot keep
-// the tensor cores busy.
+// multiply-add and one ex2 (attn_exp2), so that the loops stay lean: an SM quarter issues one instruction a
+// clock and its tensor core takes at least 4 clocks for an m16n8k16 (sm_90's peak), so a loop of more than 4
+// instructions per mma cannot keep the tensor cores busy. dev/cuda/sass_loops.py counts the instructions per mma
+// of these loops in a build (dev/bench/RESULTS.md has the counts).
 
 #ifndef ENABLE_FP32
 
@@ -364,8 +359,8 @@ __device__ inline void frag_b_rows_pair(uint32_t b[2][2], const __nv_bfloat16 *t
 }
 
 // 2^x for the softmax: one ex2.approx.ftz (MUFU.EX2). exp2f is the same instruction for x >= -126, but wraps it in
-// a range test and two multiplies to keep results below 2^-126 subnormal (3 more instructions per probability);
-// here they are 0, which a probability of 1e-38 makes no difference to. 2^-inf = 0.
+// a range test and two multiplies to keep results below 2^-126 subnormal; here they are 0, which a probability
+// of 1e-38 makes no difference to. 2^-inf = 0.
 __device__ inline float attn_exp2(float x) {
 #ifdef CUDA_EMULATION  // dev/emu/cuda_emu.h
     return x < -126.0f ? 0.0f : exp2f(x);
@@ -433,7 +428,7 @@ template <bool ASYNC, int N> __device__ inline void cp_async_wait() {
 // Rows [0, ROWS) of a tile whose row r is at src + r * stride, into dst [ROWS][HD + ATTN_PAD]; rows from
 // `valid` (>= 1) on are zero (past the end of the sequence). Thread i copies the 16-byte chunk i % (HD / 8) of
 // rows i / (HD / 8), + ATTN_THREADS / (HD / 8), ...: ROWS / STEP copies, counted by the pass and not by the row
-// (whose bound the compiler cannot see: a test and a branch per copy in the SASS), one pointer step per copy.
+// (whose bound the compiler cannot see, so it would test and branch at every copy), one pointer step per copy.
 template <int HD, int ROWS, bool ASYNC>
 __device__ inline void tile_load(__nv_bfloat16 *dst, const __nv_bfloat16 *src, size_t stride, int valid) {
     constexpr int CHUNKS = HD / 8, STEP = ATTN_THREADS / CHUNKS;  // 16-byte chunks per row, rows per pass
@@ -448,10 +443,9 @@ __device__ inline void tile_load(__nv_bfloat16 *dst, const __nv_bfloat16 *src, s
 
 // Blocks per SM that ptxas must fit in registers (64K per SM): with V 5 at hd 64 (LLaMA's head dim up to 13b),
 // 4 forward and dq blocks (at most 128 registers a thread) and 3 dk/dv blocks (170), which their shared memory
-// also allows (228 KiB per SM on sm_90), against 3 dq and 2 dk/dv blocks with version 4's 158 and 203 registers.
-// The price is a few spilled registers (ptxas, sm_90: dq 60 bytes, dk/dv 24; version 7's dk/dv, which also stores
-// dS, none in 168 registers; its dq kernel needs 72 and no budget).
-// 0 (no minimum) leaves ptxas its own choice, as for the earlier versions.
+// also allows (228 KiB per SM on sm_90); left to itself ptxas uses more registers and fits fewer blocks. The price
+// is a few spilled registers (ptxas -v prints them; dev/bench/RESULTS.md has the counts).
+// 0 (no minimum) leaves ptxas its own choice, as for versions 2 to 4.
 template <int HD, int V> struct AttnMinBlocks {
     static constexpr int DQ = V >= 5 && HD == 64 ? 4 : 0, DKDV = V >= 5 && HD == 64 ? 3 : 0;
     static constexpr int FORWARD = V >= 6 && HD == 64 ? 2 : DQ;  // version 6's forward: twice the rows per warp
@@ -783,7 +777,8 @@ __global__ void __launch_bounds__(ATTN_THREADS, AttnMinBlocks<HD, V>::DKDV) atte
     constexpr int S = HD + ATTN_PAD, BQ = AttnDkdvTile<HD>::BQ;
     constexpr bool ASYNC = V >= 4;
     // one buffer: Q, dO [BQ][S] bf16, then lse, D [BQ] fp32 (lse as stored, in natural-log units: __fmul_rn
-    // below rounds its log2 form as versions before 4 did when they stored it, never fused into the FMA)
+    // below rounds its log2 form once, as the dq kernel's lse2 is, never fused into the FMA: both kernels compute
+    // the same P)
     constexpr int BUF_BYTES = 2 * BQ * S * (int)sizeof(__nv_bfloat16) + 2 * BQ * (int)sizeof(float);
     extern __shared__ __align__(16) unsigned char attn_smem[];
     __nv_bfloat16 *Ks = (__nv_bfloat16 *)attn_smem, *Vs = Ks + ATTN_BK * S;

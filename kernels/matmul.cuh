@@ -17,11 +17,11 @@
  * pads GPT-2's vocabulary.
  *
  * fp32 accumulation includes split-K: where cuBLAS splits a long sum into parts, it may by default add the
- * parts up in the output type, a bf16 rounding per part at the scale of the partial sums (measured on an H200:
- * dinp at K = 5461 off by 8e-3 of its RMS, 2 bf16 roundings). Both paths forbid it: cuBLASLt's preference
- * allows only the reduction schemes in the compute type (fp32 in the workspace) or none, and cublasGemmEx runs
- * with CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION. What neither setting reaches: for some shapes (seen with
- * 3-token products) cuBLAS rounds A B to bf16 before it adds C, a second rounding (dev/cuda/matmul.cu allows for it).
+ * parts up in the output type, a bf16 rounding per part at the scale of the partial sums. Both paths forbid it:
+ * cuBLASLt's preference allows only the reduction schemes in the compute type (fp32 in the workspace) or none, and
+ * cublasGemmEx runs with CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION. What neither setting reaches: for some
+ * shapes (products of a few tokens) cuBLAS rounds A B to bf16 before it adds C, a second rounding
+ * (dev/cuda/matmul.cu allows for it).
  *
  * Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape and alignment; with MATMUL_PLANS
  * set in the environment, each new plan prints the algorithm cuBLASLt chose (tile, split-K, waves) on stderr. A

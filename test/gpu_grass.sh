@@ -37,9 +37,9 @@ grep -Eq '^profile: grass compressed gradient +[0-9.]+ ms' "$TMP/prof.txt" || di
 grep -Eq '^profile: grass refresh +[0-9.]+ ms' "$TMP/prof.txt" || die "--profile: no time for Grass's refreshes"
 ! grep -q '^profile: matmul backward (weights)' "$TMP/prof.txt" || die "--profile: full weight gradients under Grass"
 # the side forced: the padded ffn is E, the length of each selected row or column. --eps 1e-6: with 1e-8, Adam's
-# first step after a refresh turns a compressed-gradient entry of ~1e-8 into an update of about lr whatever
-# its last bits (seen: an entry of 1.7e-8 here, and AdamW's embedding likewise at step 1), so fp32 summation
-# order alone moved the norms by 1e-3 by step 8 and made a later refresh draw other rows; with 1e-6: 6.5e-7.
+# first step after a refresh turns a compressed-gradient entry of ~1e-8 (this run has them, as AdamW's embedding
+# has at step 1) into an update of about lr whatever its last bits, so fp32 summation order alone moves the norms
+# by about 1e-3 by step 8 and makes a later refresh draw other rows.
 for side in rows cols; do
   ./train_llama_cpu "${args[@]}" --grass-select multinorm --grass-side $side --eps 1e-6 --out "$TMP/cpu_$side" > /dev/null
   "$TRAIN_GPU_FP32" "${args[@]}" --grass-select multinorm --grass-side $side --eps 1e-6 --out "$TMP/fp32_$side" > /dev/null

@@ -40,7 +40,7 @@ for k in "${kernels[@]}"; do
     run "$b.selftest" "$bin/$b" --cpu-selftest
   done
 done
-# swiglu's odd size (37 x 5461) took the one-element path and said so once on stderr (the line gpu_aligned
+# swiglu's odd size (37 x 5461) takes the one-element path and says so once on stderr (the line gpu_aligned
 # looks for in the trainer's runs); --version 1 forces that path without saying it
 if [ "$(grep -c 'one element per access' "$TMP/swiglu.log")" != 1 ]; then
   echo "FAIL: swiglu did not report its one-element fallback exactly once"

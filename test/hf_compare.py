@@ -22,7 +22,7 @@ from transformers import LlamaForCausalLM
 # T 128 (the 60m shape): 1.4e-6 of max |logit|, 1.5e-5 absolute at logits up to 10.9 (after 20 training
 # steps), loss 1.5e-6 relative; gradients (d 256, L 6) 3e-6 of each tensor's max. A C trainer carries an
 # error of the same size, so C vs HF may be ~2x that. The bounds leave a 3-10x margin over it and still
-# catch real mistakes, which were measured at d 64, L 2 to move logits by far more: RoPE theta 5e5 for 1e4
+# catch real mistakes, which at d 64, L 2 move logits by far more: RoPE theta 5e5 for 1e4
 # 2.5e-3, RMSNorm eps 1e-5 for 1e-6 1e-2, interleaved RoPE pairs 1.4e-2, kv head h % n_kv 0.87 (of scale).
 LOGITS_ABS = 1e-4    # max |logit - HF logit|, for logits of scale up to ~10
 LOGITS_REL = 1e-5    # max |logit - HF logit| / max |HF logit|

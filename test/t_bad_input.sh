@@ -74,7 +74,7 @@ sh small.bin --tokens 20
 expect_error "small.bin: 20 tokens, fewer than one batch needs" $T "${ok[@]}" --train-data "$TMP/small.bin"
 expect_error "--train-data $TMP/nothing_*.bin matches no files" $T "${ok[@]}" --train-data "$TMP/nothing_*.bin"
 expect_error "--val-data $TMP/nothing.bin matches no files" $T "${ok[@]}" --val-data "$TMP/nothing.bin"
-# a FIFO or directory where a file belongs is refused at once (a FIFO used to block forever at open)
+# a FIFO or directory where a file belongs is refused at once (opening a FIFO for reading would block until a writer came)
 mkfifo "$TMP/fifo.bin"
 expect_error "fifo.bin is not a regular file" $T "${ok[@]}" --train-data "$TMP/fifo*.bin"
 mkdir -p "$TMP/dir.json"

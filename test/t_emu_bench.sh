@@ -24,7 +24,7 @@ OUT="$TMP/adamw_only" PRESETS=tiny PROFILE_STEPS=0 OPTIMIZERS=adamw dev/bench/gr
 grep -Eq '^\| tiny \| adamw \| [0-9]+ \|' "$TMP/adamw_only.md" && ! grep -q '| grass |' "$TMP/adamw_only.md" ||
   die "grass_gpu_bench.sh with OPTIMIZERS=adamw: not the AdamW row alone"
 [ -z "$(ls -d "$TMP"/*/*/ckpt_* 2> /dev/null)" ] || die "the benchmarks wrote checkpoints (--ckpt-every -1 means never)"
-# a trainer that fails gives its row as failed, and the scripts go on (the GPU session still gets the rest)
+# a trainer that fails gives its row as failed, and the scripts go on (the rest of the table is still measured)
 OUT="$TMP/fail" TRAIN_GPU=false PRESETS="tiny test" dev/bench/gpu_bench.sh > "$TMP/fail.md" || die "gpu_bench.sh stopped at a failed run"
 [ "$(grep -c '^| t[a-z]* | 2 x 32 | train_llama failed' "$TMP/fail.md")" = 2 ] || die "gpu_bench.sh: no failed rows"
 OUT="$TMP/gfail" TRAIN_GPU=false PRESETS=tiny PROFILE_STEPS=0 dev/bench/grass_gpu_bench.sh > "$TMP/gfail.md" ||

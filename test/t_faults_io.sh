@@ -1,7 +1,7 @@
 # I/O errors are reported, never silent and never fatal without a word: a full disk under log.jsonl (/dev/full),
-# a file-size limit (ulimit -f: EFBIG, where SIGXFSZ used to kill the run) and a full file system under a checkpoint
-# (a small tmpfs in a private mount namespace) each end the run with one error line naming the file and the OS
-# error; the previous complete checkpoint stays intact and resumable, and no partial checkpoint is left.
+# a file-size limit (ulimit -f: EFBIG; the trainer ignores SIGXFSZ, which would kill it) and a full file system
+# under a checkpoint (a small tmpfs in a private mount namespace) each end the run with one error line naming the
+# file and the OS error; the previous complete checkpoint stays intact and resumable, and no partial checkpoint is left.
 # --keep-last N keeps only the newest N checkpoints.
 source test/lib.sh
 T=./train_llama_cpu

@@ -170,8 +170,7 @@ static void validate_norm(size_t n1, size_t n2) {
 }
 
 // n values: one block of 2^20 random values, repeated. The timing does not depend on the values, while drawing
-// 2 x 256M normals for each version takes ~24 s of host time (1.5 s per 64M on a CPU-only machine); on the H200
-// this file had not finished when its stage ran out after 57 s.
+// 2 x 256M normals for each version would take tens of seconds of host time.
 static std::vector<float> random_repeated(size_t n, double std, uint64_t seed) {
     const size_t block = (size_t)1 << 20;
     std::vector<float> one = random_normal(block, 0, std, seed), x(n);

@@ -524,8 +524,7 @@ static void emu_store(void *p, cudaDataType t, size_t i, float v) {
 }
 
 // EMU_GEMM_ROUND_PRODUCT=1 rounds alpha op(A) op(B) to bf16 before beta C is added, as some cuBLAS kernels do
-// (seen on an H200 for products of 3 tokens: dev/cuda/matmul.cu's bounds allow for it, and t_emu_kernels checks that
-// they do)
+// for products of a few tokens: dev/cuda/matmul.cu's bounds allow for it, and t_emu_kernels checks that they do
 static cublasStatus_t emu_gemm(int transa, int transb, int m, int n, int k, float alpha, const void *A, cudaDataType ta, long lda,
                                const void *B, cudaDataType tb, long ldb, float beta, void *C, cudaDataType tc, long ldc) {
     static const int round_product = getenv("EMU_GEMM_ROUND_PRODUCT") && !strcmp(getenv("EMU_GEMM_ROUND_PRODUCT"), "1");
