@@ -8,7 +8,7 @@
  *
  * Cost when on: one event per change of kind (a few thousand per step for 1b, some microseconds of host time
  * each, queued while the GPU works); when off, a branch per mark. No tool beyond the CUDA runtime is needed,
- * which is the point: Nsight Systems is not available on every machine that lends a GPU.
+ * which is the point: Nsight Systems is not installed on every machine with a GPU.
  */
 #pragma once
 
