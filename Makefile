@@ -69,9 +69,9 @@ HOST_HEADERS = $(wildcard *.h) $(wildcard tokenizer/*.h)
 
 BINARIES = train_llama_cpu
 ifneq ($(NVCC),)
-  BINARIES += train_llama train_llama_fp32
+  BINARIES += train_llama train_llama_fp32 test/bin/test_tensors test/bin/test_tensors_fp32
 endif
-TEST_BINARIES = test/bin/test_reference test/bin/test_grass_select
+TEST_BINARIES = test/bin/test_reference test/bin/test_grass_select test/bin/tensors_cpu
 
 .PHONY: all config test test-gpu venv clean fuzz
 all: $(BINARIES) $(TEST_BINARIES)
@@ -100,6 +100,20 @@ test/bin/test_reference: test/test_reference.c train_llama.c $(HOST_HEADERS)
 test/bin/test_grass_select: test/test_grass_select.c $(HOST_HEADERS)
 	@mkdir -p test/bin
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+# the CPU trainer's tensors of one batch (test/tensors_cpu.c), and the GPU model compared with them tensor by
+# tensor (test/test_tensors.cu; test/gpu_tensors.sh, and test/t_emu_tensors.sh with the emulated builds)
+test/bin/tensors_cpu: test/tensors_cpu.c train_llama.c $(HOST_HEADERS)
+	@mkdir -p test/bin
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+test/bin/test_tensors: test/test_tensors.cu $(CUDA_HEADERS) $(HOST_HEADERS)
+	@mkdir -p test/bin
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LDLIBS)
+
+test/bin/test_tensors_fp32: test/test_tensors.cu $(CUDA_HEADERS) $(HOST_HEADERS)
+	@mkdir -p test/bin
+	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 -o $@ $< $(NVCC_LDLIBS)
 
 -include tokenizer/tokenizer.mk
 include dev/emu/emu.mk

@@ -1,15 +1,18 @@
 # lib_gpu.sh: sourced by the GPU tests test/gpu_*.sh after test/lib.sh. Sets TRAIN_GPU and TRAIN_GPU_FP32,
-# the GPU trainer's bf16 and fp32 builds: ./train_llama and ./train_llama_fp32 on a GPU (skips without one or
-# without them), or with GPU_EMU=1 their builds for the CPU emulator, dev/emu/bin/ (`make emu`), which is how
-# test/t_emu_*.sh run the same tests on machines without a GPU.
+# the GPU trainer's bf16 and fp32 builds, and TENSORS_GPU and TENSORS_GPU_FP32, those of test/test_tensors.cu:
+# ./train_llama, ./train_llama_fp32 and test/bin/ on a GPU (skips without one or without the trainers), or with
+# GPU_EMU=1 their builds for the CPU emulator, dev/emu/bin/ (`make emu`), which is how test/t_emu_*.sh run the
+# same tests on machines without a GPU.
 if [ "${GPU_EMU:-0}" = 1 ]; then
   TRAIN_GPU=dev/emu/bin/train_llama TRAIN_GPU_FP32=dev/emu/bin/train_llama_fp32
+  TENSORS_GPU=dev/emu/bin/test_tensors TENSORS_GPU_FP32=dev/emu/bin/test_tensors_fp32
   [ -x $TRAIN_GPU ] && [ -x $TRAIN_GPU_FP32 ] || skip "the emulated GPU trainer was not built (no CUDA headers when make ran: see make emu)"
   echo "the GPU trainer under the CPU emulator (dev/emu)"
 else
   command -v nvidia-smi > /dev/null 2>&1 || skip "no GPU: nvidia-smi is not installed"
   have_gpu || skip "no GPU: nvidia-smi finds none"
   TRAIN_GPU=./train_llama TRAIN_GPU_FP32=./train_llama_fp32
+  TENSORS_GPU=test/bin/test_tensors TENSORS_GPU_FP32=test/bin/test_tensors_fp32
   [ -x $TRAIN_GPU ] && [ -x $TRAIN_GPU_FP32 ] || skip "train_llama was not built (no nvcc when make ran)"
 fi
 

@@ -11,9 +11,10 @@ EMU_CXXFLAGS = -O2 -std=c++17 -U_FORTIFY_SOURCE -I$(EMU_CUDA_INCLUDE) -include d
     -Wno-unknown-pragmas -Wno-unused-function -Wno-unused-parameter -Wno-clobbered -DGPU_STATE_CHUNK="((size_t)4096)"
 EMU_KERNELS = rmsnorm rope swiglu embedding crossentropy adamw matmul attention grass
 EMU_SOURCES = train_llama.cu llama_model.cuh grass.cuh comm_gpu.cuh gpu_profile.cuh $(wildcard kernels/*.cuh) $(HOST_HEADERS) \
-    $(EMU_KERNELS:%=dev/cuda/%.cu) $(wildcard dev/cuda/*.cuh dev/cuda/*.h) dev/emu/selftest.cu
+    $(EMU_KERNELS:%=dev/cuda/%.cu) $(wildcard dev/cuda/*.cuh dev/cuda/*.h) dev/emu/selftest.cu test/test_tensors.cu
 EMU_BINARIES = dev/emu/bin/train_llama dev/emu/bin/train_llama_fp32 $(EMU_KERNELS:%=dev/emu/bin/%) $(EMU_KERNELS:%=dev/emu/bin/%_fp32) \
-    dev/emu/bin/train_llama_asan dev/emu/bin/train_llama_fp32_asan dev/emu/bin/selftest
+    dev/emu/bin/train_llama_asan dev/emu/bin/train_llama_fp32_asan dev/emu/bin/selftest \
+    dev/emu/bin/test_tensors dev/emu/bin/test_tensors_fp32
 # the _asan trainers run under AddressSanitizer and UBSan: a kernel reading or writing past a cudaMalloc'd
 # buffer (allocated at exactly its size) is reported (slow: a sanitizer check at every fiber switch)
 EMU_ASAN = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
@@ -57,6 +58,15 @@ dev/emu/bin/train_llama_fp32_asan: dev/emu/build/.stamp dev/emu/cuda_emu.h
 dev/emu/bin/selftest: dev/emu/build/.stamp dev/emu/cuda_emu.h
 	@mkdir -p dev/emu/bin
 	$(CXX) -x c++ $(EMU_CXXFLAGS) -o $@ dev/emu/build/dev/emu/selftest.cu -lm
+
+# the GPU model against the CPU trainer's tensors of one batch (test/test_tensors.cu, test/t_emu_tensors.sh)
+dev/emu/bin/test_tensors: dev/emu/build/.stamp dev/emu/cuda_emu.h
+	@mkdir -p dev/emu/bin
+	$(CXX) -x c++ $(EMU_CXXFLAGS) -o $@ dev/emu/build/test/test_tensors.cu -lm
+
+dev/emu/bin/test_tensors_fp32: dev/emu/build/.stamp dev/emu/cuda_emu.h
+	@mkdir -p dev/emu/bin
+	$(CXX) -x c++ $(EMU_CXXFLAGS) -DENABLE_FP32 -o $@ dev/emu/build/test/test_tensors.cu -lm
 
 dev/emu/bin/%_fp32: dev/emu/build/.stamp dev/emu/cuda_emu.h
 	@mkdir -p dev/emu/bin
