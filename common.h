@@ -170,6 +170,68 @@ static int path_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+// Fails with one line naming the option `flag` unless its value `path` opens for reading as a regular file: checked
+// when the options are, so that a mistyped path stops the run before it plans, allocates or reads anything.
+static void option_file_check(const char *flag, const char *path) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) fail("%s: cannot open %s: %s", flag, path, strerror(errno));
+    struct stat st;
+    int regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    close(fd);
+    if (!regular) fail("%s: %s is not a regular file", flag, path);
+}
+
+// An option name without its leading dashes, lowercased, '_' read as '-', into buf (64 bytes); 0 when too long.
+static int option_name_fold(const char *name, size_t len, char *buf) {
+    while (len && *name == '-') name++, len--;
+    if (len >= 64) return 0;
+    for (size_t i = 0; i < len; i++) buf[i] = name[i] == '_' ? '-' : (name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i];
+    buf[len] = '\0';
+    return 1;
+}
+
+// Edits (insertions, deletions, substitutions, swaps of neighbours) from a to b, both under 64 characters.
+static int option_edit_distance(const char *a, const char *b) {
+    int la = (int)strlen(a), lb = (int)strlen(b), d[65][65];
+    for (int i = 0; i <= la; i++) d[i][0] = i;
+    for (int j = 0; j <= lb; j++) d[0][j] = j;
+    for (int i = 1; i <= la; i++)
+        for (int j = 1; j <= lb; j++) {
+            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best) best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+// The option of names[0..n) that an unknown option (arg's first len characters) most likely meant, or NULL: the
+// nearest name within a few edits (1 for short names, up to 3 for long ones), else the one spelled by the initials
+// of arg's words (--learning-rate: --lr), else the longest that arg extends by more words (--batch-size: --batch),
+// else the only one that extends arg (--ckpt: --ckpt-every).
+static const char *option_nearest(const char *arg, size_t len, const char *const *names, int n) {
+    char a[64], b[64], initials[64];
+    if (!option_name_fold(arg, len, a) || !a[0]) return NULL;
+    int alen = (int)strlen(a), limit = alen < 6 ? 1 : alen < 12 ? 2 : 3, best = limit + 1, ni = 0;
+    const char *near = NULL, *by_initials = NULL, *extended = NULL, *extension = NULL;
+    size_t extended_len = 0;
+    int extensions = 0;
+    for (int i = 0; i < alen; i++)
+        if (i == 0 || a[i - 1] == '-') initials[ni++] = a[i];
+    initials[ni] = '\0';
+    for (int k = 0; k < n; k++) {
+        if (!option_name_fold(names[k], strlen(names[k]), b)) continue;
+        int d = option_edit_distance(a, b);
+        size_t blen = strlen(b);
+        if (d < best) best = d, near = names[k];
+        if (ni > 1 && !strcmp(initials, b) && !by_initials) by_initials = names[k];
+        if (!strncmp(a, b, blen) && a[blen] == '-' && blen > extended_len) extended = names[k], extended_len = blen;
+        if (!strncmp(a, b, (size_t)alen) && b[alen] == '-') extension = names[k], extensions++;
+    }
+    return near ? near : by_initials ? by_initials : extended ? extended : extensions == 1 ? extension : NULL;
+}
+
 // snprintf for paths: fails instead of silently truncating a path that does not fit.
 static void path_format(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void path_format(char *buf, size_t n, const char *fmt, ...) {

@@ -221,15 +221,25 @@ static void train_option_set(const OptionSpec *s, TrainOptions *o, const char *v
 
 // Parses argv into o (which holds the defaults). Unknown, malformed, valueless or wrong-binary options fail.
 static void train_options_parse(TrainOptions *o, int argc, char **argv, int is_gpu) {
+    const char *names[NUM_TRAIN_OPTIONS];  // for the suggestion after a mistyped option
+    for (int k = 0; k < NUM_TRAIN_OPTIONS; k++) names[k] = train_option_specs[k].name;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        if (strncmp(arg, "--", 2)) fail("unexpected argument '%s' (options are --name VALUE; see --help)", arg);
         const char *eq = strchr(arg, '=');
         size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+        if (strncmp(arg, "--", 2)) {
+            const char *near = arg[0] == '-' ? option_nearest(arg, nlen, names, NUM_TRAIN_OPTIONS) : NULL;
+            if (near) fail("unexpected argument '%s' (did you mean %s? options are --name VALUE)", arg, near);
+            fail("unexpected argument '%s' (options are --name VALUE; see --help)", arg);
+        }
         const OptionSpec *s = NULL;
         for (int k = 0; k < NUM_TRAIN_OPTIONS; k++)
             if (strlen(train_option_specs[k].name) == nlen && !strncmp(train_option_specs[k].name, arg, nlen)) s = &train_option_specs[k];
-        if (!s) fail("unknown option %.*s (see --help)", (int)nlen, arg);
+        if (!s) {
+            const char *near = option_nearest(arg, nlen, names, NUM_TRAIN_OPTIONS);
+            if (near) fail("unknown option %.*s (did you mean %s? see --help)", (int)nlen, arg, near);
+            fail("unknown option %.*s (see --help)", (int)nlen, arg);
+        }
         if (s->gpu_only && !is_gpu) fail("%s is an option of the GPU trainer train_llama, not of %s", s->name, argv[0]);
         if (s->type == OPT_FLAG) {
             if (eq) fail("%s takes no value", s->name);
@@ -269,6 +279,7 @@ static void train_options_check(const TrainOptions *o) {
     if (o->resume[0] && strcmp(o->resume, "auto") && !path_is_dir(o->resume))
         fail("--resume %s: no such checkpoint directory (give a directory or 'auto')", o->resume);
     if (o->init[0] && !path_is_dir(o->init)) fail("--init %s: no such directory", o->init);
+    if (o->tokenizer[0] && !o->dry_run) option_file_check("--tokenizer", o->tokenizer);
     if (o->grass_interval < 1) fail("--grass-interval must be at least 1");
     if (!(o->grass_alpha > 0)) fail("--grass-alpha must be positive");
     if (strcmp(o->optimizer, "grass") && (o->grass_rank || o->grass_interval != 200 || o->grass_alpha != 0.25f ||

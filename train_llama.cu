@@ -224,6 +224,20 @@ static double gpu_flops_per_token(const LlamaConfig *c, int T) {
     return 6.0 * matrices + 6.0 * c->n_layers * (double)T * llama_q_dim(c);
 }
 
+// The number of CUDA GPUs this process sees; fails plainly where there is none. Without a driver the runtime reports
+// an insufficient driver, which is said as what it most often means.
+static int gpu_devices(void) {
+    int devices = 0;
+    cudaError_t found = cudaGetDeviceCount(&devices);
+    const char *why = found == cudaSuccess ? "the driver lists no device"
+                      : found == cudaErrorInsufficientDriver ? "no NVIDIA driver, or one too old for the CUDA runtime of this build"
+                      : cudaGetErrorString(found);
+    if (found != cudaSuccess || devices == 0)
+        fail("no CUDA GPU found (%s): train_llama needs an NVIDIA GPU and its driver; --dry-run prints the memory plan "
+             "without one, and train_llama_cpu trains on the CPU", why);
+    return devices;
+}
+
 int main(int argc, char **argv) {
     Comm comm;
     TrainOptions opt;
@@ -240,6 +254,14 @@ int main(int argc, char **argv) {
     char desc[256];
     llama_config_describe(&cfg, desc, sizeof(desc));
     gpu_plan(&model, &cfg, B, T, world, &opt, setup.grass_rank);
+    // A run checks what needs no GPU (the shards and tokenizer), then that there is a GPU, before it prints a plan it
+    // could not carry out; --dry-run prints the plan only, which needs the sizes alone: no GPU is touched.
+    TrainData data;
+    int devices = 0;
+    if (!opt.dry_run) {
+        train_data_open(&data, &opt, &cfg, rank, world);
+        devices = gpu_devices();
+    }
     ParamLayout model_lay;
     llama_param_layout(&cfg, &model_lay);
     printf("model: %s; %zu parameters", desc, model_lay.count);
@@ -253,18 +275,11 @@ int main(int argc, char **argv) {
     if (opt.gpu_mem_limit > 0 && planned > opt.gpu_mem_limit * GIB)
         fail("--gpu-mem-limit %.1f GiB: the plan needs %.2f GiB (lower --batch, raise --recompute, --master-weights 0, --state-dtype bf16)",
              (double)opt.gpu_mem_limit, planned / GIB);
-    if (opt.dry_run) {  // the plan needs the sizes only: no GPU is touched
+    if (opt.dry_run) {
         comm_finalize(&comm);
         return 0;
     }
-    TrainData data;  // the shards (and tokenizer) first: their errors need no GPU
-    train_data_open(&data, &opt, &cfg, rank, world);
     DataLoader *train = &data.train, *val = &data.val;
-    int devices = 0;
-    cudaError_t found = cudaGetDeviceCount(&devices);
-    if (found != cudaSuccess || devices == 0)
-        fail("no usable CUDA GPU (%s): train_llama needs an NVIDIA GPU and its driver; --dry-run prints the memory plan "
-             "without one, and train_llama_cpu trains on the CPU", found != cudaSuccess ? cudaGetErrorString(found) : "none found");
     cudaCheck(cudaSetDevice(comm.local_rank % devices));
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, comm.local_rank % devices));

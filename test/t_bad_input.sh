@@ -6,7 +6,15 @@ T=./train_llama_cpu
 ok=(--model test --train-data "$TMP/ok.bin" --batch 2 --seq 16 --steps 2 --warmup 1)
 
 echo "== flags"
-expect_error "unknown option --bogus" $T --bogus 1
+expect_error "unknown option --bogus (see --help)" $T --bogus 1
+# a mistyped option names the nearest one: a few edits away, spelled by its words' initials, or with fewer words
+expect_error "unknown option --lerning-rate (did you mean --lr?" $T "${ok[@]}" --lerning-rate 1e-3
+expect_error "unknown option --eval-evry (did you mean --eval-every?" $T "${ok[@]}" --eval-evry 5
+expect_error "unknown option --grass_rank (did you mean --grass-rank?" $T "${ok[@]}" --grass_rank 8
+expect_error "unknown option --batch-size (did you mean --batch?" $T "${ok[@]}" --batch-size=4
+expect_error "unexpected argument '-lr' (did you mean --lr?" $T "${ok[@]}" -lr 1e-3
+expect_error "--tokenizer: cannot open $TMP/none.model: No such file or directory" $T "${ok[@]}" --tokenizer "$TMP/none.model"
+expect_error "--tokenizer: $TMP is not a regular file" $T "${ok[@]}" --tokenizer "$TMP"
 expect_error "--lr expects a number, got 'fast'" $T "${ok[@]}" --lr fast
 expect_error "--steps expects an integer, got '10x'" $T "${ok[@]}" --steps 10x
 expect_error "--batch must not be negative" $T "${ok[@]}" --batch -2
@@ -136,14 +144,19 @@ expect_error "model.safetensors.index.json: tensor model.norm.weight is in none 
 echo '{"weight_map": ["part-1.safetensors"]}' > "$TMP/ck_shard/model.safetensors.index.json"
 expect_error 'expected an object "weight_map"' $T "${ok[@]:2}" --init "$TMP/ck_shard"
 
-echo "== the GPU trainer (where it was built): the shards are checked before any GPU is touched"
+echo "== the GPU trainer (where it was built): the options, shards and tokenizer are checked before any GPU is touched"
 if [ -x ./train_llama ]; then
   expect_error "magic.bin is not a token shard: magic 12345" ./train_llama "${ok[@]}" --train-data "$TMP/magic.bin"
   expect_error "--val-data $TMP/nothing.bin matches no files" ./train_llama "${ok[@]}" --val-data "$TMP/nothing.bin"
+  expect_error "--tokenizer: cannot open $TMP/none.model" ./train_llama "${ok[@]}" --tokenizer "$TMP/none.model"
+  expect_error "unknown option --recompte (did you mean --recompute?" ./train_llama "${ok[@]}" --recompte 2
   if have_gpu; then
     echo "not checked here (this machine has a GPU): train_llama's error where there is none"
-  else
-    expect_error "no usable CUDA GPU" ./train_llama "${ok[@]}"
+  else  # said plainly, before a memory plan it could not carry out
+    expect_error "error: no CUDA GPU found (" ./train_llama "${ok[@]}"
+    ! grep -q "^model: \|total" "$TMP/stdout" || { cat "$TMP/stdout"; die "train_llama printed a plan before finding no GPU"; }
+    ./train_llama "${ok[@]}" --dry-run > "$TMP/stdout" || die "train_llama --dry-run fails without a GPU"
+    grep -q "total" "$TMP/stdout" || die "train_llama --dry-run printed no plan without a GPU"
   fi
 fi
 echo "all bad inputs rejected cleanly"

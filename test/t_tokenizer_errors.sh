@@ -5,9 +5,12 @@
 # killed in the middle leaves the earlier output intact.
 source test/lib.sh
 PY=$PYTHON
+make -s tokenize
+# first what needs no model: a missing --model names the option, a mistyped option the nearest one
+expect_error "--model: cannot open $TMP/none.model: No such file or directory" ./tokenize --model "$TMP/none.model" --encode
+expect_error "unknown option --ovewrite (did you mean --overwrite?" ./tokenize --model "$TMP/none.model" --ovewrite
 need_data llama2_tokenizer.model tinyshakespeare.txt
 need_python_module sentencepiece
-make -s tokenize
 dir=$TMP
 "$PY" test/tokenizer_cli.py errors ./tokenize "$DATA/llama2_tokenizer.model" "$DATA/tinyshakespeare.txt" "$dir/work"
 

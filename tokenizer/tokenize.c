@@ -637,7 +637,13 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--overwrite") == 0) { overwrite = 1; split_opts++; }
         else if (strcmp(a, "--encode") == 0) encode = 1;
         else if (strcmp(a, "--decode") == 0) decode = 1;
-        else if (a[0] == '-' && a[1] != 0) fail("unknown option %s (see --help)", a);
+        else if (a[0] == '-' && a[1] != 0) {
+            static const char *const names[] = {"--model", "--out", "--val-fraction", "--shard-tokens", "--threads",
+                                                "--overwrite", "--encode", "--decode", "--help"};
+            const char *near = option_nearest(a, strlen(a), names, (int)(sizeof(names) / sizeof(names[0])));
+            if (near) fail("unknown option %s (did you mean %s? see --help)", a, near);
+            fail("unknown option %s (see --help)", a);
+        }
         else paths[n_paths++] = argv[i];
     }
     if (!model) fail("--model FILE.model is required (see --help)");
@@ -650,6 +656,7 @@ int main(int argc, char **argv) {
     }
 
     Tokenizer tok;
+    option_file_check("--model", model);
     tokenizer_load(&tok, model);
     if (encode) run_encode(&tok);
     else if (decode) run_decode(&tok);
