@@ -23,10 +23,10 @@ static void fuzz_state_load(const char *dir, int grass) {
     DataLoader position;
     memset(&position, 0, sizeof(position));
     StateHeader h = state_header_make(&opt, &cfg, &gp, 0, &position, 1, 1);
-    void *data[STATE_TENSORS] = {calloc(glay.count, 4), calloc(glay.count, 4), calloc(gp.nsel + 1, 4),
-                                 calloc(gp.nsel + 1, 4), calloc(gp.nstate + 1, 4), calloc(gp.nstate + 1, 4)};
+    void *none[STATE_TENSORS] = {NULL};
     StateSection sec[STATE_MAX_SECTIONS];
-    int n = state_sections(&h, sec, glay.count, &gp, 0, data);
+    int n = state_sections(&h, sec, glay.count, &gp, 0, none);
+    for (int i = STATE_HEADER_SECTIONS; i < n; i++) sec[i].data = calloc(sec[i].nbytes + 4, 1);  // sized by state_sections
     checkpoint_load_state(dir, &h, n, sec, NULL, &gp);
 }
 
