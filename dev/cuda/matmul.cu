@@ -20,19 +20,21 @@ template <typename R> static void matmul_forward_ref(R *out, const R *inp, const
 
 template <typename R>
 static void matmul_backward_ref(R *dinp, R *dw, const R *dout, const R *inp, const R *w, int N, int C, int OC) {
-    // dinp [N, C] += dout @ w; dw [OC, C] += dout^T @ inp
-    for (int n = 0; n < N; n++)
-        for (int c = 0; c < C; c++) {
-            R acc = 0;
-            for (int o = 0; o < OC; o++) acc += dout[(size_t)n * OC + o] * w[(size_t)o * C + c];
-            dinp[(size_t)n * C + c] += acc;
-        }
-    for (int o = 0; o < OC; o++)
-        for (int c = 0; c < C; c++) {
-            R acc = 0;
-            for (int n = 0; n < N; n++) acc += dout[(size_t)n * OC + o] * inp[(size_t)n * C + c];
-            dw[(size_t)o * C + c] += acc;
-        }
+    // dinp [N, C] += dout @ w; dw [OC, C] += dout^T @ inp. Each element's sum runs over o (dinp) or n (dw) in
+    // order into acc [C], a row at a time, so that the inner loop reads w and inp along their rows.
+    std::vector<R> acc(C);
+    for (int n = 0; n < N; n++) {
+        std::fill(acc.begin(), acc.end(), R(0));
+        for (int o = 0; o < OC; o++)
+            for (int c = 0; c < C; c++) acc[c] += dout[(size_t)n * OC + o] * w[(size_t)o * C + c];
+        for (int c = 0; c < C; c++) dinp[(size_t)n * C + c] += acc[c];
+    }
+    for (int o = 0; o < OC; o++) {
+        std::fill(acc.begin(), acc.end(), R(0));
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++) acc[c] += dout[(size_t)n * OC + o] * inp[(size_t)n * C + c];
+        for (int c = 0; c < C; c++) dw[(size_t)o * C + c] += acc[c];
+    }
 }
 
 // What cuBLAS computes for a Gemm, by its definition (column-major, op = transpose when trans is set), on

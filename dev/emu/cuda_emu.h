@@ -523,6 +523,18 @@ static void emu_store(void *p, cudaDataType t, size_t i, float v) {
     else ((__nv_bfloat16 *)p)[i] = __float2bfloat16(v);
 }
 
+// The fp32 dot product of the emulated products: eight partial sums over k (element p into sum p mod 8), added
+// pairwise at the end. A GPU's blocked products also sum in several partial sequences; independent sums let the
+// compiler keep them in one vector register (a single running sum is bound by the latency of each addition).
+static float emu_dot(const float *x, const float *y, int k) {
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int p = 0;
+    for (; p + 8 <= k; p += 8)
+        for (int l = 0; l < 8; l++) s[l] += x[p + l] * y[p + l];
+    for (int l = 0; p < k; p++, l++) s[l] += x[p] * y[p];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 // EMU_GEMM_ROUND_PRODUCT=1 rounds alpha op(A) op(B) to bf16 before beta C is added, as some cuBLAS kernels do
 // for products of a few tokens: dev/cuda/matmul.cu's bounds allow for it, and t_emu_kernels checks that they do
 static cublasStatus_t emu_gemm(int transa, int transb, int m, int n, int k, float alpha, const void *A, cudaDataType ta, long lda,
@@ -539,9 +551,7 @@ static cublasStatus_t emu_gemm(int transa, int transb, int m, int n, int k, floa
         for (int p = 0; p < k; p++) b[(size_t)j * k + p] = emu_load(B, tb, transb ? j + (size_t)p * ldb : p + (size_t)j * ldb);
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
-            const float *x = a + (size_t)i * k, *y = b + (size_t)j * k;
-            float acc = 0.0f;
-            for (int p = 0; p < k; p++) acc += x[p] * y[p];
+            float acc = emu_dot(a + (size_t)i * k, b + (size_t)j * k, k);
             size_t at = i + (size_t)j * ldc;
             float product = alpha * acc;
             if (round_product && beta != 0.0f && tc == CUDA_R_16BF) product = __bfloat162float(__float2bfloat16(product));
@@ -565,7 +575,7 @@ cublasStatus_t cublasDestroy(cublasHandle_t h) {
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
-// the emulated products sum each dot product in one fp32 sequence: no reduction in the output type to forbid
+// the emulated products sum in fp32 (emu_dot): no reduction in the output type to forbid
 cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasSetWorkspace(cublasHandle_t, void *, size_t) { return CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *alpha,
