@@ -42,6 +42,7 @@
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include "../../common.h"  // GIB
 
 [[noreturn]] static void emu_fail(const char *what, const char *detail) {
     fprintf(stderr, "error: CUDA emulator: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
@@ -371,7 +372,7 @@ inline size_t emu_mem_used;
 inline std::map<void *, size_t> emu_allocations;
 static size_t emu_mem_total() {
     const char *s = getenv("EMU_GPU_MEM_GIB");  // the emulated card's size (default 16 GiB)
-    return (size_t)((s ? atof(s) : 16.0) * 1073741824.0);
+    return (size_t)((s ? atof(s) : 16.0) * GIB);
 }
 
 cudaError_t cudaMalloc(void **p, size_t n) {
