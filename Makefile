@@ -1,7 +1,8 @@
 # grass.c build. `make` builds every binary this machine can build: the CPU trainer always, the CUDA targets
 # where nvcc exists; `make emu` the CUDA code for the CPU emulator (dev/emu) where the CUDA headers exist.
-# `make config` says what it found (nvcc, GPU architecture, MPI, NCCL). `make test` runs every test that can
-# run here (the emulated GPU code included); `make test-gpu` the ones that need a GPU.
+# `make config` says what it found (nvcc, GPU architecture, MPI, NCCL). `make check` runs the fast tests of the
+# host code (a few minutes); `make test` every test that can run here, the emulated GPU code included, as many
+# at a time as there are cores; `make test-gpu` the ones that need a GPU.
 
 CC ?= gcc
 # Value-safe math only: the CPU trainer is the reference that the GPU trainer is checked against, so the compiler
@@ -78,7 +79,7 @@ ifneq ($(NVCC),)
 endif
 TEST_BINARIES = test/bin/test_reference test/bin/test_grass_select test/bin/tensors_cpu
 
-.PHONY: all config test test-gpu venv clean fuzz
+.PHONY: all config check test test-gpu venv clean fuzz
 all: $(BINARIES) $(TEST_BINARIES)
 
 # what `make` found on this machine and builds with
@@ -131,7 +132,17 @@ venv: .venv/.done
 	.venv/bin/pip install -q -r dev/requirements.txt
 	touch $@
 
-test: all emu
+# make check: every test but the emulated GPU code's (t_emu_*, the GPU trainer's parts of the others: TEST_EMU=0),
+# the dev/cuda and emulator builds (t_cuda_build) and fuzzing (t_fuzz), for the edit-compile-test loop.
+# make test: everything, the builds and the tests each as many at a time as there are cores (TEST_JOBS).
+JOBS ?= $(shell nproc 2> /dev/null || echo 2)
+CHECK_TESTS = $(filter-out test/t_emu_% test/t_cuda_build.sh test/t_fuzz.sh,$(wildcard test/t_*.sh))
+check:
+	@$(MAKE) -s --no-print-directory -j$(JOBS) all
+	PYTHON=$(PYTHON) TEST_EMU=0 test/run_all.sh $(CHECK_TESTS)
+
+test:
+	@$(MAKE) -s --no-print-directory -j$(JOBS) all emu
 	PYTHON=$(PYTHON) test/run_all.sh
 
 test-gpu: all

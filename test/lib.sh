@@ -42,3 +42,10 @@ have_gpu() { nvidia-smi -L 2> /dev/null | grep GPU > /dev/null; }
 need_python_module() {
   "$PYTHON" -c "import $1" 2>/dev/null || skip "Python module $1 is not available to $PYTHON (run make venv)"
 }
+
+# emu_part BINARY: whether a test runs its part with the emulated GPU trainer BINARY (dev/emu/bin, make emu): not
+# under make check (TEST_EMU=0: it builds and tests the host code only), and only where BINARY was built. Says why not.
+emu_part() {
+  if [ "${TEST_EMU:-1}" = 0 ]; then echo "not run: make check leaves $1 to make test"; return 1; fi
+  [ -x "$1" ] || { echo "not checked: $1 is not built (make emu)"; return 1; }
+}

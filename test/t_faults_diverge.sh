@@ -45,7 +45,7 @@ echo "ok: skipped steps are logged, the log stays valid JSON, every checkpoint i
 
 echo "== the GPU trainer (emulated where built, or FAULTS_GPU_FP32 and FAULTS_GPU)"
 for GPU in "${FAULTS_GPU_FP32:-dev/emu/bin/train_llama_fp32}" "${FAULTS_GPU:-dev/emu/bin/train_llama}"; do
-  if [ ! -x "$GPU" ]; then echo "not checked: $GPU is not built (make emu)"; continue; fi
+  emu_part "$GPU" || continue
   status 3 $GPU "${base[@]}" --steps 4 --lr 1000 --weight-decay 3e38 --ckpt-every 1 --out "$TMP/gpu_wd"
   grep -q "step 1: the weights or the optimizer state hold a non-finite value: training diverged and nothing was saved" "$TMP/stderr" || die "unexpected message"
   [ -z "$(ls "$TMP/gpu_wd" | grep ckpt_)" ] || die "$GPU left a checkpoint directory"

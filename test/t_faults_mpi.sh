@@ -83,8 +83,10 @@ stopped cpu "$CPU" -np 2 "$CPU" "${data[@]}" "${base[@]}" --steps 100000 --out "
 # emulator's NCCL all-reduce is a blocking MPI_Allreduce made when it is queued, so a stopped rank holds the
 # host inside ncclAllReduce, where a real GPU would hold only the stream that gpu_comm_sync watches.
 EMU=$PWD/dev/emu/bin/train_llama
-if [ -x "$EMU" ] && ldd "$EMU" | grep libmpi > /dev/null; then
-  stopped emu "$EMU" -np 2 "$EMU" "${data[@]}" "${base[@]}" --steps 100000 --comm mpi --out "$TMP/emu"
-else
-  echo "note: $EMU (built with MPI) is missing: the emulated GPU trainer's stopped rank is not tested (make emu)"
+if emu_part "$EMU"; then
+  if ldd "$EMU" | grep libmpi > /dev/null; then
+    stopped emu "$EMU" -np 2 "$EMU" "${data[@]}" "${base[@]}" --steps 100000 --comm mpi --out "$TMP/emu"
+  else
+    echo "note: $EMU was built without MPI: the emulated GPU trainer's stopped rank is not tested"
+  fi
 fi

@@ -59,12 +59,10 @@ expect_error "was written with --grass-alpha 0.25, this run has 0.5" $T "${base[
 
 echo "== the GPU trainer's resume (fp32: emulated where built, or FAULTS_GPU_FP32): the same checks on the parts it moves to the device"
 GPU=${FAULTS_GPU_FP32:-dev/emu/bin/train_llama_fp32}
-if [ -x "$GPU" ]; then
+if emu_part "$GPU"; then
   expect_error "index 64 (entry 0 of model.layers.0.self_attn.q_proj.weight's selection) is outside [0, 64)" \
     $GPU "${base[@]}" "${grass[@]}" --resume "$TMP/sigma_hi/ckpt_00000002"
   expect_error "section grass.v: value inf at element 5" $GPU "${base[@]}" "${grass[@]}" --resume "$TMP/gv_inf/ckpt_00000002"
   expect_error "section adamw.v: value -1 at element 10" $GPU "${base[@]}" --resume "$TMP/v_neg/ckpt_00000002"
-else
-  echo "not checked: $GPU is not built (make emu)"
 fi
 echo "every corrupted field refused"
