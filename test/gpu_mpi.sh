@@ -25,10 +25,8 @@ for opt in adamw grass; do
     run=$opt.$comm.2
     mpirun -np 2 "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" --batch 4 --comm $comm --out "$TMP/$run" > "$TMP/$run.out"
     grep -qi "ranks: 2 over $comm" "$TMP/$run.out" || die "$run: the 2-rank run did not see 2 ranks over $comm"
-    paste <(grep -o '"\(loss\|norm\)": [0-9.e+-]*' "$TMP/$opt.1/log.jsonl") <(grep -o '"\(loss\|norm\)": [0-9.e+-]*' "$TMP/$run/log.jsonl") |
-      awk -v name=$run '$1 != $3 {exit 1} {a = $2 + 0; b = $4 + 0; d = (a > b ? a - b : b - a) / a; if (d > m) m = d; n++}
-        END {printf "%s: 2 ranks vs 1: %d values, largest relative difference %.2e (bound 1e-5)\n", name, n, m; exit !(n == 12 && m <= 1e-5)}' ||
-      die "$run: 2 ranks differ from 1"
+    "$PYTHON" test/log_compare.py compare "$TMP/$opt.1/log.jsonl" "$TMP/$run/log.jsonl" --steps 6 --name "$run: 2 ranks vs 1" \
+      --bound loss=1e-5 --bound norm=1e-5 || die "$run: 2 ranks differ from 1"
     test/bin/test_reference diff "$TMP/$opt.1/ckpt_00000006/model.safetensors" "$TMP/$run/ckpt_00000006/model.safetensors" 1e-4
   done
 done
@@ -45,12 +43,10 @@ for opt in adamw grass; do
   "$TRAIN_GPU" "${base[@]}" "${extra[@]}" --batch 8 --out "$TMP/$opt.bf16.1" > /dev/null
   mpirun -np 2 "$TRAIN_GPU" "${base[@]}" "${extra[@]}" --batch 4 --comm mpi --out "$TMP/$opt.bf16.2" > "$TMP/$opt.bf16.2.out"
   # step 2 refreshes nothing (refreshes at steps 1 and 4); comm_mib has 3 decimals: 1049 bytes of rounding
-  mib=$(grep '"step": 2,' "$TMP/$opt.bf16.2/log.jsonl" | sed 's/.*"comm_mib": \([0-9.]*\).*/\1/')
+  mib=$("$PYTHON" test/log_compare.py get "$TMP/$opt.bf16.2/log.jsonl" comm_mib --step 2)
   awk -v mib="$mib" -v cpu="$cpu_bytes" -v name=$opt 'BEGIN {b = mib * 1048576; d = b - cpu / 2; if (d < 0) d = -d
     printf "%s bf16: %.0f bytes all-reduced per step and rank, the CPU trainer %d (fp32)\n", name, b, cpu; exit !(cpu > 0 && d < 1049)}' ||
     die "$opt bf16: the all-reduce is not half of the CPU trainer's fp32 bytes"
-  paste <(grep -o '"loss": [0-9.e+-]*' "$TMP/$opt.bf16.1/log.jsonl") <(grep -o '"loss": [0-9.e+-]*' "$TMP/$opt.bf16.2/log.jsonl") |
-    awk -v name=$opt '{a = $2 + 0; b = $4 + 0; d = (a > b ? a - b : b - a) / a; if (d > m) m = d; n++}
-      END {printf "%s bf16: 2 ranks vs 1: %d losses, largest relative difference %.2e (bound 2e-2)\n", name, n, m; exit !(n == 6 && m <= 2e-2)}' ||
-    die "$opt bf16: 2 ranks differ from 1"
+  "$PYTHON" test/log_compare.py compare "$TMP/$opt.bf16.1/log.jsonl" "$TMP/$opt.bf16.2/log.jsonl" --steps 6 \
+    --name "$opt bf16: 2 ranks vs 1" --bound loss=2e-2 || die "$opt bf16: 2 ranks differ from 1"
 done
