@@ -37,7 +37,7 @@
 static double tolerance(double roundings) { return roundings * ROUNDING + FP32_SUM; }
 
 typedef struct {
-    int version;   // 0: every version
+    unsigned versions;  // the versions asked for, bit N for version N (0: every version)
     int validate;  // run the checks against the CPU reference
     int bench;     // time the kernels
 } DevOptions;
@@ -67,11 +67,15 @@ static DevOptions dev_options(int argc, char **argv, int num_versions, const cha
     int cpu_selftest = 0;
     setvbuf(stdout, NULL, _IOLBF, 0);  // line by line into a pipe too: a run cut off by a timeout keeps what it printed
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--version") && i + 1 < argc) {
-            o.version = atoi(argv[++i]);
-            if (o.version < 1 || o.version > num_versions) {
-                fprintf(stderr, "error: --version must be 1..%d\n", num_versions);
-                exit(1);
+        if (!strcmp(argv[i], "--version") && i + 1 < argc) {  // N or a list N,M,...
+            for (char *v = argv[++i], *end;; v = end + 1) {
+                long n = strtol(v, &end, 10);
+                if (end == v || n < 1 || n > num_versions || (*end && *end != ',')) {
+                    fprintf(stderr, "error: --version must be a version 1..%d or a list of them (2,3), got %s\n", num_versions, argv[i]);
+                    exit(1);
+                }
+                o.versions |= 1u << n;
+                if (!*end) break;
             }
         } else if (!strcmp(argv[i], "--no-bench")) {
             o.bench = 0;
@@ -80,7 +84,7 @@ static DevOptions dev_options(int argc, char **argv, int num_versions, const cha
         } else if (!strcmp(argv[i], "--cpu-selftest")) {
             cpu_selftest = 1;
         } else {
-            printf("usage: %s [--version N] [--no-bench] [--no-validate] [--cpu-selftest]\n"
+            printf("usage: %s [--version N[,N...]] [--no-bench] [--no-validate] [--cpu-selftest]\n"
                    "  versions: %s\n"
                    "  --cpu-selftest checks the CPU reference against an independent formula; needs no GPU\n",
                    argv[0], versions_help);
@@ -95,7 +99,7 @@ static DevOptions dev_options(int argc, char **argv, int num_versions, const cha
     return o;
 }
 
-static int dev_version_selected(const DevOptions *o, int v) { return o->version == 0 || o->version == v; }
+static int dev_version_selected(const DevOptions *o, int v) { return o->versions == 0 || (o->versions >> v & 1); }
 
 // The two versions of the memory-bound kernel files: the same kernels/ code with K = 1 everywhere
 // (kernels_scalar) and as the trainer runs it (K = VEC where the sizes and pointers allow). Runs f() under
