@@ -870,6 +870,9 @@ int main(int argc, char **argv) {
         comm_finalize(&comm);
         return 0;
     }
+    TrainData data;  // opened before the model is allocated and initialised, so that a bad shard is reported at once
+    train_data_open(&data, &opt, &cfg, rank, world);
+    DataLoader *train = &data.train, *val = &data.val;
     llama_alloc(&model, &cfg, B, T, &opt, grass_rank);
     model.comm = &comm;
     if (world > 1) printf("ranks: %d\n", world);
@@ -882,9 +885,6 @@ int main(int argc, char **argv) {
         llama_init_weights(&model, (uint64_t)opt.seed);
     }
 
-    TrainData data;
-    train_data_open(&data, &opt, &cfg, rank, world);
-    DataLoader *train = &data.train, *val = &data.val;
     if (opt.eval_only) {
         Logger none;
         logger_init(&none, NULL, 0);
