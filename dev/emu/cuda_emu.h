@@ -61,9 +61,28 @@ static inline float __fmul_rn(float a, float b) { return a * b; }  // the build 
 
 enum { EMU_MAX_THREADS = 1024, EMU_STACK = 256 * 1024 };
 
+// Switching between the scheduler and a fiber. On x86-64 (except under AddressSanitizer, which must see stack
+// switches through the C library's longjmp) emu_switch saves the callee-saved registers on the running stack and
+// the stack pointer in *from, then continues the context saved in to: a few instructions, where setjmp/longjmp
+// also save and check what a fiber never changes (signal masks, cancellation handlers). A new fiber's stack starts
+// as if emu_switch had saved it on entry to emu_fiber_main. Elsewhere: setjmp/longjmp, the first entry by ucontext.
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define EMU_SWITCH_ASM 1
+extern "C" void emu_switch(void **from, void *to);
+asm(".text\n.weak emu_switch\n.type emu_switch, @function\nemu_switch:\n"
+    "pushq %rbp\npushq %rbx\npushq %r12\npushq %r13\npushq %r14\npushq %r15\n"
+    "movq %rsp, (%rdi)\nmovq %rsi, %rsp\n"
+    "popq %r15\npopq %r14\npopq %r13\npopq %r12\npopq %rbx\npopq %rbp\nret\n"
+    ".size emu_switch, .-emu_switch\n");
+#endif
+
 struct EmuFiber {
+#ifdef EMU_SWITCH_ASM
+    void *sp;            // its saved stack pointer
+#else
     jmp_buf jb;          // where the fiber continues
     ucontext_t start;    // its first entry (the only switch through ucontext)
+#endif
     char *stack;
     int started, done;
     unsigned waiting;    // the barrier phase it waits to see change, plus one (0: not waiting)
@@ -76,7 +95,11 @@ struct EmuBarrier {
 
 struct EmuMachine {
     EmuFiber fibers[EMU_MAX_THREADS];
+#ifdef EMU_SWITCH_ASM
+    void *scheduler_sp;
+#else
     jmp_buf scheduler;
+#endif
     int running, nthreads;
     const char *kernel;                 // the name of the kernel being run, for messages
     void (*body)(void *);               // what every fiber runs, with body_arg
@@ -93,7 +116,11 @@ inline EmuMachine emu;
 
 // Back to the scheduler, which sets threadIdx when it resumes this fiber.
 static void emu_yield() {
+#ifdef EMU_SWITCH_ASM
+    emu_switch(&emu.fibers[emu.running].sp, emu.scheduler_sp);
+#else
     if (!_setjmp(emu.fibers[emu.running].jb)) _longjmp(emu.scheduler, 1);
+#endif
 }
 
 // A fiber runs the body for every block it takes part in; between blocks it waits in emu_yield.
@@ -309,6 +336,16 @@ template <typename F> static void emu_run(const char *name, dim3 grid, dim3 bloc
                     if (fb.done) return;
                     emu.running = i;
                     threadIdx.x = i % block.x, threadIdx.y = i / block.x % block.y, threadIdx.z = i / (block.x * block.y);
+#ifdef EMU_SWITCH_ASM
+                    if (!fb.started) {  // six zero registers and emu_fiber_main's address, below a 16-byte aligned top
+                        fb.started = 1;
+                        void **top = (void **)((uintptr_t)(fb.stack + EMU_STACK) & ~(uintptr_t)15);
+                        fb.sp = top - 8;
+                        memset(fb.sp, 0, 6 * sizeof(void *));
+                        top[-2] = (void *)emu_fiber_main;
+                    }
+                    emu_switch(&emu.scheduler_sp, fb.sp);
+#else
                     if (!_setjmp(emu.scheduler)) {
                         if (fb.started) _longjmp(fb.jb, 1);
                         fb.started = 1;
@@ -320,6 +357,7 @@ template <typename F> static void emu_run(const char *name, dim3 grid, dim3 bloc
                         makecontext(&fb.start, emu_fiber_main, 0);
                         swapcontext(&here, &fb.start);
                     }
+#endif
                 };
                 int nwarps = (emu.nthreads + 31) / 32;
                 for (int alive = emu.nthreads; alive > 0;) {
