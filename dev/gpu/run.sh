@@ -22,7 +22,9 @@ prints a summary. With no STAGE (or `all`), every stage runs, in this order (mos
              dev/bench/grass_gpu_bench.sh (Grass against AdamW at 350m and 1b, where the step time goes)
   multigpu   with two or more GPUs: the 350m and 1b trainers (AdamW, Grass) on every GPU under mpirun against
              one GPU: tokens/s, scaling, bytes all-reduced per step (skipped with one GPU or without mpirun)
-  13b        the 13b preset with Grass on a GPU held to 40 GiB (--gpu-mem-limit 40), 10 steps
+  13b        the 13b preset with Grass on a GPU held to 40 GiB (--gpu-mem-limit 40), BATCH_13B x 256 tokens (16)
+             for STEPS_13B steps (200) on the TinyShakespeare shards of dev/data/tinyshakespeare.sh where they
+             exist (else random tokens)
   attention  the tensor-core attention versions against each other: dev/cuda's timing, then the 1b trainer
              built with each of versions 3 to 7 (dev/gpu/attention.mk)
   kernels    the timing loops of the other dev/cuda kernel files
@@ -243,13 +245,20 @@ stage_multigpu() {
 }
 
 stage_13b() {
+  # the 13b preset with scripts/train_13b_1gpu.sh's settings, held to 40 GiB, at BATCH_13B sequences of 256 (default
+  # 16: its plan is 32.2 GiB) for STEPS_13B steps (default 200) on text: the TinyShakespeare shards of
+  # dev/data/tinyshakespeare.sh where they exist, else random tokens (said so)
+  local data="data/tinyshakespeare/train_*.bin" steps=${STEPS_13B:-200} batch=${BATCH_13B:-16} what=TinyShakespeare
   mkdir -p "$LOG/13b"
-  "$PYTHON" test/shard_tool.py "$LOG/13b/train.bin" --tokens 40000 --vocab 32000 || return 1
+  if ! compgen -G "$data" > /dev/null; then
+    "$PYTHON" test/shard_tool.py "$LOG/13b/train.bin" --tokens 40000 --vocab 32000 || return 1
+    data="$LOG/13b/train.bin" what="random tokens (no data/tinyshakespeare: run dev/data/tinyshakespeare.sh)"
+  fi
   ./train_llama --model 13b --optimizer grass --grass-rank 256 --master-weights 0 --state-dtype bf16 --recompute 2 \
-    --batch 1 --seq 256 --gpu-mem-limit 40 --train-data "$LOG/13b/train.bin" --steps 10 --warmup 2 --eval-every 0 \
+    --batch "$batch" --seq 256 --gpu-mem-limit 40 --train-data "$data" --steps "$steps" --warmup 2 --eval-every 0 \
     --ckpt-every -1 --out "$LOG/13b" 2>&1 | tee "$LOG/13b.log"
   local rc=${PIPESTATUS[0]}
-  note "13b: $(grep -E '^(step 10/|  total|error)' "$LOG/13b.log" | tr '\n' ' ')"
+  note "13b, $batch x 256 tokens a step, on $what: $(grep -E "^(step 1/|step $steps/|  total|error)" "$LOG/13b.log" | tr '\n' ' ')"
   return "$rc"
 }
 
