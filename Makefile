@@ -75,11 +75,13 @@ HOST_HEADERS = $(wildcard *.h) $(wildcard tokenizer/*.h)
 
 BINARIES = train_llama_cpu
 ifneq ($(NVCC),)
-  BINARIES += train_llama train_llama_fp32 test/bin/test_tensors test/bin/test_tensors_fp32
+  BINARIES += train_llama train_llama_fp32
+  # the tensor-by-tensor test's GPU builds: only make test-gpu runs them (gpu-tests builds them alone)
+  GPU_TEST_BINARIES = test/bin/test_tensors test/bin/test_tensors_fp32
 endif
 TEST_BINARIES = test/bin/test_reference test/bin/test_grass_select test/bin/tensors_cpu
 
-.PHONY: all config check test test-gpu venv clean fuzz
+.PHONY: all config check test test-gpu gpu-tests venv clean fuzz
 all: $(BINARIES) $(TEST_BINARIES)
 
 # what `make` found on this machine and builds with
@@ -145,7 +147,9 @@ test:
 	@$(MAKE) -s --no-print-directory -j$(JOBS) all emu
 	PYTHON=$(PYTHON) test/run_all.sh
 
-test-gpu: all
+gpu-tests: $(GPU_TEST_BINARIES)
+
+test-gpu: all gpu-tests
 	PYTHON=$(PYTHON) test/run_all.sh test/gpu_*.sh
 
 clean:

@@ -10,7 +10,7 @@
 # with unaligned rows (gpu_aligned). Then a perturbed weight must be reported.
 source test/lib.sh
 source test/lib_gpu.sh
-[ -x "$TENSORS_GPU" ] && [ -x "$TENSORS_GPU_FP32" ] || skip "test_tensors was not built (make $TENSORS_GPU $TENSORS_GPU_FP32)"
+[ -x "$TENSORS_GPU" ] && [ -x "$TENSORS_GPU_FP32" ] || skip "test_tensors was not built (make gpu-tests, part of make test-gpu)"
 model=(--model test --batch 2 --seq 64)
 grass=(--optimizer grass --grass-rank 12 --grass-interval 3)  # rank 12: the gathered columns padded to 16
 cases=0
