@@ -149,8 +149,9 @@ test:
 
 gpu-tests: $(GPU_TEST_BINARIES)
 
+# the GPU tests one at a time (TEST_JOBS=1 unless set): they share the GPU
 test-gpu: all gpu-tests
-	PYTHON=$(PYTHON) test/run_all.sh test/gpu_*.sh
+	PYTHON=$(PYTHON) TEST_JOBS=$${TEST_JOBS:-1} test/run_all.sh test/gpu_*.sh
 
 clean:
 	rm -rf $(BINARIES) test/bin test/tmp dev/cuda/bin dev/emu/bin dev/emu/build

@@ -62,5 +62,6 @@ while [ $next -lt ${#tests[@]} ] || [ ${#running[@]} -gt 0 ]; do
   unset "running[$done_pid]"
 done
 for n in "${unmeasured[@]}"; do echo "note: $n has no measured time in test/times: it ran with the ${TEST_TIMEOUT:-900} s timeout"; done
+[ $fail -eq 0 ] || echo "failed: ${failed[*]}"  # (the FAIL lines above came in the order the tests ended)
 echo "$pass passed, $fail failed, $skip skipped ($(awk -v a="$begin" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}') s, $jobs_max at a time)"
 [ $fail -eq 0 ]
