@@ -1,7 +1,9 @@
 """PyTorch reference of the grass.c LLaMA model (docs/design.md §2) and of its AdamW training step, fp32.
 
 Written from plain torch modules, not transformers, so every operation is in view; test/t_reference_vs_hf.sh
-checks it against HF LlamaForCausalLM. As a script it writes, into --out, a HF checkpoint of the initial
+checks it against HF LlamaForCausalLM. Besides the LLaMA-2 layout it has the Llama-3 family's options as
+transformers 4.45 computes them: tied embeddings (one V x d matrix as embedding and lm_head) and RoPE scaling
+of type `linear` or `llama3`. As a script it writes, into --out, a HF checkpoint of the initial
 weights (config.json, model.safetensors) and debug_state.safetensors (tokens, logits, loss, every gradient,
 and the losses and gradient norms of a few optimizer steps on one batch), the oracle for the C trainer.
 Importable: LlamaConfig, LlamaRef, AdamW, lr_at, clip_grad_norm (the Grass reference builds on these).
@@ -29,18 +31,54 @@ class LlamaConfig:
     max_seq: int = 64
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
+    tie_word_embeddings: bool = False  # lm_head.weight is model.embed_tokens.weight
+    rope_scaling: str = "none"         # none, linear or llama3; the parameters below apply only then
+    rope_factor: float = 8.0           # linear and llama3: low frequencies are divided by it
+    rope_low_freq_factor: float = 1.0  # llama3: wavelengths above original/low are divided by rope_factor,
+    rope_high_freq_factor: float = 4.0  # those below original/high kept, those between interpolated
+    rope_original_max_seq: int = 8192  # llama3: the context length the model was trained for before scaling
+
+    def __post_init__(self):
+        assert self.rope_scaling in ("none", "linear", "llama3"), f"unknown rope_scaling {self.rope_scaling}"
+        if self.rope_scaling == "llama3":  # the interpolation divides by their difference
+            assert self.rope_high_freq_factor > self.rope_low_freq_factor, "--rope-high-freq-factor <= low"
+
+    def rope_scaling_hf(self):
+        """config.json's rope_scaling as transformers reads it, or None without scaling."""
+        if self.rope_scaling == "linear":
+            return {"rope_type": "linear", "factor": self.rope_factor}
+        if self.rope_scaling == "llama3":
+            return {"rope_type": "llama3", "factor": self.rope_factor,
+                    "low_freq_factor": self.rope_low_freq_factor, "high_freq_factor": self.rope_high_freq_factor,
+                    "original_max_position_embeddings": self.rope_original_max_seq}
+        return None
+
+    def fields_in_use(self):
+        """The fields that describe this model: the LLaMA-2 ones, plus tie and the scaling parameters in use
+        (so a LLaMA-2 config is described exactly as before they existed)."""
+        keep = ["dim", "layers", "heads", "kv_heads", "ffn", "vocab", "max_seq", "rope_theta", "norm_eps"]
+        if self.tie_word_embeddings:
+            keep.append("tie_word_embeddings")
+        if self.rope_scaling != "none":
+            keep += ["rope_scaling", "rope_factor"]
+        if self.rope_scaling == "llama3":
+            keep += ["rope_low_freq_factor", "rope_high_freq_factor", "rope_original_max_seq"]
+        return {k: getattr(self, k) for k in keep}
 
     def hf_config(self):
         """The HF LlamaConfig fields of config.json (the C trainer writes the same ones)."""
-        return {
+        c = {
             "architectures": ["LlamaForCausalLM"], "model_type": "llama",
             "hidden_size": self.dim, "intermediate_size": self.ffn,
             "num_attention_heads": self.heads, "num_key_value_heads": self.kv_heads,
             "num_hidden_layers": self.layers, "vocab_size": self.vocab,
             "max_position_embeddings": self.max_seq, "rms_norm_eps": self.norm_eps,
-            "rope_theta": self.rope_theta, "hidden_act": "silu", "tie_word_embeddings": False,
+            "rope_theta": self.rope_theta, "hidden_act": "silu", "tie_word_embeddings": self.tie_word_embeddings,
             "initializer_range": 0.02, "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32",
         }
+        if self.rope_scaling != "none":
+            c["rope_scaling"] = self.rope_scaling_hf()
+        return c
 
 
 class RMSNorm(nn.Module):
@@ -53,9 +91,31 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def rope_cos_sin(T, head_dim, theta):
-    """cos, sin of shape [T, head_dim] for positions 0..T-1; frequency i is shared by lanes i and i+head_dim/2."""
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+def rope_inv_freq(c):
+    """The head_dim/2 inverse frequencies, fp32, with transformers' operations in its order (bit-identical).
+
+    linear: all divided by rope_factor. llama3 (Llama-3.1), by wavelength 2 pi / f against L = rope_original_max_seq:
+    above L/low divided by rope_factor; below L/high unchanged; between, with s = (L/wavelength - low)/(high - low),
+    (1 - s) f/factor + s f.
+    """
+    head_dim = c.dim // c.heads
+    inv_freq = 1.0 / c.rope_theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    if c.rope_scaling == "linear":
+        inv_freq = inv_freq / c.rope_factor
+    elif c.rope_scaling == "llama3":
+        L, low, high = c.rope_original_max_seq, c.rope_low_freq_factor, c.rope_high_freq_factor
+        wavelength = 2 * math.pi / inv_freq
+        divided = torch.where(wavelength > L / low, inv_freq / c.rope_factor, inv_freq)
+        s = (L / wavelength - low) / (high - low)
+        between = (1 - s) * divided / c.rope_factor + s * divided
+        in_between = (wavelength >= L / high) & (wavelength <= L / low)
+        inv_freq = torch.where(in_between, between, divided)
+    return inv_freq
+
+
+def rope_cos_sin(T, inv_freq):
+    """cos, sin of shape [T, head_dim] for positions 0..T-1; frequency i is shared by lanes i and i+head_dim/2.
+    The angles are fp32(t * inv_freq); transformers scales cos and sin by 1 for these RoPE types."""
     angles = torch.outer(torch.arange(T, dtype=torch.float32), inv_freq)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
@@ -118,7 +178,9 @@ class Block(nn.Module):
 
 
 class LlamaRef(nn.Module):
-    """Module names mirror HF, so state_dict() keys are the HF tensor names (model.layers.0.mlp.up_proj.weight)."""
+    """Module names mirror HF, so state_dict() keys are the HF tensor names (model.layers.0.mlp.up_proj.weight).
+    Tied, lm_head.weight is the embedding's Parameter: named_parameters() lists it once, as
+    model.embed_tokens.weight, and autograd sums the gradients of both uses into it."""
 
     def __init__(self, c, seed=None):
         super().__init__()
@@ -129,6 +191,8 @@ class LlamaRef(nn.Module):
             "norm": RMSNorm(c.dim, c.norm_eps),
         })
         self.lm_head = nn.Linear(c.dim, c.vocab, bias=False)
+        if c.tie_word_embeddings:
+            self.lm_head.weight = self.model["embed_tokens"].weight
         if seed is not None:
             self.init_weights(seed)
 
@@ -145,7 +209,7 @@ class LlamaRef(nn.Module):
     def forward(self, idx, targets=None):
         """idx, targets: [B, T] int64. Returns logits [B, T, V] and the mean cross-entropy (None without targets)."""
         c = self.config
-        cos, sin = rope_cos_sin(idx.shape[1], c.dim // c.heads, c.rope_theta)
+        cos, sin = rope_cos_sin(idx.shape[1], rope_inv_freq(c))
         x = self.model["embed_tokens"](idx)
         for block in self.model["layers"]:
             x = block(x, cos, sin)
@@ -220,7 +284,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="output directory")
     for name, default in vars(LlamaConfig()).items():
-        ap.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+        if isinstance(default, bool):
+            ap.add_argument("--" + name.replace("_", "-"), action="store_true")
+        elif name == "rope_scaling":
+            ap.add_argument("--rope-scaling", choices=["none", "linear", "llama3"], default=default)
+        else:
+            ap.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
     for name, typ, default in [("batch", int, 2), ("seq", int, 16), ("steps", int, 10), ("lr", float, 1e-2),
                                ("warmup", int, 2), ("min-lr-ratio", float, 0.1), ("weight-decay", float, 0.1),
                                ("grad-clip", float, 1.0), ("beta1", float, 0.9), ("beta2", float, 0.95),
@@ -289,7 +358,7 @@ def main():
                                              "weight_decay", "grad_clip", "beta1", "beta2", "eps", "seed",
                                              "optimizer", "grass_rank", "grass_interval", "grass_select",
                                              "grass_alpha", "grass_side"]}
-    meta.update({k: str(v) for k, v in vars(cfg).items()})
+    meta.update({k: str(v) for k, v in cfg.fields_in_use().items()})
     save_file(state, os.path.join(a.out, "debug_state.safetensors"), metadata=meta)
     print(f"initial loss {state['loss'].item():.6f} (ln V = {math.log(cfg.vocab):.6f})")
     print("losses " + " ".join(f"{v:.6f}" for v in losses))
