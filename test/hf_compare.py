@@ -4,8 +4,11 @@ usage: hf_compare.py CKPT_DIR DUMP.safetensors [--grads]
 Loads CKPT_DIR with LlamaForCausalLM (fp32, eager attention), runs it on the dump's tokens (I32 [B*T+1]:
 inputs tokens[:B*T] as [B,T], targets tokens[1:]), and compares its logits and mean cross-entropy with the
 dump's `logits` (F32 [B,T,V]) and `loss` (F32 [1]). With --grads it also compares every `grad.<hf name>`
-tensor of the dump with HF's gradient of that loss. Prints the errors and bounds; exits 1 if a bound is
-exceeded. This is how we show that a checkpoint (from the C trainer or the PyTorch reference) is the HF model.
+tensor of the dump with HF's gradient of that loss; the dump must hold exactly HF's parameters, so for a model
+with tie_word_embeddings one grad.model.embed_tokens.weight, the sum over the embedding and lm_head uses
+(from_pretrained ties the two and honours rope_scaling as config.json gives them). Prints the errors and
+bounds; exits 1 if a bound is exceeded. This is how we show that a checkpoint (from the C trainer or the
+PyTorch reference) is the HF model.
 """
 import argparse
 import sys
@@ -73,6 +76,14 @@ def main():
 
     if a.grads:
         loss.backward()
+        hf_names = {name for name, _ in model.named_parameters()}  # a tied matrix once, as its embedding
+        dump_names = {k[len("grad."):] for k in dump if k.startswith("grad.")}
+        if dump_names != hf_names:
+            print(f"dump gradients not in HF: {sorted(dump_names - hf_names)}; "
+                  f"HF parameters without one: {sorted(hf_names - dump_names)} "
+                  f"(tie_word_embeddings {model.config.tie_word_embeddings})")
+            print("FAIL")
+            return 1
         rels = {}
         for name, p in model.named_parameters():
             g = dump["grad." + name]

@@ -94,9 +94,9 @@ class RMSNorm(nn.Module):
 def rope_inv_freq(c):
     """The head_dim/2 inverse frequencies, fp32, with transformers' operations in its order (bit-identical).
 
-    linear: all divided by rope_factor. llama3 (Llama-3.1), by wavelength 2 pi / f against L = rope_original_max_seq:
-    above L/low divided by rope_factor; below L/high unchanged; between, with s = (L/wavelength - low)/(high - low),
-    (1 - s) f/factor + s f.
+    linear: all divided by rope_factor. llama3 (Llama-3.1), by wavelength 2 pi / f, with L the
+    rope_original_max_seq: above L/low divided by rope_factor; below L/high unchanged; between, with
+    s = (L/wavelength - low)/(high - low), (1 - s) f/factor + s f.
     """
     head_dim = c.dim // c.heads
     inv_freq = 1.0 / c.rope_theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
