@@ -1,13 +1,15 @@
 /*
- * tokenizer.h: a SentencePiece BPE tokenizer in plain C, header-only. It reads a SentencePiece `.model`
- * file (the protobuf, parsed here, no protobuf library) and encodes and decodes exactly as the
- * `sentencepiece` library does for LLaMA's BPE model, so the `tokenize` tool can make training shards and
- * both trainers can print their samples without Python. Compiles as C and as C++ (nvcc includes it).
+ * tokenizer.h: the tokenizer of `tokenize` and of both trainers' samples, in plain C, header-only, for two
+ * formats: a SentencePiece `.model` file (the protobuf, parsed here, no protobuf library), encoded and decoded
+ * exactly as the `sentencepiece` library does for LLaMA's BPE model, and a Hugging Face `tokenizer.json` of a
+ * byte-level BPE model (Llama-3's), encoded and decoded exactly as the `tokenizers` library does
+ * (tokenizer/bpe.h). tokenizer_load tells them apart by the file's content: a JSON object is a tokenizer.json,
+ * anything else is read as a SentencePiece model. Compiles as C and as C++ (nvcc includes it).
  *
- * API (every error, such as a missing or corrupt .model file, goes through fail(): one line, exit 1):
+ * API (every error, such as a missing or corrupt model file, goes through fail(): one line, exit 1):
  *
  *   Tokenizer tok;
- *   void  tokenizer_load(Tokenizer *t, const char *path);      read a SentencePiece BPE .model file
+ *   void  tokenizer_load(Tokenizer *t, const char *path);      read a .model or a tokenizer.json file
  *   void  tokenizer_free(Tokenizer *t);
  *   t->vocab_size, t->bos_id, t->eos_id, t->unk_id             ids are -1 where the model has none
  *   int  *tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int add_bos, int add_eos,
@@ -19,8 +21,9 @@
  *   int   tokenizer_piece_id(const Tokenizer *t, const char *piece, size_t len);   id of a piece, or -1
  *
  * A loaded Tokenizer is read-only: encode and decode take a const pointer and keep their working memory
- * per call, so any number of threads may use one Tokenizer at once. Decode drops the space that starts the
- * first piece (sentencepiece's dummy prefix), so decode a whole sequence rather than token by token.
+ * per call, so any number of threads may use one Tokenizer at once. For a SentencePiece model decode drops
+ * the space that starts the first piece (the dummy prefix), so decode a whole sequence rather than token by
+ * token. The rest of this comment is the SentencePiece side; bpe.h describes the other.
  *
  * What sentencepiece does, and so what this does:
  * - normalize: the LLaMA model's normalizer is the identity (models with a precompiled normalization map
@@ -50,6 +53,7 @@
 #include <sys/stat.h>
 
 #include "common.h"
+#include "tokenizer/bpe.h"
 
 // SentencePiece piece types (ModelProto.SentencePiece.Type).
 enum { PIECE_NORMAL = 1, PIECE_UNKNOWN = 2, PIECE_CONTROL = 3, PIECE_USER_DEFINED = 4, PIECE_UNUSED = 5,
@@ -83,6 +87,7 @@ typedef struct {
     // where no merge can cross, so that BPE runs on the pieces of text between such points (same result)
     int split_at_newline;         // after a newline
     int split_at_word;            // before a space symbol that follows another character
+    BbpeModel *bpe;               // a tokenizer.json model; NULL for a SentencePiece one
 } Tokenizer;
 
 // ----------------------------------------------------------------------------------------------------------
@@ -95,6 +100,7 @@ static uint32_t tokenizer_hash(const char *s, size_t len) {
 }
 
 static int tokenizer_piece_id(const Tokenizer *t, const char *piece, size_t len) {
+    if (t->bpe) return bbpe_piece_id(t->bpe, piece, len);
     uint32_t h = tokenizer_hash(piece, len);
     for (uint32_t slot = h & t->table_mask;; slot = (slot + 1) & t->table_mask) {
         int id = t->table[slot].id;
@@ -106,6 +112,7 @@ static int tokenizer_piece_id(const Tokenizer *t, const char *piece, size_t len)
 }
 
 static const char *tokenizer_piece(const Tokenizer *t, int id, size_t *len) {
+    if (t->bpe) return bbpe_piece(t->bpe, id, len);
     if (id < 0 || id >= t->vocab_size) fail("token id %d is out of range [0, %d)", id, t->vocab_size);
     if (len) *len = t->piece_offset[id + 1] - t->piece_offset[id] - 1;
     return t->piece_data + t->piece_offset[id];
@@ -233,6 +240,17 @@ static void tokenizer_load(Tokenizer *t, const char *path) {
     size_t size;
     unsigned char *buf = (unsigned char *)file_read_all(path, &size);
     if (size == 0) fail("%s is empty, not a SentencePiece model", path);
+    size_t first = 0;
+    while (first < size && (buf[first] == ' ' || buf[first] == '\t' || buf[first] == '\n' || buf[first] == '\r')) first++;
+    if (first < size && buf[first] == '{') {   // a JSON object: a Hugging Face tokenizer.json
+        t->bpe = bbpe_load(path, (const char *)buf, size);
+        free(buf);
+        t->vocab_size = t->bpe->n_tokens;
+        t->bos_id = t->bpe->bos_id;
+        t->eos_id = t->bpe->eos_id;
+        t->unk_id = t->bpe->unk_id;
+        return;
+    }
 
     // settings, with the protobuf defaults of sentencepiece_model.proto
     int model_type = 1, treat_ws_as_suffix = 0;
@@ -384,6 +402,7 @@ static void tokenizer_load(Tokenizer *t, const char *path) {
 }
 
 static void tokenizer_free(Tokenizer *t) {
+    bbpe_free(t->bpe);
     free(t->unk_surface);
     free(t->piece_data);
     free(t->piece_offset);
@@ -580,6 +599,7 @@ typedef struct {
 static int *tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int add_bos, int add_eos, size_t *n_ids) {
     if (add_bos && t->bos_id < 0) fail("cannot add BOS: the tokenizer model has no BOS piece");
     if (add_eos && t->eos_id < 0) fail("cannot add EOS: the tokenizer model has no EOS piece");
+    if (t->bpe) return bbpe_encode(t->bpe, text, len, add_bos, add_eos, n_ids);
     char *norm = (char *)xmalloc(3 * len + 3);
     size_t norm_len = tokenizer_normalize(t, text, len, norm);
     int *ids = (int *)xmalloc((norm_len + 2) * sizeof(int));   // at most one id per normalized byte
@@ -666,6 +686,7 @@ static size_t tokenizer_decode_bytes(const Tokenizer *t, const int *ids, size_t 
 }
 
 static char *tokenizer_decode(const Tokenizer *t, const int *ids, size_t n, size_t *len) {
+    if (t->bpe) return bbpe_decode(t->bpe, ids, n, len);
     // bytes per id at most: a normal piece, the unk surface, or U+FFFD for a byte piece
     size_t per_id = t->unk_surface_len > 3 ? t->unk_surface_len : 3;
     if ((size_t)t->max_piece_len > per_id) per_id = (size_t)t->max_piece_len;

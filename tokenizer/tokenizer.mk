@@ -3,5 +3,5 @@
 BINARIES += tokenize
 all: tokenize
 
-tokenize: tokenizer/tokenize.c tokenizer/tokenizer.h common.h
+tokenize: tokenizer/tokenize.c tokenizer/tokenizer.h tokenizer/bpe.h tokenizer/unicode_tables.h json.h common.h
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
