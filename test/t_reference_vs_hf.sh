@@ -66,10 +66,12 @@ for name in ("linear", "llama3", "llama3_tie"):
     c = LlamaConfig(dim=hf.hidden_size, heads=hf.num_attention_heads, kv_heads=hf.num_key_value_heads,
                     rope_theta=hf.rope_theta, rope_scaling=rs["rope_type"], rope_factor=rs["factor"])
     if c.rope_scaling == "llama3":
-        c = dataclasses.replace(c, rope_low_freq_factor=rs["low_freq_factor"], rope_high_freq_factor=rs["high_freq_factor"],
+        c = dataclasses.replace(c, rope_low_freq_factor=rs["low_freq_factor"],
+                                rope_high_freq_factor=rs["high_freq_factor"],
                                 rope_original_max_seq=rs["original_max_position_embeddings"])
     ours, theirs = rope_inv_freq(c), LlamaRotaryEmbedding(config=hf).inv_freq
-    print(f"{name}: inverse frequencies max |diff| {(ours - theirs).abs().max().item():.3e} (must be 0: same operations)")
+    diff = (ours - theirs).abs().max().item()
+    print(f"{name}: inverse frequencies max |diff| {diff:.3e} (must be 0: the same fp32 operations)")
     assert ours.dtype == theirs.dtype == torch.float32 and torch.equal(ours, theirs)
     if c.rope_scaling == "llama3":
         L = c.rope_original_max_seq
@@ -77,7 +79,8 @@ for name in ("linear", "llama3", "llama3_tie"):
         kept = int((wavelength < L / c.rope_high_freq_factor).sum())
         divided = int((wavelength > L / c.rope_low_freq_factor).sum())
         between = len(wavelength) - kept - divided
-        print(f"{name}: llama3 bands of {len(wavelength)} frequencies: {kept} kept, {between} interpolated, {divided} divided")
+        print(f"{name}: llama3 bands of {len(wavelength)} frequencies: "
+              f"{kept} kept, {between} interpolated, {divided} divided")
         assert kept and between and divided, "a llama3 band is not exercised"
 EOF
 echo "PASS"
