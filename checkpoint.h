@@ -30,7 +30,7 @@
 
 #define STATE_MAGIC "GRASSTAT"
 #define STATE_END "GRASSEND"
-#define STATE_VERSION 2  // 2 adds the section "settings"; version 1 files are read without it
+#define STATE_VERSION 3  // 2 adds the section "settings", 3 its RoPE scaling and tie entries; older files are read too
 #define STATE_NAME_LEN 32
 #define CKPT_PATH_LEN 2048
 
@@ -547,6 +547,31 @@ static void model_files_close(ModelFiles *mf) {
     memset(mf, 0, sizeof(*mf));
 }
 
+// Refuses files that hold a tensor the model does not use (a bias, another module, an lm_head that config.json ties
+// to the embedding): loading the rest would give another function than the checkpoint's, silently.
+static void model_files_check_unused(const ModelFiles *mf, const LlamaConfig *c) {
+    int n = llama_num_tensors(c);
+    char (*names)[128] = (char (*)[128])xcalloc(n, 128);
+    for (int i = 0; i < n; i++) {
+        int kind, layer;
+        llama_tensor_at(c, i, &kind, &layer);
+        llama_param_name(kind, layer, names[i], 128);
+    }
+    for (int f = 0; f < mf->n; f++)
+        for (int e = 0; e < mf->files[f].n; e++) {
+            const char *name = mf->files[f].entries[e].name;
+            int used = 0;
+            for (int i = 0; i < n && !used; i++) used = !strcmp(names[i], name);
+            if (used) continue;
+            if (!llama_param_present(c, PARAM_LM_HEAD) && !strcmp(name, llama_param_kinds[PARAM_LM_HEAD].hf_name))
+                fail("%s holds %s, but its config.json ties the lm_head to model.embed_tokens.weight "
+                     "(tie_word_embeddings true): remove the tensor or set tie_word_embeddings false", mf->files[f].path, name);
+            fail("%s holds tensor %s, which grass.c's LLaMA does not have (no biases or other modules): refusing to load "
+                 "a model whose function would change", mf->files[f].path, name);
+        }
+    free(names);
+}
+
 // Reads the model's weights from dir (model.safetensors or its shards) tensor by tensor (checking every
 // shape): calls take(ctx, kind, layer, data, n) with each tensor as fp32, so a trainer can place it wherever
 // its weights live.
@@ -570,6 +595,7 @@ static void checkpoint_read_model(const char *dir, const LlamaConfig *c,
         take(ctx, kind, layer, data, rows * cols);
     }
     free(buf);
+    model_files_check_unused(&mf, c);
     model_files_close(&mf);
 }
 
@@ -579,11 +605,16 @@ static void checkpoint_read_model(const char *dir, const LlamaConfig *c,
 
 // The settings a run may not change when it resumes: the model config (an edited config.json would otherwise
 // change the run silently) and the optimizer's hyperparameters (the moments were built with them).
-#define STATE_SETTINGS 14
+// Version 2 files hold the first STATE_SETTINGS_V2 of them; the rest are then those of a model without RoPE scaling or
+// tied embeddings.
+#define STATE_SETTINGS 20
+#define STATE_SETTINGS_V2 14
 static const char *state_setting_names[STATE_SETTINGS] = {
     "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size", "vocab_size",
     "max_position_embeddings", "rms_norm_eps", "rope_theta", "--beta1", "--beta2", "--eps", "--weight-decay",
-    "--grass-alpha"};
+    "--grass-alpha", "tie_word_embeddings", "rope_scaling.type", "rope_scaling.factor", "rope_scaling.low_freq_factor",
+    "rope_scaling.high_freq_factor", "rope_scaling.original_max_position_embeddings"};
+static int state_setting_is_model(int i) { return i < 9 || i >= STATE_SETTINGS_V2; }
 
 typedef struct {
     int64_t step;          // completed optimizer steps
@@ -602,7 +633,9 @@ static StateHeader state_header_make(const TrainOptions *opt, const LlamaConfig 
                      {grass->enabled, grass->rank, grass->interval, grass->selector, grass->side},
                      {(double)cfg->dim, (double)cfg->n_layers, (double)cfg->n_heads, (double)cfg->n_kv_heads,
                       (double)cfg->ffn_dim, (double)cfg->vocab_size, (double)cfg->max_seq, cfg->norm_eps, cfg->rope_theta,
-                      opt->beta1, opt->beta2, opt->eps, opt->weight_decay, grass->enabled ? grass->alpha : 0.0}};
+                      opt->beta1, opt->beta2, opt->eps, opt->weight_decay, grass->enabled ? grass->alpha : 0.0,
+                      (double)cfg->tie_embeddings, (double)cfg->rope.type, cfg->rope.factor, cfg->rope.low_freq_factor,
+                      cfg->rope.high_freq_factor, (double)cfg->rope.original_max_seq}};
     return h;
 }
 
@@ -636,6 +669,58 @@ static int state_sections(StateHeader *h, StateSection *sec, size_t adamw, const
     return n;
 }
 
+// Whether a tokenizer file is Hugging Face's tokenizer.json (a JSON object) rather than a SentencePiece .model.
+static int tokenizer_path_is_json(const char *path) {
+    FILE *f = xfopen(path, "rb");
+    int ch;
+    while ((ch = fgetc(f)) == ' ' || ch == '\n' || ch == '\r' || ch == '\t') {}
+    fclose(f);
+    return ch == '{';
+}
+
+// Copies file src to dst, flushed to disk.
+static void file_copy(const char *src, const char *dst) {
+    size_t len;
+    char *bytes = file_read_all(src, &len);
+    FILE *f = xfopen(dst, "wb");
+    xfwrite(bytes, len, f, dst);
+    if (fflush(f) || fsync(fileno(f)) || fclose(f)) fail("cannot write %s: %s", dst, strerror(errno));
+    free(bytes);
+}
+
+// The tokenizer of --tokenizer into checkpoint dir under the name transformers looks for (tokenizer.json, or
+// tokenizer.model for SentencePiece), with the tokenizer_config.json and special_tokens_map.json beside it, so that
+// AutoTokenizer.from_pretrained loads the checkpoint as it loads a release.
+static void checkpoint_write_tokenizer(const char *dir, const char *tokenizer) {
+    char src[CKPT_PATH_LEN + 64], dst[CKPT_PATH_LEN + 64], from[CKPT_PATH_LEN];
+    path_format(dst, sizeof(dst), "%s/%s", dir, tokenizer_path_is_json(tokenizer) ? "tokenizer.json" : "tokenizer.model");
+    file_copy(tokenizer, dst);
+    path_format(from, sizeof(from), "%s", tokenizer);
+    char *slash = strrchr(from, '/');
+    if (slash) slash[1] = '\0';
+    else from[0] = '\0';
+    const char *beside[2] = {"tokenizer_config.json", "special_tokens_map.json"};
+    for (int i = 0; i < 2; i++) {
+        path_format(src, sizeof(src), "%s%s", from, beside[i]);
+        path_format(dst, sizeof(dst), "%s/%s", dir, beside[i]);
+        if (path_exists(src)) file_copy(src, dst);
+    }
+}
+
+// generation_config.json: the special tokens of config.json, so that model.generate stops where the model's end is.
+static void checkpoint_write_generation_config(const char *dir, const LlamaConfig *c) {
+    char path[CKPT_PATH_LEN + 32];
+    path_format(path, sizeof(path), "%s/generation_config.json", dir);
+    FILE *f = xfopen(path, "w");
+    char eos[LLAMA_MAX_EOS * 12 + 8];
+    llama_eos_json(c, eos, sizeof(eos));
+    fprintf(f, "{\n");
+    if (c->bos_id >= 0) fprintf(f, "  \"bos_token_id\": %d,\n", c->bos_id);
+    if (c->n_eos) fprintf(f, "  \"eos_token_id\": %s,\n", eos);
+    fprintf(f, "  \"do_sample\": false\n}\n");
+    if (fflush(f) || fsync(fileno(f)) || fclose(f)) fail("cannot write %s: %s", path, strerror(errno));
+}
+
 // Writes the checkpoint of `step` into --out (docs/design.md §8): the weights (params, dtype and weights_fetch as
 // checkpoint_write_model), config.json, and the state sections (those without data through io). Every value is
 // checked on its way to disk: a non-finite one stops the run (EXIT_DIVERGED) and nothing of this checkpoint stays.
@@ -649,6 +734,8 @@ static void checkpoint_save(const TrainOptions *opt, int step, const LlamaConfig
     checkpoint_last_good(opt->out, guard.last, sizeof(guard.last));
     checkpoint_begin(opt->out, step, tmp, sizeof(tmp));
     checkpoint_write_model(tmp, c, params, dtype, weights_fetch, &guard);
+    checkpoint_write_generation_config(tmp, c);
+    if (opt->tokenizer[0]) checkpoint_write_tokenizer(tmp, opt->tokenizer);
     path_format(path, sizeof(path), "%s/state.bin", tmp);
     state_write(path, n, sec, io, grass, &guard);
     checkpoint_commit(opt->out, step, tmp);
@@ -694,7 +781,8 @@ static void state_header_check(const char *path, const char *dir, const StateHea
         if (!(file->settings[i] == want->settings[i]))  // a NaN in the file differs too
             fail("%s was written with %s %.7g, this run has %.7g (%s); resume with the checkpoint's", path,
                  state_setting_names[i], file->settings[i], want->settings[i],
-                 i < 9 ? "was config.json edited, or --model or a size flag given?" : "an optimizer setting the moments depend on");
+                 state_setting_is_model(i) ? "was config.json edited, or --model or a size flag given?"
+                                           : "an optimizer setting the moments depend on");
 }
 
 // Reads the state of the checkpoint in dir: checks its header against h's (batch shape, optimizer, settings), then
@@ -712,13 +800,16 @@ static void checkpoint_load_state(const char *dir, StateHeader *h, int n, const 
     state_read_section(&st, state_find(&st, "batch_shape", sizeof(file.batch)), file.batch);
     state_read_section(&st, state_find(&st, "data_position", sizeof(file.data)), file.data);
     state_read_section(&st, state_find(&st, "optimizer", sizeof(file.optimizer)), file.optimizer);
-    if (st.version >= 2) state_read_section(&st, state_find(&st, "settings", sizeof(file.settings)), file.settings);
-    else printf("resume: %s predates the settings record: its model config and optimizer settings are not checked\n", path);
+    if (st.version >= 3) state_read_section(&st, state_find(&st, "settings", sizeof(file.settings)), file.settings);
+    else if (st.version == 2) {
+        memset(file.settings + STATE_SETTINGS_V2, 0, sizeof(double) * (STATE_SETTINGS - STATE_SETTINGS_V2));
+        state_read_section(&st, state_find(&st, "settings", sizeof(double) * STATE_SETTINGS_V2), file.settings);
+    } else printf("resume: %s predates the settings record: its model config and optimizer settings are not checked\n", path);
     state_header_check(path, dir, &file, h, st.version >= 2);
     void *buf = NULL;
     size_t cap = 0;
     for (int i = 0; i < n; i++) {
-        if (st.version < 2 && !strcmp(sec[i].name, "settings")) continue;
+        if (st.version < 3 && !strcmp(sec[i].name, "settings")) continue;
         int at = state_find(&st, sec[i].name, sec[i].nbytes);
         size_t offset = 0;
         for (int part = 0, parts = state_parts(sec, i, io); part < parts; part++) {

@@ -14,6 +14,20 @@
 #include "json.h"
 #include "rng.h"
 
+// RoPE frequency scaling (Hugging Face `rope_scaling`): the inverse frequencies as transformers computes them.
+enum { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_NUM_TYPES };
+static const char *const rope_type_names[ROPE_NUM_TYPES] = {"default", "linear", "llama3"};
+
+typedef struct {
+    int type;                // ROPE_DEFAULT; ROPE_LINEAR: every frequency / factor; ROPE_LLAMA3: Llama-3.1's three bands
+    float factor;            // linear, llama3
+    float low_freq_factor;   // llama3: wavelengths above original_max_seq / low_freq_factor are divided by factor
+    float high_freq_factor;  // llama3: those below original_max_seq / high_freq_factor are kept; between, a blend
+    int original_max_seq;    // llama3: original_max_position_embeddings
+} RopeScaling;
+
+#define LLAMA_MAX_EOS 8  // eos_token_id may be a list (Llama-3.1 Instruct names three)
+
 typedef struct {
     int dim;         // d: model width
     int n_layers;    // L
@@ -24,6 +38,14 @@ typedef struct {
     int max_seq;     // longest sequence the model is configured for (HF max_position_embeddings)
     float norm_eps;  // RMSNorm epsilon
     float rope_theta;
+    RopeScaling rope;
+    int tie_embeddings;  // one V x d matrix is both the embedding and the lm_head (HF tie_word_embeddings)
+    // the special tokens config.json names: kept as read and written back into every checkpoint (the model does
+    // not use them; generate does)
+    int bos_id;                  // bos_token_id, -1 for null
+    int n_eos;                   // eos_token_id: n_eos ids, 0 for null
+    int eos_list;                // eos_token_id is written as a list (as it was read), else as one number
+    int eos_ids[LLAMA_MAX_EOS];
 } LlamaConfig;
 
 typedef struct {
@@ -32,17 +54,28 @@ typedef struct {
     int grass_rank;  // default Grass rank (docs/design.md §3)
 } LlamaPreset;
 
-// docs/design.md §2 presets (the GaLore / Grass sizes) and small ones for tests and CPU demos.
+// Columns of the preset table: RoPE scaling, and the special tokens of the vocabulary.
+#define ROPE_NONE {ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0}
+#define ROPE_LLAMA31(f) {ROPE_LLAMA3, f, 1.0f, 4.0f, 8192}  // Llama-3.1 and 3.2: factor f, low 1, high 4, original 8192
+#define TOKENS_LLAMA2 1, 1, 0, {2}                            // bos 1, eos 2: LLaMA-2's SentencePiece vocabulary
+#define TOKENS_LLAMA3 128000, 1, 0, {128001}                  // <|begin_of_text|>, <|end_of_text|>
+
+// docs/design.md §2 presets: the GaLore / Grass sizes, the released Llama-3.1 and 3.2 sizes as their config.json files
+// publish them, and small ones for tests and CPU demos. The Grass rank is about dim / 4.
 static const LlamaPreset llama_presets[] = {
-    // name      dim  layers heads kv  ffn    vocab  max_seq eps   theta        grass rank
-    {"test",   {64, 2, 4, 2, 172, 512, 256, 1e-6f, 10000.0f}, 16},     // tests: GQA, ffn not a multiple of 8
-    {"tiny",   {128, 4, 4, 4, 344, 32000, 1024, 1e-6f, 10000.0f}, 32}, // CPU quick start with the LLaMA tokenizer
-    {"60m",    {512, 8, 8, 8, 1376, 32000, 2048, 1e-6f, 10000.0f}, 128},
-    {"130m",   {768, 12, 12, 12, 2048, 32000, 2048, 1e-6f, 10000.0f}, 256},
-    {"350m",   {1024, 24, 16, 16, 2736, 32000, 2048, 1e-6f, 10000.0f}, 256},
-    {"1b",     {2048, 24, 32, 32, 5461, 32000, 2048, 1e-6f, 10000.0f}, 512},
-    {"7b",     {4096, 32, 32, 32, 11008, 32000, 4096, 1e-6f, 10000.0f}, 1024},
-    {"13b",    {5120, 40, 40, 40, 13824, 32000, 4096, 1e-6f, 10000.0f}, 1024},
+    // name          dim   layers heads kv ffn    vocab   max_seq eps    theta      rope scaling          tie tokens      rank
+    {"test",         {64, 2, 4, 2, 172, 512, 256, 1e-6f, 10000.0f, ROPE_NONE, 0, TOKENS_LLAMA2}, 16},  // GQA, ffn % 8 != 0
+    {"tiny",         {128, 4, 4, 4, 344, 32000, 1024, 1e-6f, 10000.0f, ROPE_NONE, 0, TOKENS_LLAMA2}, 32},  // CPU quick start
+    {"60m",          {512, 8, 8, 8, 1376, 32000, 2048, 1e-6f, 10000.0f, ROPE_NONE, 0, TOKENS_LLAMA2}, 128},
+    {"130m",         {768, 12, 12, 12, 2048, 32000, 2048, 1e-6f, 10000.0f, ROPE_NONE, 0, TOKENS_LLAMA2}, 256},
+    {"350m",         {1024, 24, 16, 16, 2736, 32000, 2048, 1e-6f, 10000.0f, ROPE_NONE, 0, TOKENS_LLAMA2}, 256},
+    {"1b",           {2048, 24, 32, 32, 5461, 32000, 2048, 1e-6f, 10000.0f, ROPE_NONE, 0, TOKENS_LLAMA2}, 512},
+    {"7b",           {4096, 32, 32, 32, 11008, 32000, 4096, 1e-6f, 10000.0f, ROPE_NONE, 0, TOKENS_LLAMA2}, 1024},
+    {"13b",          {5120, 40, 40, 40, 13824, 32000, 4096, 1e-6f, 10000.0f, ROPE_NONE, 0, TOKENS_LLAMA2}, 1024},
+    {"llama3.2-1b",  {2048, 16, 32, 8, 8192, 128256, 131072, 1e-5f, 500000.0f, ROPE_LLAMA31(32.0f), 1, TOKENS_LLAMA3}, 512},
+    {"llama3.2-3b",  {3072, 28, 24, 8, 8192, 128256, 131072, 1e-5f, 500000.0f, ROPE_LLAMA31(32.0f), 1, TOKENS_LLAMA3}, 768},
+    {"llama3.1-8b",  {4096, 32, 32, 8, 14336, 128256, 131072, 1e-5f, 500000.0f, ROPE_LLAMA31(8.0f), 0, TOKENS_LLAMA3}, 1024},
+    {"llama3.1-70b", {8192, 80, 64, 8, 28672, 128256, 131072, 1e-5f, 500000.0f, ROPE_LLAMA31(8.0f), 0, TOKENS_LLAMA3}, 2048},
 };
 #define LLAMA_NUM_PRESETS ((int)(sizeof(llama_presets) / sizeof(llama_presets[0])))
 
@@ -55,6 +88,15 @@ static const LlamaPreset *llama_preset_find(const char *name) {
     for (int i = 0; i < LLAMA_NUM_PRESETS; i++)
         if (!strcmp(llama_presets[i].name, name)) return &llama_presets[i];
     return NULL;
+}
+
+// The preset names, comma-separated, for messages.
+static const char *llama_preset_names(void) {
+    static char buf[512];
+    size_t n = 0;
+    for (int i = 0; i < LLAMA_NUM_PRESETS && n < sizeof(buf); i++)
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? ", " : "", llama_presets[i].name);
+    return buf;
 }
 
 // The largest sizes a model may have, so that every size product the trainers form (a vocab x dim matrix, a
@@ -83,17 +125,92 @@ static void llama_config_validate(const LlamaConfig *c, const char *source) {
     if (llama_head_dim(c) % 2) fail("%s: head dim %d must be even for RoPE", source, llama_head_dim(c));
     if (!(c->norm_eps > 0.0f) || !(c->rope_theta > 0.0f) || !isfinite(c->norm_eps) || !isfinite(c->rope_theta))
         fail("%s: rms_norm_eps and rope_theta must be positive and finite", source);
+    const RopeScaling *r = &c->rope;
+    if (r->type < 0 || r->type >= ROPE_NUM_TYPES) fail("%s: unknown RoPE scaling type %d", source, r->type);
+    if (r->type != ROPE_DEFAULT && !(r->factor > 0.0f && isfinite(r->factor)))
+        fail("%s: rope_scaling factor must be positive and finite", source);
+    if (r->type == ROPE_LLAMA3 &&
+        !(r->low_freq_factor > 0.0f && r->high_freq_factor > r->low_freq_factor && isfinite(r->high_freq_factor) &&
+          r->original_max_seq > 0))
+        fail("%s: llama3 rope_scaling needs low_freq_factor > 0, high_freq_factor > low_freq_factor and "
+             "original_max_position_embeddings > 0", source);
+    if (c->tie_embeddings != 0 && c->tie_embeddings != 1) fail("%s: tie_word_embeddings must be true or false", source);
+    if (c->n_eos < 0 || c->n_eos > LLAMA_MAX_EOS) fail("%s: at most %d eos_token_id values", source, LLAMA_MAX_EOS);
+}
+
+// A float as JSON: the shortest text that reads back as the same float (1e-05, not 9.99999975e-06), with a '.' or
+// an exponent so that Python reads a float, as transformers writes them.
+static const char *json_float_text(float v, char *buf, size_t n) {
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(buf, n, "%.*g", digits, (double)v);
+        if (strtof(buf, NULL) == v) break;
+    }
+    if (!strpbrk(buf, ".eEn")) snprintf(buf + strlen(buf), n - strlen(buf), ".0");
+    return buf;
+}
+
+// The fields that define the model, with their Hugging Face names and values as text: what a mismatch names.
+#define LLAMA_CONFIG_FIELDS 15
+static void llama_config_fields(const LlamaConfig *c, const char **names, char (*values)[32]) {
+    static const char *const hf[LLAMA_CONFIG_FIELDS] = {
+        "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size",
+        "vocab_size", "max_position_embeddings", "rms_norm_eps", "rope_theta", "tie_word_embeddings", "rope_scaling.type",
+        "rope_scaling.factor", "rope_scaling.low_freq_factor", "rope_scaling.high_freq_factor",
+        "rope_scaling.original_max_position_embeddings"};
+    const RopeScaling *r = &c->rope;
+    int n = 0;
+#define FIELD(...) snprintf(values[n++], 32, __VA_ARGS__)
+    FIELD("%d", c->dim);
+    FIELD("%d", c->n_layers);
+    FIELD("%d", c->n_heads);
+    FIELD("%d", c->n_kv_heads);
+    FIELD("%d", c->ffn_dim);
+    FIELD("%d", c->vocab_size);
+    FIELD("%d", c->max_seq);
+    json_float_text(c->norm_eps, values[n++], 32);
+    json_float_text(c->rope_theta, values[n++], 32);
+    FIELD("%s", c->tie_embeddings ? "true" : "false");
+    FIELD("%s", rope_type_names[r->type]);
+    json_float_text(r->type != ROPE_DEFAULT ? r->factor : 0.0f, values[n++], 32);
+    json_float_text(r->type == ROPE_LLAMA3 ? r->low_freq_factor : 0.0f, values[n++], 32);
+    json_float_text(r->type == ROPE_LLAMA3 ? r->high_freq_factor : 0.0f, values[n++], 32);
+    FIELD("%d", r->type == ROPE_LLAMA3 ? r->original_max_seq : 0);
+#undef FIELD
+    for (int i = 0; i < LLAMA_CONFIG_FIELDS; i++) names[i] = hf[i];
+}
+
+// Whether two configs describe the same model; when not, buf names every differing field with a's and b's values.
+static int llama_config_diff(const LlamaConfig *a, const LlamaConfig *b, char *buf, size_t n) {
+    const char *names[LLAMA_CONFIG_FIELDS];
+    char va[LLAMA_CONFIG_FIELDS][32], vb[LLAMA_CONFIG_FIELDS][32];
+    llama_config_fields(a, names, va);
+    llama_config_fields(b, names, vb);
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < LLAMA_CONFIG_FIELDS; i++)
+        if (strcmp(va[i], vb[i]) && len < n)
+            len += (size_t)snprintf(buf + len, n - len, "%s%s %s vs %s", len ? ", " : "", names[i], va[i], vb[i]);
+    return len == 0;
 }
 
 static int llama_config_equal(const LlamaConfig *a, const LlamaConfig *b) {
-    return a->dim == b->dim && a->n_layers == b->n_layers && a->n_heads == b->n_heads &&
-           a->n_kv_heads == b->n_kv_heads && a->ffn_dim == b->ffn_dim && a->vocab_size == b->vocab_size &&
-           a->max_seq == b->max_seq && a->norm_eps == b->norm_eps && a->rope_theta == b->rope_theta;
+    char buf[8];
+    return llama_config_diff(a, b, buf, sizeof(buf));
 }
 
 static void llama_config_describe(const LlamaConfig *c, char *buf, size_t n) {
-    snprintf(buf, n, "dim %d, layers %d, heads %d, kv-heads %d, ffn %d, vocab %d, max-seq %d", c->dim,
-             c->n_layers, c->n_heads, c->n_kv_heads, c->ffn_dim, c->vocab_size, c->max_seq);
+    int len = snprintf(buf, n, "dim %d, layers %d, heads %d, kv-heads %d, ffn %d, vocab %d, max-seq %d", c->dim,
+                       c->n_layers, c->n_heads, c->n_kv_heads, c->ffn_dim, c->vocab_size, c->max_seq);
+    if (c->tie_embeddings && len >= 0 && (size_t)len < n) len += snprintf(buf + len, n - (size_t)len, ", tied embeddings");
+    if (c->rope.type != ROPE_DEFAULT && len >= 0 && (size_t)len < n)
+        snprintf(buf + len, n - (size_t)len, ", RoPE %s x%g", rope_type_names[c->rope.type], (double)c->rope.factor);
+}
+
+static int json_int_value(const JsonValue *v, const char *key, const char *path) {
+    if (v->type != JSON_NUMBER || v->number != floor(v->number)) fail("%s: field \"%s\" must be an integer", path, key);
+    if (!(v->number >= INT_MIN && v->number <= INT_MAX))
+        fail("%s: field \"%s\" is %g, outside the range of an int", path, key, v->number);
+    return (int)v->number;
 }
 
 static int json_int_field(const JsonValue *root, const char *key, const char *path, int required, int dflt) {
@@ -102,11 +219,7 @@ static int json_int_field(const JsonValue *root, const char *key, const char *pa
         if (required) fail("%s: missing field \"%s\"", path, key);
         return dflt;
     }
-    if (v->type != JSON_NUMBER || v->number != floor(v->number))
-        fail("%s: field \"%s\" must be an integer", path, key);
-    if (!(v->number >= INT_MIN && v->number <= INT_MAX))
-        fail("%s: field \"%s\" is %g, outside the range of an int", path, key, v->number);
-    return (int)v->number;
+    return json_int_value(v, key, path);
 }
 
 static float json_float_field(const JsonValue *root, const char *key, const char *path, float dflt) {
@@ -117,24 +230,61 @@ static float json_float_field(const JsonValue *root, const char *key, const char
     return (float)v->number;
 }
 
-// Reads a Hugging Face LlamaConfig config.json.
+// A boolean field: absent or null gives dflt.
+static int json_bool_field(const JsonValue *root, const char *key, const char *path, int dflt) {
+    const JsonValue *v = json_get(root, key);
+    if (!v || v->type == JSON_NULL) return dflt;
+    if (v->type != JSON_BOOL) fail("%s: field \"%s\" must be true or false", path, key);
+    return (int)v->number;
+}
+
+// `rope_scaling`: null, or an object naming its type ("rope_type", or "type" in older files) and its parameters.
+static void llama_rope_scaling_read(RopeScaling *r, const JsonValue *root, const char *path) {
+    memset(r, 0, sizeof(*r));
+    const JsonValue *s = json_get(root, "rope_scaling");
+    if (!s || s->type == JSON_NULL) return;
+    if (s->type != JSON_OBJECT) fail("%s: rope_scaling must be null or an object", path);
+    const JsonValue *t = json_get(s, "rope_type");
+    if (!t) t = json_get(s, "type");
+    if (!t || t->type != JSON_STRING) fail("%s: rope_scaling has no \"rope_type\" string", path);
+    r->type = -1;
+    for (int i = 0; i < ROPE_NUM_TYPES; i++)
+        if (!strcmp(t->string, rope_type_names[i])) r->type = i;
+    if (r->type < 0)
+        fail("%s: rope_scaling type \"%s\" is not supported (supported: default, linear, llama3)", path, t->string);
+    if (r->type == ROPE_DEFAULT) return;
+    if (!json_get(s, "factor")) fail("%s: rope_scaling of type %s needs \"factor\"", path, t->string);
+    r->factor = json_float_field(s, "factor", path, 0.0f);
+    if (r->type != ROPE_LLAMA3) return;
+    const char *need[3] = {"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"};
+    for (int i = 0; i < 3; i++)
+        if (!json_get(s, need[i])) fail("%s: rope_scaling of type llama3 needs \"%s\"", path, need[i]);
+    r->low_freq_factor = json_float_field(s, "low_freq_factor", path, 0.0f);
+    r->high_freq_factor = json_float_field(s, "high_freq_factor", path, 0.0f);
+    r->original_max_seq = json_int_field(s, "original_max_position_embeddings", path, 1, 0);
+}
+
+// Reads a Hugging Face LlamaConfig config.json. What would change the model's function and is not implemented (biases,
+// another head_dim, another activation, another RoPE scaling) is refused, naming the field.
 static void llama_config_read_json(LlamaConfig *c, const char *path) {
     size_t len;
     char *text = file_read_all(path, &len);
     JsonValue root;
     json_parse(&root, text, len, path);
     if (root.type != JSON_OBJECT) fail("%s: expected a JSON object", path);
+    memset(c, 0, sizeof(*c));
     const JsonValue *mt = json_get(&root, "model_type");
     if (mt && (mt->type != JSON_STRING || strcmp(mt->string, "llama")))
         fail("%s: model_type must be \"llama\"", path);
     const JsonValue *act = json_get(&root, "hidden_act");
     if (act && (act->type != JSON_STRING || strcmp(act->string, "silu")))
-        fail("%s: hidden_act must be \"silu\" (the LLaMA SwiGLU)", path);
-    const JsonValue *tie = json_get(&root, "tie_word_embeddings");
-    if (tie && tie->type == JSON_BOOL && tie->number)
-        fail("%s: tie_word_embeddings is true; grass.c trains LLaMA with an untied lm_head", path);
-    const JsonValue *scaling = json_get(&root, "rope_scaling");
-    if (scaling && scaling->type != JSON_NULL) fail("%s: rope_scaling is not supported", path);
+        fail("%s: hidden_act must be \"silu\" (the LLaMA SwiGLU), not %s", path,
+             act->type == JSON_STRING ? act->string : "a non-string");
+    if (json_bool_field(&root, "attention_bias", path, 0))
+        fail("%s: attention_bias is true: grass.c's LLaMA has no q/k/v/o biases", path);
+    if (json_bool_field(&root, "mlp_bias", path, 0)) fail("%s: mlp_bias is true: grass.c's LLaMA has no MLP biases", path);
+    c->tie_embeddings = json_bool_field(&root, "tie_word_embeddings", path, 0);
+    llama_rope_scaling_read(&c->rope, &root, path);
     c->dim = json_int_field(&root, "hidden_size", path, 1, 0);
     c->n_layers = json_int_field(&root, "num_hidden_layers", path, 1, 0);
     c->n_heads = json_int_field(&root, "num_attention_heads", path, 1, 0);
@@ -144,15 +294,39 @@ static void llama_config_read_json(LlamaConfig *c, const char *path) {
     c->max_seq = json_int_field(&root, "max_position_embeddings", path, 0, 2048);
     c->norm_eps = json_float_field(&root, "rms_norm_eps", path, 1e-6f);
     c->rope_theta = json_float_field(&root, "rope_theta", path, 10000.0f);
+    int head_dim = json_int_field(&root, "head_dim", path, 0, 0);
+    if (head_dim && c->n_heads > 0 && (c->dim % c->n_heads || head_dim != c->dim / c->n_heads))
+        fail("%s: head_dim %d is not hidden_size / num_attention_heads (%d / %d): grass.c needs head_dim = hidden_size / heads",
+             path, head_dim, c->dim, c->n_heads);
+    c->bos_id = json_int_field(&root, "bos_token_id", path, 0, -1);
+    const JsonValue *eos = json_get(&root, "eos_token_id");
+    if (eos && eos->type == JSON_ARRAY) {
+        if (eos->count > LLAMA_MAX_EOS) fail("%s: eos_token_id lists %d ids, at most %d are supported", path, eos->count, LLAMA_MAX_EOS);
+        c->eos_list = 1;
+        c->n_eos = eos->count;
+        for (int i = 0; i < eos->count; i++) c->eos_ids[i] = json_int_value(&eos->items[i], "eos_token_id", path);
+    } else if (eos && eos->type != JSON_NULL) {
+        c->n_eos = 1;
+        c->eos_ids[0] = json_int_value(eos, "eos_token_id", path);
+    }
     json_free_value(&root);
     free(text);
     llama_config_validate(c, path);
 }
 
-// Writes the config as a Hugging Face LlamaConfig, so LlamaForCausalLM.from_pretrained reads it.
-// dtype is the safetensors weight dtype name the checkpoint uses ("float32" or "bfloat16").
+// eos_token_id as JSON: null, one number, or a list (as config.json had it).
+static void llama_eos_json(const LlamaConfig *c, char *buf, size_t n) {
+    size_t len = (size_t)snprintf(buf, n, "%s", c->n_eos ? (c->eos_list ? "[" : "") : "null");
+    for (int i = 0; i < c->n_eos && len < n; i++) len += (size_t)snprintf(buf + len, n - len, "%s%d", i ? ", " : "", c->eos_ids[i]);
+    if (c->n_eos && c->eos_list && len < n) snprintf(buf + len, n - len, "]");
+}
+
+
+// Writes the config as a Hugging Face LlamaConfig, so LlamaForCausalLM.from_pretrained reads it. dtype is the
+// torch_dtype of the weights the checkpoint holds ("float32" or "bfloat16").
 static void llama_config_write_json(const LlamaConfig *c, const char *path, const char *dtype) {
     FILE *f = xfopen(path, "w");
+    char a[40], b[40], d[40];
     fprintf(f,
             "{\n"
             "  \"architectures\": [\"LlamaForCausalLM\"],\n"
@@ -164,18 +338,32 @@ static void llama_config_write_json(const LlamaConfig *c, const char *path, cons
             "  \"num_hidden_layers\": %d,\n"
             "  \"vocab_size\": %d,\n"
             "  \"max_position_embeddings\": %d,\n"
-            "  \"rms_norm_eps\": %.9g,\n"
-            "  \"rope_theta\": %.9g,\n"
-            "  \"hidden_act\": \"silu\",\n"
-            "  \"tie_word_embeddings\": false,\n"
-            "  \"attention_bias\": false,\n"
-            "  \"initializer_range\": 0.02,\n"
-            "  \"bos_token_id\": 1,\n"
-            "  \"eos_token_id\": 2,\n"
-            "  \"torch_dtype\": \"%s\"\n"
-            "}\n",
+            "  \"rms_norm_eps\": %s,\n"
+            "  \"rope_theta\": %s,\n",
             c->dim, c->ffn_dim, c->n_heads, c->n_kv_heads, c->n_layers, c->vocab_size, c->max_seq,
-            (double)c->norm_eps, (double)c->rope_theta, dtype);
+            json_float_text(c->norm_eps, a, sizeof(a)), json_float_text(c->rope_theta, b, sizeof(b)));
+    const RopeScaling *r = &c->rope;
+    if (r->type == ROPE_DEFAULT) fprintf(f, "  \"rope_scaling\": null,\n");
+    else if (r->type == ROPE_LINEAR)
+        fprintf(f, "  \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": %s},\n", json_float_text(r->factor, a, sizeof(a)));
+    else
+        fprintf(f,
+                "  \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": %s, \"low_freq_factor\": %s, "
+                "\"high_freq_factor\": %s, \"original_max_position_embeddings\": %d},\n",
+                json_float_text(r->factor, a, sizeof(a)), json_float_text(r->low_freq_factor, b, sizeof(b)),
+                json_float_text(r->high_freq_factor, d, sizeof(d)), r->original_max_seq);
+    fprintf(f,
+            "  \"hidden_act\": \"silu\",\n"
+            "  \"tie_word_embeddings\": %s,\n"
+            "  \"attention_bias\": false,\n"
+            "  \"mlp_bias\": false,\n"
+            "  \"initializer_range\": 0.02,\n",
+            c->tie_embeddings ? "true" : "false");
+    char eos[LLAMA_MAX_EOS * 12 + 8];
+    llama_eos_json(c, eos, sizeof(eos));
+    if (c->bos_id >= 0) fprintf(f, "  \"bos_token_id\": %d,\n", c->bos_id);
+    else fprintf(f, "  \"bos_token_id\": null,\n");
+    fprintf(f, "  \"eos_token_id\": %s,\n  \"torch_dtype\": \"%s\"\n}\n", eos, dtype);
     if (fclose(f)) fail("cannot write %s: %s", path, strerror(errno));
 }
 
@@ -252,8 +440,12 @@ typedef struct {
     size_t count;                    // total number of parameters
 } ParamLayout;
 
-// Elements of a kind over all its layers.
+// Whether a kind has tensors of its own: the lm_head of a model with tied embeddings is the embedding.
+static int llama_param_present(const LlamaConfig *c, int kind) { return !(kind == PARAM_LM_HEAD && c->tie_embeddings); }
+
+// Elements of a kind over all its layers (0 for the tied lm_head: it has no storage of its own).
 static size_t llama_param_kind_numel(const LlamaConfig *c, int kind) {
+    if (!llama_param_present(c, kind)) return 0;
     return llama_param_numel(c, kind) * (llama_param_kinds[kind].per_layer ? (size_t)c->n_layers : 1);
 }
 
@@ -270,8 +462,10 @@ static void llama_param_layout_of(const LlamaConfig *c, ParamLayout *lay, int wi
 
 static void llama_param_layout(const LlamaConfig *c, ParamLayout *lay) { llama_param_layout_of(c, lay, 1); }
 
-// Element offset of (kind, layer) in the flat buffer; layer is ignored for the kinds that do not repeat.
+// Element offset of (kind, layer) in the flat buffer; layer is ignored for the kinds that do not repeat. The tied
+// lm_head is the embedding: its weights, gradient (both uses accumulate into one) and moments are the embedding's.
 static size_t llama_param_offset(const LlamaConfig *c, const ParamLayout *lay, int kind, int layer) {
+    if (!llama_param_present(c, kind)) kind = PARAM_EMBED;
     return lay->offset[kind] + (llama_param_kinds[kind].per_layer ? (size_t)layer * llama_param_numel(c, kind) : 0);
 }
 
@@ -279,16 +473,16 @@ static void llama_param_name(int kind, int layer, char *buf, size_t n) {
     snprintf(buf, n, llama_param_kinds[kind].hf_name, layer);
 }
 
-// Number of tensors (kind, layer) in the model, and the i-th of them in checkpoint order.
+// Number of tensors (kind, layer) the model stores (a tied lm_head is not one), and the i-th of them in checkpoint order.
 static int llama_num_tensors(const LlamaConfig *c) {
     int n = 0;
-    for (int k = 0; k < NUM_PARAM_KINDS; k++) n += llama_param_kinds[k].per_layer ? c->n_layers : 1;
+    for (int k = 0; k < NUM_PARAM_KINDS; k++) n += !llama_param_present(c, k) ? 0 : llama_param_kinds[k].per_layer ? c->n_layers : 1;
     return n;
 }
 
 static void llama_tensor_at(const LlamaConfig *c, int i, int *kind, int *layer) {
     for (int k = 0; k < NUM_PARAM_KINDS; k++) {
-        int reps = llama_param_kinds[k].per_layer ? c->n_layers : 1;
+        int reps = !llama_param_present(c, k) ? 0 : llama_param_kinds[k].per_layer ? c->n_layers : 1;
         if (i < reps) { *kind = k; *layer = i; return; }
         i -= reps;
     }
@@ -321,17 +515,50 @@ static void llama_init_tensor(const LlamaConfig *c, float *p, int kind, int laye
     }
 }
 
-// RoPE tables cos/sin [T, hd/2] computed as HF does (fp32 inverse frequencies, fp32 angles).
-static void llama_rope_tables(float *cosb, float *sinb, int T, int hd, float theta) {
-    int half = hd / 2;
+// A float product or quotient rounded to float before it is used: keeps the compiler from fusing it into an FMA
+// with the next operation, so that the sums below round as PyTorch's separate elementwise operations do.
+static float f32_rounded(float x) {
+    volatile float v = x;
+    return v;
+}
+
+// The RoPE inverse frequencies [hd/2] as transformers computes them in fp32: theta^(-2i/hd), then the scaling of
+// c->rope: linear divides every one by factor; llama3 divides those whose wavelength 2 pi / f exceeds
+// original_max_seq / low_freq_factor by factor, keeps those below original_max_seq / high_freq_factor, and blends
+// between the two in the band between.
+static void llama_rope_inv_freq(const LlamaConfig *c, float *inv_freq) {
+    int hd = llama_head_dim(c), half = hd / 2;
+    const RopeScaling *r = &c->rope;
     for (int i = 0; i < half; i++) {
-        float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+        float f = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)hd);
+        if (r->type == ROPE_LINEAR) f = f / r->factor;
+        if (r->type == ROPE_LLAMA3) {
+            float low_wavelen = (float)((double)r->original_max_seq / r->low_freq_factor);
+            float high_wavelen = (float)((double)r->original_max_seq / r->high_freq_factor);
+            float wavelen = (float)(2.0 * M_PI) / f;
+            float scaled = wavelen > low_wavelen ? f / r->factor : f;
+            float smooth = ((float)r->original_max_seq / wavelen - r->low_freq_factor) /
+                           (float)((double)r->high_freq_factor - r->low_freq_factor);
+            float blend = f32_rounded(f32_rounded((1.0f - smooth) * scaled) / r->factor) + f32_rounded(smooth * scaled);
+            f = !(wavelen < high_wavelen) && !(wavelen > low_wavelen) ? blend : scaled;
+        }
+        inv_freq[i] = f;
+    }
+}
+
+// RoPE tables cos/sin [T, hd/2] as transformers computes them: fp32 angles t * inv_freq (llama_rope_inv_freq's).
+// Both trainers take them from here (the GPU trainer uploads them).
+static void llama_rope_tables(const LlamaConfig *c, float *cosb, float *sinb, int T) {
+    int half = llama_head_dim(c) / 2;
+    float *inv_freq = (float *)xmalloc(sizeof(float) * half);
+    llama_rope_inv_freq(c, inv_freq);
+    for (int i = 0; i < half; i++)
         for (int t = 0; t < T; t++) {
-            float angle = (float)t * inv_freq;
+            float angle = (float)t * inv_freq[i];
             cosb[t * half + i] = cosf(angle);
             sinb[t * half + i] = sinf(angle);
         }
-    }
+    free(inv_freq);
 }
 
 #endif

@@ -282,7 +282,7 @@ static void gpu_alloc(GpuLlama *m) {
         m->grass.host_rho = (float *)xmalloc(sizeof(float) * m->grass.p.nsel);
         m->grass.host_norms = (double *)xmalloc(sizeof(double) * m->grass.p.dmax);
     }
-    rope_tables_init(m->a.rope_cos, m->a.rope_sin, m->T, llama_head_dim(&m->stored_cfg), m->stored_cfg.rope_theta);
+    rope_tables_init(m->a.rope_cos, m->a.rope_sin, &m->stored_cfg, m->T);
 }
 
 static void gpu_free(GpuLlama *m) {

@@ -60,7 +60,7 @@ typedef struct {
 #define OPTION(name, field, type, gpu, choices, help) \
     {name, type, offsetof(TrainOptions, field), sizeof(((TrainOptions *)0)->field), gpu, choices, help}
 static const OptionSpec train_option_specs[] = {
-    OPTION("--model", model, OPT_STRING, 0, NULL, "preset (test, tiny, 60m, 130m, 350m, 1b, 7b, 13b) or a HF config.json; none: the config.json of --resume/--init, else 60m"),
+    OPTION("--model", model, OPT_STRING, 0, NULL, "a preset (listed below) or a HF config.json; none: the config.json of --resume/--init, else 60m"),
     OPTION("--dim", dim, OPT_INT, 0, NULL, "override the model width (0: from --model)"),
     OPTION("--layers", layers, OPT_INT, 0, NULL, "override the number of layers"),
     OPTION("--heads", heads, OPT_INT, 0, NULL, "override the number of query heads"),
@@ -171,6 +171,7 @@ static void train_options_help(const char *prog, int is_gpu) {
         if (s->type == OPT_FLAG) printf("  %-26s %s\n", left, s->help);
         else printf("  %-26s %s [%s]\n", left, s->help, val);
     }
+    printf("\nModel presets (--model): %s.\n", llama_preset_names());
     if (!is_gpu) printf("\nGPU-only options (--recompute, --master-weights, --state-dtype, --gpu-mem-limit, --comm, --profile) belong to train_llama.\n");
 }
 
@@ -330,7 +331,7 @@ static int train_options_model(const TrainOptions *o, const char *ckpt_dir, Llam
     } else {
         size_t n = strlen(name);
         if (n < 5 || strcmp(name + n - 5, ".json"))
-            fail("--model %s is neither a preset (test, tiny, 60m, 130m, 350m, 1b, 7b, 13b) nor a config.json file", name);
+            fail("--model %s is neither a preset (%s) nor a config.json file", name, llama_preset_names());
         llama_config_read_json(c, name);
     }
     if (o->dim) c->dim = o->dim;

@@ -458,7 +458,7 @@ static void llama_alloc(Llama *m, const LlamaConfig *cfg, int B, int T, const Tr
     Buffer buf[LLAMA_MAX_BUFFERS];
     int n = llama_buffers(m, buf);
     for (int i = 0; i < n; i++) *buf[i].ptr = xcalloc(buf[i].count, buf[i].elem);
-    llama_rope_tables(m->a.rope_cos, m->a.rope_sin, T, llama_head_dim(cfg), cfg->rope_theta);
+    llama_rope_tables(cfg, m->a.rope_cos, m->a.rope_sin, T);
 }
 
 static void llama_free(Llama *m) {

@@ -77,24 +77,17 @@ typedef struct {
 // Refuses a run whose ranks resolved the options to different weights or model configs (a config.json or
 // --out that differs between the nodes), naming the first differing field with rank 0's value and the other's.
 static void train_setup_agree(const Comm *c, const TrainSetup *s) {
-    const LlamaConfig *m = &s->cfg;
-    char v[11][CKPT_PATH_LEN + 32];
-    snprintf(v[0], sizeof(v[0]), "%s", s->weights_dir ? s->weights_dir : "(a fresh init)");
-    snprintf(v[1], sizeof(v[1]), "%d", m->dim);
-    snprintf(v[2], sizeof(v[2]), "%d", m->n_layers);
-    snprintf(v[3], sizeof(v[3]), "%d", m->n_heads);
-    snprintf(v[4], sizeof(v[4]), "%d", m->n_kv_heads);
-    snprintf(v[5], sizeof(v[5]), "%d", m->ffn_dim);
-    snprintf(v[6], sizeof(v[6]), "%d", m->vocab_size);
-    snprintf(v[7], sizeof(v[7]), "%d", m->max_seq);
-    snprintf(v[8], sizeof(v[8]), "%.9g", (double)m->norm_eps);
-    snprintf(v[9], sizeof(v[9]), "%.9g", (double)m->rope_theta);
-    snprintf(v[10], sizeof(v[10]), "%d", s->grass_rank);
-    const char *names[11] = {"the weights", "dim", "layers", "heads", "kv-heads", "ffn", "vocab", "max-seq", "norm eps",
-                             "rope theta", "the Grass rank"};
-    const char *values[11];
-    for (int i = 0; i < 11; i++) values[i] = v[i];
-    comm_agree(c, "the models", 11, names, values, "");
+    enum { N = LLAMA_CONFIG_FIELDS + 2 };
+    const char *names[N], *values[N];
+    char v[N][32], weights[CKPT_PATH_LEN + 32];
+    llama_config_fields(&s->cfg, names, v);
+    snprintf(weights, sizeof(weights), "%s", s->weights_dir ? s->weights_dir : "(a fresh init)");
+    snprintf(v[LLAMA_CONFIG_FIELDS], sizeof(v[0]), "%d", s->grass_rank);
+    names[LLAMA_CONFIG_FIELDS] = "the Grass rank";
+    names[LLAMA_CONFIG_FIELDS + 1] = "the weights";
+    for (int i = 0; i <= LLAMA_CONFIG_FIELDS; i++) values[i] = v[i];
+    values[LLAMA_CONFIG_FIELDS + 1] = weights;
+    comm_agree(c, "the models", N, names, values, "");
 }
 
 // Before a training run looks at --out: the stop signals (train_guard.h), and rank 0's lock on --out, taken before
@@ -117,18 +110,26 @@ static void train_setup_model(TrainSetup *s, const TrainOptions *opt) {
     }
     s->weights_dir = s->resume_dir[0] ? s->resume_dir : opt->init[0] ? opt->init : NULL;
     s->grass_rank = train_options_model(opt, s->weights_dir, &s->cfg);
+    if (!s->weights_dir && opt->tokenizer[0] && !opt->dry_run) {  // a new model's special tokens are its tokenizer's
+        Tokenizer tok;
+        tokenizer_load(&tok, opt->tokenizer);
+        s->cfg.bos_id = tok.bos_id;
+        s->cfg.n_eos = tok.eos_id >= 0;
+        s->cfg.eos_list = 0;
+        s->cfg.eos_ids[0] = tok.eos_id;
+        tokenizer_free(&tok);
+    }
     train_setup_agree(train_setup_comm, s);
     if (!s->weights_dir || !opt->model[0]) return;
-    char path[CKPT_PATH_LEN + 32], a[256], b[256];
+    char path[CKPT_PATH_LEN + 32], diff[1024];
     path_format(path, sizeof(path), "%s/config.json", s->weights_dir);
     if (!path_exists(path)) return;
     LlamaConfig ck;
     llama_config_read_json(&ck, path);
-    if (!llama_config_equal(&ck, &s->cfg)) {
-        llama_config_describe(&ck, a, sizeof(a));
-        llama_config_describe(&s->cfg, b, sizeof(b));
-        fail("%s holds a model with %s, but the options give %s", path, a, b);
-    }
+    if (!llama_config_diff(&ck, &s->cfg, diff, sizeof(diff)))
+        fail("%s is not the model --model %s%s gives: %s (checkpoint vs options); leave out --model to take the checkpoint's "
+             "config", path, opt->model, opt->dim || opt->layers || opt->heads || opt->kv_heads || opt->ffn || opt->vocab ||
+             opt->max_seq ? " with the size flags" : "", diff);
 }
 
 // The data of a run: the tokenizer for samples (with --tokenizer), the validation shards (with --val-data,

@@ -2,8 +2,8 @@
  * kernels/rope.cuh: rotary position embedding in the HF rotate_half layout (element i of a head is paired
  * with element i + hd/2), forward and backward. The backward applies the inverse rotation (the transpose),
  * exactly as rope_apply with sign -1 in train_llama.c. The cos/sin tables come from llama_rope_tables, the
- * host code the CPU trainer uses (fp32 inv_freq = 1 / theta^(2i/hd), angle = t * inv_freq), uploaded once,
- * so both trainers rotate by bit-identical angles.
+ * host code the CPU trainer uses (the frequencies of the model's RoPE scaling, fp32 angle = t * inv_freq),
+ * uploaded once, so both trainers rotate by bit-identical angles.
  */
 #pragma once
 
@@ -11,10 +11,10 @@
 #include "common.cuh"
 
 // Device tables cos_dev, sin_dev [T, hd/2] fp32, computed on the host (synchronous upload).
-static void rope_tables_init(float *cos_dev, float *sin_dev, int T, int hd, float theta) {
-    size_t bytes = sizeof(float) * (size_t)T * (hd / 2);
+static void rope_tables_init(float *cos_dev, float *sin_dev, const LlamaConfig *c, int T) {
+    size_t bytes = sizeof(float) * (size_t)T * (llama_head_dim(c) / 2);
     float *cosb = (float *)xmalloc(bytes), *sinb = (float *)xmalloc(bytes);
-    llama_rope_tables(cosb, sinb, T, hd, theta);
+    llama_rope_tables(c, cosb, sinb, T);
     cudaCheck(cudaMemcpy(cos_dev, cosb, bytes, cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(sin_dev, sinb, bytes, cudaMemcpyHostToDevice));
     free(cosb);

@@ -112,14 +112,46 @@ st_edit ck_offset "h['model.norm.weight']['data_offsets'][1] = 1e300"
 expect_error "tensor model.norm.weight: data_offsets must be two whole numbers from 0 to 2^53" $T "${ok[@]}" --init "$TMP/ck_offset"
 st_edit ck_numel "h['model.norm.weight']['shape'] = [2**40, 2**40]"
 expect_error "tensor model.norm.weight: its shape has more than 2^53 elements" $T "${ok[@]}" --init "$TMP/ck_numel"
+# strict loading: a tensor the model does not use, and config.json fields that would change the model's function
+st_edit ck_bias "h['model.layers.0.self_attn.q_proj.bias'] = dict(h['model.norm.weight'])"
+expect_error "holds tensor model.layers.0.self_attn.q_proj.bias, which grass.c's LLaMA does not have" $T "${ok[@]}" --init "$TMP/ck_bias"
+cfg_edit() {  # NAME PYTHON: a copy of the checkpoint whose config.json (the dict c) the statement edits
+  cp -r "$ck" "$TMP/$1"
+  "$PYTHON" -c "
+import json, sys
+c = json.load(open(sys.argv[1]))
+exec(sys.argv[2])
+json.dump(c, open(sys.argv[1], 'w'))" "$TMP/$1/config.json" "$2"
+}
+cfg_edit ck_abias "c['attention_bias'] = True"
+expect_error "attention_bias is true: grass.c's LLaMA has no q/k/v/o biases" $T "${ok[@]}" --init "$TMP/ck_abias"
+cfg_edit ck_mbias "c['mlp_bias'] = True"
+expect_error "mlp_bias is true" $T "${ok[@]}" --init "$TMP/ck_mbias"
+cfg_edit ck_hdim "c['head_dim'] = 32"
+expect_error "head_dim 32 is not hidden_size / num_attention_heads (64 / 4)" $T "${ok[@]}" --init "$TMP/ck_hdim"
+cfg_edit ck_act "c['hidden_act'] = 'gelu'"
+expect_error "hidden_act must be \"silu\" (the LLaMA SwiGLU), not gelu" $T "${ok[@]}" --init "$TMP/ck_act"
+cfg_edit ck_yarn "c['rope_scaling'] = {'rope_type': 'yarn', 'factor': 4.0}"
+expect_error "rope_scaling type \"yarn\" is not supported (supported: default, linear, llama3)" $T "${ok[@]}" --init "$TMP/ck_yarn"
+cfg_edit ck_l3 "c['rope_scaling'] = {'rope_type': 'llama3', 'factor': 8.0, 'low_freq_factor': 1.0}"
+expect_error "rope_scaling of type llama3 needs \"high_freq_factor\"" $T "${ok[@]}" --init "$TMP/ck_l3"
+cfg_edit ck_tie "c['tie_word_embeddings'] = True"
+expect_error "holds lm_head.weight, but its config.json ties the lm_head to model.embed_tokens.weight" $T "${ok[@]:2}" --init "$TMP/ck_tie"
 cp -r "$ck" "$TMP/ck_state"; printf 'XXXXXXXX' | dd of="$TMP/ck_state/state.bin" bs=1 seek=$(($(stat -c %s "$TMP/ck_state/state.bin") - 8)) conv=notrunc status=none
 expect_error "state.bin: corrupt trainer state (no end marker)" $T "${ok[@]}" --steps 5 --resume "$TMP/ck_state"
 cp -r "$ck" "$TMP/ck_state2"; truncate -s 100 "$TMP/ck_state2/state.bin"
 expect_error "state.bin is truncated" $T "${ok[@]}" --steps 5 --resume "$TMP/ck_state2"
 cp -r "$ck" "$TMP/ck_nostate"; rm "$TMP/ck_nostate/state.bin"
 expect_error "ck_nostate/state.bin (for reading): No such file" $T "${ok[@]}" --steps 5 --resume "$TMP/ck_nostate"
-expect_error "holds a model with dim 64, layers 2" $T "${ok[@]}" --steps 5 --resume "$ck" --layers 3
-expect_error "holds a model with dim 64" $T "${ok[@]}" --model tiny --init "$ck"
+expect_error "is not the model --model test with the size flags gives: num_hidden_layers 2 vs 3" $T "${ok[@]}" --steps 5 --resume "$ck" --layers 3
+expect_error "is not the model --model tiny gives: hidden_size 64 vs 128, num_hidden_layers 2 vs 4" $T "${ok[@]}" --model tiny --init "$ck"
+# a Llama-2-7b directory differs from the 7b preset only in rms_norm_eps: the one differing field is named
+mkdir -p "$TMP/llama2_7b"
+cat > "$TMP/llama2_7b/config.json" << 'EOF'
+{"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32,
+ "num_hidden_layers": 32, "vocab_size": 32000, "max_position_embeddings": 4096, "rms_norm_eps": 1e-05, "rope_theta": 10000.0}
+EOF
+expect_error "is not the model --model 7b gives: rms_norm_eps 1e-05 vs 1e-06 (checkpoint vs options)" $T --model 7b --init "$TMP/llama2_7b" --dry-run
 cp -r "$ck" "$TMP/ck_cfg"; sed -i 's/"num_hidden_layers": 2/"num_hidden_layers": 3/' "$TMP/ck_cfg/config.json"
 expect_error "tensor model.layers.2.input_layernorm.weight is missing" $T "${ok[@]:2}" --init "$TMP/ck_cfg"
 expect_error "was written with --batch 2 --seq 16" $T "${ok[@]}" --steps 5 --resume "$ck" --batch 4

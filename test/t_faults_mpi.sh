@@ -42,7 +42,7 @@ refused "--model: rank 0 has test, rank 1 has tiny" \
 refused "--train-data: rank 0 has $TMP/a/train.bin, rank 1 has $TMP/b/train.bin" \
   -np 1 "$CPU" "${data[@]}" "${base[@]}" : -np 1 "$CPU" "${data[@]}" "${base[@]}" --train-data "$TMP/b/train.bin"
 # the same options, read in other directories (as on nodes whose files differ): the model config, the data
-refused "the models differ between the ranks: dim: rank 0 has 64, rank 1 has 128" \
+refused "the models differ between the ranks: hidden_size: rank 0 has 64, rank 1 has 128" \
   -np 1 -wdir "$PWD/$TMP/a" "$CPU" --model config.json --train-data "$PWD/$TMP/a/train.bin" "${base[@]}" : \
   -np 1 -wdir "$PWD/$TMP/b" "$CPU" --model config.json --train-data "$PWD/$TMP/a/train.bin" "${base[@]}"
 refused "--train-data train.bin, file 1: rank 0 has train.bin (12000 tokens of 2 bytes, 25024 bytes), rank 1 has train.bin (6000 tokens" \

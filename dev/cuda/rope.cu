@@ -23,13 +23,22 @@ static void rope_apply_ref(R *x, const float *cosb, const float *sinb, int N, in
     }
 }
 
+// A config whose heads are hd wide, RoPE base theta, without scaling: what the tables depend on.
+static LlamaConfig rope_config(int hd, float theta) {
+    LlamaConfig c;
+    memset(&c, 0, sizeof(c));
+    c.dim = hd, c.n_heads = 1, c.rope_theta = theta;
+    return c;
+}
+
 // The tables against the formula in double; the backward is the inverse and the transpose of the forward.
 static void selftest(void) {
     const int T = 4096, hd = 128, N = 2 * 5, nh = 3;
     const double theta = 10000.0;
     printf("rope CPU reference self-test\n");
     std::vector<float> cosb((size_t)T * hd / 2), sinb((size_t)T * hd / 2);
-    llama_rope_tables(cosb.data(), sinb.data(), T, hd, (float)theta);
+    LlamaConfig rc = rope_config(hd, (float)theta);
+    llama_rope_tables(&rc, cosb.data(), sinb.data(), T);
     std::vector<double> cos_exact(cosb.size()), sin_exact(sinb.size());
     for (int t = 0; t < T; t++)
         for (int i = 0; i < hd / 2; i++) {
@@ -56,14 +65,15 @@ static void validate(int B, int T, int nh, int hd) {
     size_t n = (size_t)N * nh * hd;
     printf("  B %d, T %d, heads %d, hd %d\n", B, T, nh, hd);
     std::vector<float> cosb((size_t)T * hd / 2), sinb((size_t)T * hd / 2);
-    llama_rope_tables(cosb.data(), sinb.data(), T, hd, 10000.0f);
+    LlamaConfig rc = rope_config(hd, 10000.0f);
+    llama_rope_tables(&rc, cosb.data(), sinb.data(), T);
     std::vector<float> x = random_normal(n, 0, 1, 30), dout = random_normal(n, 0, 1, 31);
     std::vector<double> out = to_double(x), dinp = to_double(dout);
     rope_apply_ref(out.data(), cosb.data(), sinb.data(), N, T, nh, hd, 1.0);
     rope_apply_ref(dinp.data(), cosb.data(), sinb.data(), N, T, nh, hd, -1.0);
 
     float *d_cos = device_alloc<float>(cosb.size()), *d_sin = device_alloc<float>(sinb.size());
-    rope_tables_init(d_cos, d_sin, T, hd, 10000.0f);
+    rope_tables_init(d_cos, d_sin, &rc, T);
     std::vector<float> cos_gpu = download(d_cos, cosb.size());
     if (memcmp(cos_gpu.data(), cosb.data(), sizeof(float) * cosb.size())) {
         printf("    rope_tables_init differs from llama_rope_tables: FAIL\n");
@@ -84,7 +94,8 @@ static void bench(int B, int T, int nh, int hd) {
     int N = B * T;
     size_t n = (size_t)N * nh * hd;
     float *d_cos = device_alloc<float>((size_t)T * hd / 2), *d_sin = device_alloc<float>((size_t)T * hd / 2);
-    rope_tables_init(d_cos, d_sin, T, hd, 10000.0f);
+    LlamaConfig rc = rope_config(hd, 10000.0f);
+    rope_tables_init(d_cos, d_sin, &rc, T);
     floatX *d_x = upload<floatX>(random_normal(n, 0, 1, 40));
     float ms = time_ms(20, [&] { rope_forward(d_x, d_x, d_cos, d_sin, N, T, nh, hd, 0); });
     printf("  B %d, T %d, heads %d, hd %d: %.3f ms (%.0f GB/s)\n", B, T, nh, hd, ms, 2.0 * sizeof(floatX) * n / ms / 1e6);
