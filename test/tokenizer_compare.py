@@ -12,8 +12,6 @@ import subprocess
 import sys
 import tempfile
 
-import sentencepiece as spm
-
 
 def run(args, data):
     p = subprocess.run(args, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
@@ -23,7 +21,8 @@ def run(args, data):
 
 
 def cases():
-    """Named byte strings: the cases the encoder must get exactly right."""
+    """Named byte strings: the cases the encoder must get exactly right (test/tokenizer_bpe_compare.py uses
+    them too, which is why sentencepiece is imported only where it is used)."""
     c = {
         "empty": b"",
         "space": b" ",
@@ -94,6 +93,7 @@ def decode_cases(sp, rng):
 
 
 def main():
+    import sentencepiece as spm
     args = [a for a in sys.argv[1:] if a != "--quick"]
     quick = "--quick" in sys.argv
     tokenize, model = args[0], args[1]
