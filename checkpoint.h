@@ -50,6 +50,8 @@ typedef struct {
     size_t nbytes;
     const void *data;  // or NULL: moved through the trainer's StateIO, part by part
     int type, check;   // STATE_I64 ..., STATE_ANY ...
+    int tensor;        // the state tensor it holds (STATE_ADAMW_M ...), -1 for the header's sections
+    int optional;      // a resume goes on without it when the file lacks it
 } StateSection;
 
 // Value i of a float section's part (fp32 or bf16) as fp32.
@@ -225,6 +227,12 @@ static void state_open(TrainerState *st, const char *path) {
     }
     xfread(magic, 8, f, path);  // past the end of a truncated file: fails
     if (memcmp(magic, STATE_END, 8)) fail("%s: corrupt trainer state (no end marker)", path);
+}
+
+static int state_has(const TrainerState *st, const char *name) {
+    for (int i = 0; i < st->n; i++)
+        if (!strcmp(st->names[i], name)) return 1;
+    return 0;
 }
 
 // The index of section `name`, which must hold exactly nbytes; fails naming the file otherwise.
@@ -441,7 +449,7 @@ typedef struct {
 } FiniteFetch;
 
 static void weights_check(const StTensorOut *t, const void *data, const SaveGuard *guard) {
-    StateSection sec = {t->name, 0, NULL, !strcmp(t->dtype, "BF16") ? STATE_BF16 : STATE_F32, STATE_FINITE};
+    StateSection sec = {t->name, 0, NULL, !strcmp(t->dtype, "BF16") ? STATE_BF16 : STATE_F32, STATE_FINITE, -1, 0};
     char why[256];
     size_t bytes = st_numel(t->ndim, t->shape) * st_dtype_size(t->dtype);
     if (!state_part_valid(&sec, 0, data, bytes, NULL, why, sizeof(why))) save_refuse(guard, t->name, why);
@@ -639,33 +647,37 @@ static StateHeader state_header_make(const TrainOptions *opt, const LlamaConfig 
     return h;
 }
 
-// The tensors of the state, after the header's sections, in this order.
-enum { STATE_ADAMW_M, STATE_ADAMW_V, STATE_GRASS_SIGMA, STATE_GRASS_RHO, STATE_GRASS_M, STATE_GRASS_V, STATE_TENSORS };
+// The tensors of the state, after the header's sections, in this order. STATE_MASTER is the fp32 copy of the weights
+// that a trainer whose weights (model.safetensors) are bf16 keeps: the GPU trainer's master weights.
+enum { STATE_ADAMW_M, STATE_ADAMW_V, STATE_GRASS_SIGMA, STATE_GRASS_RHO, STATE_GRASS_M, STATE_GRASS_V, STATE_MASTER, STATE_TENSORS };
 #define STATE_MAX_SECTIONS (STATE_HEADER_SECTIONS + STATE_TENSORS)
 
-// The tensor (STATE_ADAMW_M ...) that section i of state_sections holds.
-static int state_section_tensor(int i) { return i - STATE_HEADER_SECTIONS; }
-
 // The sections of a trainer state into sec (STATE_MAX_SECTIONS room); returns their number. adamw: the elements
-// with AdamW moments; bf16: the moments are bf16 (their own names); data: the STATE_TENSORS host buffers in the
-// order above, or NULL (the section moves through a StateIO).
-static int state_sections(StateHeader *h, StateSection *sec, size_t adamw, const GrassPlan *grass, int bf16,
+// with AdamW moments; bf16: the moments are bf16 (their own names); master: the elements of the fp32 master weights in
+// the model's layout (0: none; optional on resume: a checkpoint without them resumes from its weights); data: the
+// STATE_TENSORS host buffers in the order above, or NULL (the section moves through a StateIO).
+static int state_sections(StateHeader *h, StateSection *sec, size_t adamw, const GrassPlan *grass, int bf16, size_t master,
                           void *const *data) {
     int n = 0, mt = bf16 ? STATE_BF16 : STATE_F32;
     size_t mb = bf16 ? 2 : 4;
-    sec[n++] = (StateSection){"step", sizeof(h->step), &h->step, STATE_I64, STATE_ANY};
-    sec[n++] = (StateSection){"batch_shape", sizeof(h->batch), h->batch, STATE_I64, STATE_ANY};
-    sec[n++] = (StateSection){"data_position", sizeof(h->data), h->data, STATE_I64, STATE_ANY};
-    sec[n++] = (StateSection){"optimizer", sizeof(h->optimizer), h->optimizer, STATE_I64, STATE_ANY};
-    sec[n++] = (StateSection){"settings", sizeof(h->settings), h->settings, STATE_F64, STATE_ANY};
-    sec[n++] = (StateSection){bf16 ? "adamw.m.bf16" : "adamw.m", adamw * mb, data[STATE_ADAMW_M], mt, STATE_FINITE};
-    sec[n++] = (StateSection){bf16 ? "adamw.v.bf16" : "adamw.v", adamw * mb, data[STATE_ADAMW_V], mt, STATE_NONNEG};
+    sec[n++] = (StateSection){"step", sizeof(h->step), &h->step, STATE_I64, STATE_ANY, -1, 0};
+    sec[n++] = (StateSection){"batch_shape", sizeof(h->batch), h->batch, STATE_I64, STATE_ANY, -1, 0};
+    sec[n++] = (StateSection){"data_position", sizeof(h->data), h->data, STATE_I64, STATE_ANY, -1, 0};
+    sec[n++] = (StateSection){"optimizer", sizeof(h->optimizer), h->optimizer, STATE_I64, STATE_ANY, -1, 0};
+    sec[n++] = (StateSection){"settings", sizeof(h->settings), h->settings, STATE_F64, STATE_ANY, -1, 0};
+    sec[n++] = (StateSection){bf16 ? "adamw.m.bf16" : "adamw.m", adamw * mb, data[STATE_ADAMW_M], mt, STATE_FINITE, STATE_ADAMW_M, 0};
+    sec[n++] = (StateSection){bf16 ? "adamw.v.bf16" : "adamw.v", adamw * mb, data[STATE_ADAMW_V], mt, STATE_NONNEG, STATE_ADAMW_V, 0};
     if (grass->enabled) {
-        sec[n++] = (StateSection){"grass.sigma", sizeof(int32_t) * grass->nsel, data[STATE_GRASS_SIGMA], STATE_I32, STATE_INDEX};
-        sec[n++] = (StateSection){"grass.rho", sizeof(float) * grass->nsel, data[STATE_GRASS_RHO], STATE_F32, STATE_POSITIVE};
-        sec[n++] = (StateSection){bf16 ? "grass.m.bf16" : "grass.m", grass->nstate * mb, data[STATE_GRASS_M], mt, STATE_FINITE};
-        sec[n++] = (StateSection){bf16 ? "grass.v.bf16" : "grass.v", grass->nstate * mb, data[STATE_GRASS_V], mt, STATE_NONNEG};
+        sec[n++] = (StateSection){"grass.sigma", sizeof(int32_t) * grass->nsel, data[STATE_GRASS_SIGMA], STATE_I32, STATE_INDEX,
+                                  STATE_GRASS_SIGMA, 0};
+        sec[n++] = (StateSection){"grass.rho", sizeof(float) * grass->nsel, data[STATE_GRASS_RHO], STATE_F32, STATE_POSITIVE,
+                                  STATE_GRASS_RHO, 0};
+        sec[n++] = (StateSection){bf16 ? "grass.m.bf16" : "grass.m", grass->nstate * mb, data[STATE_GRASS_M], mt, STATE_FINITE,
+                                  STATE_GRASS_M, 0};
+        sec[n++] = (StateSection){bf16 ? "grass.v.bf16" : "grass.v", grass->nstate * mb, data[STATE_GRASS_V], mt, STATE_NONNEG,
+                                  STATE_GRASS_V, 0};
     }
+    if (master) sec[n++] = (StateSection){"master.f32", master * 4, data[STATE_MASTER], STATE_F32, STATE_FINITE, STATE_MASTER, 1};
     return n;
 }
 
@@ -810,6 +822,10 @@ static void checkpoint_load_state(const char *dir, StateHeader *h, int n, const 
     size_t cap = 0;
     for (int i = 0; i < n; i++) {
         if (st.version < 3 && !strcmp(sec[i].name, "settings")) continue;
+        if (sec[i].optional && !state_has(&st, sec[i].name)) {
+            printf("resume: %s has no section %s: it starts from the checkpoint's weights\n", path, sec[i].name);
+            continue;
+        }
         int at = state_find(&st, sec[i].name, sec[i].nbytes);
         size_t offset = 0;
         for (int part = 0, parts = state_parts(sec, i, io); part < parts; part++) {

@@ -803,8 +803,10 @@ static void sample_print(Llama *m, const Tokenizer *tok, int ntok, uint64_t seed
 }
 
 // The trainer state (docs/design.md §8, checkpoint.h's sections): AdamW's moments and Grass's selection and moments live
-// in host buffers. Grass's counters are derived from the step.
-static int trainer_state_sections(Llama *m, StateHeader *h, StateSection *sec) {
+// in host buffers. Grass's counters are derived from the step. The parameters are fp32, so model.safetensors holds them
+// exactly and a save writes no master weights; a resume (resuming) takes those of a GPU checkpoint, whose
+// model.safetensors holds bf16 weights, as its parameters.
+static int trainer_state_sections(Llama *m, StateHeader *h, StateSection *sec, int resuming) {
     GrassState *gs = &m->grass;
     void *data[STATE_TENSORS];
     data[STATE_ADAMW_M] = m->adam_m;
@@ -813,7 +815,8 @@ static int trainer_state_sections(Llama *m, StateHeader *h, StateSection *sec) {
     data[STATE_GRASS_RHO] = gs->rho;
     data[STATE_GRASS_M] = gs->m;
     data[STATE_GRASS_V] = gs->v;
-    return state_sections(h, sec, m->glay.count, &gs->p, 0, data);
+    data[STATE_MASTER] = m->params;
+    return state_sections(h, sec, m->glay.count, &gs->p, 0, resuming ? m->lay.count : 0, data);
 }
 
 // Rank 0 writes the checkpoint: every rank holds the same weights and optimizer state, and the data
@@ -822,7 +825,7 @@ static void save_checkpoint(Llama *m, const TrainOptions *opt, int step, const D
     if (m->comm->rank == 0) {
         StateHeader h = state_header_make(opt, &m->cfg, &m->grass.p, step, train, m->comm->world, accum);
         StateSection sec[STATE_MAX_SECTIONS];
-        int n = trainer_state_sections(m, &h, sec);
+        int n = trainer_state_sections(m, &h, sec, 0);
         checkpoint_save(opt, step, &m->cfg, m->params, "F32", NULL, n, sec, NULL, &m->grass.p);
     }
     comm_barrier(m->comm);
@@ -832,7 +835,7 @@ static void save_checkpoint(Llama *m, const TrainOptions *opt, int step, const D
 static int load_trainer_state(Llama *m, const TrainOptions *opt, const char *dir, DataLoader *train, int accum) {
     StateHeader h = state_header_make(opt, &m->cfg, &m->grass.p, 0, train, m->comm->world, accum);
     StateSection sec[STATE_MAX_SECTIONS];
-    int n = trainer_state_sections(m, &h, sec);
+    int n = trainer_state_sections(m, &h, sec, 1);
     checkpoint_load_state(dir, &h, n, sec, NULL, &m->grass.p);
     dataloader_seek(train, (int)h.data[0], (int)h.data[1], (int)h.data[2]);
     return (int)h.step;

@@ -58,17 +58,19 @@ static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, uint64
 }
 
 // The trainer state (checkpoint.h's sections), under the CPU trainer's names (fp32 moments) and in the model's
-// layout, so checkpoints move between the trainers; bf16 moments have names of their own. The device-held sections
-// have no data: checkpoints move them in parts (StateIO): the AdamW moments a tensor at a time (stored padded),
-// Grass's sections GPU_STATE_CHUNK bytes at a time.
+// layout, so checkpoints move between the trainers; bf16 moments have names of their own. The fp32 master weights, when
+// kept, are a section of their own (model.safetensors holds the floatX weights the model computes with). The device-held
+// sections have no data: checkpoints move them in parts (StateIO): the AdamW moments and the master weights a tensor at a
+// time (stored padded), Grass's sections GPU_STATE_CHUNK bytes at a time.
 #ifndef GPU_STATE_CHUNK  // the emulated builds (dev/emu/emu.mk) take 4 KiB, so that their resume tests use many parts
 #define GPU_STATE_CHUNK ((size_t)64 << 20)
 #endif
 static int gpu_state_sections(GpuLlama *m, StateHeader *h, StateSection *sec) {
-    ParamLayout model_glay;
+    ParamLayout model_lay, model_glay;
+    llama_param_layout(&m->model_cfg, &model_lay);
     llama_param_layout_of(&m->model_cfg, &model_glay, !m->grass.p.enabled);
     void *none[STATE_TENSORS] = {NULL};
-    return state_sections(h, sec, model_glay.count, &m->grass.p, m->state_bf16, none);
+    return state_sections(h, sec, model_glay.count, &m->grass.p, m->state_bf16, m->master ? model_lay.count : 0, none);
 }
 
 // The checkpoint's weights come from the device one tensor at a time, as the writer reaches them (Fetcher), and
@@ -89,40 +91,46 @@ static void gpu_fetch_weight(void *ctx, int i, void *dst) {
     gpu_tensor_copy(f->m, kind, layer, dst, f->dev, &f->m->lay, f->esize, 0);
 }
 
-// The tensors that have AdamW moments, in checkpoint order: all, or under Grass those outside the projections.
-// Returns how many there are, and with part >= 0 puts that one's (kind, layer) in *kind, *layer.
-static int gpu_adamw_tensors(const GpuLlama *m, int part, int *kind, int *layer) {
+// The tensors of state tensor t (STATE_ADAMW_M ...) that move one at a time, in checkpoint order: the master weights'
+// all, the AdamW moments' all or, under Grass, those outside the projections. Returns how many there are, and with
+// part >= 0 puts that one's (kind, layer) in *kind, *layer.
+static int gpu_state_tensors(const GpuLlama *m, int t, int part, int *kind, int *layer) {
     int n = 0;
     for (int i = 0; i < llama_num_tensors(&m->stored_cfg); i++) {
         int k, l;
         llama_tensor_at(&m->stored_cfg, i, &k, &l);
-        if (m->grass.p.enabled && llama_param_kinds[k].is_projection) continue;
+        if (t != STATE_MASTER && m->grass.p.enabled && llama_param_kinds[k].is_projection) continue;
         if (n++ == part) *kind = k, *layer = l;
     }
     return n;
 }
 
-// Whether state section i holds AdamW moments, which are stored padded (gpu_tensor_copy) and move a tensor at a time.
-static int gpu_state_is_adamw(int i) {
-    int t = state_section_tensor(i);
-    return t == STATE_ADAMW_M || t == STATE_ADAMW_V;
+// Whether state tensor t is stored padded (gpu_tensor_copy) and moves a tensor at a time: the AdamW moments and the
+// master weights. Its elements' size is esize.
+static int gpu_state_by_tensor(const GpuLlama *m, int t, size_t *esize) {
+    *esize = t == STATE_MASTER ? 4 : m->state_bf16 ? 2 : 4;
+    return t == STATE_ADAMW_M || t == STATE_ADAMW_V || t == STATE_MASTER;
 }
 
 static int gpu_state_parts(void *ctx, int i) {  // i: the section index, after the header's
     GpuCheckpointIO *io = (GpuCheckpointIO *)ctx;
-    if (gpu_state_is_adamw(i)) return gpu_adamw_tensors(io->m, -1, NULL, NULL);
+    size_t esize;
+    int t = io->sec[i].tensor;
+    if (gpu_state_by_tensor(io->m, t, &esize)) return gpu_state_tensors(io->m, t, -1, NULL, NULL);
     return (int)ceil_div(io->sec[i].nbytes, GPU_STATE_CHUNK);
 }
 
 static size_t gpu_state_part_bytes(void *ctx, int i, int part) {
     GpuCheckpointIO *io = (GpuCheckpointIO *)ctx;
-    if (!gpu_state_is_adamw(i)) {
+    size_t esize;
+    int t = io->sec[i].tensor;
+    if (!gpu_state_by_tensor(io->m, t, &esize)) {
         size_t rest = io->sec[i].nbytes - part * GPU_STATE_CHUNK;
         return rest < GPU_STATE_CHUNK ? rest : GPU_STATE_CHUNK;
     }
     int kind, layer;
-    gpu_adamw_tensors(io->m, part, &kind, &layer);
-    return llama_param_numel(&io->m->model_cfg, kind) * (io->m->state_bf16 ? 2 : 4);
+    gpu_state_tensors(io->m, t, part, &kind, &layer);
+    return llama_param_numel(&io->m->model_cfg, kind) * esize;
 }
 
 // Copies part `part` of state section i between host and its device buffer.
@@ -136,13 +144,15 @@ static void gpu_state_part_copy(GpuCheckpointIO *io, int i, int part, void *host
     dev[STATE_GRASS_RHO] = gs->rho;
     dev[STATE_GRASS_M] = gs->m;
     dev[STATE_GRASS_V] = gs->v;
-    int s = state_section_tensor(i);
-    if (gpu_state_is_adamw(i)) {
+    dev[STATE_MASTER] = m->master;
+    int s = io->sec[i].tensor;
+    size_t esize;
+    if (gpu_state_by_tensor(m, s, &esize)) {
         int kind, layer;
-        ParamLayout dlay;  // the moments' stored layout
-        gpu_adamw_tensors(m, part, &kind, &layer);
-        llama_param_layout_of(&m->stored_cfg, &dlay, !gs->p.enabled);
-        gpu_tensor_copy(m, kind, layer, host, dev[s], &dlay, m->state_bf16 ? 2 : 4, to_device);
+        ParamLayout dlay;  // the stored layout: the parameters' (master weights) or the moments'
+        gpu_state_tensors(m, s, part, &kind, &layer);
+        llama_param_layout_of(&m->stored_cfg, &dlay, s == STATE_MASTER || !gs->p.enabled);
+        gpu_tensor_copy(m, kind, layer, host, dev[s], &dlay, esize, to_device);
     } else {
         char *d = (char *)dev[s] + part * GPU_STATE_CHUNK;
         size_t bytes = gpu_state_part_bytes(io, i, part);
@@ -163,9 +173,10 @@ static StateIO gpu_state_io(GpuCheckpointIO *ctx) {
     return (StateIO){gpu_state_parts, gpu_state_part_bytes, gpu_fetch_state, gpu_store_state, ctx};
 }
 
-// Rank 0 writes the checkpoint of step `done` (every rank holds the same state; the others wait for it), its weights
-// in their most precise copy: the fp32 master weights, else the floatX weights. First every value is checked on the
-// device (gpu_state_finite): a diverged model stops the run, as the writer's own check would, but before any copy.
+// Rank 0 writes the checkpoint of step `done` (every rank holds the same state; the others wait for it): the floatX
+// weights the model computes with into model.safetensors (bf16 in the bf16 build), the fp32 master weights, when kept,
+// into state.bin. First every value is checked on the device (gpu_state_finite): a diverged model stops the run, as the
+// writer's own check would, but before any copy.
 static void gpu_save_checkpoint(GpuLlama *m, Comm *comm, const TrainOptions *opt, int step, const DataLoader *train, int accum) {
     if (comm->rank == 0) {
         if (!gpu_state_finite(m)) {
@@ -174,11 +185,11 @@ static void gpu_save_checkpoint(GpuLlama *m, Comm *comm, const TrainOptions *opt
             fail_status(EXIT_DIVERGED, "step %d: the weights or the optimizer state hold a non-finite value: training diverged and "
                         "nothing was saved; the last good checkpoint is %s", step, last);
         }
-        size_t esize = m->master || sizeof(floatX) == 4 ? 4 : 2;
+        size_t esize = sizeof(floatX);
         StateHeader h = state_header_make(opt, &m->model_cfg, &m->grass.p, step, train, comm->world, accum);
         StateSection sec[STATE_MAX_SECTIONS];
         int n = gpu_state_sections(m, &h, sec);
-        GpuCheckpointIO ctx = {m, m->master ? (void *)m->master : (void *)m->params, esize, sec};
+        GpuCheckpointIO ctx = {m, (void *)m->params, esize, sec};
         Fetcher weights = {gpu_fetch_weight, &ctx};
         StateIO io = gpu_state_io(&ctx);
         checkpoint_save(opt, step, &m->model_cfg, NULL, esize == 4 ? "F32" : "BF16", &weights, n, sec, &io, &m->grass.p);
@@ -216,11 +227,12 @@ static void *gpu_hold_back(double limit_gib, size_t *held) {
 }
 
 // FLOPs per token of one training step (forward + backward = 3 x forward): 6 per parameter of the matrices
-// and 6 L T d for attention's two products with causal masking halving them (as llm.c counts).
+// and 6 L T d for attention's two products with causal masking halving them (as llm.c counts). The embedding is a
+// lookup; a tied V x d matrix is stored once and counts once, as the lm_head's product.
 static double gpu_flops_per_token(const LlamaConfig *c, int T) {
     ParamLayout lay;
     llama_param_layout(c, &lay);
-    double matrices = (double)lay.count - (double)c->vocab_size * c->dim;  // the embedding is a lookup
+    double matrices = (double)lay.count - (c->tie_embeddings ? 0.0 : (double)c->vocab_size * c->dim);
     return 6.0 * matrices + 6.0 * c->n_layers * (double)T * llama_q_dim(c);
 }
 

@@ -1,6 +1,6 @@
 # A checkpoint written by the GPU trainer loads in Hugging Face transformers and gives the CPU trainer's logits
 # and loss there (test/hf_compare.py's bounds): the bf16 build trains the test preset (ffn 172, stored padded to
-# 176 on the GPU; the checkpoint holds the model's shapes and the fp32 master weights), then the CPU trainer's
+# 176 on the GPU; model.safetensors holds the model's shapes and its bf16 weights, state.bin the fp32 master weights), then the CPU trainer's
 # forward of that checkpoint on random tokens (test_reference dump) is compared with transformers'. Skipped
 # without transformers; 20 steps on a GPU, 4 on the CPU emulator (test/t_emu_hf.sh).
 source test/lib.sh

@@ -8,7 +8,10 @@
 #  - the bf16 build: losses within 2e-2 relative (bf16 keeps 8 bits: 4e-3 relative per rounding, through a few
 #    layers and 10 updates of bf16 weights), with fp32 master weights and with stochastic rounding;
 #  - exact resume: 10 + resume + 10 steps equal 20 straight, bit for bit (the kernels are deterministic);
-#  - a checkpoint written by the GPU trainer resumes in the CPU trainer (test/gpu_hf.sh loads one in transformers).
+#  - the bf16 build's checkpoint holds its bf16 weights in model.safetensors and the fp32 master weights in state.bin's
+#    master.f32, each weight the master's value rounded to bf16;
+#  - a checkpoint written by the GPU trainer resumes in the CPU trainer, from the master weights (test/gpu_hf.sh loads
+#    one in transformers).
 # The logs are compared by test/log_compare.py (every step and field present, relative differences).
 # On the CPU emulator (GPU_EMU=1: test/t_emu_train.sh) the runs are shorter, where a GPU runs them in no time:
 # 4 steps (2 of warmup, 2 of decay) with evaluations of 2 batches at 0, 2 and 4, and resume 4 + 4 = 8; and
@@ -65,6 +68,34 @@ diff <(strip "$TMP/straight/log.jsonl") <(strip "$TMP/resumed/log.jsonl") || die
 cmp "$TMP/straight/$last/model.safetensors" "$TMP/resumed/$last/model.safetensors" || die "GPU resume: weights differ"
 echo "ok: GPU $steps + resume + $steps is bit-identical to $((2 * steps)) straight"
 
-# the GPU checkpoint in the CPU trainer
-./train_llama_cpu "${args[@]}" --steps $((2 * steps + 1)) --resume "$TMP/straight/$last" --out "$TMP/cpu_resume"
+"$PYTHON" - "$TMP/straight/$last" << 'EOF' || die "the bf16 checkpoint's weights are not its master weights rounded to bf16"
+import json, struct, sys
+sys.path.insert(0, "test")
+from state_tool import sections
+ckpt = sys.argv[1]
+raw = open(f"{ckpt}/model.safetensors", "rb").read()
+(n,) = struct.unpack_from("<Q", raw)
+header = json.loads(raw[8:8 + n])
+header.pop("__metadata__", None)
+state = open(f"{ckpt}/state.bin", "rb").read()
+at, nbytes = sections(f"{ckpt}/state.bin")["master.f32"]
+master = struct.unpack_from(f"<{nbytes // 4}f", state, at)
+def bf16(x):  # round to nearest even, as the trainer rounds its master weights
+    u = struct.unpack("<I", struct.pack("<f", x))[0]
+    return (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+i, count = 0, 0
+for name, t in header.items():  # the tensors in file order are the master section's order
+    assert t["dtype"] == "BF16", f"{name} is {t['dtype']}, not BF16"
+    b, e = t["data_offsets"]
+    w = struct.unpack_from(f"<{(e - b) // 2}H", raw, 8 + n + b)
+    assert all(bf16(master[i + j]) == w[j] for j in range(len(w))), f"{name} is not its master weights rounded"
+    i += len(w)
+    count += 1
+assert i == len(master), f"master.f32 has {len(master)} values, the weights {i}"
+print(f"ok: {count} bf16 tensors in model.safetensors are state.bin's fp32 master weights rounded to bf16")
+EOF
+
+# the GPU checkpoint in the CPU trainer, which takes the master weights as its parameters
+./train_llama_cpu "${args[@]}" --steps $((2 * steps + 1)) --resume "$TMP/straight/$last" --out "$TMP/cpu_resume" | tee "$TMP/cpu_resume.txt"
+! grep -q "has no section master.f32" "$TMP/cpu_resume.txt" || die "the CPU trainer did not find the master weights"
 echo "ok: the GPU checkpoint resumes in the CPU trainer"

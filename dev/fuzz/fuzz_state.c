@@ -25,7 +25,7 @@ static void fuzz_state_load(const char *dir, int grass) {
     StateHeader h = state_header_make(&opt, &cfg, &gp, 0, &position, 1, 1);
     void *none[STATE_TENSORS] = {NULL};
     StateSection sec[STATE_MAX_SECTIONS];
-    int n = state_sections(&h, sec, glay.count, &gp, 0, none);
+    int n = state_sections(&h, sec, glay.count, &gp, 0, 0, none);
     for (int i = STATE_HEADER_SECTIONS; i < n; i++) sec[i].data = calloc(sec[i].nbytes + 4, 1);  // sized by state_sections
     checkpoint_load_state(dir, &h, n, sec, NULL, &gp);
 }
