@@ -1,6 +1,7 @@
 /*
  * tokenize.c: the `tokenize` tool. Turns text files into the token shards the trainers read (llm.c's
- * format, docs/design.md §8), using a SentencePiece BPE model through tokenizer/tokenizer.h; also encodes or
+ * format, docs/design.md §8), using a SentencePiece BPE model or a Hugging Face tokenizer.json (byte-level BPE)
+ * through tokenizer/tokenizer.h; also encodes or
  * decodes stdin for quick checks. Documents are encoded in parallel (OpenMP) and written in input order,
  * so the shards are the same for any number of threads.
  */
@@ -21,18 +22,21 @@
 
 static void usage(void) {
     printf(
-        "usage: tokenize --model FILE.model --out DIR [--overwrite] [--val-fraction F] [--shard-tokens N] [--threads N]\n"
+        "usage: tokenize --model MODEL --out DIR [--overwrite] [--val-fraction F] [--shard-tokens N] [--threads N]\n"
         "                INPUT...\n"
-        "       tokenize --model FILE.model --encode     stdin as one text -> its token ids on one line\n"
-        "       tokenize --model FILE.model --decode     token ids on stdin (whitespace-separated) -> the text\n"
+        "       tokenize --model MODEL --encode     stdin as one text -> its token ids on one line\n"
+        "       tokenize --model MODEL --decode     token ids on stdin (whitespace-separated) -> the text\n"
         "\n"
-        "Encodes text with a SentencePiece BPE model (such as LLaMA's tokenizer.model) exactly as the\n"
-        "sentencepiece library does, and writes llm.c token shards: DIR/train_000000.bin, ... and\n"
-        "DIR/val_000000.bin, ...: a header of 256 int32 (magic 20240520, version 1, token count) then uint16\n"
-        "tokens (magic 20240801, version 7, uint32 tokens when the vocabulary exceeds 65535 pieces).\n"
+        "Encodes text with MODEL, either a SentencePiece BPE model (such as LLaMA-2's tokenizer.model), exactly\n"
+        "as the sentencepiece library does, or a Hugging Face tokenizer.json of a byte-level BPE model (such as\n"
+        "Llama-3's), exactly as the tokenizers library does; the file's content tells which. Writes llm.c\n"
+        "token shards, DIR/train_000000.bin, ... and DIR/val_000000.bin, ...: a header of 256 int32 (magic\n"
+        "20240520, version 1, token count) then uint16 tokens (magic 20240801, version 7, uint32 tokens when\n"
+        "the vocabulary exceeds 65535 pieces, as Llama-3's does).\n"
         "\n"
         "options:\n"
-        "  --model FILE.model    SentencePiece BPE model (required)\n"
+        "  --model MODEL         SentencePiece .model or tokenizer.json (required); a tokenizer.json takes BOS\n"
+        "                        and EOS from tokenizer_config.json beside it, else BOS from its post-processor\n"
         "  --out DIR             output directory, created if missing. The shards are written into\n"
         "                        .NAME.tokenize-PID beside it and moved into DIR only when the run is\n"
         "                        complete (a failed run removes that directory, a killed one leaves it),\n"
@@ -43,7 +47,7 @@ static void usage(void) {
         "  --val-fraction F      fraction of the input that goes to validation, in [0, 1] (default %g)\n"
         "  --shard-tokens N      tokens per shard, the last shard holds the rest (default %ld)\n"
         "  --threads N           encoding threads (default: every core, %d here)\n"
-        "  --encode              encode stdin (no BOS, like sentencepiece's encode) and print the ids\n"
+        "  --encode              encode stdin (no BOS, like the libraries' plain encode) and print the ids\n"
         "  --decode              decode the ids on stdin and print the text\n"
         "  --help                print this and exit\n"
         "\n"
@@ -57,8 +61,10 @@ static void usage(void) {
         "after the first newline at or after the cut, and both parts are documents (each starts with BOS);\n"
         "so --val-fraction 0.1 on a single file (TinyShakespeare) gives its last tenth, cut at a line.\n"
         "\n"
-        "Invalid UTF-8: each byte that starts no valid UTF-8 character is encoded as U+FFFD, as sentencepiece\n"
-        "does; tokenize prints a warning with the count and the first file where it happened.\n"
+        "Invalid UTF-8 is encoded as U+FFFD: with a SentencePiece model each byte that starts no valid\n"
+        "character, as sentencepiece does; with a tokenizer.json each maximal invalid sequence, as the text\n"
+        "reaches the tokenizers library from Python's bytes.decode(errors=\"replace\"). tokenize prints a\n"
+        "warning with the count and the first file where it happened.\n"
         "\n"
         "Regular files are read one at a time. Stdin and pipes are read into memory first when F is\n"
         "between 0 and 1 (the cut needs the total size); with F = 0 or 1 they are streamed, so a corpus of\n"
@@ -646,7 +652,7 @@ int main(int argc, char **argv) {
         }
         else paths[n_paths++] = argv[i];
     }
-    if (!model) fail("--model FILE.model is required (see --help)");
+    if (!model) fail("--model MODEL (a .model or tokenizer.json file) is required (see --help)");
     if (encode && decode) fail("--encode and --decode exclude each other");
     if ((encode || decode) && (split_opts || n_paths))
         fail("%s reads stdin and writes stdout: it takes no --out, --val-fraction, --shard-tokens, --overwrite or INPUT", encode ? "--encode" : "--decode");
@@ -720,8 +726,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tokenize: %lld train tokens in %d shards, %lld val tokens in %d shards, in %s\n",
             job.train.total, job.train.n_shards, job.val.total, job.val.n_shards, out);
     if (job.bad_docs)
-        fprintf(stderr, "warning: %zu bytes of invalid UTF-8 in %zu documents (the first in %s) were each encoded as U+FFFD, as sentencepiece does\n",
-                job.bad_bytes, job.bad_docs, inputs.items[job.first_bad_input].path);
+        fprintf(stderr, "warning: %zu bytes of invalid UTF-8 in %zu documents (the first in %s) were encoded as U+FFFD, %s\n",
+                job.bad_bytes, job.bad_docs, inputs.items[job.first_bad_input].path,
+                tok.bpe ? "one per maximal invalid sequence" : "one per byte, as sentencepiece does");
     if (val_fraction > 0 && job.val.total == 0)
         fprintf(stderr, "warning: the validation split is empty: no newline or document boundary after the cut at byte %zu\n", cut);
     if (val_fraction < 1 && job.train.total == 0) fprintf(stderr, "warning: the training split is empty\n");
