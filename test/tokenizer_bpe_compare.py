@@ -14,7 +14,11 @@ exits 1 on any difference.
 Bytes that are not valid UTF-8 go to the library as Python's bytes.decode("utf-8", errors="replace") gives
 them (each maximal invalid subsequence one U+FFFD), which is what the C tokenizer does with them.
 
+`--errors`: every malformed or unsupported tokenizer.json (and tokenizer_config.json) made from a tiny
+byte-level model must make `tokenize` exit 1 with one `error:` line naming the file and what is expected.
+
 usage: tokenizer_bpe_compare.py RUNNER TOKENIZE TOKENIZER_DIR SHAKESPEARE_TXT WORKDIR
+       tokenizer_bpe_compare.py --errors TOKENIZE WORKDIR
 """
 import array
 import itertools
@@ -241,7 +245,132 @@ def shakespeare(tokenize, model, lib, text_path, work):
         report("tinyshakespeare line by line", "%d of %d lines" % (bad, len(lines)), len(want), len(tokens))
 
 
+def byte_chars():
+    """The ByteLevel alphabet: the character of each byte."""
+    keep = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(0x100 + extra)
+            extra += 1
+    return [chars[b] for b in range(256)]
+
+
+def tiny_model():
+    """A small valid tokenizer.json of Llama-3's form: the 256 bytes, a few merges, two special tokens."""
+    vocab = {c: i for i, c in enumerate(byte_chars())}
+    merges = []
+    for a, b in [("h", "e"), ("l", "l"), ("he", "ll"), ("hell", "o"), ("\u0120", "w"), ("o", "r"), ("\u0120w", "or")]:
+        merges.append("%s %s" % (a, b))
+        vocab.setdefault(a + b, len(vocab))
+    n = len(vocab)
+    special = lambda i, c: {"id": i, "content": c, "single_word": False, "lstrip": False, "rstrip": False,
+                            "normalized": False, "special": True}
+    return {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [special(n, "<|begin_of_text|>"), special(n + 1, "<|end_of_text|>")],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": LLAMA3_PATTERN}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+        "post_processor": {"type": "TemplateProcessing", "single": [
+            {"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [], "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [n], "tokens": ["<|begin_of_text|>"]}}},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": True,
+                  "vocab": vocab, "merges": merges},
+    }
+
+
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                  r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def errors(tokenize, work):
+    """Each bad file: exit 1, one error line naming the file and containing the expected words."""
+    os.makedirs(work, exist_ok=True)
+    good = tiny_model()
+
+    def variant(change):
+        d = json.loads(json.dumps(good))
+        change(d)
+        return json.dumps(d)
+
+    def set_vocab_id(d, token, i):
+        d["model"]["vocab"][token] = i
+
+    def drop_byte(d):   # its id goes to another token
+        d["model"]["vocab"]["qq"] = d["model"]["vocab"].pop("A")
+
+    bad = [
+        ("truncated JSON", json.dumps(good)[:1000], None, "is not valid JSON"),
+        ("no model", '{"version": "1.0"}', None, 'no "model" object'),
+        ("model WordPiece", variant(lambda d: d["model"].update(type="WordPiece")), None, "model type WordPiece is not implemented; expected BPE"),
+        ("normalizer", variant(lambda d: d.update(normalizer={"type": "NFC"})), None, "normalizer (NFC) is not implemented"),
+        ("GPT-2 pre-tokenizer", variant(lambda d: d.update(pre_tokenizer={"type": "ByteLevel", "add_prefix_space": False, "use_regex": True})),
+         None, "pre_tokenizer (ByteLevel) is not implemented; expected Llama-3's"),
+        ("other regex", variant(lambda d: d["pre_tokenizer"]["pretokenizers"][0]["pattern"].update(Regex="\\s+")), None, "not Llama-3's regex"),
+        ("behavior", variant(lambda d: d["pre_tokenizer"]["pretokenizers"][0].update(behavior="Removed")), None, "Isolated"),
+        ("prefix space", variant(lambda d: d["pre_tokenizer"]["pretokenizers"][1].update(add_prefix_space=True)), None, "add_prefix_space"),
+        ("no decoder", variant(lambda d: d.update(decoder=None)), None, "decoder is not ByteLevel"),
+        ("truncation", variant(lambda d: d.update(truncation={"max_length": 5})), None, "truncation and padding are not implemented"),
+        ("dropout", variant(lambda d: d["model"].update(dropout=0.1)), None, "dropout is not implemented"),
+        ("vocab not an object", variant(lambda d: d["model"].update(vocab=[1, 2])), None, "model.vocab is not a non-empty object"),
+        ("id out of range", variant(lambda d: set_vocab_id(d, "he", 100000)), None, "expected a whole number in [0, 263)"),
+        ("id not whole", variant(lambda d: set_vocab_id(d, "he", 1.5)), None, "expected a whole number"),
+        ("duplicate ids", variant(lambda d: set_vocab_id(d, "he", 3)), None, "both have id 3"),
+        ("missing byte", variant(drop_byte), None, "lacks the token of byte 0x41"),
+        ("merge of an unknown token", variant(lambda d: d["model"]["merges"].append("x yz")), None, "names a token that is not in the vocabulary"),
+        ("merge making an unknown token", variant(lambda d: d["model"]["merges"].append("x y")), None, "makes a token that is not in the vocabulary"),
+        ("merge not two tokens", variant(lambda d: d["model"]["merges"].append("a b c")), None, "is not two tokens separated by one space"),
+        ("merge of a number", variant(lambda d: d["model"]["merges"].append(7)), None, "neither a string"),
+        ("added token id", variant(lambda d: d["added_tokens"][1].update(id=5000)), None, "has id 5000, expected 264"),
+        ("added token twice", variant(lambda d: d["added_tokens"].append(dict(d["added_tokens"][0], id=265))), None, "appears twice"),
+        ("single_word", variant(lambda d: d["added_tokens"][0].update(single_word=True)), None, "single_word"),
+        ("empty added token", variant(lambda d: d["added_tokens"][0].update(content="")), None, "has no content string"),
+        ("template suffix", variant(lambda d: d["post_processor"]["single"].append({"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}})),
+         None, "adds tokens other than one before the text"),
+        ("template unknown token", variant(lambda d: d["post_processor"].update(special_tokens={})), None, "is not in special_tokens"),
+        ("post-processor Bert", variant(lambda d: d.update(post_processor={"type": "BertProcessing"})), None, "post_processor (BertProcessing) is not implemented"),
+        ("config not JSON", json.dumps(good), "{bos_token", "tokenizer_config.json is not valid JSON"),
+        ("config unknown BOS", json.dumps(good), '{"bos_token": "<s>"}', 'bos_token "<s>" is not a token'),
+        ("config add_bos_token", json.dumps(good), '{"bos_token": "<|begin_of_text|>", "add_bos_token": "yes"}', "add_bos_token is not true or false"),
+    ]
+    bad_count = 0
+    for k, (name, text, config, want) in enumerate(bad):
+        d = os.path.join(work, "case%02d" % k)
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, "tokenizer.json")
+        open(path, "w").write(text)
+        if config is not None:
+            open(os.path.join(d, "tokenizer_config.json"), "w").write(config)
+        p = subprocess.run([tokenize, "--model", path, "--encode"], input=b"hello world", stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
+        err = p.stderr.decode(errors="replace")
+        named = path if config is None else os.path.join(d, "tokenizer_config.json")
+        ok = p.returncode == 1 and err.count("\n") == 1 and err.startswith("error: ") and named in err and want in err
+        print(("ok    " if ok else "FAIL  ") + "%s: %s" % (name, err.strip() or "exit %d" % p.returncode))
+        bad_count += not ok
+    # the tiny model itself loads and encodes, with BOS from the template
+    d = os.path.join(work, "good")
+    os.makedirs(d, exist_ok=True)
+    open(os.path.join(d, "tokenizer.json"), "w").write(json.dumps(good))
+    p = subprocess.run([tokenize, "--model", os.path.join(d, "tokenizer.json"), "--encode"], input=b"hello world<|end_of_text|>",
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    want = "%d %d %d" % (good["model"]["vocab"]["hello"], good["model"]["vocab"]["\u0120wor"], good["model"]["vocab"]["l"])
+    ok = p.returncode == 0 and p.stdout.decode().startswith(want + " ")
+    print(("ok    " if ok else "FAIL  ") + "the tiny model encodes: %s" % p.stdout.decode().strip())
+    bad_count += not ok
+    print("%d of %d error checks failed" % (bad_count, len(bad) + 1))
+    sys.exit(1 if bad_count else 0)
+
+
 def main():
+    if sys.argv[1] == "--errors":
+        errors(sys.argv[2], sys.argv[3])
     runner, tokenize, tok_dir, text_path, work = sys.argv[1:6]
     os.makedirs(work, exist_ok=True)
     model = os.path.join(tok_dir, "tokenizer.json")
