@@ -14,6 +14,12 @@
  * gate_proj and up_proj and columns of down_proj are zero, their gradients are exactly zero (so AdamW and
  * weight decay keep them zero), and Grass never selects them: the trainer computes the model exactly. Only
  * the boundary sees it: weights and moments go in and out in the model's shapes (gpu_tensor_copy).
+ *
+ * Tied embeddings (cfg.tie_embeddings): the lm_head is the embedding's storage (llama_config.h's layout gives it no
+ * elements of its own, and its offset is the embedding's), so every loop over tensors sees the matrix once. Its
+ * gradient is the sum of both uses: the lm_head's weight-gradient product and the embedding backward both add into
+ * it (+=), zeroed once per step; with several ranks it is averaged once, after the embedding backward has added the
+ * second use (gpu_backward).
  */
 #pragma once
 
@@ -585,8 +591,8 @@ static void gpu_backward(GpuLlama *m) {
     rmsnorm_backward(a->dres, gpu_grad(m, PARAM_FINAL_NORM, 0), a->norm_scratch, a->dln,
                      a->x + (size_t)c->n_layers * N * d, gpu_param(m, m->params, PARAM_FINAL_NORM, 0), a->rstdf, N, d, s);
     int reduce = m->gcomm && m->reduce_in_backward;
-    if (reduce) {
-        gpu_reduce_tensor(m, PARAM_LM_HEAD, 0);
+    if (reduce) {  // a tied lm_head's gradient is the embedding's, whose reduce at the end carries both uses
+        if (llama_param_present(c, PARAM_LM_HEAD)) gpu_reduce_tensor(m, PARAM_LM_HEAD, 0);
         gpu_reduce_tensor(m, PARAM_FINAL_NORM, 0);
     }
     for (int l = c->n_layers - 1; l >= 0; l--) {
@@ -625,6 +631,7 @@ static void gpu_backward(GpuLlama *m) {
         if (reduce) gpu_reduce_layer(m, l);
     }
     gpu_mark(m, PROF_EMBEDDING);
+    // adds (tied: to the lm_head's gradient, which gpu_forward added); only then is the gradient complete to reduce
     embedding_backward(gpu_grad(m, PARAM_EMBED, 0), a->dres, a->buckets, m->bucket_count, N, d, s);
     if (reduce) {
         gpu_reduce_tensor(m, PARAM_EMBED, 0);
@@ -713,6 +720,7 @@ static void gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, f
     GpuGrass *gs = &m->grass;
     gpu_mark(m, PROF_OPTIMIZER);
     for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
+        if (!llama_param_present(&m->stored_cfg, kind)) continue;  // a tied lm_head: updated as the embedding
         if (gs->p.enabled && llama_param_kinds[kind].is_projection) {  // every layer of the kind in one update
             int L = m->stored_cfg.n_layers;
             uint64_t *seeds = (uint64_t *)xmalloc(sizeof(uint64_t) * L);
