@@ -1,9 +1,9 @@
 # The GPU trainer over several ranks (docs/design.md §7): 2 ranks sharing one GPU with --comm mpi reproduce 1 rank with
 # the whole batch (fp32 build; losses and norms within 1e-5 relative, weights within 1e-4 as in test/t_mpi.sh),
-# for AdamW and Grass across a refresh. NCCL refuses two ranks on one GPU, so on a GPU --comm nccl is only
-# launched with one rank here (its all-reduce needs a machine with two GPUs); on the CPU emulator (GPU_EMU=1),
-# whose NCCL works over MPI, the 2-rank comparison runs with --comm nccl too: the per-tensor all-reduces during
-# the backward, in the order the trainer queues them.
+# for AdamW and Grass across a refresh, also with tied embeddings (the shared gradient averaged once). NCCL refuses
+# two ranks on one GPU, so on a GPU --comm nccl is only launched with one rank here (its all-reduce needs a machine
+# with two GPUs); on the CPU emulator (GPU_EMU=1), whose NCCL works over MPI, the 2-rank comparison runs with
+# --comm nccl too: the per-tensor all-reduces during the backward, in the order the trainer queues them.
 source test/lib.sh
 source test/lib_gpu.sh
 command -v mpirun > /dev/null || skip "mpirun not found"
@@ -33,6 +33,30 @@ for opt in adamw grass; do
       --bound loss=1e-5 --bound norm=1e-5 || die "$run: 2 ranks differ from 1"
     test/bin/test_reference diff "$TMP/$opt.1/$final/model.safetensors" "$TMP/$run/$final/model.safetensors" 1e-4
   done
+done
+
+# Tied embeddings (with llama3 RoPE scaling; ffn 176, unpadded, so that the bytes below are the model's): the lm_head's
+# gradient is the embedding's, complete only once the embedding backward, the backward's last work, has added its use
+# to the lm_head's, and averaged then, once. 2 ranks reproduce 1 rank with the whole batch within the bounds above,
+# AdamW and Grass, over the last transport (the emulator's NCCL: the all-reduces overlapped with the backward; MPI on
+# a GPU); and a step all-reduces exactly the CPU trainer's bytes (both fp32 here), the tied matrix once.
+llama3_config "$TMP/tied.json" true 500000.0 \
+  '{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16}' 176
+comm=${transports[${#transports[@]} - 1]}
+for opt in adamw grass; do
+  extra=(--model "$TMP/tied.json"); [ $opt = grass ] && extra+=(--optimizer grass --grass-rank 12 --grass-interval 3)
+  cpu_bytes=$(./train_llama_cpu "${base[@]}" "${extra[@]}" --batch 4 --dry-run |
+    sed -n 's/^all-reduce per step and rank: \([0-9]*\) bytes.*/\1/p')
+  "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" --batch 8 --out "$TMP/tied.$opt.1" > /dev/null
+  run=tied.$opt.$comm.2
+  mpirun -np 2 "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" --batch 4 --comm $comm --out "$TMP/$run" > "$TMP/$run.out"
+  "$PYTHON" test/log_compare.py compare "$TMP/tied.$opt.1/log.jsonl" "$TMP/$run/log.jsonl" --steps $steps \
+    --name "$run: 2 ranks vs 1" --bound loss=1e-5 --bound norm=1e-5 || die "$run: 2 ranks differ from 1"
+  test/bin/test_reference diff "$TMP/tied.$opt.1/$final/model.safetensors" "$TMP/$run/$final/model.safetensors" 1e-4
+  mib=$("$PYTHON" test/log_compare.py get "$TMP/$run/log.jsonl" comm_mib --step 2)
+  awk -v mib="$mib" -v cpu="$cpu_bytes" -v name="$run" 'BEGIN {b = mib * 1048576; d = b - cpu; if (d < 0) d = -d
+    printf "%s: %.0f bytes all-reduced per step and rank, the CPU trainer %d\n", name, b, cpu; exit !(cpu > 0 && d < 1049)}' ||
+    die "$run: the all-reduce is not the CPU trainer's bytes (the tied matrix once)"
 done
 
 # The bf16 build, 2 ranks, for AdamW and Grass: the all-reduces carry bf16, the compressed gradients as well as

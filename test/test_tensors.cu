@@ -12,7 +12,8 @@
  * differences mean nothing for entries near zero), and the bound on the latter. Exit 1 on any FAIL.
  *
  * TEST_TENSORS_PERTURB=NAME adds 1 to the first element of weight NAME as loaded (how test/gpu_tensors.sh
- * shows that a wrong weight is reported).
+ * shows that a wrong weight is reported). TEST_TENSORS_MICRO=K runs each step as K micro-batches of the same batch,
+ * each with 1 / K of the loss: the gradients a step accumulates over its micro-batches must equal those of one.
  */
 #include <math.h>
 #include "../common.h"
@@ -82,15 +83,20 @@ static void take_tensor(void *ctx, int kind, int layer, const float *data, size_
     free(w);
 }
 
-// Forward and backward of the batch as the trainer runs a step's only micro-batch (loss averaged over N tokens).
-static float step_grads(GpuLlama *m, const int *tokens, int step) {
+// Forward and backward of the batch as the trainer runs a step (loss averaged over N tokens) of `micro` micro-batches,
+// each the same batch weighted 1 / (micro N): the gradients, Grass's refresh (on the first) and compressed ones must
+// accumulate over them into the gradients of one. Returns the mean loss.
+static float step_grads(GpuLlama *m, const int *tokens, int step, int micro) {
     int N = m->B * m->T;
     gpu_zero_grads(m, step);
-    gpu_set_batch(m, tokens, tokens + 1, 1);
-    float loss = gpu_forward(m, 1.0f / N);
-    gpu_backward(m);
+    double loss = 0.0;
+    for (int i = 0; i < micro; i++) {
+        gpu_set_batch(m, tokens, tokens + 1, 1);
+        loss += gpu_forward(m, 1.0f / ((float)N * micro));
+        gpu_backward(m);
+    }
     cudaCheck(cudaStreamSynchronize(m->stream));
-    return loss;
+    return (float)(loss / micro);
 }
 
 // The gradient of every tensor that has a full one (all under AdamW, those outside the projections under Grass),
@@ -131,7 +137,7 @@ static void compare_grads(GpuLlama *m, const SafeTensors *ref) {
 
 // Grass after the refresh of step 0: the selection and g against the CPU's, then step 1's compressed gradients
 // from the CPU's selection (the same one in fp32; uploaded so that bf16's is compared apart from its selection).
-static void compare_grass(GpuLlama *m, const SafeTensors *ref, const int *tokens) {
+static void compare_grass(GpuLlama *m, const SafeTensors *ref, const int *tokens, int micro) {
     const LlamaConfig *c = &m->model_cfg;
     GpuGrass *gs = &m->grass;
     const GrassPlan *p = &gs->p;
@@ -183,7 +189,7 @@ static void compare_grass(GpuLlama *m, const SafeTensors *ref, const int *tokens
     }
     cudaCheck(cudaMemcpy(gs->sigma, want_sigma, sizeof(int) * p->nsel, cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(gs->rho, want_rho, sizeof(float) * p->nsel, cudaMemcpyHostToDevice));
-    step_grads(m, tokens, 1);
+    step_grads(m, tokens, 1, micro);
     cudaCheck(cudaMemcpy(g, gs->g, sizeof(float) * p->nstate, cudaMemcpyDeviceToHost));
     for (int i = 0; i < llama_num_tensors(c); i++) {
         int kind, layer;
@@ -224,8 +230,11 @@ int main(int argc, char **argv) {
     gpu_alloc(&m);
     Loader ld = {&m, getenv("TEST_TENSORS_PERTURB")};
     checkpoint_read_model(opt.out, &cfg, take_tensor, &ld);
-    printf("test_tensors (%s): %s, batch %d x %d, recompute %d\n", PRECISION_NAME, m.grass.p.enabled ? "Grass" : "AdamW", B, T,
-           m.recompute);
+    const char *micro_env = getenv("TEST_TENSORS_MICRO");
+    int micro = micro_env ? atoi(micro_env) : 1;
+    if (micro < 1) fail("TEST_TENSORS_MICRO=%s: the micro-batches per step must be a positive number", micro_env);
+    printf("test_tensors (%s): %s, batch %d x %d, recompute %d, %d micro-batch%s\n", PRECISION_NAME,
+           m.grass.p.enabled ? "Grass" : "AdamW", B, T, m.recompute, micro, micro > 1 ? "es" : "");
     int *tokens = (int *)xmalloc(sizeof(int) * (N + 1));
     safetensors_read_i32(&ref, "tokens", tokens, N + 1);
 
@@ -239,11 +248,11 @@ int main(int argc, char **argv) {
     safetensors_read_f32(&ref, "logits", want, (size_t)N * V);
     compare("logits", logits, want, (size_t)N * V, BOUND_FWD);
 
-    float loss = step_grads(&m, tokens, 0), want_loss;
+    float loss = step_grads(&m, tokens, 0, micro), want_loss;
     safetensors_read_f32(&ref, "loss", &want_loss, 1);
     compare("loss", &loss, &want_loss, 1, BOUND_LOSS);
     compare_grads(&m, &ref);
-    if (m.grass.p.enabled) compare_grass(&m, &ref, tokens);
+    if (m.grass.p.enabled) compare_grass(&m, &ref, tokens, micro);
 
     printf("%s\n", failures ? "FAIL" : "PASS");
     free(tokens);
