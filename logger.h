@@ -77,7 +77,7 @@ static void logger_skip(Logger *lg, int step, int steps, const char *what, doubl
 }
 
 static void logger_val(Logger *lg, int step, float val_loss) {
-    printf("val_loss %.4f\n", val_loss);
+    printf("val_loss %.6f\n", val_loss);
     fflush(stdout);
     if (!lg->jsonl) return;
     fprintf(lg->jsonl, "{\"step\": %d", step);

@@ -33,6 +33,7 @@ typedef struct {
     long long seed;
     // evaluation, sampling, checkpoints
     int eval_every, eval_batches, sample_every, sample_tokens;
+    float sample_temperature;
     char out[OPT_STR_LEN], resume[OPT_STR_LEN], init[OPT_STR_LEN];
     int ckpt_every, keep_last, discard_newer;
     int eval_only, dry_run, help;
@@ -94,6 +95,7 @@ static const OptionSpec train_option_specs[] = {
     OPTION("--eval-batches", eval_batches, OPT_INT, 0, NULL, "validation batches per evaluation"),
     OPTION("--sample-every", sample_every, OPT_INT, 0, NULL, "print a generated sample every N steps (0: never)"),
     OPTION("--sample-tokens", sample_tokens, OPT_INT, 0, NULL, "tokens per sample"),
+    OPTION("--sample-temperature", sample_temperature, OPT_FLOAT, 0, NULL, "sampling temperature (0: greedy, the most probable token)"),
     OPTION("--out", out, OPT_STRING, 0, NULL, "output directory for log.jsonl and checkpoints (none: no files)"),
     OPTION("--ckpt-every", ckpt_every, OPT_INT, 0, NULL, "checkpoint every N steps and at the end (0: only at the end, -1: never); needs --out"),
     OPTION("--resume", resume, OPT_STRING, 0, NULL, "auto (newest checkpoint in --out, if any) or a checkpoint directory"),
@@ -138,6 +140,7 @@ static void train_options_default(TrainOptions *o) {
     o->eval_batches = 20;
     o->sample_every = 0;
     o->sample_tokens = 64;
+    o->sample_temperature = 1.0f;
     o->comm_timeout = 1800.0f;
     o->recompute = 1;
     o->master_weights = 1;
@@ -268,6 +271,7 @@ static void train_options_check(const TrainOptions *o) {
     if (!(o->eps > 0)) fail("--eps must be positive");
     if (o->eval_batches < 1) fail("--eval-batches must be at least 1");
     if (o->sample_every && o->sample_tokens < 1) fail("--sample-tokens must be at least 1 when --sample-every is set");
+    if (!(o->sample_temperature >= 0.0f)) fail("--sample-temperature must be 0 (greedy) or positive");
     if (o->sample_tokens > LLAMA_MAX_SIZE) fail("--sample-tokens %d is above the largest supported, %d", o->sample_tokens, LLAMA_MAX_SIZE);
     if (o->init[0] && o->resume[0]) fail("--init and --resume exclude each other: --init loads weights only, --resume continues a run");
     if (o->eval_only && o->dry_run) fail("--eval-only and --dry-run exclude each other");

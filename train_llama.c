@@ -785,17 +785,17 @@ static float evaluate(Llama *m, DataLoader *val, int batches) {
 }
 
 // Generates `ntok` tokens after BOS (docs/design.md §4, --sample-every) and prints them.
-static void sample_print(Llama *m, const Tokenizer *tok, int ntok, uint64_t seed, int step) {
+static void sample_print(Llama *m, const Tokenizer *tok, int ntok, float temperature, uint64_t seed, int step) {
     int T = m->T, V = m->cfg.vocab_size, d = m->cfg.dim;
     int *seq = (int *)xmalloc(sizeof(int) * (ntok + 1));
     float *logits = (float *)xmalloc(sizeof(float) * V);
     Rng r;
-    seq[0] = sample_start(&r, tok, seed, step);
+    seq[0] = sample_start(&r, tok, &m->cfg, seed, step);
     for (int i = 1; i <= ntok; i++) {
         int ctx = i < T ? i : T, *window = seq + i - ctx;
         llama_forward_blocks(m, window, 1, ctx);
         matmul_forward(logits, m->a.lnf + (size_t)(ctx - 1) * d, llama_param(m, m->params, PARAM_LM_HEAD, 0), 1, d, V);
-        seq[i] = sample_next(logits, V, &r);
+        seq[i] = sample_next(logits, V, temperature, &r);
     }
     sample_report(tok, seq + 1, ntok, step);
     free(seq);
@@ -926,7 +926,8 @@ int main(int argc, char **argv) {
         if (data.have_val && schedule_eval_due(&opt, done, start))
             logger_val(&log, done, evaluate(&model, val, opt.eval_batches));
         if (rank == 0 && schedule_sample_due(&opt, done))
-            sample_print(&model, data.have_tok ? &data.tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
+            sample_print(&model, data.have_tok ? &data.tok : NULL, opt.sample_tokens, opt.sample_temperature, (uint64_t)opt.seed,
+                         done);
         int saved = schedule_ckpt_due(&opt, done);
         if (saved) save_checkpoint(&model, &opt, done, train, accum);
         if (done < opt.steps && guard_stop_requested(&comm)) {

@@ -31,13 +31,13 @@ static float gpu_evaluate(GpuLlama *m, const Comm *comm, DataLoader *val, int ba
 
 // Generates `ntok` tokens after BOS and prints them. Each token runs the blocks over row 0 of a full
 // micro-batch (the context, zero-padded: causal attention ignores what follows) and the lm_head on one row.
-static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, uint64_t seed, int step) {
+static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, float temperature, uint64_t seed, int step) {
     int T = m->T, V = m->stored_cfg.vocab_size, d = m->stored_cfg.dim, N = m->B * m->T;
     int *seq = (int *)xmalloc(sizeof(int) * (ntok + 1)), *batch = (int *)xcalloc(N, sizeof(int));
     floatX *row = (floatX *)xmalloc(sizeof(floatX) * V);
     float *logits = (float *)xmalloc(sizeof(float) * V);
     Rng r;
-    seq[0] = sample_start(&r, tok, seed, step);
+    seq[0] = sample_start(&r, tok, &m->model_cfg, seed, step);
     for (int i = 1; i <= ntok; i++) {
         int ctx = i < T ? i : T;
         memcpy(batch, seq + i - ctx, sizeof(int) * ctx);
@@ -48,7 +48,7 @@ static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, uint64
         cudaCheck(cudaMemcpyAsync(row, m->a.logits, sizeof(floatX) * V, cudaMemcpyDeviceToHost, m->stream));
         cudaCheck(cudaStreamSynchronize(m->stream));
         for (int v = 0; v < V; v++) logits[v] = to_float(row[v]);
-        seq[i] = sample_next(logits, V, &r);
+        seq[i] = sample_next(logits, V, temperature, &r);
     }
     sample_report(tok, seq + 1, ntok, step);
     free(seq);
@@ -373,7 +373,8 @@ int main(int argc, char **argv) {
         if (data.have_val && schedule_eval_due(&opt, done, start))
             logger_val(&log, done, gpu_evaluate(&model, &comm, val, opt.eval_batches));
         if (rank == 0 && schedule_sample_due(&opt, done))
-            gpu_sample_print(&model, data.have_tok ? &data.tok : NULL, opt.sample_tokens, (uint64_t)opt.seed, done);
+            gpu_sample_print(&model, data.have_tok ? &data.tok : NULL, opt.sample_tokens, opt.sample_temperature,
+                             (uint64_t)opt.seed, done);
         int saved = schedule_ckpt_due(&opt, done);
         if (saved) gpu_save_checkpoint(&model, &comm, &opt, done, train, accum);
         if (done < opt.steps && guard_stop_requested(&comm)) {

@@ -213,36 +213,37 @@ static void train_log_open(Logger *log, const TrainOptions *opt, const TrainSetu
     logger_init(log, rank == 0 ? opt->out : NULL, start > 0);
 }
 
-// Sampling (temperature 1): the next token drawn from softmax(logits [V]).
-static int sample_next(const float *logits, int V, Rng *r) {
-    float mx = -INFINITY;
-    double sum = 0.0, cdf = 0.0;
-    for (int v = 0; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
-    for (int v = 0; v < V; v++) sum += exp((double)logits[v] - mx);
+// The next token of a sample: drawn from softmax(logits [V] / temperature), or with temperature 0 the most probable
+// (the lowest id among equals, as torch.argmax and transformers' greedy generate take it).
+static int sample_next(const float *logits, int V, float temperature, Rng *r) {
+    int best = 0;
+    for (int v = 1; v < V; v++) best = logits[v] > logits[best] ? v : best;
+    if (temperature == 0.0f) return best;
+    double mx = logits[best], sum = 0.0, cdf = 0.0;
+    for (int v = 0; v < V; v++) sum += exp(((double)logits[v] - mx) / temperature);
     double u = rng_uniform(r) * sum;
     for (int v = 0; v < V; v++) {
-        cdf += exp((double)logits[v] - mx);
+        cdf += exp(((double)logits[v] - mx) / temperature);
         if (u < cdf) return v;
     }
     return V - 1;
 }
 
-// The stream a sample at `step` draws from, and its first token (BOS).
-static int sample_start(Rng *r, const Tokenizer *tok, uint64_t seed, int step) {
+// The stream a sample at `step` draws from, and its first token: the tokenizer's BOS, else config.json's, else 0.
+static int sample_start(Rng *r, const Tokenizer *tok, const LlamaConfig *c, uint64_t seed, int step) {
     rng_init(r, seed, RNG_STREAM_SAMPLE, (uint64_t)step, 0);
-    return tok && tok->bos_id >= 0 ? tok->bos_id : 1;
+    return tok && tok->bos_id >= 0 ? tok->bos_id : c->bos_id >= 0 ? c->bos_id : 0;
 }
 
-// Prints a sample: decoded with a tokenizer, else as ids.
+// Prints a sample: its ids, then the text with a tokenizer.
 static void sample_report(const Tokenizer *tok, const int *ids, int n, int step) {
     printf("sample (step %d):", step);
+    for (int i = 0; i < n; i++) printf(" %d", ids[i]);
+    printf("\n");
     if (tok) {
         char *text = tokenizer_decode(tok, ids, n, NULL);
-        printf("\n%s\n", text);
+        printf("%s\n", text);
         free(text);
-    } else {
-        for (int i = 0; i < n; i++) printf(" %d", ids[i]);
-        printf("\n");
     }
     fflush(stdout);
 }
