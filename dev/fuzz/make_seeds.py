@@ -1,7 +1,9 @@
 """
 make_seeds.py: writes the seed corpora of the fuzz harnesses, dev/fuzz/corpus/NAME/, a few small valid and
 nearly valid files each: token shards, safetensors files, a sharded model directory (cut at the harness's
-separator), config.json files and tiny hand-made SentencePiece BPE models. Plain Python 3, no packages.
+separator), config.json files, tiny hand-made SentencePiece BPE models and tiny tokenizer.json byte-level BPE
+models of Llama-3's form (some followed, after the separator, by a tokenizer_config.json). Plain Python 3, no
+packages.
 
 usage: python3 dev/fuzz/make_seeds.py   (from the repository root)
 """
@@ -78,6 +80,49 @@ def sp_model(pieces, byte_fallback=True, trainer_extra=b"", normalizer=None):
     return out
 
 
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                  r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def bpe_json(pairs=False, ignore_merges=True, flags=False):
+    """A tokenizer.json of Llama-3's form: the 256 bytes in the ByteLevel alphabet, a few merges, added tokens."""
+    keep = set(range(0x21, 0x7F)) | set(range(0xA1, 0xAD)) | set(range(0xAE, 0x100))
+    chars, extra = [], 0
+    for b in range(256):
+        chars.append(chr(b) if b in keep else chr(0x100 + extra))
+        extra += b not in keep
+    vocab = {c: i for i, c in enumerate(chars)}
+    merges = []
+    for a, b in [("h", "e"), ("l", "l"), ("he", "ll"), ("hell", "o"), ("\u0120", "w"), ("o", "r"), ("\u0120w", "or"),
+                 ("\u0120", "\u0120"), ("\u010a", "\u010a"), ("1", "2"), ("'", "s"), ("\u00c3", "\u00a9")]:
+        merges.append([a, b] if pairs else "%s %s" % (a, b))
+        vocab.setdefault(a + b, len(vocab))
+    n = len(vocab)
+
+    def added(i, content, special=True, lstrip=False, rstrip=False, normalized=False):
+        return {"id": i, "content": content, "single_word": False, "lstrip": lstrip, "rstrip": rstrip,
+                "normalized": normalized, "special": special}
+    tokens = [added(n, "<|begin_of_text|>"), added(n + 1, "<|end_of_text|>")]
+    if flags:
+        tokens += [added(n + 2, "<|eot_id|>", lstrip=True, rstrip=True), added(n + 3, "hello world", special=False, normalized=True)]
+    return json.dumps({
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": tokens, "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": LLAMA3_PATTERN}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+        "post_processor": {"type": "Sequence", "processors": [
+            {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+            {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                                                      {"Sequence": {"id": "A", "type_id": 0}}],
+             "pair": [], "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [n],
+                                                                 "tokens": ["<|begin_of_text|>"]}}}]},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": ignore_merges,
+                  "vocab": vocab, "merges": merges},
+    }, ensure_ascii=False).encode()
+
+
 def main():
     # token shards: 4 bytes of batch shape, then the shard files
     toks = [(i * 37) % 500 for i in range(300)]
@@ -140,6 +185,12 @@ def main():
                                              trainer_extra=field(44, 2, b"??") + field(46, 2, b"<s>")))
     put("tokenizer", "no_prefix", sp_model(base + normal, byte_fallback=False,
                                            normalizer=field(1, 2, b"identity") + field(3, 0, 0) + field(4, 0, 1) + field(5, 0, 0)))
+
+    # tokenizer.json byte-level BPE models; after the separator, the tokenizer_config.json beside it
+    put("tokenizer", "json_bpe", bpe_json())
+    put("tokenizer", "json_bpe_pairs_flags", bpe_json(pairs=True, ignore_merges=False, flags=True))
+    put("tokenizer", "json_bpe_config", bpe_json() + SEP + b'{"bos_token": {"content": "<|begin_of_text|>"}, '
+                                                         b'"eos_token": "<|end_of_text|>", "add_bos_token": true}')
 
 
 if __name__ == "__main__":
