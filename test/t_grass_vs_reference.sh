@@ -16,4 +16,6 @@ done
 # the other side, a rank above some matrices' size (capped), no clipping, and an MHA model
 run rows --grass-select multinorm --grass-side rows --grass-rank 48
 run cols --grass-select topr --grass-side cols --grass-rank 24 --grad-clip 0
+run llama3 --grass-select multinorm --grass-rank 16 --tie-word-embeddings --rope-scaling llama3 --rope-factor 8 \
+  --rope-original-max-seq 32 --rope-theta 500000 --norm-eps 1e-5 --seq 48 --max-seq 64
 run mha --grass-select multinorm --grass-rank 8 --dim 48 --layers 3 --heads 3 --kv-heads 3 --ffn 100 --vocab 300 --seq 11 --batch 3
