@@ -80,19 +80,18 @@ typedef struct {
     // gives for it at bytes_data + bytes_off[i] .. bytes_off[i + 1]
     char *text_data, *bytes_data;
     uint32_t *text_off, *bytes_off;
-    uint32_t max_bytes;         // longest bytes of a token
     unsigned char *special;     // per id: a special added token (decode drops it)
-    BbpeSlot *text_table;        // token text -> id, every token
-    BbpeSlot *bytes_table;       // token bytes -> id, the model's tokens whose text is all ByteLevel characters
+    BbpeSlot *text_table;       // token text -> id, every token
+    BbpeSlot *bytes_table;      // token bytes -> id, the model's tokens whose text is all ByteLevel characters
     uint32_t text_mask, bytes_mask;
     BbpeMerge *merges;
     uint32_t merge_mask;
     int byte_id[256];           // the token of each single byte
     unsigned char ascii_class[128];
     // added tokens, matched in the text in two passes: normalized false (pass 0), then normalized true
-    BbpeAdded *added;            // by index in the file
+    BbpeAdded *added;           // by index in the file
     int n_added;
-    BbpeSlot *added_table;       // content -> index in added, both passes
+    BbpeSlot *added_table;      // content -> index in added, both passes
     uint32_t added_mask;
     unsigned char *added_pass;  // per index in added
     unsigned char added_first[2][256];   // whether a token of the pass starts with this byte
@@ -689,7 +688,6 @@ static BbpeModel *bbpe_load(const char *path, const char *file, size_t size) {
         int mapped;
         size_t n = bbpe_text_bytes(char_byte, t, len, m->bytes_data + m->bytes_off[i], &mapped);
         m->bytes_off[i + 1] = m->bytes_off[i] + (uint32_t)n;
-        if (n > m->max_bytes) m->max_bytes = (uint32_t)n;
         if (i < m->n_model && mapped && n > 0) bbpe_table_put(m->bytes_table, m->bytes_mask, m->bytes_data + m->bytes_off[i], n, i);
     }
     for (int b = 0; b < 256; b++) {
