@@ -2,7 +2,8 @@
  * bpe.h: a byte-level BPE tokenizer read from a Hugging Face `tokenizer.json` (Llama-3's), encoding and
  * decoding exactly as the `tokenizers` library does, so that `tokenize` and the trainers take such a model
  * beside SentencePiece ones. tokenizer/tokenizer.h includes it and calls it through its own API for a
- * tokenizer.json file. Plain C that also compiles as C++.
+ * tokenizer.json file. Plain C that also compiles as C++. Names start with bbpe_ (byte-level BPE): the
+ * SentencePiece code of tokenizer.h has the bpe_ ones.
  *
  *   BbpeModel *bbpe_load(const char *path, const char *text, size_t len);   text: the file's bytes
  *   int  *bbpe_encode(const BbpeModel *m, const char *text, size_t len, int add_bos, int add_eos, size_t *n);
@@ -23,12 +24,14 @@
  *   U+FFFD, as Python's bytes.decode(errors="replace") and Rust's String::from_utf8_lossy do;
  * - the added tokens split the text first, leftmost-longest: those with normalized false on the whole text,
  *   then those with normalized true on the rest (with no normalizer the text is the same). lstrip and rstrip
- *   take the white space beside the token into it. Special or not, an added token in the text becomes its id;
+ *   take the white space beside the token into it (Rust's char::is_whitespace there, the same characters as
+ *   the pattern's \s). Special or not, an added token in the text becomes its id;
  * - the rest is cut by Llama-3's pattern (bbpe_pretoken_len: the regex's alternatives in order, as the
  *   backtracking engine tries them, with the Unicode classes of tokenizer/unicode_tables.h);
  * - each piece is mapped to bytes (the ByteLevel alphabet is a bijection of bytes, so this code works on bytes)
  *   and merged: with ignore_merges a piece that is a token is that token; else the adjacent pair with the
- *   lowest merge rank is merged, ties to the leftmost, until no pair has a merge;
+ *   lowest merge rank is merged, ties to the leftmost, until no pair has a merge (a priority queue, as the
+ *   library's); a long text copies the ids of a piece it has merged before;
  * - add_bos / add_eos put bos_id / eos_id around the ids.
  * Decoding: special added tokens are dropped (the library's default, skip_special_tokens), each token's
  * characters map back to bytes (a token with a character outside the ByteLevel alphabet gives its own UTF-8
