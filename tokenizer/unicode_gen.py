@@ -6,10 +6,13 @@ unicode_gen.py: writes tokenizer/unicode_tables.h, the Unicode tables the byte-l
   categories Zs Zl Zp), as sorted ranges of code points;
 - the case-insensitive forms of the letters of the contractions (?i:'s|'t|'re|'ve|'m|'ll|'d): every character
   whose case folding is one of those letters (such as U+017F, long s, for s).
-The header records the Unicode version of the `unicodedata` that wrote it.
+The header records the Unicode version of the `unicodedata` that wrote it. That version must be the one the
+library's regex engine has: `tokenizers` 0.20.3 behaves as Unicode 14.0, Python 3.11's (letters new in 14.0,
+such as U+1E290, are \\p{L} to it, those new in 15.0, such as U+1E4D0 and U+323AF, are not), and
+test/t_tokenizer_bpe.sh checks the pre-tokenizer's pieces of every code point below U+40000 against the library.
 
-usage: python3 tokenizer/unicode_gen.py [OUTPUT]      (default tokenizer/unicode_tables.h)
-       python3 tokenizer/unicode_gen.py --check       exit 1 if the committed header differs from a fresh one
+usage: python3 tokenizer/unicode_gen.py             write tokenizer/unicode_tables.h
+       python3 tokenizer/unicode_gen.py --check     exit 1 if tokenizer/unicode_tables.h differs from what it writes
 """
 import os
 import sys
@@ -118,8 +121,10 @@ def main():
             return 1
         print("tokenizer/unicode_tables.h is what tokenizer/unicode_gen.py writes (Unicode %s)" % unicodedata.unidata_version)
         return 0
-    out = sys.argv[1] if len(sys.argv) > 1 else DEFAULT
-    open(out, "w").write(text)
+    if sys.argv[1:]:
+        print(__doc__.strip().split("\n\n")[-1])
+        return 2
+    open(DEFAULT, "w").write(text)
     return 0
 
 
