@@ -27,6 +27,7 @@
 #include "safetensors.h"
 #include "grass.h"
 #include "train_config.h"
+#include "tokenizer/tokenizer.h"
 
 #define STATE_MAGIC "GRASSTAT"
 #define STATE_END "GRASSEND"
@@ -681,23 +682,11 @@ static int state_sections(StateHeader *h, StateSection *sec, size_t adamw, const
     return n;
 }
 
-// Whether a tokenizer file is Hugging Face's tokenizer.json (a JSON object) rather than a SentencePiece .model.
-static int tokenizer_path_is_json(const char *path) {
-    FILE *f = xfopen(path, "rb");
-    int ch;
-    while ((ch = fgetc(f)) == ' ' || ch == '\n' || ch == '\r' || ch == '\t') {}
-    fclose(f);
-    return ch == '{';
-}
-
-// Copies file src to dst, flushed to disk.
-static void file_copy(const char *src, const char *dst) {
-    size_t len;
-    char *bytes = file_read_all(src, &len);
-    FILE *f = xfopen(dst, "wb");
-    xfwrite(bytes, len, f, dst);
-    if (fflush(f) || fsync(fileno(f)) || fclose(f)) fail("cannot write %s: %s", dst, strerror(errno));
-    free(bytes);
+// Writes len bytes to path, flushed to disk.
+static void file_write_synced(const char *path, const void *bytes, size_t len) {
+    FILE *f = xfopen(path, "wb");
+    xfwrite(bytes, len, f, path);
+    if (fflush(f) || fsync(fileno(f)) || fclose(f)) fail("cannot write %s: %s", path, strerror(errno));
 }
 
 // The tokenizer of --tokenizer into checkpoint dir under the name transformers looks for (tokenizer.json, or
@@ -705,8 +694,12 @@ static void file_copy(const char *src, const char *dst) {
 // AutoTokenizer.from_pretrained loads the checkpoint as it loads a release.
 static void checkpoint_write_tokenizer(const char *dir, const char *tokenizer) {
     char src[CKPT_PATH_LEN + 64], dst[CKPT_PATH_LEN + 64], from[CKPT_PATH_LEN];
-    path_format(dst, sizeof(dst), "%s/%s", dir, tokenizer_path_is_json(tokenizer) ? "tokenizer.json" : "tokenizer.model");
-    file_copy(tokenizer, dst);
+    size_t len;
+    char *bytes = file_read_all(tokenizer, &len);
+    int json = tokenizer_bytes_are_json((const unsigned char *)bytes, len);
+    path_format(dst, sizeof(dst), "%s/%s", dir, json ? "tokenizer.json" : "tokenizer.model");
+    file_write_synced(dst, bytes, len);
+    free(bytes);
     path_format(from, sizeof(from), "%s", tokenizer);
     char *slash = strrchr(from, '/');
     if (slash) slash[1] = '\0';
@@ -715,7 +708,10 @@ static void checkpoint_write_tokenizer(const char *dir, const char *tokenizer) {
     for (int i = 0; i < 2; i++) {
         path_format(src, sizeof(src), "%s%s", from, beside[i]);
         path_format(dst, sizeof(dst), "%s/%s", dir, beside[i]);
-        if (path_exists(src)) file_copy(src, dst);
+        if (!path_exists(src)) continue;
+        bytes = file_read_all(src, &len);
+        file_write_synced(dst, bytes, len);
+        free(bytes);
     }
 }
 

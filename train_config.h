@@ -71,7 +71,7 @@ static const OptionSpec train_option_specs[] = {
     OPTION("--max-seq", max_seq, OPT_INT, 0, NULL, "override the longest sequence"),
     OPTION("--train-data", train_data, OPT_STRING, 0, NULL, "glob of training token shards"),
     OPTION("--val-data", val_data, OPT_STRING, 0, NULL, "glob of validation token shards (none: no evaluation)"),
-    OPTION("--tokenizer", tokenizer, OPT_STRING, 0, NULL, "SentencePiece .model used to decode samples (none: print token ids)"),
+    OPTION("--tokenizer", tokenizer, OPT_STRING, 0, NULL, "SentencePiece .model or Hugging Face tokenizer.json: decodes samples, is copied into checkpoints (none: samples as ids)"),
     OPTION("--batch", batch, OPT_INT, 0, NULL, "micro-batch sequences per rank"),
     OPTION("--seq", seq, OPT_INT, 0, NULL, "sequence length"),
     OPTION("--total-batch", total_batch, OPT_LONG, 0, NULL, "tokens per optimizer step (0: batch x seq x ranks); gradient accumulation makes up the rest"),

