@@ -45,17 +45,17 @@ check "$TENSORS_GPU" bf16_topr_mha 2 "${grass[@]}" --kv-heads 4
 # llama3 RoPE scaling at theta 5e5 with original_max_position_embeddings 48 < seq 64: of the 8 frequencies of head
 # dim 16 (wavelengths 6.3, 32, 167 ...) one is kept (below 48 / high 4), one blended (between), six divided by the
 # factor 8 (above 48 / low 1). Linear scaling (factor 2) with an untied lm_head. Both builds at every recompute
-# level, Grass in both builds; steps of 2 micro-batches (TEST_TENSORS_MICRO: the same batch twice, each with half
-# the loss), whose tied gradient must accumulate over both uses and both micro-batches.
+# level (1 with 2 micro-batches), Grass in both builds; steps of 2 micro-batches (TEST_TENSORS_MICRO: the same batch
+# twice, each with half the loss), whose tied gradient must accumulate over both uses and both micro-batches.
 llama3_config "$TMP/tied_llama3.json" true 500000.0 \
   '{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 48}'
 llama3_config "$TMP/linear2.json" false 10000.0 '{"rope_type": "linear", "factor": 2.0}'
-for r in 0 1 2; do
+for r in 0 2; do
   check "$TENSORS_GPU_FP32" fp32_tied_llama3_r$r $r --model "$TMP/tied_llama3.json"
   check "$TENSORS_GPU" bf16_tied_llama3_r$r $r --model "$TMP/tied_llama3.json"
 done
 TEST_TENSORS_MICRO=2 check "$TENSORS_GPU_FP32" fp32_tied_llama3_micro2 1 --model "$TMP/tied_llama3.json"
-TEST_TENSORS_MICRO=2 check "$TENSORS_GPU" bf16_tied_llama3_micro2 2 --model "$TMP/tied_llama3.json"
+TEST_TENSORS_MICRO=2 check "$TENSORS_GPU" bf16_tied_llama3_micro2 1 --model "$TMP/tied_llama3.json"
 TEST_TENSORS_MICRO=2 check "$TENSORS_GPU_FP32" fp32_tied_llama3_multinorm_micro2 1 "${grass[@]}" --grass-select multinorm \
   --model "$TMP/tied_llama3.json"
 TEST_TENSORS_MICRO=2 check "$TENSORS_GPU" bf16_tied_llama3_topr_micro2 2 "${grass[@]}" --model "$TMP/tied_llama3.json"
