@@ -38,11 +38,14 @@ static void (*fail_hook)(int status) = NULL;
 // so each is one line that names the file, flag or size at fault and what was expected.
 static void fail_status(int status, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 static void fail_vstatus(int status, const char *fmt, va_list ap) __attribute__((noreturn));
+// The line goes out in one write, after what stdout holds: under mpirun, which forwards each stream of each rank as it
+// comes, a line written in pieces could be interleaved with another's.
 static void fail_vstatus(int status, const char *fmt, va_list ap) {
-    fprintf(stderr, "error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    static char line[16384];
     fflush(stdout);
+    int n = snprintf(line, sizeof(line), "error: ");
+    vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    fputs(strcat(line, "\n"), stderr);
     fflush(stderr);
     void (*cleanup)(void) = fail_cleanup;
     fail_cleanup = NULL;  // a failure inside the cleanup does not come back to it
