@@ -31,7 +31,9 @@
 
 #define STATE_MAGIC "GRASSTAT"
 #define STATE_END "GRASSEND"
-#define STATE_VERSION 3  // 2 adds the section "settings", 3 its RoPE scaling and tie entries; older files are read too
+// 2 adds the section "settings", 3 its RoPE scaling and tie entries, 4 reads a step's micro-batches from one window
+// (dataloader.h); older files are read too, those of runs with several micro-batches a step not (their data order differs)
+#define STATE_VERSION 4
 #define STATE_NAME_LEN 32
 #define CKPT_PATH_LEN 2048
 
@@ -760,9 +762,11 @@ static int checkpoint_dir_step(const char *dir) {
     return step;
 }
 
-// Checks the header the file holds (file) against the run's (want): counters in range, enums known, the same batch
-// shape, optimizer and settings. Fails naming the file and what differs.
-static void state_header_check(const char *path, const char *dir, const StateHeader *file, const StateHeader *want, int settings) {
+// Checks the header the file holds (file, of state.bin version `version`) against the run's (want): counters in range,
+// enums known, the same data order (--seq, --seed, tokens per step: the number of ranks and --batch may differ), optimizer
+// and settings. Fails naming the file and what differs.
+static void state_header_check(const char *path, const char *dir, const StateHeader *file, const StateHeader *want, int version) {
+    int settings = version >= 2;
     const int64_t *b = file->batch, *o = file->optimizer;
     int named = checkpoint_dir_step(dir);
     if (file->step < 0 || file->step > INT32_MAX) fail("%s: corrupt trainer state (step %lld)", path, (long long)file->step);
@@ -777,9 +781,23 @@ static void state_header_check(const char *path, const char *dir, const StateHea
     if (o[0] < 0 || o[0] > 1 || (o[0] == 1 && !grass_known))
         fail("%s: corrupt trainer state (optimizer %lld, rank %lld, interval %lld, selector %lld, side %lld)", path,
              (long long)o[0], (long long)o[1], (long long)o[2], (long long)o[3], (long long)o[4]);
-    if (memcmp(b, want->batch, sizeof(want->batch)))
-        fail("%s was written with --batch %lld --seq %lld, %lld ranks, %lld micro-batches per step and --seed %lld; resume with the same (another number of ranks reads other data)",
-             path, (long long)b[0], (long long)b[1], (long long)b[2], (long long)b[3], (long long)b[4]);
+    const int64_t *w = want->batch;
+    if (b[0] < 1 || b[1] < 1 || b[2] < 1 || b[3] < 1 || b[0] > INT32_MAX || b[1] > INT32_MAX || b[2] > INT32_MAX || b[3] > INT32_MAX)
+        fail("%s: corrupt trainer state (batch %lld, seq %lld, ranks %lld, micro-batches %lld)", path, (long long)b[0],
+             (long long)b[1], (long long)b[2], (long long)b[3]);
+    long long file_tokens = b[0] * b[1] * b[2] * b[3], run_tokens = w[0] * w[1] * w[2] * w[3];
+    if (b[1] != w[1] || b[4] != w[4] || file_tokens != run_tokens)
+        fail("%s was written with --seq %lld, --seed %lld and %lld tokens per step (--batch %lld x %lld ranks x %lld micro-batches); "
+             "this run has --seq %lld, --seed %lld and %lld tokens per step: resume with the same --seq, --seed and --total-batch "
+             "(they define the data order; --batch and the number of ranks may change)", path, (long long)b[1], (long long)b[4],
+             file_tokens, (long long)b[0], (long long)b[2], (long long)b[3], (long long)w[1], (long long)w[4], run_tokens);
+    if (o[0] == 1 && b[0] * b[2] != w[0] * w[2])
+        printf("resume: a Grass refresh selects from the step's first micro-batch on every rank: %lld sequences here, %lld in "
+               "the run that wrote %s, so the selections differ from an uninterrupted run's\n", (long long)(w[0] * w[2]),
+               (long long)(b[0] * b[2]), path);
+    if (version < 4 && b[3] > 1)
+        fail("%s was written by an older grass.c whose runs with %lld micro-batches a step read other data: resume it with the "
+             "version that wrote it", path, (long long)b[3]);
     if (memcmp(o, want->optimizer, sizeof(want->optimizer)))
         fail("%s was written with --optimizer %s%s%s, rank %lld, interval %lld; resume with the same optimizer settings", path,
              o[0] ? "grass --grass-select " : "adamw", o[0] ? grass_selector_names[o[3]] : "",
@@ -813,7 +831,7 @@ static void checkpoint_load_state(const char *dir, StateHeader *h, int n, const 
         memset(file.settings + STATE_SETTINGS_V2, 0, sizeof(double) * (STATE_SETTINGS - STATE_SETTINGS_V2));
         state_read_section(&st, state_find(&st, "settings", sizeof(double) * STATE_SETTINGS_V2), file.settings);
     } else printf("resume: %s predates the settings record: its model config and optimizer settings are not checked\n", path);
-    state_header_check(path, dir, &file, h, st.version >= 2);
+    state_header_check(path, dir, &file, h, st.version);
     void *buf = NULL;
     size_t cap = 0;
     for (int i = 0; i < n; i++) {

@@ -3,9 +3,12 @@
  * (magic 20240520 version 1 for uint16 tokens, or magic 20240801 version 7 for uint32 tokens; header[2] is
  * the token count) followed by the tokens.
  *
- * Batches: a "window" is B*T*world consecutive tokens (+1 for the last target). Rank r reads the B*T+1
- * tokens at offset r*B*T of each window, so N ranks with micro-batch B read exactly what one rank with
- * micro-batch N*B reads. Each shard holds (tokens-1) / (B*T*world) windows. With shuffling (training), each
+ * Batches: a "window" is the tokens of one optimizer step, B*T*world*accum consecutive tokens (+1 for the last
+ * target), cut into world*accum slices of B*T tokens (B sequences of T): micro-batch m of rank r reads slice
+ * m*world + r (and the token after it). So the data of a step is its window whatever the split: N ranks with
+ * micro-batch B read exactly what one rank with micro-batch N*B reads, and a run resumed on another number of ranks
+ * (the same tokens per step, so another accum or B) reads the same sequences in every step. Each shard holds
+ * (tokens-1) / (B*T*world*accum) windows. With shuffling (training), each
  * epoch visits the shards in an order and each shard's windows in an order drawn from the project PRNG keyed
  * by (seed, epoch[, shard]); without it (validation), everything is in file order. The position (epoch,
  * shard, window) is all the state there is, so checkpoints store it and resume exactly.
@@ -31,14 +34,15 @@ typedef struct {
 } Shard;
 
 typedef struct {
-    int B, T, rank, world, vocab;
+    int B, T, rank, world, accum, vocab;
     int shuffle;
     uint64_t seed;
     int nshards;
     Shard *shards;
-    size_t window_tokens;  // B*T*world
+    size_t window_tokens;  // B*T*world*accum: one optimizer step
     // position
     int epoch, shard_pos, window_pos;  // shard_pos indexes shard_order, window_pos indexes window_order
+    int micro;                         // the micro-batch of the window read next, 0 .. accum-1
     int *shard_order;                  // [nshards]
     int *window_order;                 // [windows of the current shard]
     int nwindows;                      // windows of the current shard
@@ -119,17 +123,19 @@ static void dataloader_seek(DataLoader *dl, int epoch, int shard_pos, int window
         fail("data position (shard %d, window %d) is past the end of %s; was the checkpoint written for other data?",
              shard_pos, window_pos, dl->shards[dl->shard_order[shard_pos]].path);
     dl->window_pos = window_pos;
+    dl->micro = 0;
 }
 
 static void dataloader_reset(DataLoader *dl) { dataloader_seek(dl, 0, 0, 0); }
 
 // Opens every shard matching pattern (a glob) and checks each header. what names the flag in errors.
+// accum: micro-batches per optimizer step and rank.
 static void dataloader_init(DataLoader *dl, const char *pattern, const char *what, int B, int T, int rank, int world,
-                            int vocab, int shuffle, uint64_t seed) {
+                            int accum, int vocab, int shuffle, uint64_t seed) {
     memset(dl, 0, sizeof(*dl));
-    dl->B = B; dl->T = T; dl->rank = rank; dl->world = world; dl->vocab = vocab;
+    dl->B = B; dl->T = T; dl->rank = rank; dl->world = world; dl->accum = accum; dl->vocab = vocab;
     dl->shuffle = shuffle; dl->seed = seed;
-    dl->window_tokens = (size_t)B * T * world;
+    dl->window_tokens = (size_t)B * T * world * accum;
     glob_t g;
     int rc = glob(pattern, 0, NULL, &g);
     if (rc != 0 || g.gl_pathc == 0) fail("%s %s matches no files", what, pattern);
@@ -140,8 +146,8 @@ static void dataloader_init(DataLoader *dl, const char *pattern, const char *wha
         s->path = xstrdup(g.gl_pathv[i]);
         s->ntok = shard_read_header(s->path, &s->tok_bytes);
         if (s->ntok < dl->window_tokens + 1)
-            fail("%s: %zu tokens, fewer than one batch needs (batch %d x seq %d x ranks %d + 1 = %zu); use a smaller --batch/--seq or larger shards",
-                 s->path, s->ntok, B, T, world, dl->window_tokens + 1);
+            fail("%s: %zu tokens, fewer than one step needs (batch %d x seq %d x ranks %d x micro-batches %d + 1 = %zu); use a "
+                 "smaller --batch/--seq/--total-batch or larger shards", s->path, s->ntok, B, T, world, accum, dl->window_tokens + 1);
     }
     globfree(&g);
     dl->shard_order = (int *)xmalloc(sizeof(int) * dl->nshards);
@@ -151,14 +157,14 @@ static void dataloader_init(DataLoader *dl, const char *pattern, const char *wha
     dataloader_reset(dl);
 }
 
-// Total windows over all shards (the number of distinct batches in one epoch).
+// Total windows over all shards (the number of distinct steps' batches in one epoch).
 static size_t dataloader_num_batches(const DataLoader *dl) {
     size_t n = 0;
     for (int i = 0; i < dl->nshards; i++) n += (dl->shards[i].ntok - 1) / dl->window_tokens;
     return n;
 }
 
-// Fills inputs and targets ([B*T] each) with the next batch of this rank; wraps into the next shard/epoch.
+// Fills inputs and targets ([B*T] each) with the next micro-batch of this rank; wraps into the next shard/epoch.
 static void dataloader_next_batch(DataLoader *dl) {
     while (dl->window_pos >= dl->nwindows) {
         if (++dl->shard_pos >= dl->nshards) {
@@ -171,7 +177,8 @@ static void dataloader_next_batch(DataLoader *dl) {
     }
     const Shard *s = &dl->shards[dl->shard_order[dl->shard_pos]];
     size_t BT = (size_t)dl->B * dl->T;
-    size_t first = (size_t)dl->window_order[dl->window_pos] * dl->window_tokens + (size_t)dl->rank * BT;
+    size_t slice = (size_t)dl->micro * dl->world + (size_t)dl->rank;
+    size_t first = (size_t)dl->window_order[dl->window_pos] * dl->window_tokens + slice * BT;
     fseek(dl->fp, (long)(SHARD_HEADER_INTS * 4 + first * s->tok_bytes), SEEK_SET);
     xfread(dl->raw, (BT + 1) * s->tok_bytes, dl->fp, s->path);
     for (size_t i = 0; i <= BT; i++) {
@@ -182,7 +189,10 @@ static void dataloader_next_batch(DataLoader *dl) {
         if (i < BT) dl->inputs[i] = (int)tok;
         if (i > 0) dl->targets[i - 1] = (int)tok;
     }
-    dl->window_pos++;
+    if (++dl->micro == dl->accum) {
+        dl->micro = 0;
+        dl->window_pos++;
+    }
 }
 
 static void dataloader_free(DataLoader *dl) {

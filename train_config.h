@@ -92,7 +92,7 @@ static const OptionSpec train_option_specs[] = {
     OPTION("--grass-side", grass_side, OPT_STRING, 0, "auto|rows|cols", "select rows or columns (auto: the larger dimension)"),
     OPTION("--seed", seed, OPT_LONG, 0, NULL, "seed of the weight init, data order and sampling"),
     OPTION("--eval-every", eval_every, OPT_INT, 0, NULL, "validate every N steps and at the end (0: only at the end)"),
-    OPTION("--eval-batches", eval_batches, OPT_INT, 0, NULL, "validation batches per evaluation"),
+    OPTION("--eval-batches", eval_batches, OPT_INT, 0, NULL, "validation batches per evaluation, each of a step's tokens"),
     OPTION("--sample-every", sample_every, OPT_INT, 0, NULL, "print a generated sample every N steps (0: never)"),
     OPTION("--sample-tokens", sample_tokens, OPT_INT, 0, NULL, "tokens per sample"),
     OPTION("--sample-temperature", sample_temperature, OPT_FLOAT, 0, NULL, "sampling temperature (0: greedy, the most probable token)"),

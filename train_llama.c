@@ -774,9 +774,11 @@ static void llama_optimizer_step(Llama *m, const TrainOptions *opt, int step, fl
 // ----------------------------------------------------------------------------------------------------
 // Training driver
 
+// The mean loss of `batches` validation batches, each of a step's tokens (val->accum micro-batches on every rank).
 static float evaluate(Llama *m, DataLoader *val, int batches) {
     dataloader_reset(val);
     double sum = 0.0;
+    batches *= val->accum;
     for (int i = 0; i < batches; i++) {
         dataloader_next_batch(val);
         sum += llama_forward(m, val->inputs, val->targets, val->B, val->T);

@@ -18,9 +18,11 @@
 #include "train_config.h"
 #include "train_setup.h"
 
+// The mean loss of `batches` validation batches, each of a step's tokens (val->accum micro-batches on every rank).
 static float gpu_evaluate(GpuLlama *m, const Comm *comm, DataLoader *val, int batches) {
     dataloader_reset(val);
     double sum = 0.0;
+    batches *= val->accum;
     for (int i = 0; i < batches; i++) {
         dataloader_next_batch(val);
         gpu_set_batch(m, val->inputs, val->targets, 0);

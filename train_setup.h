@@ -178,7 +178,8 @@ static void train_data_open(TrainData *d, TrainOptions *opt, const LlamaConfig *
                  c->vocab_size);
     }
     if (opt->val_data[0]) {
-        dataloader_init(&d->val, opt->val_data, "--val-data", opt->batch, opt->seq, rank, world, c->vocab_size, 0, 0);
+        dataloader_init(&d->val, opt->val_data, "--val-data", opt->batch, opt->seq, rank, world,
+                        train_options_grad_accum(opt, world), c->vocab_size, 0, 0);
         d->have_val = 1;
         size_t avail = dataloader_num_batches(&d->val);
         if ((size_t)opt->eval_batches > avail) {
@@ -187,8 +188,8 @@ static void train_data_open(TrainData *d, TrainOptions *opt, const LlamaConfig *
         }
     }
     if (!opt->eval_only) {
-        dataloader_init(&d->train, opt->train_data, "--train-data", opt->batch, opt->seq, rank, world, c->vocab_size, 1,
-                        (uint64_t)opt->seed);
+        dataloader_init(&d->train, opt->train_data, "--train-data", opt->batch, opt->seq, rank, world,
+                        train_options_grad_accum(opt, world), c->vocab_size, 1, (uint64_t)opt->seed);
         d->have_train = 1;
     }
     if (d->have_val) train_data_agree(train_setup_comm, &d->val, "--val-data", opt->val_data);

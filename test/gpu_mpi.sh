@@ -1,6 +1,7 @@
 # The GPU trainer over several ranks (docs/design.md §7): 2 ranks sharing one GPU with --comm mpi reproduce 1 rank with
 # the whole batch (fp32 build; losses and norms within 1e-5 relative, weights within 1e-4 as in test/t_mpi.sh),
-# for AdamW and Grass across a refresh, also with tied embeddings (the shared gradient averaged once). NCCL refuses
+# for AdamW and Grass across a refresh, also with tied embeddings (the shared gradient averaged once); a 2-rank
+# checkpoint continues on 1 rank. NCCL refuses
 # two ranks on one GPU, so on a GPU --comm nccl is only launched with one rank here (its all-reduce needs a machine
 # with two GPUs); on the CPU emulator (GPU_EMU=1), whose NCCL works over MPI, the 2-rank comparison runs with
 # --comm nccl too: the per-tensor all-reduces during the backward, in the order the trainer queues them.
@@ -27,13 +28,22 @@ for opt in adamw grass; do
   "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" --batch 8 --out "$TMP/$opt.1" > /dev/null
   for comm in "${transports[@]}"; do
     run=$opt.$comm.2
-    mpirun -np 2 "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" --batch 4 --comm $comm --out "$TMP/$run" > "$TMP/$run.out"
+    mpirun -np 2 "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" --batch 4 --comm $comm --ckpt-every 2 --out "$TMP/$run" > "$TMP/$run.out"
     grep -qi "ranks: 2 over $comm" "$TMP/$run.out" || die "$run: the 2-rank run did not see 2 ranks over $comm"
     "$PYTHON" test/log_compare.py compare "$TMP/$opt.1/log.jsonl" "$TMP/$run/log.jsonl" --steps $steps --name "$run: 2 ranks vs 1" \
       --bound loss=1e-5 --bound norm=1e-5 || die "$run: 2 ranks differ from 1"
     test/bin/test_reference diff "$TMP/$opt.1/$final/model.safetensors" "$TMP/$run/$final/model.safetensors" 1e-4
   done
 done
+
+# A 2-rank checkpoint resumes on 1 rank (the same tokens per step; a Grass refresh still selects from the same 8
+# sequences) and continues as the uninterrupted 1-rank run, within the bounds above: Grass, across the refresh at
+# step 4, AdamW moments, Grass state and fp32 master weights all moved through state.bin.
+"$TRAIN_GPU_FP32" "${base[@]}" --optimizer grass --grass-rank 12 --grass-interval 3 --batch 8 \
+  --resume "$TMP/grass.mpi.2/ckpt_00000002" --out "$TMP/grass.2to1" > /dev/null
+"$PYTHON" test/log_compare.py compare "$TMP/grass.1/log.jsonl" "$TMP/grass.2to1/log.jsonl" --steps $steps --from-step 3 \
+  --name "grass: 2 ranks resumed on 1" --bound loss=1e-5 --bound norm=1e-5 || die "the 2-rank checkpoint resumed on 1 rank differs"
+test/bin/test_reference diff "$TMP/grass.1/$final/model.safetensors" "$TMP/grass.2to1/$final/model.safetensors" 1e-4
 
 # Tied embeddings (with llama3 RoPE scaling; ffn 176, unpadded, so that the bytes below are the model's): the lm_head's
 # gradient is the embedding's, complete only once the embedding backward, the backward's last work, has added its use

@@ -5,10 +5,11 @@
 that is empty, has a line that is not JSON or does not end in a newline (cut short), lacks a step or a field
 that is asked for, is refused with an error.
 
-  log_compare.py compare REF RUN --bound FIELD=REL [--bound ...] --steps N [--name NAME]
+  log_compare.py compare REF RUN --bound FIELD=REL [--bound ...] --steps N [--from-step S] [--name NAME]
       the named fields of RUN against REF, step by step: |run - ref| / |ref| <= REL for every value. Both logs must
-      have exactly the training steps 1..N, each with every field asked for of the training steps, and the same
-      evaluation steps (with val_loss) when val_loss is asked for (at least one).
+      have exactly the training steps 1..N (RUN S..N with --from-step, a run resumed after step S - 1: then only
+      those steps and evaluations are compared), each with every field asked for of the training steps, and the
+      same evaluation steps (with val_loss) when val_loss is asked for (at least one).
   log_compare.py phases LOG --steps N
       every training step has forward_ms, backward_ms and optimizer_ms, positive, adding up to no more than its
       ms (the step's wall time; 0.1% + 0.01 ms for rounding), and the log has exactly the steps 1..N.
@@ -69,13 +70,13 @@ def field(path, rec, name):
     return float(v)
 
 
-def expect_steps(path, train, n):
-    want = set(range(1, n + 1))
+def expect_steps(path, train, n, first=1):
+    want = set(range(first, n + 1))
     missing, extra = sorted(want - set(train)), sorted(set(train) - want)
     if missing:
-        raise LogError(f"{path}: training step(s) {missing[:10]} missing (expected steps 1..{n})")
+        raise LogError(f"{path}: training step(s) {missing[:10]} missing (expected steps {first}..{n})")
     if extra:
-        raise LogError(f"{path}: training step(s) {extra[:10]} beyond the expected 1..{n}")
+        raise LogError(f"{path}: training step(s) {extra[:10]} outside the expected {first}..{n}")
 
 
 def compare(args):
@@ -91,7 +92,11 @@ def compare(args):
     ref_train, ref_val = read_log(args.ref)
     run_train, run_val = read_log(args.run)
     expect_steps(args.ref, ref_train, args.steps)
-    expect_steps(args.run, run_train, args.steps)
+    expect_steps(args.run, run_train, args.steps, args.from_step)
+    # a run resumed after step from_step - 1 is compared from there on (it does not evaluate before its first step)
+    if args.from_step > 1:
+        ref_train = {s: r for s, r in ref_train.items() if s >= args.from_step}
+        ref_val = {s: r for s, r in ref_val.items() if s >= args.from_step}
     pairs = {name: [] for name in bounds}  # field: [(step, ref, run)]
     for name in bounds:
         if name == "val_loss":
@@ -159,6 +164,7 @@ def main():
     c.add_argument("run")
     c.add_argument("--bound", action="append", default=[], metavar="FIELD=REL")
     c.add_argument("--steps", type=int, required=True)
+    c.add_argument("--from-step", type=int, default=1, help="RUN holds the steps from this one on (a resumed run)")
     c.add_argument("--name")
     c.set_defaults(func=compare)
     ph = sub.add_parser("phases")

@@ -79,7 +79,7 @@ expect_error "token.bin: token id 700 at position 2500 is outside the model's vo
 sh u32.bin --tokens 5000 --uint32 --bad-token 70000
 expect_error "u32.bin: token id 70000" $T "${ok[@]}" --train-data "$TMP/u32.bin" --steps 100
 sh small.bin --tokens 20
-expect_error "small.bin: 20 tokens, fewer than one batch needs" $T "${ok[@]}" --train-data "$TMP/small.bin"
+expect_error "small.bin: 20 tokens, fewer than one step needs" $T "${ok[@]}" --train-data "$TMP/small.bin"
 expect_error "--train-data $TMP/nothing_*.bin matches no files" $T "${ok[@]}" --train-data "$TMP/nothing_*.bin"
 expect_error "--val-data $TMP/nothing.bin matches no files" $T "${ok[@]}" --val-data "$TMP/nothing.bin"
 # a FIFO or directory where a file belongs is refused at once (opening a FIFO for reading would block until a writer came)
@@ -154,7 +154,7 @@ EOF
 expect_error "is not the model --model 7b gives: rms_norm_eps 1e-05 vs 1e-06 (checkpoint vs options)" $T --model 7b --init "$TMP/llama2_7b" --dry-run
 cp -r "$ck" "$TMP/ck_cfg"; sed -i 's/"num_hidden_layers": 2/"num_hidden_layers": 3/' "$TMP/ck_cfg/config.json"
 expect_error "tensor model.layers.2.input_layernorm.weight is missing" $T "${ok[@]:2}" --init "$TMP/ck_cfg"
-expect_error "was written with --batch 2 --seq 16" $T "${ok[@]}" --steps 5 --resume "$ck" --batch 4
+expect_error "was written with --seq 16, --seed 1337 and 32 tokens per step (--batch 2 x 1 ranks x 1 micro-batches); this run has --seq 16, --seed 1337 and 64 tokens per step" $T "${ok[@]}" --steps 5 --resume "$ck" --batch 4
 expect_error "is at step 2; --steps 2 leaves nothing to do" $T "${ok[@]}" --resume "$ck"
 mkdir -p "$TMP/empty"
 expect_error "empty has no config.json" $T --train-data "$TMP/ok.bin" --init "$TMP/empty"

@@ -20,6 +20,13 @@ lc compare "$TMP/a.jsonl" "$TMP/b.jsonl" --steps 2 --bound loss=1e-4 --bound nor
 rc=0; lc compare "$TMP/a.jsonl" "$TMP/b.jsonl" --steps 2 --bound loss=1e-5 || rc=$?
 [ $rc = 1 ] || die "a loss beyond its bound gave exit $rc, not 1"
 echo "ok: a value beyond its bound fails (exit 1)"
+# a run resumed after step 1 (no evaluation before its first step): compared from step 2 on, where it must differ too
+grep -v '"step": [01],\|"step": 0}' "$TMP/b.jsonl" > "$TMP/resumed.jsonl"
+lc compare "$TMP/a.jsonl" "$TMP/resumed.jsonl" --steps 2 --from-step 2 --bound loss=1e-4 --bound val_loss=1e-4 ||
+  die "a resumed run within the bounds failed"
+rc=0; lc compare "$TMP/a.jsonl" "$TMP/resumed.jsonl" --steps 2 --from-step 2 --bound loss=1e-5 || rc=$?
+[ $rc = 1 ] || die "a resumed run's loss beyond its bound gave exit $rc, not 1"
+echo "ok: --from-step compares a resumed run from its first step"
 lc phases "$TMP/a.jsonl" --steps 2 || die "phases within the step failed"
 [ "$(lc mean "$TMP/a.jsonl" forward_ms+backward_ms+optimizer_ms --from-step 2)" = 9.5 ] || die "mean: wrong value"
 [ "$(lc get "$TMP/a.jsonl" norm --step 2)" = 0.7 ] || die "get: wrong value"
@@ -39,7 +46,9 @@ head -c 100 "$TMP/a.jsonl" > "$TMP/cutline.jsonl"; echo >> "$TMP/cutline.jsonl"
 refused "a line that is not JSON" "not JSON" compare "$TMP/a.jsonl" "$TMP/cutline.jsonl" --steps 2 --bound loss=1
 grep -v '"step": 1,' "$TMP/a.jsonl" > "$TMP/nostep.jsonl"
 refused "a missing step" "missing" compare "$TMP/a.jsonl" "$TMP/nostep.jsonl" --steps 2 --bound loss=1
-refused "a step beyond --steps" "beyond" compare "$TMP/a.jsonl" "$TMP/a.jsonl" --steps 1 --bound loss=1
+refused "a step beyond --steps" "outside the expected 1..1" compare "$TMP/a.jsonl" "$TMP/a.jsonl" --steps 1 --bound loss=1
+refused "a resumed run with a step before --from-step" "outside the expected 2..2" compare "$TMP/a.jsonl" "$TMP/b.jsonl" --steps 2 \
+  --from-step 2 --bound loss=1
 sed 's/"norm": 0.7, //' "$TMP/a.jsonl" > "$TMP/nonorm.jsonl"
 refused "a missing field" "has no norm" compare "$TMP/a.jsonl" "$TMP/nonorm.jsonl" --steps 2 --bound norm=1
 grep -v '"step": 2, "val' "$TMP/a.jsonl" > "$TMP/noval.jsonl"

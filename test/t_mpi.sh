@@ -1,7 +1,8 @@
 # Data parallelism on CPU ranks (docs/design.md §7): N ranks with micro-batch B reproduce 1 rank with micro-batch N*B
 # (losses and final weights within fp32 rounding) for AdamW and every Grass selector across refreshes, with
-# gradient accumulation; a rank that fails or dies ends the run instead of hanging; resuming with another
-# number of ranks is refused.
+# gradient accumulation; a rank that fails or dies ends the run instead of hanging; a checkpoint resumes on another
+# number of ranks (the same tokens per step: the data order is the step's, not the ranks') within fp32 rounding of
+# the uninterrupted run, and with another --total-batch is refused.
 source test/lib.sh
 command -v mpirun > /dev/null || skip "mpirun not found (apt-get install openmpi-bin libopenmpi-dev)"
 # not grep -q: it stops reading at the first match, and under pipefail the writer's SIGPIPE fails the test
@@ -49,12 +50,33 @@ cmp "$TMP/rs_straight/ckpt_00000006/model.safetensors" "$TMP/rs_resumed/ckpt_000
 cmp "$TMP/rs_straight/ckpt_00000006/state.bin" "$TMP/rs_resumed/ckpt_00000006/state.bin" || die "2-rank resume: the state differs"
 echo "ok: 2 ranks, 3 + resume + 3 steps (Grass, refreshes at 4) is bit-identical to 6 straight"
 
-# resuming a 2-rank checkpoint on 3 ranks is refused (every rank prints the error; mpirun reports the abort)
-rc=0; OMP_NUM_THREADS=1 timeout 60 "${MPIRUN[@]}" 3 ./train_llama_cpu "${base[@]}" --batch 2 --steps 8 \
+# resuming on another number of ranks (bounds as above), each against its uninterrupted run: steps 4 to 6 and the final
+# weights. The 2-rank Grass run's step-3 checkpoint on 3 ranks of 2 sequences and on 1 rank of 6 (2 micro-batches
+# each, so a refresh still selects from the same 6 sequences, the step's first micro-batch on every rank), and a 4-rank
+# AdamW run's (3 sequences, 1 micro-batch) on 2 ranks of 3 (2 micro-batches)
+grass=(--optimizer grass --grass-rank 12 --grass-interval 2)
+OMP_NUM_THREADS=1 "${MPIRUN[@]}" 4 ./train_llama_cpu "${base[@]}" --batch 3 --ckpt-every 3 --out "$TMP/rs4_straight" > /dev/null
+resumed() {  # NAME STRAIGHT RANKS BATCH [FLAGS...]
+  local name=$1 straight=$2 n=$3 batch=$4
+  shift 4
+  OMP_NUM_THREADS=1 "${MPIRUN[@]}" $n ./train_llama_cpu "${base[@]}" --batch $batch "$@" \
+    --resume "$TMP/$straight/ckpt_00000003" --out "$TMP/$name" > "$TMP/$name.stdout"
+  "$PYTHON" test/log_compare.py compare "$TMP/$straight/log.jsonl" "$TMP/$name/log.jsonl" --steps 6 --from-step 4 --name $name \
+    --bound loss=1e-5 --bound norm=1e-5 --bound val_loss=1e-5 || die "$name: the resumed run differs from $straight"
+  test/bin/test_reference diff "$TMP/$straight/ckpt_00000006/model.safetensors" "$TMP/$name/ckpt_00000006/model.safetensors" 1e-4
+}
+resumed rs_2to3 rs_straight 3 2 "${grass[@]}"
+resumed rs_2to1 rs_straight 1 6 "${grass[@]}"
+resumed rs_4to2 rs4_straight 2 3
+echo "ok: checkpoints of 2 and 4 ranks continue on 3, 1 and 2 ranks as the uninterrupted runs"
+
+# another number of tokens per step is refused (every rank prints the error; mpirun reports the abort)
+rc=0; OMP_NUM_THREADS=1 timeout 60 "${MPIRUN[@]}" 3 ./train_llama_cpu "${base[@]}" --batch 2 --steps 8 --total-batch 384 \
   --resume "$TMP/adamw.2/ckpt_00000006" > "$TMP/ranks.out" 2>&1 || rc=$?
-[ $rc -ne 0 ] && [ $rc -ne 124 ] || die "resume on another number of ranks: exit $rc"
-grep -q "^error: .*state.bin was written with --batch 3 --seq 16, 2 ranks" "$TMP/ranks.out" || die "no clear error for the rank count"
-echo "ok: resuming on another number of ranks is refused: $(grep -m1 '^error' "$TMP/ranks.out")"
+[ $rc -ne 0 ] && [ $rc -ne 124 ] || die "resume with another --total-batch: exit $rc"
+grep -q "^error: .*state.bin was written with --seq 16, --seed 1337 and 192 tokens per step (--batch 3 x 2 ranks x 2 micro-batches); this run has --seq 16, --seed 1337 and 384 tokens per step" "$TMP/ranks.out" ||
+  die "no clear error for another --total-batch"
+echo "ok: resuming with another --total-batch is refused: $(grep -m1 '^error' "$TMP/ranks.out")"
 
 # a rank that fails (a bad token only rank 1 reads: offsets 5..9 of its part of every window) ends every rank
 "$PYTHON" test/shard_tool.py "$TMP/bad.bin" --tokens 12000 --vocab 512 --bad-token 999 \

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_path(pattern, sizeof(pattern), "shard_*.bin");
     FUZZ_TRY({
         DataLoader dl;
-        dataloader_init(&dl, pattern, "--train-data", B, T, rank, world, vocab, shuffle, 1234);
+        dataloader_init(&dl, pattern, "--train-data", B, T, rank, world, 1, vocab, shuffle, 1234);
         size_t batches = dataloader_num_batches(&dl);
         for (size_t i = 0; i < batches + 2 && i < 16; i++) dataloader_next_batch(&dl);
         dataloader_free(&dl);
