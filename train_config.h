@@ -37,6 +37,7 @@ typedef struct {
     char out[OPT_STR_LEN], resume[OPT_STR_LEN], init[OPT_STR_LEN];
     int ckpt_every, keep_last, discard_newer;
     int eval_only, dry_run, help;
+    int ranks;  // --dry-run's number of ranks to plan for (0: the processes started)
     // faults
     int skip_nonfinite;
     float comm_timeout;
@@ -104,6 +105,7 @@ static const OptionSpec train_option_specs[] = {
     OPTION("--init", init, OPT_STRING, 0, NULL, "checkpoint or HF model directory to take the weights from (not the optimizer state)"),
     OPTION("--eval-only", eval_only, OPT_FLAG, 0, NULL, "load (--init or --resume), print the validation loss, exit"),
     OPTION("--dry-run", dry_run, OPT_FLAG, 0, NULL, "print the memory plan and exit"),
+    OPTION("--ranks", ranks, OPT_INT, 0, NULL, "with --dry-run: plan each rank of a run on N ranks, without starting them (0: the ranks started)"),
     OPTION("--skip-nonfinite", skip_nonfinite, OPT_INT, 0, NULL, "skip up to N steps whose loss or gradient norm is not finite (no update) before stopping"),
     OPTION("--comm-timeout", comm_timeout, OPT_FLOAT, 0, NULL, "seconds a rank waits in a collective before it ends the whole job"),
     OPTION("--help", help, OPT_FLAG, 0, NULL, "print this help"),
@@ -275,6 +277,8 @@ static void train_options_check(const TrainOptions *o) {
     if (o->sample_tokens > LLAMA_MAX_SIZE) fail("--sample-tokens %d is above the largest supported, %d", o->sample_tokens, LLAMA_MAX_SIZE);
     if (o->init[0] && o->resume[0]) fail("--init and --resume exclude each other: --init loads weights only, --resume continues a run");
     if (o->eval_only && o->dry_run) fail("--eval-only and --dry-run exclude each other");
+    if (o->ranks && !o->dry_run) fail("--ranks goes with --dry-run only: a run's ranks are the processes mpirun starts");
+    if (o->ranks < 0 || o->ranks > LLAMA_MAX_COUNT) fail("--ranks %d: expected 1 to %d (0: the ranks started)", o->ranks, LLAMA_MAX_COUNT);
     if (o->eval_only && !o->init[0] && !o->resume[0]) fail("--eval-only needs the weights to evaluate: give --init DIR or --resume DIR");
     if (o->eval_only && !o->val_data[0]) fail("--eval-only needs --val-data");
     if (!o->eval_only && !o->dry_run && !o->train_data[0])

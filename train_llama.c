@@ -855,8 +855,8 @@ int main(int argc, char **argv) {
     const LlamaConfig cfg = setup.cfg;
     const char *weights_dir = setup.weights_dir, *resume_dir = setup.resume_dir;
     int grass_rank = setup.grass_rank;
-    int world = comm.world, rank = comm.rank, accum = train_options_grad_accum(&opt, world);
-    int B = opt.batch, T = opt.seq;
+    int world = comm.world, rank = comm.rank, planned_ranks = opt.ranks ? opt.ranks : world;  // --ranks: --dry-run's
+    int accum = train_options_grad_accum(&opt, planned_ranks), B = opt.batch, T = opt.seq;
 
     Llama model;
     char desc[256];
@@ -871,7 +871,9 @@ int main(int argc, char **argv) {
     llama_comm_floats(&model, &comm_step, &comm_proj, &comm_refresh);
     printf("all-reduce per step and rank: %zu bytes, of which projections %zu bytes (refresh steps: %zu bytes)\n",
            4 * comm_step, 4 * comm_proj, 4 * comm_refresh);
-    if (opt.dry_run) {  // the plan needs the sizes only: nothing is allocated
+    if (opt.dry_run) {  // the plan needs the sizes only: nothing is allocated. Every rank holds the same.
+        printf("plan of each of %d rank%s: batch %d x %d tokens, %d micro-batches per step = %lld tokens per step\n",
+               planned_ranks, planned_ranks > 1 ? "s" : "", B, T, accum, (long long)B * T * accum * planned_ranks);
         comm_finalize(&comm);
         return 0;
     }

@@ -261,13 +261,13 @@ int main(int argc, char **argv) {
     TrainSetup setup;
     train_setup_model(&setup, &opt);
     const LlamaConfig cfg = setup.cfg;
-    int world = comm.world, rank = comm.rank, accum = train_options_grad_accum(&opt, world);
-    int B = opt.batch, T = opt.seq;
+    int world = comm.world, rank = comm.rank, planned_ranks = opt.ranks ? opt.ranks : world;  // --ranks: --dry-run's
+    int accum = train_options_grad_accum(&opt, planned_ranks), B = opt.batch, T = opt.seq;
 
     GpuLlama model;
     char desc[256];
     llama_config_describe(&cfg, desc, sizeof(desc));
-    gpu_plan(&model, &cfg, B, T, world, &opt, setup.grass_rank);
+    gpu_plan(&model, &cfg, B, T, planned_ranks, &opt, setup.grass_rank);
     // A run checks what needs no GPU (the shards and tokenizer), then that there is a GPU, before it prints a plan it
     // could not carry out; --dry-run prints the plan only, which needs the sizes alone: no GPU is touched.
     TrainData data;
@@ -289,7 +289,11 @@ int main(int argc, char **argv) {
     if (opt.gpu_mem_limit > 0 && planned > opt.gpu_mem_limit * GIB)
         fail("--gpu-mem-limit %.1f GiB: the plan needs %.2f GiB (lower --batch, raise --recompute, --master-weights 0, --state-dtype bf16)",
              (double)opt.gpu_mem_limit, planned / GIB);
-    if (opt.dry_run) {
+    if (opt.dry_run) {  // what each rank of such a run would hold, step and send
+        printf("plan of each of %d rank%s: batch %d x %d tokens, %d micro-batches per step = %lld tokens per step", planned_ranks,
+               planned_ranks > 1 ? "s" : "", B, T, accum, (long long)B * T * accum * planned_ranks);
+        if (planned_ranks > 1) printf("; all-reduce per step and rank: %zu bytes", gpu_comm_bytes(&model));
+        printf("\n");
         comm_finalize(&comm);
         return 0;
     }

@@ -42,3 +42,17 @@ t=$(get "$TMP/13b" total); tb=$(get "$TMP/13b_bf16" total)
 [ $t -lt $((40 << 30)) ] || die "13b Grass plan $t bytes is not under 40 GiB"
 [ $tb -lt $((30 << 30)) ] || die "13b Grass plan with bf16 moments $tb bytes is not under 30 GiB"
 echo "ok: 13b Grass rank 256: $(awk -v b=$t 'BEGIN {printf "%.2f", b / 2^30}') GiB (fp32 moments), $(awk -v b=$tb 'BEGIN {printf "%.2f", b / 2^30}') GiB (bf16 moments)"
+
+# --dry-run --ranks N: each rank's plan for a run on N ranks, without starting them. Every rank holds the whole model
+# today, so the plan differs from one rank's only by the all-reduce copy of Grass's compressed gradients (bf16, its r x E
+# elements at 2 bytes), and the line after it gives the step's split and the bytes each rank all-reduces; a
+# --total-batch that the N ranks cannot split is refused.
+grass13=(--model 13b --dry-run --batch 1 --seq 256 --recompute 2 --master-weights 0 --optimizer grass --grass-rank 256)
+./train_llama "${grass13[@]}" --ranks 8 --total-batch 16384 > "$TMP/13b_8"
+[ "$(get "$TMP/13b_8" gradients)" -eq $(( $(get "$TMP/13b" gradients) + 2 * rE )) ] ||
+  die "the 8-rank plan's gradients are not one rank's plus the bf16 copy of the compressed gradients"
+grep -q "^plan of each of 8 ranks: batch 1 x 256 tokens, 8 micro-batches per step = 16384 tokens per step; all-reduce per step and rank: $(( 2 * dense + 2 * rE )) bytes" "$TMP/13b_8" ||
+  { tail -1 "$TMP/13b_8"; die "the 8-rank plan does not say the split and the bytes all-reduced"; }
+expect_error "--total-batch 3072 is not a multiple of batch 1 x seq 256 x ranks 8" ./train_llama "${grass13[@]}" --ranks 8 --total-batch 3072
+expect_error "--ranks goes with --dry-run only" ./train_llama --model test --ranks 2 --train-data x
+echo "ok: --dry-run --ranks 8 plans each rank of 8 (13b Grass: $(tail -1 "$TMP/13b_8"))"
