@@ -930,7 +930,7 @@ int main(int argc, char **argv) {
         if (data.have_val && schedule_eval_due(&opt, done, start))
             logger_val(&log, done, evaluate(&model, val, opt.eval_batches));
         if (rank == 0 && schedule_sample_due(&opt, done))
-            sample_print(&model, data.have_tok ? &data.tok : NULL, opt.sample_tokens, opt.sample_temperature, (uint64_t)opt.seed,
+            sample_print(&model, setup.have_tok ? &setup.tok : NULL, opt.sample_tokens, opt.sample_temperature, (uint64_t)opt.seed,
                          done);
         int saved = schedule_ckpt_due(&opt, done);
         if (saved) save_checkpoint(&model, &opt, done, train, accum);
@@ -941,6 +941,7 @@ int main(int argc, char **argv) {
     }
     logger_close(&log);
     train_data_close(&data);
+    train_setup_close(&setup);
     llama_free(&model);
     comm_finalize(&comm);
     return 0;

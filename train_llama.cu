@@ -379,7 +379,7 @@ int main(int argc, char **argv) {
         if (data.have_val && schedule_eval_due(&opt, done, start))
             logger_val(&log, done, gpu_evaluate(&model, &comm, val, opt.eval_batches));
         if (rank == 0 && schedule_sample_due(&opt, done))
-            gpu_sample_print(&model, data.have_tok ? &data.tok : NULL, opt.sample_tokens, opt.sample_temperature,
+            gpu_sample_print(&model, setup.have_tok ? &setup.tok : NULL, opt.sample_tokens, opt.sample_temperature,
                              (uint64_t)opt.seed, done);
         int saved = schedule_ckpt_due(&opt, done);
         if (saved) gpu_save_checkpoint(&model, &comm, &opt, done, train, accum);
@@ -393,6 +393,7 @@ int main(int argc, char **argv) {
     if (rank == 0) gpu_profile_print(&model.prof);
     logger_close(&log);
     train_data_close(&data);
+    train_setup_close(&setup);
     if (held) cudaCheck(cudaFree(held));
     gpu_comm_free(&gcomm);
     gpu_free(&model);

@@ -72,6 +72,8 @@ typedef struct {
     const char *weights_dir;         // where the weights come from: resume_dir, --init, or NULL (fresh init)
     LlamaConfig cfg;
     int grass_rank;
+    Tokenizer tok;                   // --tokenizer's, loaded once (not for --dry-run): samples, a new model's BOS/EOS
+    int have_tok;
 } TrainSetup;
 
 // Refuses a run whose ranks resolved the options to different weights or model configs (a config.json or
@@ -110,14 +112,18 @@ static void train_setup_model(TrainSetup *s, const TrainOptions *opt) {
     }
     s->weights_dir = s->resume_dir[0] ? s->resume_dir : opt->init[0] ? opt->init : NULL;
     s->grass_rank = train_options_model(opt, s->weights_dir, &s->cfg);
-    if (!s->weights_dir && opt->tokenizer[0] && !opt->dry_run) {  // a new model's special tokens are its tokenizer's
-        Tokenizer tok;
-        tokenizer_load(&tok, opt->tokenizer);
-        s->cfg.bos_id = tok.bos_id;
-        s->cfg.n_eos = tok.eos_id >= 0;
+    s->have_tok = opt->tokenizer[0] && !opt->dry_run;
+    if (s->have_tok) {
+        tokenizer_load(&s->tok, opt->tokenizer);
+        if (s->tok.vocab_size > s->cfg.vocab_size)
+            fail("--tokenizer %s has %d pieces, more than the model's vocabulary of %d", opt->tokenizer, s->tok.vocab_size,
+                 s->cfg.vocab_size);
+    }
+    if (s->have_tok && !s->weights_dir) {  // a new model's special tokens are its tokenizer's
+        s->cfg.bos_id = s->tok.bos_id;
+        s->cfg.n_eos = s->tok.eos_id >= 0;
         s->cfg.eos_list = 0;
-        s->cfg.eos_ids[0] = tok.eos_id;
-        tokenizer_free(&tok);
+        s->cfg.eos_ids[0] = s->tok.eos_id;
     }
     train_setup_agree(train_setup_comm, s);
     if (!s->weights_dir || !opt->model[0]) return;
@@ -132,12 +138,14 @@ static void train_setup_model(TrainSetup *s, const TrainOptions *opt) {
              opt->max_seq ? " with the size flags" : "", diff);
 }
 
-// The data of a run: the tokenizer for samples (with --tokenizer), the validation shards (with --val-data,
-// in file order, --eval-batches capped at what they hold) and, unless --eval-only, the training shards
-// (shuffled by --seed).
+static void train_setup_close(TrainSetup *s) {
+    if (s->have_tok) tokenizer_free(&s->tok);
+}
+
+// The data of a run: the validation shards (with --val-data, in file order, --eval-batches capped at what they hold)
+// and, unless --eval-only, the training shards (shuffled by --seed).
 typedef struct {
-    Tokenizer tok;
-    int have_tok, have_val, have_train;
+    int have_val, have_train;
     DataLoader train, val;
 } TrainData;
 
@@ -170,13 +178,6 @@ static void train_data_agree(const Comm *c, const DataLoader *dl, const char *fl
 
 static void train_data_open(TrainData *d, TrainOptions *opt, const LlamaConfig *c, int rank, int world) {
     memset(d, 0, sizeof(*d));
-    if (opt->tokenizer[0]) {
-        tokenizer_load(&d->tok, opt->tokenizer);
-        d->have_tok = 1;
-        if (d->tok.vocab_size > c->vocab_size)
-            fail("--tokenizer %s has %d pieces, more than the model's vocabulary of %d", opt->tokenizer, d->tok.vocab_size,
-                 c->vocab_size);
-    }
     if (opt->val_data[0]) {
         dataloader_init(&d->val, opt->val_data, "--val-data", opt->batch, opt->seq, rank, world,
                         train_options_grad_accum(opt, world), c->vocab_size, 0, 0);
@@ -197,7 +198,6 @@ static void train_data_open(TrainData *d, TrainOptions *opt, const LlamaConfig *
 }
 
 static void train_data_close(TrainData *d) {
-    if (d->have_tok) tokenizer_free(&d->tok);
     if (d->have_train) dataloader_free(&d->train);
     if (d->have_val) dataloader_free(&d->val);
 }
