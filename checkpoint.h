@@ -183,7 +183,7 @@ static void state_write(const char *path, int n, const StateSection *sec, const 
         state_parts_check(sec, i, offset);
     }
     xfwrite(STATE_END, 8, f, path);
-    if (fflush(f) || fsync(fileno(f)) || fclose(f)) fail("cannot write %s: %s", path, strerror(errno));
+    xfclose_synced(f, path);
     free(buf);
 }
 
@@ -688,7 +688,7 @@ static int state_sections(StateHeader *h, StateSection *sec, size_t adamw, const
 static void file_write_synced(const char *path, const void *bytes, size_t len) {
     FILE *f = xfopen(path, "wb");
     xfwrite(bytes, len, f, path);
-    if (fflush(f) || fsync(fileno(f)) || fclose(f)) fail("cannot write %s: %s", path, strerror(errno));
+    xfclose_synced(f, path);
 }
 
 // The tokenizer of --tokenizer into checkpoint dir under the name transformers looks for (tokenizer.json, or
@@ -728,7 +728,7 @@ static void checkpoint_write_generation_config(const char *dir, const LlamaConfi
     if (c->bos_id >= 0) fprintf(f, "  \"bos_token_id\": %d,\n", c->bos_id);
     if (c->n_eos) fprintf(f, "  \"eos_token_id\": %s,\n", eos);
     fprintf(f, "  \"do_sample\": false\n}\n");
-    if (fflush(f) || fsync(fileno(f)) || fclose(f)) fail("cannot write %s: %s", path, strerror(errno));
+    xfclose_synced(f, path);
 }
 
 // Writes the checkpoint of `step` into --out (docs/design.md §8): the weights (params, dtype and weights_fetch as

@@ -136,6 +136,11 @@ static void xfwrite(const void *src, size_t n, FILE *f, const char *path) {
     if (n && fwrite(src, 1, n, f) != n) fail("cannot write %s: %s", path, strerror(errno));
 }
 
+// Closes a file written to path once its bytes are on disk (a checkpoint's files, before the rename that completes it).
+static void xfclose_synced(FILE *f, const char *path) {
+    if (fflush(f) || fsync(fileno(f)) || fclose(f)) fail("cannot write %s: %s", path, strerror(errno));
+}
+
 // Seconds on a monotonic clock.
 static double wall_time(void) {
     struct timespec ts;

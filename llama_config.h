@@ -364,7 +364,7 @@ static void llama_config_write_json(const LlamaConfig *c, const char *path, cons
     if (c->bos_id >= 0) fprintf(f, "  \"bos_token_id\": %d,\n", c->bos_id);
     else fprintf(f, "  \"bos_token_id\": null,\n");
     fprintf(f, "  \"eos_token_id\": %s,\n  \"torch_dtype\": \"%s\"\n}\n", eos, dtype);
-    if (fclose(f)) fail("cannot write %s: %s", path, strerror(errno));
+    xfclose_synced(f, path);
 }
 
 // ----------------------------------------------------------------------------------------------------

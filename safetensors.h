@@ -98,7 +98,7 @@ static void safetensors_write(const char *path, int n, const StTensorOut *t, int
         size_t bytes = st_numel(t[i].ndim, t[i].shape) * st_dtype_size(t[i].dtype);
         xfwrite(fetcher_bytes(fetch, i, t[i].data, bytes, &buf, &buf_cap), bytes, f, path);
     }
-    if (fflush(f) || fsync(fileno(f)) || fclose(f)) fail("cannot write %s: %s", path, strerror(errno));
+    xfclose_synced(f, path);
     free(buf);
     free(h);
 }
