@@ -105,8 +105,9 @@ typedef struct {
 // ----------------------------------------------------------------------------------------------------------
 // bytes, UTF-8, hashing
 
-static uint32_t bbpe_hash(const char *s, size_t len) {
-    uint32_t h = 2166136261u;   // FNV-1a
+// The hash of a piece's bytes (FNV-1a), for the piece tables of both tokenizers (tokenizer.h's too).
+static uint32_t piece_hash(const char *s, size_t len) {
+    uint32_t h = 2166136261u;
     for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
     return h;
 }
@@ -267,7 +268,7 @@ static size_t bbpe_pretoken_len(const BbpeModel *m, const unsigned char *s, size
 
 static int bbpe_table_find(const BbpeSlot *table, uint32_t mask, const char *data, const uint32_t *off,
                           const char *s, size_t len) {
-    uint32_t h = bbpe_hash(s, len);
+    uint32_t h = piece_hash(s, len);
     for (uint32_t slot = h & mask;; slot = (slot + 1) & mask) {
         int id = table[slot].id;
         if (id < 0) return -1;
@@ -276,7 +277,7 @@ static int bbpe_table_find(const BbpeSlot *table, uint32_t mask, const char *dat
 }
 
 static void bbpe_table_put(BbpeSlot *table, uint32_t mask, const char *s, size_t len, int id) {
-    uint32_t h = bbpe_hash(s, len), slot = h & mask;
+    uint32_t h = piece_hash(s, len), slot = h & mask;
     while (table[slot].id >= 0) slot = (slot + 1) & mask;
     table[slot].hash = h;
     table[slot].id = id;
@@ -293,7 +294,7 @@ static BbpeSlot *bbpe_table_new(size_t n, uint32_t *mask) {
 
 // The id of a token by its text (text_off spans include the NUL after each text).
 static int bbpe_piece_id(const BbpeModel *m, const char *piece, size_t len) {
-    uint32_t h = bbpe_hash(piece, len);
+    uint32_t h = piece_hash(piece, len);
     for (uint32_t slot = h & m->text_mask;; slot = (slot + 1) & m->text_mask) {
         int id = m->text_table[slot].id;
         if (id < 0) return -1;
@@ -581,7 +582,7 @@ static void bbpe_load_added(BbpeModel *m, const char *path, const JsonValue *lis
 
 // The added token of the pass whose content is s[0..len), or -1.
 static int bbpe_added_find(const BbpeModel *m, int pass, const char *s, size_t len) {
-    uint32_t h = bbpe_hash(s, len);
+    uint32_t h = piece_hash(s, len);
     for (uint32_t slot = h & m->added_mask;; slot = (slot + 1) & m->added_mask) {
         int k = m->added_table[slot].id;
         if (k < 0) return -1;
@@ -842,7 +843,7 @@ static void bbpe_encode_part(BbpeEncoder *e, size_t a, size_t b) {
         size_t len = bbpe_pretoken_len(e->m, s, i, b);
         BbpeCacheEntry *c = NULL;
         if (e->cache) {
-            uint32_t h = bbpe_hash(e->text + i, len);
+            uint32_t h = piece_hash(e->text + i, len);
             c = &e->cache[h & e->cache_mask];
             if (c->len == len && c->hash == h && memcmp(e->text + c->text, e->text + i, len) == 0) {
                 for (uint32_t k = 0; k < c->n_ids; k++) bbpe_emit(e, e->ids[c->ids + k]);

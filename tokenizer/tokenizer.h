@@ -93,15 +93,9 @@ typedef struct {
 // ----------------------------------------------------------------------------------------------------------
 // piece lookup
 
-static uint32_t tokenizer_hash(const char *s, size_t len) {
-    uint32_t h = 2166136261u;   // FNV-1a
-    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
-
 static int tokenizer_piece_id(const Tokenizer *t, const char *piece, size_t len) {
     if (t->bpe) return bbpe_piece_id(t->bpe, piece, len);
-    uint32_t h = tokenizer_hash(piece, len);
+    uint32_t h = piece_hash(piece, len);
     for (uint32_t slot = h & t->table_mask;; slot = (slot + 1) & t->table_mask) {
         int id = t->table[slot].id;
         if (id < 0) return -1;
@@ -363,7 +357,7 @@ static void tokenizer_load(Tokenizer *t, const char *path) {
         size_t len;
         const char *s = tokenizer_piece(t, i, &len);
         if (tokenizer_piece_id(t, s, len) >= 0) fail("%s is corrupt: piece \"%s\" is defined twice", path, s);
-        uint32_t h = tokenizer_hash(s, len), slot = h & t->table_mask;
+        uint32_t h = piece_hash(s, len), slot = h & t->table_mask;
         while (t->table[slot].id >= 0) slot = (slot + 1) & t->table_mask;
         t->table[slot].hash = h;
         t->table[slot].id = i;
@@ -633,7 +627,7 @@ static int *tokenizer_encode(const Tokenizer *t, const char *text, size_t len, i
         if (end - start > 0x7FFFFFFF / 3) fail("cannot encode a line of %zu bytes: at most 700 MB", end - start);
         BpeCacheEntry *e = NULL;
         if (cache) {
-            uint32_t h = tokenizer_hash(norm + start, end - start);
+            uint32_t h = piece_hash(norm + start, end - start);
             e = &cache[h & cache_mask];
             if (e->len == end - start && e->hash == h && memcmp(norm + e->text, norm + start, e->len) == 0) {
                 memcpy(ids + n, ids + e->ids, e->n_ids * sizeof(int));
