@@ -18,7 +18,8 @@
  * cuBLAS/cuBLASLt: column-major products with fp32 accumulation, checking their arguments as the library
  * documents them (leading dimensions, layouts against the operation's shape, the alignment promised to the
  * heuristic against the pointers later passed).
- * NCCL (builds with MPI): each rank a process, each all-reduce an MPI_Allreduce done when it is queued.
+ * NCCL (builds with MPI): each rank a process, each collective done over MPI when it is queued, its sums in
+ * the order and precision of a ring's.
  * Streams are synchronous (everything runs in issue order), so what this cannot find: races between
  * streams, races between threads that both orders of EMU_SCHEDULE miss, the memory model, speed.
  */
@@ -769,10 +770,16 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t op, const v
 }
 
 // ----------------------------------------------------------------------------------------------------
-// NCCL, for builds with MPI: every rank is a process of its own, and an all-reduce is an MPI_Allreduce of the
-// buffer (device memory is host memory), in fp32 for bf16, done when it is queued: the point where the real
-// one would start, after the work queued before it on the compute stream (the trainer's event). A buffer
-// queued before its gradient is complete therefore comes out wrong here too.
+// NCCL, for builds with MPI: every rank is a process of its own (device memory is host memory), and a
+// collective is done when it is queued: the point where the real one would start, after the work queued before
+// it on the compute stream (the trainer's event). A buffer queued before its gradient is complete therefore
+// comes out wrong here too. Precision: all-reduce and reduce-scatter give each element the value of a ring
+// reduction, the ranks' values added one at a time in rank order 0, 1, ..., n-1, the partial sum rounded to the
+// buffer's type after every addition (in NCCL's ring the partial sums travel between hops in that type: bf16
+// for bf16 buffers), ncclAvg as NCCL does it for floating types (emu_nccl_reduce); both collectives give the
+// same value for the same element. Not modelled: the order of NCCL's ring (each chunk starts at another rank;
+// trees and NVLS add in other orders) and any multiply-add its compiler fuses, so the values are NCCL's in
+// where and how often they round, not bit for bit.
 #if defined(USE_NCCL) && defined(USE_MPI)
 #include <mpi.h>
 #include <nccl.h>
@@ -802,20 +809,88 @@ ncclResult_t ncclCommAbort(ncclComm_t comm) {  // nothing is ever in flight to a
     return ncclSuccess;
 }
 const char *ncclGetErrorString(ncclResult_t r) { return r == ncclSuccess ? "no error" : "invalid argument (the CUDA emulator's NCCL)"; }
-ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t type, ncclRedOp_t op, ncclComm_t comm, cudaStream_t) {
-    if ((op != ncclSum && op != ncclAvg) || (type != ncclFloat && type != ncclBfloat16)) return ncclInvalidArgument;
-    std::vector<float> x(count);
-    for (size_t i = 0; i < count; i++)
-        x[i] = type == ncclFloat ? ((const float *)send)[i] : __bfloat162float(((const __nv_bfloat16 *)send)[i]);
-    for (size_t at = 0; at < count; at += 1 << 30) {
-        int n = (int)(count - at < ((size_t)1 << 30) ? count - at : (size_t)1 << 30);
-        if (MPI_Allreduce(MPI_IN_PLACE, x.data() + at, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS) return ncclSystemError;
-    }
-    for (size_t i = 0; i < count; i++) {
-        float v = op == ncclAvg ? x[i] / comm->nranks : x[i];
-        if (type == ncclFloat) ((float *)recv)[i] = v;
-        else ((__nv_bfloat16 *)recv)[i] = __float2bfloat16(v);
+// Groups only matter for operations that must progress together; here each one is complete when it returns.
+ncclResult_t ncclGroupStart() { return ncclSuccess; }
+ncclResult_t ncclGroupEnd() { return ncclSuccess; }
+
+// The size of an element of the types the emulator's NCCL takes, 0 for any other type, and the type as the
+// cuBLAS one that emu_load/emu_store read and write.
+static size_t emu_nccl_type(ncclDataType_t type, cudaDataType *t) {
+    *t = type == ncclFloat ? CUDA_R_32F : CUDA_R_16BF;
+    return type == ncclFloat ? 4 : type == ncclBfloat16 ? 2 : 0;
+}
+
+// Every rank's `bytes` bytes at `send` into all[rank * bytes ...] of every rank (MPI_Allgather), or, with
+// to_each, the bytes at send + q * bytes into all[rank * bytes ...] of rank q (MPI_Alltoall: every rank gets
+// its own block of each rank's buffer). In pieces of at most 1 GiB, MPI's counts being ints: a piece of each
+// rank's block is one element of a type whose extent is the whole block, so that it lands at its rank's place.
+static ncclResult_t emu_nccl_exchange(const void *send, std::vector<char> &all, size_t bytes, bool to_each, int nranks) {
+    all.resize(bytes * nranks);
+    for (size_t at = 0; at < bytes; at += (size_t)1 << 30) {
+        int n = (int)(bytes - at < ((size_t)1 << 30) ? bytes - at : (size_t)1 << 30);
+        MPI_Datatype piece, block;
+        MPI_Type_contiguous(n, MPI_BYTE, &piece);
+        MPI_Type_create_resized(piece, 0, (MPI_Aint)bytes, &block);
+        MPI_Type_commit(&block);
+        const char *from = (const char *)send + at;
+        int rc = to_each ? MPI_Alltoall(from, 1, block, all.data() + at, 1, block, MPI_COMM_WORLD)
+                         : MPI_Allgather(from, 1, block, all.data() + at, 1, block, MPI_COMM_WORLD);
+        MPI_Type_free(&block);
+        MPI_Type_free(&piece);
+        if (rc != MPI_SUCCESS) return ncclSystemError;
     }
     return ncclSuccess;
+}
+
+// The reduction of both reducing collectives, so that they agree element for element: n elements of every
+// rank (send of an all-reduce; with to_each, the rank's own block of each rank's send, for a reduce-scatter)
+// gathered (emu_nccl_exchange) and added as a ring adds them: rank 0's value, then each next rank's added to
+// the partial sum, rounded to the buffer's type after each addition. ncclAvg is NCCL's PreMulSum for floating
+// types (src/enqueue.cc, hostToDevRedOp: the scalar 1/nranks in the element type, float(1.0 / nranks) for
+// fp32, that rounded to bf16 for bf16; src/device/reduce_kernel.h, Apply_PreOp of FuncPreMulSum, and
+// common_kernel.h, reduceCopyPacks: each rank's input multiplied by it, in its type, as it is read, before it
+// joins the sum): sum(round(x_r * round(1/n))), no division at the end. ncclSum's scale 1 leaves x_r exact.
+static ncclResult_t emu_nccl_reduce(const void *send, void *recv, size_t n, bool to_each, ncclDataType_t type, ncclRedOp_t op, ncclComm_t comm) {
+    cudaDataType t;
+    size_t esize = emu_nccl_type(type, &t);
+    if (!esize || (op != ncclSum && op != ncclAvg)) return ncclInvalidArgument;
+    std::vector<char> all;
+    ncclResult_t r = emu_nccl_exchange(send, all, n * esize, to_each, comm->nranks);
+    if (r != ncclSuccess) return r;
+    auto round = [t](float v) { return t == CUDA_R_32F ? v : __bfloat162float(__float2bfloat16(v)); };
+    float scale = round(op == ncclAvg ? (float)(1.0 / comm->nranks) : 1.0f);
+    for (size_t i = 0; i < n; i++) {
+        float sum = 0.0f;
+        for (int q = 0; q < comm->nranks; q++) {
+            float x = round(emu_load(all.data(), t, q * n + i) * scale);
+            sum = q == 0 ? x : round(sum + x);
+        }
+        emu_store(recv, t, i, sum);
+    }
+    return ncclSuccess;
+}
+
+// Every rank's count elements at send, reduced (emu_nccl_reduce), into recv of every rank (in place when
+// recv == send).
+ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t type, ncclRedOp_t op, ncclComm_t comm, cudaStream_t) {
+    return emu_nccl_reduce(send, recv, count, false, type, op, comm);
+}
+
+// Elements [rank * recvcount, (rank + 1) * recvcount) of every rank's send, reduced (emu_nccl_reduce), into
+// recv of that rank (in place when recv == send + rank * recvcount elements).
+ncclResult_t ncclReduceScatter(const void *send, void *recv, size_t recvcount, ncclDataType_t type, ncclRedOp_t op, ncclComm_t comm, cudaStream_t) {
+    return emu_nccl_reduce(send, recv, recvcount, true, type, op, comm);
+}
+
+// Every rank's sendcount elements at send into recv of every rank, rank q's at q * sendcount (in place when
+// send == recv + rank * sendcount elements: gathered into a buffer of its own before recv is written).
+ncclResult_t ncclAllGather(const void *send, void *recv, size_t sendcount, ncclDataType_t type, ncclComm_t comm, cudaStream_t) {
+    cudaDataType t;
+    size_t esize = emu_nccl_type(type, &t);
+    if (!esize) return ncclInvalidArgument;
+    std::vector<char> all;
+    ncclResult_t r = emu_nccl_exchange(send, all, sendcount * esize, false, comm->nranks);
+    if (r == ncclSuccess && !all.empty()) memcpy(recv, all.data(), all.size());
+    return r;
 }
 #endif
