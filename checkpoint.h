@@ -187,6 +187,14 @@ static void state_write(const char *path, int n, const StateSection *sec, const 
     free(buf);
 }
 
+// The part of a save on the ranks other than 0 when the state is held in parts by every rank (--shard-optimizer):
+// every part of the sections without data through io->fetch with no destination, in state_write's order, so that
+// the gathers inside fetch meet rank 0's.
+static void state_serve(int n, const StateSection *sec, const StateIO *io) {
+    for (int i = 0; i < n; i++)
+        for (int part = 0, parts = sec[i].data ? 0 : io->parts(io->ctx, i); part < parts; part++) io->fetch(io->ctx, i, part, NULL);
+}
+
 // An open state.bin: its sections' names and sizes, and where their bytes are, read a section or a part of one at
 // a time (state_read_section, state_read_bytes), so that a trainer holds at most one part in host memory while it
 // resumes.

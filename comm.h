@@ -25,6 +25,22 @@ typedef struct {
 
 static const Comm comm_solo = {0, 1, 0, 0.0, 0};  // a world of one, for code run outside a trainer (tests)
 
+// What a step's collectives move, by category (the log's comm_*_mib): the gradients (all-reduced, or reduce-scattered
+// with --shard-optimizer), the updated weights and Grass's updates U (all-gathered with --shard-optimizer), and at a
+// Grass refresh the projections' full gradients (all-reduced one matrix at a time).
+enum { COMM_GRADS, COMM_WEIGHTS, COMM_UPDATES, COMM_REFRESH, COMM_CATEGORIES };
+static const char *const comm_category_names[COMM_CATEGORIES] = {"grads", "weights", "updates", "refresh"};
+
+// Prints a trainer's bytes of one step's collectives by category (bytes[COMM_CATEGORIES]) for `ranks` ranks, the
+// gradients summed in `dtype`.
+static void comm_bytes_print(const char *who, int ranks, int sharded, const char *dtype, const double *bytes) {
+    printf("collectives per step and rank (%s, %d ranks%s, gradients in %s):", who, ranks, sharded ? ", optimizer state sharded" : "",
+           dtype);
+    for (int i = 0; i < COMM_CATEGORIES; i++)
+        printf(" %s %.0f bytes%s", comm_category_names[i], bytes[i], i == COMM_REFRESH ? " (refresh steps)" : i + 1 < COMM_CATEGORIES ? "," : "");
+    printf("\n");
+}
+
 // Called when a collective timed out, before the job is ended: comm_gpu.cuh sets it to abort the NCCL
 // communicator, whose kernels would otherwise wait on the device for the missing rank.
 static void (*comm_timeout_hook)(void) = NULL;
@@ -107,6 +123,73 @@ static void comm_mean_f32(const Comm *c, float *buf, size_t n) {
     }
     for (size_t i = 0; i < n; i++) buf[i] /= (float)c->world;
 #endif
+}
+
+// recv[0..slot) = the mean over ranks of elements [rank slot, (rank + 1) slot) of every rank's send [world x slot]:
+// a reduce-scatter, with comm_mean_f32's sum-then-divide (docs/design.md §7, --shard-optimizer).
+static void comm_reduce_scatter_mean_f32(const Comm *c, const float *send, float *recv, size_t slot) {
+    if (c->world == 1) {
+        if (recv != send) memmove(recv, send, sizeof(float) * slot);
+        return;
+    }
+#ifdef USE_MPI
+    if (slot > (size_t)INT32_MAX) fail("a reduce-scatter of %zu floats a rank: more than MPI's int count allows; lower --bucket-mb", slot);
+    char what[64];
+    snprintf(what, sizeof(what), "a reduce-scatter of %zu floats", slot * c->world);
+    MPI_Request req;
+    comm_check(MPI_Ireduce_scatter_block(send, recv, (int)slot, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req), what);
+    comm_wait(c, &req, what);
+    for (size_t i = 0; i < slot; i++) recv[i] /= (float)c->world;
+#endif
+}
+
+// buf [world x slot] = every rank's slot [rank slot, (rank + 1) slot) of its buf, in place: an all-gather of bytes.
+static void comm_allgather(const Comm *c, void *buf, size_t slot_bytes) {
+#ifdef USE_MPI
+    if (c->world == 1) return;
+    if (slot_bytes > (size_t)INT32_MAX) fail("an all-gather of %zu bytes a rank: more than MPI's int count allows; lower --bucket-mb", slot_bytes);
+    char what[64];
+    snprintf(what, sizeof(what), "an all-gather of %zu bytes", slot_bytes * c->world);
+    MPI_Request req;
+    comm_check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)slot_bytes, MPI_BYTE, MPI_COMM_WORLD, &req), what);
+    comm_wait(c, &req, what);
+#endif
+}
+
+// full [sum of counts] on rank 0 = every rank's part [counts[rank] bytes] in rank order (full is unused elsewhere):
+// a gather, for a checkpoint of state the ranks hold in parts.
+static void comm_gather(const Comm *c, const void *part, void *full, const size_t *counts) {
+    if (c->world == 1) {
+        if (counts[0]) memmove(full, part, counts[0]);
+        return;
+    }
+#ifdef USE_MPI
+    int *cnt = (int *)xmalloc(sizeof(int) * c->world), *at = (int *)xmalloc(sizeof(int) * c->world);
+    size_t total = 0;
+    for (int r = 0; r < c->world; r++) {
+        if (counts[r] > (size_t)INT32_MAX || total > (size_t)INT32_MAX) fail("a gather of %zu bytes: more than MPI's int counts allow", total + counts[r]);
+        cnt[r] = (int)counts[r];
+        at[r] = (int)total;
+        total += counts[r];
+    }
+    MPI_Request req;
+    comm_check(MPI_Igatherv(part, cnt[c->rank], MPI_BYTE, full, cnt, at, MPI_BYTE, 0, MPI_COMM_WORLD, &req), "a gather of state");
+    comm_wait(c, &req, "a gather of state");
+    free(cnt);
+    free(at);
+#endif
+}
+
+// The sum over ranks of a double (a sum of squares that each rank took over its own part).
+static double comm_sum_f64(const Comm *c, double v) {
+#ifdef USE_MPI
+    if (c->world > 1) {
+        MPI_Request req;
+        comm_check(MPI_Iallreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &req), "an all-reduce of a sum");
+        comm_wait(c, &req, "an all-reduce of a sum");
+    }
+#endif
+    return v;
 }
 
 // The mean over ranks of a double (the trainers': a loss).

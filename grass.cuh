@@ -193,20 +193,20 @@ typedef struct {
     uint64_t s[GRASS_BATCH_LAYERS];
 } GrassSeeds;
 
-// Subspace Adam: M, V updated from g * grad_scale, and g overwritten with U = (M / bc1) / (sqrt(V / bc2) + eps).
-// Layer blockIdx.y: g, mom, var advance by n (r x E) a layer. K consecutive elements per thread (kernels/common.cuh:
-// vector access).
+// Subspace Adam on elements [lo, lo + count) of each layer's g [r x E]: M, V (the owned part's, mpitch apart a layer)
+// updated from g * grad_scale, and g there overwritten with U = (M / bc1) / (sqrt(V / bc2) + eps). Layer blockIdx.y: g
+// advances by n (r x E) a layer. Element i of a layer draws random_u32(seed, 2 i ...) whatever the part. K consecutive
+// elements per thread (kernels/common.cuh: vector access).
 template <int K, typename MomT>
-__global__ void grass_adam_kernel(float *g, MomT *mom, MomT *var, size_t n, float beta1, float beta2, float bc1, float bc2,
-                                  float eps, float grad_scale, GrassSeeds seeds) {
-    size_t at = blockIdx.y * n;
-    g += at, mom += at, var += at;
+__global__ void grass_adam_kernel(float *g, MomT *mom, MomT *var, size_t lo, size_t count, size_t n, size_t mpitch,
+                                  float beta1, float beta2, float bc1, float bc2, float eps, float grad_scale, GrassSeeds seeds) {
+    g += blockIdx.y * n + lo, mom += blockIdx.y * mpitch, var += blockIdx.y * mpitch;
     uint64_t seed = seeds.s[blockIdx.y];
-    for (size_t i0 = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i0 < n; i0 += K * (size_t)gridDim.x * blockDim.x) {
+    for (size_t i0 = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i0 < count; i0 += K * (size_t)gridDim.x * blockDim.x) {
         Vec<float, K> gv = vec_load<K>(g + i0);
         Vec<MomT, K> mv = vec_load<K>(mom + i0), vv = vec_load<K>(var + i0);
         for (int k = 0; k < K; k++) {
-            size_t i = i0 + k;
+            size_t i = lo + i0 + k;
             float x = gv.x[k] * grad_scale;
             float m = beta1 * to_float(mv.x[k]) + (1.0f - beta1) * x;
             float v = beta2 * to_float(vv.x[k]) + (1.0f - beta2) * x * x;
@@ -220,15 +220,16 @@ __global__ void grass_adam_kernel(float *g, MomT *mom, MomT *var, size_t n, floa
     }
 }
 
-// W *= decay over the whole matrix (decoupled weight decay applies to all of W): the master copy and its
-// rounding, or the floatX weights with stochastic rounding. Layer blockIdx.y: W and master advance by n a layer.
-// K consecutive elements per thread.
+// W *= decay over elements [lo, lo + count) of each layer's W (decoupled weight decay applies to all of W): the
+// master copy (the owned part's, mpitch apart a layer) and its rounding, or the floatX weights with stochastic
+// rounding. Layer blockIdx.y: W advances by n a layer. K consecutive elements per thread.
 template <int K>
-__global__ void grass_decay_kernel(floatX *W, float *master, size_t n, float decay, GrassSeeds seeds) {
-    W += blockIdx.y * n;
-    if (master) master += blockIdx.y * n;
+__global__ void grass_decay_kernel(floatX *W, float *master, size_t lo, size_t count, size_t n, size_t mpitch, float decay,
+                                   GrassSeeds seeds) {
+    W += blockIdx.y * n + lo;
+    if (master) master += blockIdx.y * mpitch;
     uint64_t seed = seeds.s[blockIdx.y] ^ 0xDECA7ULL;
-    for (size_t i0 = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i0 < n; i0 += K * (size_t)gridDim.x * blockDim.x) {
+    for (size_t i0 = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i0 < count; i0 += K * (size_t)gridDim.x * blockDim.x) {
         Vec<floatX, K> w = vec_load<K>(W + i0);
         if (master) {
             Vec<float, K> mw = vec_load<K>(master + i0);
@@ -238,69 +239,102 @@ __global__ void grass_decay_kernel(floatX *W, float *master, size_t n, float dec
             }
             vec_store<K>(master + i0, mw);
         } else {
-            for (int k = 0; k < K; k++) w.x[k] = round_stochastic<floatX>(to_float(w.x[k]) * decay, random_u32(seed, i0 + k));
+            for (int k = 0; k < K; k++) w.x[k] = round_stochastic<floatX>(to_float(w.x[k]) * decay, random_u32(seed, lo + i0 + k));
         }
         vec_store<K>(W + i0, w);
     }
 }
 
-// W -= step * rho_j * U[j] along row (rows side) or column sigma_j of W [m, n]. Thread (e, j) updates position
-// e of the row (or column) sigma_j, if j starts a run of equal indices (sigma is sorted, so duplicates are
-// adjacent): it sums the run's updates and writes once (deterministic, one rounding); the others do nothing.
-// Each row or column is written by one run only, so the r x E threads never touch the same element. Layer
-// blockIdx.z: W and master advance by mn a layer, U by r x E, sigma and rho by r.
+// W -= step * rho_j * U[j] along row (rows side) or column sigma_j of W [m, n], for the elements in [lo, hi) of each
+// layer's W (the owned part; master holds it, mpitch apart a layer). Thread (e, j) updates position e of the row (or
+// column) sigma_j, if j starts a run of equal indices (sigma is sorted, so duplicates are adjacent): it sums the run's
+// updates and writes once (deterministic, one rounding); the others do nothing. Each row or column is written by one
+// run only, so the r x E threads never touch the same element. Layer blockIdx.z: W advances by mn a layer, U by r x E,
+// sigma and rho by r.
 __global__ void grass_scatter_kernel(floatX *W, float *master, const float *U, const int *sigma, const float *rho, int r,
-                                     int E, int n, size_t mn, int rows, float step, GrassSeeds seeds) {
+                                     int E, int n, size_t mn, size_t lo, size_t hi, size_t mpitch, int rows, float step,
+                                     GrassSeeds seeds) {
     int e = blockIdx.x * blockDim.x + threadIdx.x, j = blockIdx.y, l = blockIdx.z;
     W += l * mn, U += (size_t)l * r * E, sigma += (size_t)l * r, rho += (size_t)l * r;
-    if (master) master += l * mn;
+    if (master) master += l * mpitch;
     if (e >= E || (j > 0 && sigma[j - 1] == sigma[j])) return;
     int s = sigma[j];
+    size_t w = rows ? (size_t)s * n + e : (size_t)e * n + s;
+    if (w < lo || w >= hi) return;
     float delta = 0.0f;
     for (; j < r && sigma[j] == s; j++) delta += rho[j] * U[(size_t)j * E + e];
-    size_t w = rows ? (size_t)s * n + e : (size_t)e * n + s;
     if (master) {
-        master[w] -= step * delta;
-        W[w] = from_float<floatX>(master[w]);
+        master[w - lo] -= step * delta;
+        W[w] = from_float<floatX>(master[w - lo]);
     } else {
         W[w] = round_stochastic<floatX>(to_float(W[w]) - step * delta, random_u32(seeds.s[l] ^ 0x5CA7ULL, w));
     }
 }
 
-// The Grass step of `layers` matrices of one kind after their compressed gradients are complete: Adam in the
-// subspace, weight decay, the scatter update, for layer l with seeds[l]. The layers' tensors follow each other:
-// W (and master) [wm, wn] a layer, g, mom, var [r, E], sigma and rho [r]. t counts the steps since the last
-// refresh (1 at the refresh). W [wm, wn] is the matrix as stored: the model's (D x E rows side, E x D columns
-// side), or larger by rows or columns of zeros (padding), which decay keeps zero and the scatter never reaches.
+// The seeds of layers [l0, l0 + nl) of seeds, for one batch of launches.
+static GrassSeeds grass_seeds_batch(const uint64_t *seeds, int l0, int nl) {
+    GrassSeeds sd;
+    memset(&sd, 0, sizeof(sd));
+    memcpy(sd.s, seeds + l0, sizeof(uint64_t) * nl);
+    return sd;
+}
+
+// Subspace Adam of `layers` matrices of one kind after their compressed gradients are complete, on elements [lo, hi) of
+// each r x E g (the owned part; mom and var hold it, mpitch apart a layer), with seeds[l] for layer l: g there becomes
+// the update U. t counts the steps since the last refresh (1 at the refresh).
+template <typename MomT>
+static void grass_adam_step(float *g, MomT *mom, MomT *var, GrassShape sh, int layers, size_t lo, size_t hi, size_t mpitch,
+                            const TrainOptions *opt, float grad_scale, int t, const uint64_t *seeds, cudaStream_t stream) {
+    size_t cnt = (size_t)sh.r * sh.E, count = hi - lo;
+    float bc1 = 1.0f - powf(opt->beta1, (float)t), bc2 = 1.0f - powf(opt->beta2, (float)t);
+    for (int l0 = 0; count > 0 && l0 < layers; l0 += GRASS_BATCH_LAYERS) {
+        int nl = layers - l0 < GRASS_BATCH_LAYERS ? layers - l0 : GRASS_BATCH_LAYERS;
+        GrassSeeds sd = grass_seeds_batch(seeds, l0, nl);
+        float *gl = g + l0 * cnt;
+        MomT *moml = mom + l0 * mpitch, *varl = var + l0 * mpitch;
+        vec_dispatch(vec_fits({count, lo, cnt, mpitch}, gl, moml, varl), [&](auto k) {
+            grass_adam_kernel<k.value><<<dim3(grid_stride_blocks(count / k.value, 256), nl), 256, 0, stream>>>(
+                gl, moml, varl, lo, count, cnt, mpitch, opt->beta1, opt->beta2, bc1, bc2, opt->eps, grad_scale, sd);
+        });
+        cudaCheckLaunch();
+    }
+}
+
+// The weight update of `layers` matrices of one kind from their updates U (g, complete on this rank), on elements
+// [lo, hi) of each W (the owned part; master holds it, mpitch apart a layer): weight decay, then the scatter W -= lr
+// alpha P U. W [wm, wn] is the matrix as stored: the model's (D x E rows side, E x D columns side), or larger by rows
+// or columns of zeros (padding), which decay keeps zero and the scatter never reaches.
+static void grass_apply(floatX *W, float *master, const float *g, const int *sigma, const float *rho, GrassShape sh, int wm,
+                        int wn, int layers, size_t lo, size_t hi, size_t mpitch, const TrainOptions *opt, float lr, float alpha,
+                        const uint64_t *seeds, cudaStream_t stream) {
+    size_t cnt = (size_t)sh.r * sh.E, mn = (size_t)wm * wn, count = hi - lo;
+    float decay = 1.0f - lr * opt->weight_decay;
+    for (int l0 = 0; count > 0 && l0 < layers; l0 += GRASS_BATCH_LAYERS) {
+        int nl = layers - l0 < GRASS_BATCH_LAYERS ? layers - l0 : GRASS_BATCH_LAYERS;
+        GrassSeeds sd = grass_seeds_batch(seeds, l0, nl);
+        floatX *Wl = W + l0 * mn;
+        float *masterl = master ? master + l0 * mpitch : NULL;
+        if (decay != 1.0f) {
+            vec_dispatch(vec_fits({count, lo, mn, mpitch}, Wl, masterl), [&](auto k) {
+                grass_decay_kernel<k.value><<<dim3(grid_stride_blocks(count / k.value, 256), nl), 256, 0, stream>>>(
+                    Wl, masterl, lo, count, mn, mpitch, decay, sd);
+            });
+            cudaCheckLaunch();
+        }
+        grass_scatter_kernel<<<dim3(ceil_div(sh.E, 256), sh.r, nl), 256, 0, stream>>>(
+            Wl, masterl, g + l0 * cnt, sigma + (size_t)l0 * sh.r, rho + (size_t)l0 * sh.r, sh.r, sh.E, wn, mn, lo, hi, mpitch,
+            sh.rows, lr * alpha, sd);
+        cudaCheckLaunch();
+    }
+}
+
+// The whole Grass step of `layers` matrices of one kind, every element of them (one owner): grass_adam_step, then
+// grass_apply. The tensors follow each other: W (and master) [wm, wn] a layer, g, mom, var [r, E], sigma and rho [r].
 template <typename MomT>
 static void grass_update(floatX *W, float *master, float *g, MomT *mom, MomT *var, const int *sigma, const float *rho,
                          GrassShape sh, int wm, int wn, int layers, const TrainOptions *opt, float lr, float alpha,
                          float grad_scale, int t, const uint64_t *seeds, cudaStream_t stream) {
     size_t cnt = (size_t)sh.r * sh.E, mn = (size_t)wm * wn;
-    float bc1 = 1.0f - powf(opt->beta1, (float)t), bc2 = 1.0f - powf(opt->beta2, (float)t);
-    float decay = 1.0f - lr * opt->weight_decay;
-    for (int l0 = 0; l0 < layers; l0 += GRASS_BATCH_LAYERS) {
-        int nl = layers - l0 < GRASS_BATCH_LAYERS ? layers - l0 : GRASS_BATCH_LAYERS;
-        GrassSeeds sd;
-        memset(&sd, 0, sizeof(sd));
-        memcpy(sd.s, seeds + l0, sizeof(uint64_t) * nl);
-        floatX *Wl = W + l0 * mn;
-        float *masterl = master ? master + l0 * mn : NULL, *gl = g + l0 * cnt;
-        MomT *moml = mom + l0 * cnt, *varl = var + l0 * cnt;
-        vec_dispatch(vec_fits({cnt}, gl, moml, varl), [&](auto k) {
-            grass_adam_kernel<k.value><<<dim3(grid_stride_blocks(cnt / k.value, 256), nl), 256, 0, stream>>>(
-                gl, moml, varl, cnt, opt->beta1, opt->beta2, bc1, bc2, opt->eps, grad_scale, sd);
-        });
-        cudaCheckLaunch();
-        if (decay != 1.0f) {
-            vec_dispatch(vec_fits({mn}, Wl, masterl), [&](auto k) {
-                grass_decay_kernel<k.value><<<dim3(grid_stride_blocks(mn / k.value, 256), nl), 256, 0, stream>>>(Wl, masterl, mn,
-                                                                                                        decay, sd);
-            });
-            cudaCheckLaunch();
-        }
-        grass_scatter_kernel<<<dim3(ceil_div(sh.E, 256), sh.r, nl), 256, 0, stream>>>(
-            Wl, masterl, gl, sigma + (size_t)l0 * sh.r, rho + (size_t)l0 * sh.r, sh.r, sh.E, wn, mn, sh.rows, lr * alpha, sd);
-        cudaCheckLaunch();
-    }
+    grass_adam_step(g, mom, var, sh, layers, 0, cnt, cnt, opt, grad_scale, t, seeds, stream);
+    grass_apply(W, master, g, sigma, rho, sh, wm, wn, layers, 0, mn, mn, opt, lr, alpha, seeds, stream);
 }

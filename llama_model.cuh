@@ -45,9 +45,9 @@
 enum { GPU_QKV = 3, GPU_GATE_UP = 2 };
 static_assert(GPU_QKV <= GRASS_GROUP_MAX && GPU_GATE_UP <= GRASS_GROUP_MAX, "a backward group larger than grass.cuh's");
 
-enum { GPU_WEIGHTS, GPU_MASTER, GPU_GRADS, GPU_OPTSTATE, GPU_GRASS_REFRESH, GPU_ACTS, GPU_WORKSPACE, GPU_NUM_CATEGORIES };
+enum { GPU_WEIGHTS, GPU_MASTER, GPU_GRADS, GPU_OPTSTATE, GPU_GRASS_REFRESH, GPU_ACTS, GPU_WORKSPACE, GPU_COMM, GPU_NUM_CATEGORIES };
 static const char *gpu_category_names[GPU_NUM_CATEGORIES] = {"weights", "master weights", "gradients", "optimizer state",
-                                                             "grass refresh", "activations", "workspace"};
+                                                             "grass refresh", "activations", "workspace", "communication"};
 
 typedef struct {
     floatX *x;             // [L+1, N, d] residual stream: each layer's input, then the last layer's output
@@ -90,9 +90,8 @@ typedef struct {
     int *sigma;           // [nsel] selected rows (or columns), ascending
     float *rho;           // [nsel] their scales
     float *g;             // [nsel x E summed: nstate] fp32 compressed gradients, then the update U
-    floatX *gx;           // [nstate] g in floatX for the all-reduce (several ranks only), as the full gradients
-                          // are: the bytes of a projection's all-reduce are r / D of AdamW's (docs/design.md §7)
-    void *m, *v;          // [nstate] subspace Adam moments, float or bf16
+    void *m, *v;          // [slay.count] subspace Adam moments of the owned parts (shard.h), float or bf16
+    ShardLayout slay;     // where the owned parts of the r x E state are
     float *full;          // [stored_full_numel] one full gradient, at refresh steps only
     int group_max;        // the most projections one compressed product serves (grass_group_size)
     floatX *sel;          // [group_max, N, matmul_padded(rmax)] the gathered, scaled columns of one product
@@ -114,10 +113,24 @@ typedef struct {
     int master_weights;   // 1: fp32 master copy; 0: floatX weights updated with stochastic rounding
     int state_bf16;       // optimizer moments in bf16 (else fp32)
     int chunk_rows;       // lm_head rows per logits chunk
+    int owners;           // the ranks the optimizer state is divided among: ranks with --shard-optimizer, else 1
+    int owner;            // this rank's place among them (0 with one owner)
+    ShardLayout slay;     // where the owned parts of the AdamW moments (glay's tensors) are
+    ShardLayout mlay;     // where the owned parts of the master weights (lay's tensors) are
+    ShardPlan reduce;     // the gradients' buckets (shard.h)
+    ShardPlan weights;    // the weights' buckets, all-gathered after a sharded update
+    ShardPlan updates;    // Grass's updates U, all-gathered before a sharded update of the weights
+    int reduce_bf16;      // --reduce-dtype bf16: the ranks' gradients are summed in bf16 (else fp32)
+    size_t bucket_bytes;  // of each bucket buffer: the largest bucket of the three plans
+    void *bucket[2];      // [bucket_bytes] two bucket buffers, in turn: one fills while the other is in a collective
+    cudaEvent_t bucket_free[2];  // where each buffer's last collective and unpacking end
+    int next_seg;         // the reduce plan's segment the backward finishes next
+    size_t *owned_ranges; // [2 x reduce.nseg] this rank's parts of the full gradients, then of g: start, end (the norm's)
+    int owned_full, owned_grass;  // how many of each
     floatX *params;       // [P] weights
-    float *master;        // [P] fp32 master weights, or NULL
+    float *master;        // [mlay.count] fp32 master weights of the owned parts, or NULL
     floatX *grads;        // [G] (G = glay.count)
-    void *mom, *var;      // [G] AdamW moments, float or bf16
+    void *mom, *var;      // [slay.count] AdamW moments of the owned parts, float or bf16
     GpuActivations a;
     GpuGrass grass;
     Matmul mm;
@@ -157,16 +170,19 @@ static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
         buf[n++] = (GpuBuffer){(void **)&(p), (bytes), (cat)};                           \
     } while (0)
     GBUF(m->params, P * X, GPU_WEIGHTS);
-    if (m->master_weights) GBUF(m->master, P * 4, GPU_MASTER);
+    if (m->master_weights) GBUF(m->master, m->mlay.count * 4, GPU_MASTER);
     GBUF(m->grads, G * X, GPU_GRADS);
-    GBUF(m->mom, G * mom, GPU_OPTSTATE);
-    GBUF(m->var, G * mom, GPU_OPTSTATE);
+    GBUF(m->mom, m->slay.count * mom, GPU_OPTSTATE);
+    GBUF(m->var, m->slay.count * mom, GPU_OPTSTATE);
+    if (m->ranks > 1) {
+        for (int b = 0; b < 2; b++) GBUF(m->bucket[b], m->bucket_bytes, GPU_COMM);
+        GBUF(m->owned_ranges, 2 * sizeof(size_t) * m->reduce.nseg, GPU_COMM);
+    }
     GpuGrass *gs = &m->grass;
     if (gs->p.enabled) {
         GBUF(gs->g, gs->p.nstate * 4, GPU_GRADS);
-        if (m->ranks > 1) GBUF(gs->gx, gs->p.nstate * X, GPU_GRADS);
-        GBUF(gs->m, gs->p.nstate * mom, GPU_OPTSTATE);
-        GBUF(gs->v, gs->p.nstate * mom, GPU_OPTSTATE);
+        GBUF(gs->m, gs->slay.count * mom, GPU_OPTSTATE);
+        GBUF(gs->v, gs->slay.count * mom, GPU_OPTSTATE);
         GBUF(gs->sigma, gs->p.nsel * 4, GPU_OPTSTATE);
         GBUF(gs->rho, gs->p.nsel * 4, GPU_OPTSTATE);
         GBUF(gs->full, gs->stored_full_numel * 4, GPU_GRASS_REFRESH);
@@ -249,6 +265,20 @@ static void gpu_plan(GpuLlama *m, const LlamaConfig *cfg, int B, int T, int rank
     m->state_bf16 = !strcmp(opt->state_dtype, "bf16");
     size_t rows = GPU_LOGITS_CHUNK_BYTES / ((size_t)cfg->vocab_size * sizeof(floatX));
     m->chunk_rows = (int)(rows < 1 ? 1 : rows > (size_t)B * T ? (size_t)B * T : rows);
+    // how the ranks divide the collectives and the optimizer state (shard.h), over the stored tensors
+    m->owners = opt->shard_optimizer ? ranks : 1;
+    m->reduce_bf16 = !strcmp(opt->reduce_dtype, "bf16");
+    shard_layout(&m->slay, &m->stored_cfg, !gs->p.enabled, NULL, m->owners);
+    shard_layout(&m->mlay, &m->stored_cfg, 1, NULL, m->owners);
+    shard_layout(&gs->slay, &m->stored_cfg, 0, &gs->p, m->owners);
+    size_t bucket = (size_t)((double)opt->bucket_mb * 1048576.0 / (m->reduce_bf16 ? 2 : 4));
+    shard_plan(&m->reduce, SHARD_GRADS, &m->stored_cfg, &m->lay, &m->glay, &gs->p, m->owners, bucket);
+    shard_plan(&m->weights, SHARD_WEIGHTS, &m->stored_cfg, &m->lay, &m->glay, &gs->p, m->owners, bucket);
+    shard_plan(&m->updates, SHARD_UPDATES, &m->stored_cfg, &m->lay, &m->glay, &gs->p, m->owners, bucket);
+    size_t rb = m->reduce_bf16 ? 2 : 4, wb = m->weights.max_slot * m->owners * sizeof(floatX);
+    m->bucket_bytes = m->reduce.max_slot * m->owners * rb;
+    if (m->owners > 1 && wb > m->bucket_bytes) m->bucket_bytes = wb;
+    if (m->owners > 1 && m->updates.max_slot * m->owners * 4 > m->bucket_bytes) m->bucket_bytes = m->updates.max_slot * m->owners * 4;
 }
 
 static size_t gpu_plan_total(GpuLlama *m, size_t *by_category) {
@@ -266,8 +296,9 @@ static size_t gpu_plan_total(GpuLlama *m, size_t *by_category) {
 static void gpu_plan_print(GpuLlama *m) {
     size_t cat[GPU_NUM_CATEGORIES];
     size_t total = gpu_plan_total(m, cat);
-    printf("memory plan (GPU, %s, %s weights%s, %s moments, recompute %d):\n", m->grass.p.enabled ? "Grass" : "AdamW",
-           PRECISION_NAME, m->master_weights ? " + fp32 master" : "", m->state_bf16 ? "bf16" : "fp32", m->recompute);
+    printf("memory plan (GPU, %s, %s weights%s, %s moments, recompute %d%s):\n", m->grass.p.enabled ? "Grass" : "AdamW",
+           PRECISION_NAME, m->master_weights ? " + fp32 master" : "", m->state_bf16 ? "bf16" : "fp32", m->recompute,
+           m->owners > 1 ? ", optimizer state sharded over the ranks" : "");
     for (int k = 0; k < GPU_NUM_CATEGORIES; k++)
         printf("  %-18s %14zu bytes %10.3f GiB\n", gpu_category_names[k], cat[k], cat[k] / GIB);
     printf("  %-18s %14zu bytes %10.3f GiB (plus the CUDA context)\n", "total", total, total / GIB);
@@ -281,6 +312,7 @@ static void gpu_alloc(GpuLlama *m) {
         cudaCheck(cudaMemset(*buf[i].ptr, 0, buf[i].bytes));
     }
     cudaCheck(cudaStreamCreate(&m->stream));
+    for (int b = 0; b < 2; b++) cudaCheck(cudaEventCreateWithFlags(&m->bucket_free[b], cudaEventDisableTiming));
     matmul_init(&m->mm, GPU_MATMUL_WORKSPACE);
     m->host_buckets = (int *)xmalloc(sizeof(int) * (3 * (size_t)m->B * m->T + 1));
     if (m->grass.p.enabled) {
@@ -297,6 +329,10 @@ static void gpu_free(GpuLlama *m) {
     for (int i = 0; i < n; i++) cudaCheck(cudaFree(*buf[i].ptr));
     matmul_free(&m->mm);
     cudaCheck(cudaStreamDestroy(m->stream));
+    for (int b = 0; b < 2; b++) cudaCheck(cudaEventDestroy(m->bucket_free[b]));
+    shard_plan_free(&m->reduce);
+    shard_plan_free(&m->weights);
+    shard_plan_free(&m->updates);
     free(m->host_buckets);
     free(m->grass.host_sigma);
     free(m->grass.host_rho);
@@ -337,13 +373,29 @@ static void gpu_tensor_copy(GpuLlama *m, int kind, int layer, void *host, void *
         cudaCheck(cudaMemcpy2D(host, cols * esize, d, scols * esize, cols * esize, rows, cudaMemcpyDeviceToHost));
 }
 
+// Copies between the host tensor `to` and `from` of rows rows, whose rows hold to_cols and from_cols elements of esize
+// bytes: the first cols of each row (the model's shape within the stored, padded one, or back).
+static void tensor_rows_copy(void *to, size_t to_cols, const void *from, size_t from_cols, size_t rows, size_t cols, size_t esize) {
+    for (size_t i = 0; i < rows; i++) memcpy((char *)to + i * to_cols * esize, (const char *)from + i * from_cols * esize, cols * esize);
+}
+
+// Tensor (kind, layer) from data [n] (the model's shape): the weights, and this rank's part of the master weights.
 static void gpu_set_tensor(GpuLlama *m, int kind, int layer, const float *data, size_t n) {
     floatX *tmp = (floatX *)xmalloc(sizeof(floatX) * n);
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) tmp[i] = from_float<floatX>(data[i]);
     gpu_tensor_copy(m, kind, layer, tmp, m->params, &m->lay, sizeof(floatX), 1);
-    if (m->master) gpu_tensor_copy(m, kind, layer, (void *)data, m->master, &m->lay, sizeof(float), 1);
     free(tmp);
+    if (!m->master) return;
+    size_t rows, cols, srows, scols, lo, hi;
+    llama_param_shape(&m->model_cfg, kind, &rows, &cols);
+    llama_param_shape(&m->stored_cfg, kind, &srows, &scols);
+    float *stored = (float *)xcalloc(srows * scols, sizeof(float));  // padded as stored: the parts divide it
+    tensor_rows_copy(stored, scols, data, cols, rows, cols, sizeof(float));
+    shard_slice(srows * scols, m->owners, m->owner, &lo, &hi);
+    cudaCheck(cudaMemcpy(m->master + shard_offset(&m->mlay, kind, layer), stored + lo, sizeof(float) * (hi - lo),
+                         cudaMemcpyHostToDevice));
+    free(stored);
 }
 
 static void gpu_take_tensor(void *ctx, int kind, int layer, const float *data, size_t n) {
@@ -497,7 +549,7 @@ static void gpu_grass_refresh(GpuLlama *m, int kind, int layer, const floatX *do
     cudaStream_t s = m->stream;
     grass_full_grad(&m->mm, gs->full, dout, inp, N, n, mo, s);
     if (m->gcomm) {  // every rank selects from the same G
-        gpu_comm_mean(m->gcomm, gs->full, (size_t)mo * n, s);
+        gpu_comm_mean(m->gcomm, gs->full, (size_t)mo * n, 1, COMM_REFRESH, s);
         gpu_comm_wait(m->gcomm, s);
     }
     // the norms of all stored rows or columns; the model's sh.D come first and are the ones selected from
@@ -511,12 +563,12 @@ static void gpu_grass_refresh(GpuLlama *m, int kind, int layer, const floatX *do
     grass_select(gs->p.selector, gs->host_norms, sh.D, sh.r, &rng, gs->host_sigma + so, gs->host_rho + so);
     cudaCheck(cudaMemcpyAsync(gs->sigma + so, gs->host_sigma + so, sizeof(int) * sh.r, cudaMemcpyHostToDevice, s));
     cudaCheck(cudaMemcpyAsync(gs->rho + so, gs->host_rho + so, sizeof(float) * sh.r, cudaMemcpyHostToDevice, s));
-    size_t cnt = (size_t)sh.r * sh.E, mb = m->state_bf16 ? 2 : 4;
+    size_t cnt = (size_t)sh.r * sh.E, mb = m->state_bf16 ? 2 : 4, at = shard_offset(&gs->slay, kind, layer);
     grass_take_kernel<<<grid_stride_blocks(cnt, 256), 256, 0, s>>>(gs->g + go, gs->full, gs->sigma + so, gs->rho + so, sh.r,
                                                                    sh.E, n, sh.rows);
     cudaCheckLaunch();
-    cudaCheck(cudaMemsetAsync((char *)gs->m + go * mb, 0, cnt * mb, s));
-    cudaCheck(cudaMemsetAsync((char *)gs->v + go * mb, 0, cnt * mb, s));
+    cudaCheck(cudaMemsetAsync((char *)gs->m + at * mb, 0, gs->slay.chunk[kind] * mb, s));  // the owned part's moments restart
+    cudaCheck(cudaMemsetAsync((char *)gs->v + at * mb, 0, gs->slay.chunk[kind] * mb, s));
 }
 
 // The backward of `count` projections kind, kind + 1, ... of a layer that read one input, out_i [N, mo_i] = inp [N, n]
@@ -551,28 +603,96 @@ static void gpu_projections_backward(GpuLlama *m, int kind, int count, int layer
     }
 }
 
-// Averages over the ranks the gradients of one tensor (kind, layer) that the backward has finished: the
-// full gradient, or under Grass a projection's compressed one (in floatX, gx; gpu_backward takes the averages
-// back into g). Queued behind the backward's work so far, on the communication stream, so the rest of the
-// backward overlaps it (docs/design.md §7).
-static void gpu_reduce_tensor(GpuLlama *m, int kind, int layer) {
-    GpuGrass *gs = &m->grass;
-    gpu_mark(m, PROF_COMM);
-    if (gs->p.enabled && llama_param_kinds[kind].is_projection) {
-        GrassShape sh = gs->p.shape[kind];
-        size_t off = grass_state_offset(&gs->p, kind, layer), n = (size_t)sh.r * sh.E;
-        convert(gs->gx + off, gs->g + off, n, m->stream);
-        gpu_comm_mean(m->gcomm, gs->gx + off, n, m->stream);
-    } else {
-        gpu_comm_mean(m->gcomm, gpu_grad(m, kind, layer), llama_param_numel(&m->stored_cfg, kind), m->stream);
-    }
+// This rank's part [*lo, *hi) of a tensor of n elements (all of it with one owner).
+static void gpu_owned(const GpuLlama *m, size_t n, size_t *lo, size_t *hi) { shard_slice(n, m->owners, m->owner, lo, hi); }
+
+// This process is rank `rank` of the run (after gpu_alloc, before the weights): its place among the owners, and the
+// ranges of its parts for the gradient norm (with several ranks).
+static void gpu_shard_init(GpuLlama *m, int rank) {
+    m->owner = m->owners > 1 ? rank : 0;
+    if (m->ranks == 1) return;
+    const ShardPlan *p = &m->reduce;
+    size_t *r = (size_t *)xmalloc(2 * sizeof(size_t) * p->nseg);
+    m->owned_full = m->owned_grass = 0;
+    for (int grass = 0; grass < 2; grass++)  // the full gradients' ranges first, then g's
+        for (int i = 0; i < p->nseg; i++) {
+            size_t e0, e1, k = m->owned_full + m->owned_grass;
+            if (p->seg[i].grass != grass) continue;
+            shard_seg_range(&p->seg[i], m->owner, &e0, &e1);
+            r[2 * k] = p->seg[i].offset + e0, r[2 * k + 1] = p->seg[i].offset + e1;
+            (grass ? m->owned_grass : m->owned_full)++;
+        }
+    cudaCheck(cudaMemcpy(m->owned_ranges, r, 2 * sizeof(size_t) * p->nseg, cudaMemcpyHostToDevice));
+    free(r);
 }
 
-// The kinds of one block, in the order the backward finishes them.
-static void gpu_reduce_layer(GpuLlama *m, int layer) {
-    static const int kinds[] = {PARAM_WDOWN, PARAM_WGATE, PARAM_WUP, PARAM_MLP_NORM, PARAM_WO,
-                                PARAM_WQ, PARAM_WK, PARAM_WV, PARAM_ATTN_NORM};
-    for (int i = 0; i < (int)(sizeof(kinds) / sizeof(kinds[0])); i++) gpu_reduce_tensor(m, kinds[i], layer);
+// Ranks [r0, r1)'s pieces of plan p's segment s between its tensor (the gradients, Grass's g or the weights) and bucket
+// buffer `bucket` (to_bucket: into it); the bucket holds bf16 (bf16 set) or the tensor's own type.
+static void gpu_bucket_copy(GpuLlama *m, void *bucket, int bf16, const ShardPlan *p, const ShardSeg *s, int r0, int r1,
+                            int to_bucket, cudaStream_t stream) {
+    if (s->grass) {
+        float *g = m->grass.g + s->offset;
+        if (bf16) shard_copy((__nv_bfloat16 *)bucket, g, p, s, r0, r1, to_bucket, stream);
+        else shard_copy((float *)bucket, g, p, s, r0, r1, to_bucket, stream);
+        return;
+    }
+    floatX *t = (p->what == SHARD_WEIGHTS ? m->params : m->grads) + s->offset;
+    if (bf16) shard_copy((__nv_bfloat16 *)bucket, t, p, s, r0, r1, to_bucket, stream);
+    else if (p->what == SHARD_WEIGHTS) shard_copy((floatX *)bucket, t, p, s, r0, r1, to_bucket, stream);
+    else shard_copy((float *)bucket, t, p, s, r0, r1, to_bucket, stream);
+}
+
+// A segment of the reduce plan whose gradient is complete (the step's last backward): it is packed into its bucket (in --reduce-dtype), and once that bucket is full the bucket is averaged over the ranks (an
+// all-reduce, or a reduce-scatter with the state sharded) on the communication stream, and the results this rank owns
+// are unpacked there into the gradients or g, while the backward goes on (docs/design.md §7). The two bucket buffers
+// take turns: a bucket waits for the one before the last to be out of its buffer.
+static void gpu_reduce_piece(GpuLlama *m, const ShardSeg *s) {
+    const ShardPlan *p = &m->reduce;
+    const ShardBucket *bk = &p->bucket[s->bucket];
+    int b = s->bucket % 2;
+    void *buf = m->bucket[b];
+    gpu_mark(m, PROF_COMM);
+    if (s == &p->seg[bk->first]) {  // a new bucket in this buffer: its previous one must be out
+        cudaCheck(cudaStreamWaitEvent(m->stream, m->bucket_free[b], 0));
+        cudaCheck(cudaMemsetAsync(buf, 0, bk->slot * p->ranks * (m->reduce_bf16 ? 2 : 4), m->stream));
+    }
+    gpu_bucket_copy(m, buf, m->reduce_bf16, p, s, 0, p->ranks, 1, m->stream);
+    if (s != &p->seg[bk->first + bk->count - 1]) return;
+    if (m->reduce_bf16) gpu_comm_mean(m->gcomm, (__nv_bfloat16 *)buf, bk->slot, p->ranks, COMM_GRADS, m->stream);
+    else gpu_comm_mean(m->gcomm, (float *)buf, bk->slot, p->ranks, COMM_GRADS, m->stream);
+    cudaStream_t cs = gpu_comm_stream(m->gcomm, m->stream);
+    int owner = p->ranks > 1 ? m->owner : 0;
+    for (int i = bk->first; i < bk->first + bk->count; i++) gpu_bucket_copy(m, buf, m->reduce_bf16, p, &p->seg[i], owner, owner + 1, 0, cs);
+    cudaCheck(cudaEventRecord(m->bucket_free[b], cs));
+}
+
+// The gradient of tensor (kind, layer) is complete: its segments, the reduce plan's next (one, or its pieces).
+static void gpu_reduce_segment(GpuLlama *m, int kind, int layer) {
+    const ShardPlan *p = &m->reduce;
+    if (m->next_seg >= p->nseg || p->seg[m->next_seg].kind != kind || p->seg[m->next_seg].layer != layer)
+        fail("internal: the backward finished tensor %d of layer %d out of the reduce plan's order", kind, layer);
+    while (m->next_seg < p->nseg && p->seg[m->next_seg].kind == kind && p->seg[m->next_seg].layer == layer)
+        gpu_reduce_piece(m, &p->seg[m->next_seg++]);
+}
+
+// Every rank's own parts of plan p's segments (the updated weights, or Grass's updates U) to every rank, bucket by
+// bucket (with the state sharded; a no-op otherwise). The compute stream then waits for them.
+static void gpu_allgather(GpuLlama *m, const ShardPlan *p, int category) {
+    if (m->owners == 1) return;
+    gpu_mark(m, PROF_COMM);
+    for (int bi = 0; bi < p->nbucket; bi++) {
+        const ShardBucket *bk = &p->bucket[bi];
+        int b = bi % 2;
+        void *buf = m->bucket[b];
+        cudaCheck(cudaStreamWaitEvent(m->stream, m->bucket_free[b], 0));
+        for (int i = bk->first; i < bk->first + bk->count; i++) gpu_bucket_copy(m, buf, 0, p, &p->seg[i], m->owner, m->owner + 1, 1, m->stream);
+        if (p->what == SHARD_WEIGHTS) gpu_comm_allgather(m->gcomm, (floatX *)buf, bk->slot, category, m->stream);
+        else gpu_comm_allgather(m->gcomm, (float *)buf, bk->slot, category, m->stream);
+        cudaStream_t cs = gpu_comm_stream(m->gcomm, m->stream);
+        for (int i = bk->first; i < bk->first + bk->count; i++) gpu_bucket_copy(m, buf, 0, p, &p->seg[i], 0, p->ranks, 0, cs);
+        cudaCheck(cudaEventRecord(m->bucket_free[b], cs));
+    }
+    gpu_comm_wait(m->gcomm, m->stream);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -591,9 +711,10 @@ static void gpu_backward(GpuLlama *m) {
     rmsnorm_backward(a->dres, gpu_grad(m, PARAM_FINAL_NORM, 0), a->norm_scratch, a->dln,
                      a->x + (size_t)c->n_layers * N * d, gpu_param(m, m->params, PARAM_FINAL_NORM, 0), a->rstdf, N, d, s);
     int reduce = m->gcomm && m->reduce_in_backward;
+    m->next_seg = 0;
     if (reduce) {  // a tied lm_head's gradient is the embedding's, whose reduce at the end carries both uses
-        if (llama_param_present(c, PARAM_LM_HEAD)) gpu_reduce_tensor(m, PARAM_LM_HEAD, 0);
-        gpu_reduce_tensor(m, PARAM_FINAL_NORM, 0);
+        if (llama_param_present(c, PARAM_LM_HEAD)) gpu_reduce_segment(m, PARAM_LM_HEAD, 0);
+        gpu_reduce_segment(m, PARAM_FINAL_NORM, 0);
     }
     for (int l = c->n_layers - 1; l >= 0; l--) {
         LayerActs la = gpu_layer_acts(m, l);
@@ -628,19 +749,14 @@ static void gpu_backward(GpuLlama *m) {
         gpu_mark(m, PROF_RMSNORM);
         rmsnorm_backward(a->dres, gpu_grad(m, PARAM_ATTN_NORM, l), a->norm_scratch, a->dln, la.x,
                          gpu_param(m, m->params, PARAM_ATTN_NORM, l), la.rstd1, N, d, s);
-        if (reduce) gpu_reduce_layer(m, l);
+        for (int i = 0; reduce && i < SHARD_BLOCK_KINDS; i++) gpu_reduce_segment(m, shard_block_order[i], l);
     }
     gpu_mark(m, PROF_EMBEDDING);
     // adds (tied: to the lm_head's gradient, which gpu_forward added); only then is the gradient complete to reduce
     embedding_backward(gpu_grad(m, PARAM_EMBED, 0), a->dres, a->buckets, m->bucket_count, N, d, s);
     if (reduce) {
-        gpu_reduce_tensor(m, PARAM_EMBED, 0);
+        gpu_reduce_segment(m, PARAM_EMBED, 0);
         gpu_comm_wait(m->gcomm, s);  // the optimizer reads the averaged gradients
-        gpu_mark(m, PROF_OTHER);
-        if (m->grass.p.enabled) {
-            size_t n = m->grass.p.nstate;
-            convert(m->grass.g, m->grass.gx, n, s);
-        }
     }
     m->grass.refresh_now = 0;  // a refresh selects on the step's first micro-batch only
 }
@@ -659,23 +775,42 @@ static void gpu_zero_grads(GpuLlama *m, int step) {
     gs->refresh_index = grass_refresh_number(step, gs->p.interval);
 }
 
-// Bytes all-reduced per ordinary step on every rank.
-static size_t gpu_comm_bytes(const GpuLlama *m) {
-    return (m->glay.count + (m->grass.p.enabled ? m->grass.p.nstate : 0)) * sizeof(floatX);
+// Bytes each rank's collectives move in a step by category (comm.h's COMM_GRADS ...; the refresh's at refresh steps).
+static void gpu_comm_bytes(const GpuLlama *m, double *bytes) {
+    int several = m->ranks > 1, sharded = m->owners > 1;
+    size_t proj_full = 0;
+    for (int k = 0; k < NUM_PARAM_KINDS; k++)
+        if (llama_param_kinds[k].is_projection) proj_full += llama_param_kind_numel(&m->stored_cfg, k);
+    bytes[COMM_GRADS] = several ? (double)m->reduce.total * (m->reduce_bf16 ? 2 : 4) : 0.0;
+    bytes[COMM_WEIGHTS] = sharded ? (double)m->weights.total * sizeof(floatX) : 0.0;
+    bytes[COMM_UPDATES] = sharded && m->grass.p.enabled ? 4.0 * m->updates.total : 0.0;
+    bytes[COMM_REFRESH] = several && m->grass.p.enabled ? 4.0 * proj_full : 0.0;
 }
 
 // The global gradient norm over the full gradients and Grass's compressed ones (synchronises).
+// With the state sharded each rank sums the squares of its own parts and the ranks add their sums.
 static float gpu_grad_norm(GpuLlama *m) {
     gpu_mark(m, PROF_GRAD_NORM);
-    global_norm_squared(m->a.norm_partials, m->grads, m->glay.count, 0, m->stream);
-    if (m->grass.p.enabled) global_norm_squared(m->a.norm_partials, m->grass.g, m->grass.p.nstate, 1, m->stream);
-    global_norm_squared_finish(m->a.norm_out, m->a.norm_partials, m->stream);
-    gpu_comm_sync(m->gcomm, m->stream);  // the watched wait for the all-reduces, before a copy to pageable memory blocks the host
-    float sq;
-    cudaCheck(cudaMemcpyAsync(&sq, m->a.norm_out, sizeof(float), cudaMemcpyDeviceToHost, m->stream));
+    if (m->owners == 1) {
+        global_norm_squared(m->a.norm_partials, m->grads, m->glay.count, 0, m->stream);
+        if (m->grass.p.enabled) global_norm_squared(m->a.norm_partials, m->grass.g, m->grass.p.nstate, 1, m->stream);
+        global_norm_squared_finish(m->a.norm_out, m->a.norm_partials, m->stream);
+        gpu_comm_sync(m->gcomm, m->stream);  // the watched wait for the all-reduces, before a copy to pageable memory blocks the host
+        float sq;
+        cudaCheck(cudaMemcpyAsync(&sq, m->a.norm_out, sizeof(float), cudaMemcpyDeviceToHost, m->stream));
+        cudaCheck(cudaStreamSynchronize(m->stream));
+        gpu_mark(m, PROF_HOST);
+        return sqrtf(sq);
+    }
+    global_norm_squared_ranges(m->a.norm_partials, m->grads, m->owned_ranges, m->owned_full, 0, m->stream);
+    global_norm_squared_ranges(m->a.norm_partials, m->grass.g, m->owned_ranges + 2 * m->owned_full, m->owned_grass, 1, m->stream);
+    global_norm_squared_finish(m->a.finite_out, m->a.norm_partials, m->stream);
+    gpu_comm_sync(m->gcomm, m->stream);
+    double sq;
+    cudaCheck(cudaMemcpyAsync(&sq, m->a.finite_out, sizeof(double), cudaMemcpyDeviceToHost, m->stream));
     cudaCheck(cudaStreamSynchronize(m->stream));
     gpu_mark(m, PROF_HOST);
-    return sqrtf(sq);
+    return (float)sqrt(comm_sum_f64(m->gcomm->comm, sq));
 }
 
 static void gpu_moments_norm_squared(GpuLlama *m, const void *mom, const void *var, size_t n) {
@@ -698,11 +833,11 @@ static int gpu_state_finite(GpuLlama *m) {
     double *part = m->a.norm_partials, sum;
     GpuGrass *gs = &m->grass;
     global_norm_squared(part, m->params, m->lay.count, 0, m->stream);
-    if (m->master) global_norm_squared(part, m->master, m->lay.count, 1, m->stream);
-    gpu_moments_norm_squared(m, m->mom, m->var, m->glay.count);
+    if (m->master) global_norm_squared(part, m->master, m->mlay.count, 1, m->stream);
+    gpu_moments_norm_squared(m, m->mom, m->var, m->slay.count);
     if (gs->p.enabled) {
         global_norm_squared(part, gs->rho, gs->p.nsel, 1, m->stream);
-        gpu_moments_norm_squared(m, gs->m, gs->v, gs->p.nstate);
+        gpu_moments_norm_squared(m, gs->m, gs->v, gs->slay.count);
     }
     global_norm_squared_finish(m->a.finite_out, part, m->stream);
     cudaCheck(cudaMemcpyAsync(&sum, m->a.finite_out, sizeof(double), cudaMemcpyDeviceToHost, m->stream));
@@ -712,51 +847,72 @@ static int gpu_state_finite(GpuLlama *m) {
 }
 
 // Clipping by the global gradient norm (gpu_grad_norm's), AdamW on the tensors with full gradients (weight decay on
-// the matrices only) and Grass on the projections, as llama_optimizer_step in train_llama.c. step is 0-based; the
-// stochastic-rounding seeds are keyed by (seed, step, kind, layer).
+// the matrices only) and Grass on the projections, as llama_optimizer_step in train_llama.c, each on this rank's parts
+// (all of every tensor with one owner): Grass's subspace Adam on the owned parts of g, every rank's U to every rank,
+// then the owned parts of the weights; with the state sharded the updated weights then go to every rank. step is
+// 0-based; the stochastic-rounding seeds are keyed by (seed, step, kind, layer) and the random bits by the element's
+// index in its tensor, so that a part draws what it would draw in the whole.
 static void gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, float lr, float norm) {
     float coef = 1.0f;
     if (opt->grad_clip > 0.0f && opt->grad_clip / (norm + 1e-6f) < 1.0f) coef = opt->grad_clip / (norm + 1e-6f);
     GpuGrass *gs = &m->grass;
+    const LlamaConfig *c = &m->stored_cfg;
+    int L = c->n_layers;
+    size_t mb = m->state_bf16 ? 2 : 4;
     gpu_mark(m, PROF_OPTIMIZER);
-    for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
-        if (!llama_param_present(&m->stored_cfg, kind)) continue;  // a tied lm_head: updated as the embedding
-        if (gs->p.enabled && llama_param_kinds[kind].is_projection) {  // every layer of the kind in one update
-            int L = m->stored_cfg.n_layers;
-            uint64_t *seeds = (uint64_t *)xmalloc(sizeof(uint64_t) * L);
+    uint64_t *seeds = (uint64_t *)xmalloc(sizeof(uint64_t) * L);
+    for (int pass = 0; gs->p.enabled && pass < 2; pass++) {  // subspace Adam on every projection kind, then their weights
+        for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
+            if (!llama_param_kinds[kind].is_projection) continue;
             for (int l = 0; l < L; l++) {
                 Rng r;
                 rng_init(&r, (uint64_t)opt->seed, RNG_STREAM_ROUNDING, (uint64_t)step, (uint64_t)(NUM_PARAM_KINDS * (l + 1) + kind));
                 seeds[l] = rng_next(&r);
             }
-            size_t po = llama_param_offset(&m->stored_cfg, &m->lay, kind, 0), so = grass_sel_offset(&gs->p, kind, 0);
-            size_t go = grass_state_offset(&gs->p, kind, 0);
-            float *master = m->master ? m->master + po : NULL;
-            int t = grass_adam_t(step, gs->p.interval);
             GrassShape sh = gs->p.shape[kind];
+            size_t lo, hi, go = grass_state_offset(&gs->p, kind, 0);
+            if (pass == 0) {
+                gpu_owned(m, (size_t)sh.r * sh.E, &lo, &hi);
+                size_t at = shard_offset(&gs->slay, kind, 0), mp = gs->slay.chunk[kind];
+                int t = grass_adam_t(step, gs->p.interval);
+                if (m->state_bf16)
+                    grass_adam_step(gs->g + go, (__nv_bfloat16 *)gs->m + at, (__nv_bfloat16 *)gs->v + at, sh, L, lo, hi, mp, opt,
+                                    coef, t, seeds, m->stream);
+                else
+                    grass_adam_step(gs->g + go, (float *)gs->m + at, (float *)gs->v + at, sh, L, lo, hi, mp, opt, coef, t, seeds,
+                                    m->stream);
+                continue;
+            }
             size_t wm, wn;  // the stored matrix: decay and scatter address it
-            llama_param_shape(&m->stored_cfg, kind, &wm, &wn);
-            if (m->state_bf16)
-                grass_update(m->params + po, master, gs->g + go, (__nv_bfloat16 *)gs->m + go, (__nv_bfloat16 *)gs->v + go,
-                             gs->sigma + so, gs->rho + so, sh, (int)wm, (int)wn, L, opt, lr, gs->p.alpha, coef, t, seeds,
-                             m->stream);
-            else
-                grass_update(m->params + po, master, gs->g + go, (float *)gs->m + go, (float *)gs->v + go, gs->sigma + so,
-                             gs->rho + so, sh, (int)wm, (int)wn, L, opt, lr, gs->p.alpha, coef, t, seeds, m->stream);
-            free(seeds);
-            continue;
+            llama_param_shape(c, kind, &wm, &wn);
+            gpu_owned(m, wm * wn, &lo, &hi);
+            size_t po = llama_param_offset(c, &m->lay, kind, 0), so = grass_sel_offset(&gs->p, kind, 0);
+            float *master = m->master ? m->master + shard_offset(&m->mlay, kind, 0) : NULL;
+            grass_apply(m->params + po, master, gs->g + go, gs->sigma + so, gs->rho + so, sh, (int)wm, (int)wn, L, lo, hi,
+                        m->mlay.chunk[kind], opt, lr, gs->p.alpha, seeds, m->stream);
         }
-        size_t off = m->lay.offset[kind], goff = m->glay.offset[kind], n = llama_param_kind_numel(&m->stored_cfg, kind);
+        if (pass == 0) gpu_allgather(m, &m->updates, COMM_UPDATES);
+        gpu_mark(m, PROF_OPTIMIZER);
+    }
+    free(seeds);
+    for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
+        if (!llama_param_present(c, kind)) continue;  // a tied lm_head: updated as the embedding
+        if (gs->p.enabled && llama_param_kinds[kind].is_projection) continue;
+        size_t n = llama_param_numel(c, kind), lo, hi, mp = m->slay.chunk[kind];
+        int tensors = llama_param_kinds[kind].per_layer ? L : 1;
+        gpu_owned(m, n, &lo, &hi);
         Rng r;
         rng_init(&r, (uint64_t)opt->seed, RNG_STREAM_ROUNDING, (uint64_t)step, (uint64_t)kind);
         AdamWParams hp = {lr, opt->beta1, opt->beta2, opt->eps, llama_param_is_matrix(kind) ? opt->weight_decay : 0.0f,
                           coef, step + 1, rng_next(&r)};
-        float *master = m->master ? m->master + off : NULL;
+        floatX *params = m->params + m->lay.offset[kind];
+        const floatX *grads = m->grads + m->glay.offset[kind];
+        float *master = m->master ? m->master + shard_offset(&m->mlay, kind, 0) : NULL;  // parts as long as the moments'
+        char *mom = (char *)m->mom + shard_offset(&m->slay, kind, 0) * mb, *var = (char *)m->var + shard_offset(&m->slay, kind, 0) * mb;
         if (m->state_bf16)
-            adamw_update(m->params + off, master, m->grads + goff, (__nv_bfloat16 *)m->mom + goff,
-                         (__nv_bfloat16 *)m->var + goff, n, &hp, m->stream);
+            adamw_update_part(params, master, grads, (__nv_bfloat16 *)mom, (__nv_bfloat16 *)var, n, tensors, lo, hi, mp, &hp, m->stream);
         else
-            adamw_update(m->params + off, master, m->grads + goff, (float *)m->mom + goff, (float *)m->var + goff, n, &hp,
-                         m->stream);
+            adamw_update_part(params, master, grads, (float *)mom, (float *)var, n, tensors, lo, hi, mp, &hp, m->stream);
     }
+    gpu_allgather(m, &m->weights, COMM_WEIGHTS);
 }

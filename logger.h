@@ -9,6 +9,7 @@
 #define GRASS_LOGGER_H
 
 #include <math.h>
+#include "comm.h"
 #include "common.h"
 
 typedef struct {
@@ -37,15 +38,18 @@ static void logger_number(Logger *lg, const char *key, const char *fmt, double v
     else fprintf(lg->jsonl, "null");
 }
 
-// One training step. mfu, mem_gib (the GPU trainer has them) and comm_mib (bytes all-reduced by this rank in
-// this step, with several ranks) are printed only when non-negative. phase_ms (the GPU trainer's; NULL for
+// One training step. mfu and mem_gib (the GPU trainer has them) are printed only when non-negative; comm_bytes
+// (with several ranks; else NULL) the bytes of this rank's collectives in this step by category (comm.h's
+// COMM_GRADS ...): their sum on the line, each in the JSONL file. phase_ms (the GPU trainer's; NULL for
 // none) is where the step's time went, forward, backward and optimizer, recorded in the JSONL file only.
 static void logger_step(Logger *lg, int step, int steps, float loss, float lr, float norm, double ms, double tok_s,
-                        double mfu, double mem_gib, double comm_mib, const double *phase_ms) {
+                        double mfu, double mem_gib, const double *comm_bytes, const double *phase_ms) {
     printf("step %d/%d | loss %.4f | lr %.2e | norm %.2f | %.1f ms | %.0f tok/s", step, steps, loss, lr, norm, ms, tok_s);
     if (mfu >= 0) printf(" | MFU %.1f%%", 100.0 * mfu);
     if (mem_gib >= 0) printf(" | mem %.1f GiB", mem_gib);
-    if (comm_mib >= 0) printf(" | comm %.1f MiB", comm_mib);
+    double comm_mib = 0.0;
+    for (int i = 0; comm_bytes && i < COMM_CATEGORIES; i++) comm_mib += comm_bytes[i] / 1048576.0;
+    if (comm_bytes) printf(" | comm %.1f MiB", comm_mib);
     printf("\n");
     fflush(stdout);
     if (!lg->jsonl) return;
@@ -57,7 +61,14 @@ static void logger_step(Logger *lg, int step, int steps, float loss, float lr, f
     logger_number(lg, "tok_s", "%.1f", tok_s);
     if (mfu >= 0) logger_number(lg, "mfu", "%.4f", mfu);
     if (mem_gib >= 0) logger_number(lg, "mem_gib", "%.3f", mem_gib);
-    if (comm_mib >= 0) logger_number(lg, "comm_mib", "%.3f", comm_mib);
+    if (comm_bytes) {
+        logger_number(lg, "comm_mib", "%.3f", comm_mib);
+        for (int i = 0; i < COMM_CATEGORIES; i++) {
+            char key[32];
+            snprintf(key, sizeof(key), "comm_%s_bytes", comm_category_names[i]);
+            logger_number(lg, key, "%.0f", comm_bytes[i]);
+        }
+    }
     if (phase_ms) {
         logger_number(lg, "forward_ms", "%.3f", phase_ms[0]);
         logger_number(lg, "backward_ms", "%.3f", phase_ms[1]);

@@ -41,9 +41,12 @@ typedef struct {
     // faults
     int skip_nonfinite;
     float comm_timeout;
+    // data parallelism
+    int shard_optimizer;
+    float bucket_mb;
     // GPU only
     int recompute, master_weights;
-    char state_dtype[16], comm[16];
+    char state_dtype[16], comm[16], reduce_dtype[16];
     float gpu_mem_limit;
     int profile;
 } TrainOptions;
@@ -108,12 +111,15 @@ static const OptionSpec train_option_specs[] = {
     OPTION("--ranks", ranks, OPT_INT, 0, NULL, "with --dry-run: plan each rank of a run on N ranks, without starting them (0: the ranks started)"),
     OPTION("--skip-nonfinite", skip_nonfinite, OPT_INT, 0, NULL, "skip up to N steps whose loss or gradient norm is not finite (no update) before stopping"),
     OPTION("--comm-timeout", comm_timeout, OPT_FLOAT, 0, NULL, "seconds a rank waits in a collective before it ends the whole job"),
+    OPTION("--shard-optimizer", shard_optimizer, OPT_FLAG, 0, NULL, "ZeRO stage 1: each rank keeps and updates 1/ranks of the optimizer state (moments, master weights); gradients are reduce-scattered, updated weights all-gathered"),
+    OPTION("--bucket-mb", bucket_mb, OPT_FLOAT, 0, NULL, "MiB of gradients (or weights) per collective: tensors are packed into buckets of this size"),
     OPTION("--help", help, OPT_FLAG, 0, NULL, "print this help"),
     OPTION("--recompute", recompute, OPT_INT, 1, NULL, "activation recomputation level 0|1|2"),
     OPTION("--master-weights", master_weights, OPT_INT, 1, NULL, "1: fp32 master weights; 0: bf16 weights with stochastic rounding"),
     OPTION("--state-dtype", state_dtype, OPT_STRING, 1, "fp32|bf16", "optimizer moment dtype"),
     OPTION("--gpu-mem-limit", gpu_mem_limit, OPT_FLOAT, 1, NULL, "GiB the run may use (0: the whole GPU)"),
     OPTION("--comm", comm, OPT_STRING, 1, "nccl|mpi", "transport of the data-parallel all-reduces"),
+    OPTION("--reduce-dtype", reduce_dtype, OPT_STRING, 1, "fp32|bf16", "precision in which the ranks' gradients are summed"),
     OPTION("--profile", profile, OPT_FLAG, 1, NULL, "time each kind of GPU work (CUDA events) and print where a step's time goes at the end"),
 };
 #undef OPTION
@@ -144,10 +150,12 @@ static void train_options_default(TrainOptions *o) {
     o->sample_tokens = 64;
     o->sample_temperature = 1.0f;
     o->comm_timeout = 1800.0f;
+    o->bucket_mb = 32.0f;
     o->recompute = 1;
     o->master_weights = 1;
     snprintf(o->state_dtype, sizeof(o->state_dtype), "fp32");
     snprintf(o->comm, sizeof(o->comm), "nccl");
+    snprintf(o->reduce_dtype, sizeof(o->reduce_dtype), "fp32");
 }
 
 static void train_option_value_str(const OptionSpec *s, const TrainOptions *o, char *buf, size_t n) {
@@ -177,7 +185,7 @@ static void train_options_help(const char *prog, int is_gpu) {
         else printf("  %-26s %s [%s]\n", left, s->help, val);
     }
     printf("\nModel presets (--model): %s.\n", llama_preset_names());
-    if (!is_gpu) printf("\nGPU-only options (--recompute, --master-weights, --state-dtype, --gpu-mem-limit, --comm, --profile) belong to train_llama.\n");
+    if (!is_gpu) printf("\nGPU-only options (--recompute, --master-weights, --state-dtype, --gpu-mem-limit, --comm, --reduce-dtype, --profile) belong to train_llama.\n");
 }
 
 static void train_option_set(const OptionSpec *s, TrainOptions *o, const char *value) {
@@ -297,6 +305,7 @@ static void train_options_check(const TrainOptions *o) {
     if (o->recompute > 2) fail("--recompute must be 0, 1 or 2");
     if (o->master_weights > 1) fail("--master-weights must be 0 or 1");
     if (!(o->comm_timeout >= 1)) fail("--comm-timeout must be at least 1 second, got %g", (double)o->comm_timeout);
+    if (!(o->bucket_mb >= 0.001f && o->bucket_mb <= 65536.0f)) fail("--bucket-mb must be between 0.001 and 65536 (MiB), got %g", (double)o->bucket_mb);
     if (o->keep_last && !o->out[0]) fail("--keep-last needs --out DIR, where the checkpoints are");
 }
 

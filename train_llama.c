@@ -18,6 +18,7 @@
 #include "llama_config.h"
 #include "logger.h"
 #include "rng.h"
+#include "shard.h"
 #include "train_config.h"
 #include "train_setup.h"
 
@@ -322,8 +323,9 @@ typedef struct {
     GrassPlan p;                          // sizes and settings
     int *sigma;                           // [nsel] selected rows (or columns), ascending
     float *rho;                           // [nsel] their scales
-    float *g;                             // [nstate] compressed gradients g = diag(rho) B G
-    float *m, *v;                         // [nstate] subspace Adam moments
+    float *g;                             // [nstate] compressed gradients g = diag(rho) B G, then the updates U
+    float *m, *v;                         // [slay.count] subspace Adam moments of the owned parts (shard.h)
+    ShardLayout slay;                     // where the owned parts of the r x E state are
     float *full;                          // [full_numel] one full gradient, computed at refresh steps only
     int refresh_now;                      // backward selects anew (micro-batch 0 of a refresh step)
     int refresh_index;                    // the refresh number, which keys the selection
@@ -337,11 +339,19 @@ typedef struct {
     int B, T;            // the largest batch the activations hold
     float *params;       // [lay.count]
     float *grads;        // [glay.count]
-    float *adam_m;       // [glay.count] AdamW first moment
-    float *adam_v;       // [glay.count] AdamW second moment
+    float *adam_m;       // [slay.count] AdamW first moment of the owned parts (all of every tensor with one owner)
+    float *adam_v;       // [slay.count] AdamW second moment
+    ShardLayout slay;    // where the owned parts of the AdamW tensors are
     Activations a;
     GrassState grass;
     const Comm *comm;    // the data-parallel ranks gradients are averaged over
+    int ranks;           // the ranks of the run (or of --dry-run --ranks)
+    int owners;          // the ranks the optimizer state is divided among: ranks with --shard-optimizer, else 1
+    ShardPlan reduce;    // the gradients' buckets (shard.h)
+    ShardPlan weights;   // the weights' buckets, all-gathered after a sharded update
+    ShardPlan updates;   // Grass's updates U, all-gathered before a sharded update of the weights
+    float *bucket;       // [ranks x the largest slot] a bucket on its way to a collective (several ranks only)
+    float *slot;         // [the largest slot] this rank's averaged part of a reduce-scattered bucket
 } Llama;
 
 typedef struct {
@@ -350,9 +360,10 @@ typedef struct {
     const char *category;
 } Buffer;
 
-#define LLAMA_NUM_CATEGORIES 6
+#define LLAMA_NUM_CATEGORIES 7
 static const char *llama_categories[LLAMA_NUM_CATEGORIES] = {"parameters", "gradients", "optimizer state",
-                                                             "grass refresh", "activations", "backward scratch"};
+                                                             "grass refresh", "activations", "backward scratch",
+                                                             "communication"};
 
 #define LLAMA_MAX_BUFFERS 48
 
@@ -374,12 +385,12 @@ static int llama_buffers(Llama *m, Buffer *buf) {
     } while (0)
     BUF(m->params, P, "parameters");
     BUF(m->grads, G, "gradients");
-    BUF(m->adam_m, G, "optimizer state");
-    BUF(m->adam_v, G, "optimizer state");
+    BUF(m->adam_m, m->slay.count, "optimizer state");
+    BUF(m->adam_v, m->slay.count, "optimizer state");
     if (gs->p.enabled) {
         BUF(gs->g, gs->p.nstate, "gradients");
-        BUF(gs->m, gs->p.nstate, "optimizer state");
-        BUF(gs->v, gs->p.nstate, "optimizer state");
+        BUF(gs->m, gs->slay.count, "optimizer state");
+        BUF(gs->v, gs->slay.count, "optimizer state");
         BUF(gs->sigma, gs->p.nsel, "optimizer state");
         BUF(gs->rho, gs->p.nsel, "optimizer state");
         BUF(gs->full, gs->p.full_numel, "grass refresh");
@@ -413,6 +424,11 @@ static int llama_buffers(Llama *m, Buffer *buf) {
     BUF(a->dgate, N * f, "backward scratch");
     BUF(a->dup, N * f, "backward scratch");
     BUF(a->dact, N * f, "backward scratch");
+    if (m->ranks > 1) {
+        size_t slot = m->reduce.max_slot > m->weights.max_slot ? m->reduce.max_slot : m->weights.max_slot;
+        BUF(m->bucket, slot * m->owners, "communication");
+        BUF(m->slot, slot, "communication");
+    }
 #undef BUF
     return n;
 }
@@ -421,7 +437,8 @@ static void llama_plan_print(Llama *m) {
     Buffer buf[LLAMA_MAX_BUFFERS];
     int n = llama_buffers(m, buf);
     size_t total = 0;
-    printf("memory plan (host, fp32 %s):\n", m->grass.p.enabled ? "Grass" : "AdamW");
+    printf("memory plan (host, fp32 %s%s):\n", m->grass.p.enabled ? "Grass" : "AdamW",
+           m->owners > 1 ? ", optimizer state sharded over the ranks" : "");
     for (int k = 0; k < LLAMA_NUM_CATEGORIES; k++) {
         size_t bytes = 0;
         for (int i = 0; i < n; i++)
@@ -439,8 +456,9 @@ static void llama_plan_print(Llama *m) {
     printf("  projections: gradients %zu bytes, optimizer state %zu bytes\n", pg, po);
 }
 
-// Sizes of the model for a batch of B x T and the optimizer the options choose (no allocation).
-static void llama_plan(Llama *m, const LlamaConfig *cfg, int B, int T, const TrainOptions *opt, int grass_rank) {
+// Sizes of the model for a batch of B x T on each of `ranks` ranks and the optimizer the options choose (no
+// allocation): the buffers, and how the ranks divide the collectives and the optimizer state (shard.h).
+static void llama_plan(Llama *m, const LlamaConfig *cfg, int B, int T, const TrainOptions *opt, int grass_rank, int ranks) {
     memset(m, 0, sizeof(*m));
     m->cfg = *cfg;
     m->B = B;
@@ -451,10 +469,18 @@ static void llama_plan(Llama *m, const LlamaConfig *cfg, int B, int T, const Tra
     grass_plan(gp, cfg, !strcmp(opt->optimizer, "grass"), opt->grass_select, opt->grass_side, grass_rank,
                opt->grass_interval, opt->grass_alpha, (uint64_t)opt->seed);
     llama_param_layout_of(cfg, &m->glay, !gp->enabled);
+    m->ranks = ranks;
+    m->owners = opt->shard_optimizer ? ranks : 1;
+    shard_layout(&m->slay, cfg, !gp->enabled, NULL, m->owners);
+    shard_layout(&m->grass.slay, cfg, 0, gp, m->owners);
+    size_t bucket = (size_t)((double)opt->bucket_mb * 1048576.0 / sizeof(float));
+    shard_plan(&m->reduce, SHARD_GRADS, cfg, &m->lay, &m->glay, gp, m->owners, bucket);
+    shard_plan(&m->weights, SHARD_WEIGHTS, cfg, &m->lay, &m->glay, gp, m->owners, bucket);
+    shard_plan(&m->updates, SHARD_UPDATES, cfg, &m->lay, &m->glay, gp, m->owners, bucket);
 }
 
-static void llama_alloc(Llama *m, const LlamaConfig *cfg, int B, int T, const TrainOptions *opt, int grass_rank) {
-    llama_plan(m, cfg, B, T, opt, grass_rank);
+static void llama_alloc(Llama *m, const LlamaConfig *cfg, int B, int T, const TrainOptions *opt, int grass_rank, int ranks) {
+    llama_plan(m, cfg, B, T, opt, grass_rank, ranks);
     Buffer buf[LLAMA_MAX_BUFFERS];
     int n = llama_buffers(m, buf);
     for (int i = 0; i < n; i++) *buf[i].ptr = xcalloc(buf[i].count, buf[i].elem);
@@ -465,6 +491,9 @@ static void llama_free(Llama *m) {
     Buffer buf[LLAMA_MAX_BUFFERS];
     int n = llama_buffers(m, buf);
     for (int i = 0; i < n; i++) free(*buf[i].ptr);
+    shard_plan_free(&m->reduce);
+    shard_plan_free(&m->weights);
+    shard_plan_free(&m->updates);
 }
 
 static float *llama_param(Llama *m, float *base, int kind, int layer) {
@@ -515,8 +544,9 @@ static void grass_refresh_matrix(GrassState *gs, const Comm *comm, int kind, int
     for (int j = 0; j < sh.r; j++)
         for (int e = 0; e < sh.E; e++)
             g[(size_t)j * sh.E + e] += rho[j] * (sh.rows ? gs->full[(size_t)sigma[j] * n + e] : gs->full[(size_t)e * n + sigma[j]]);
-    memset(gs->m + off, 0, sizeof(float) * sh.r * sh.E);
-    memset(gs->v + off, 0, sizeof(float) * sh.r * sh.E);
+    size_t at = shard_offset(&gs->slay, kind, layer);  // the owned part's moments restart
+    memset(gs->m + at, 0, sizeof(float) * gs->slay.chunk[kind]);
+    memset(gs->v + at, 0, sizeof(float) * gs->slay.chunk[kind]);
 }
 
 // The backward of a projection out [N, m] = inp [N, n] @ W^T: dinp += dout @ W, and the weight gradient:
@@ -535,25 +565,30 @@ static void projection_backward(Llama *m, int kind, int layer, float *dinp, cons
     }
 }
 
-// Subspace Adam on g and the scatter update W -= lr * alpha * P U of one matrix (after weight decay of all of
-// W). g is overwritten with U. t counts the steps since the last refresh (1 at the refresh).
-static void grass_update(GrassState *gs, float *W, int kind, int layer, float lr, const TrainOptions *opt, int t) {
-    GrassShape sh = gs->p.shape[kind];
-    size_t off = grass_state_offset(&gs->p, kind, layer), cnt = (size_t)sh.r * sh.E, mn = (size_t)sh.D * sh.E;
-    float *g = gs->g + off, *mom = gs->m + off, *var = gs->v + off;
+// Subspace Adam on elements [lo, hi) of one matrix's g (its owned part; mom and var hold that part): g there is
+// overwritten with U. t counts the steps since the last refresh (1 at the refresh).
+static void grass_adam(float *g, float *mom, float *var, size_t lo, size_t hi, const TrainOptions *opt, int t) {
     float b1 = opt->beta1, b2 = opt->beta2, bc1 = 1.0f - powf(b1, (float)t), bc2 = 1.0f - powf(b2, (float)t);
+#pragma omp parallel for schedule(static)
+    for (size_t i = lo; i < hi; i++) {
+        float *mi = mom + (i - lo), *vi = var + (i - lo);
+        *mi = b1 * *mi + (1.0f - b1) * g[i];
+        *vi = b2 * *vi + (1.0f - b2) * g[i] * g[i];
+        g[i] = (*mi / bc1) / (sqrtf(*vi / bc2) + opt->eps);
+    }
+}
+
+// The update of elements [lo, hi) of one matrix W [D x E rows side, E x D columns side] from its U [r, E]: weight
+// decay, then the scatter W -= lr * alpha * P U.
+static void grass_apply(GrassState *gs, float *W, int kind, int layer, size_t lo, size_t hi, float lr, const TrainOptions *opt) {
+    GrassShape sh = gs->p.shape[kind];
+    const float *U = gs->g + grass_state_offset(&gs->p, kind, layer);
     float decay = 1.0f - lr * opt->weight_decay;
     const int *sigma = grass_sigma(gs, kind, layer);
     const float *rho = grass_rho(gs, kind, layer);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < cnt; i++) {
-        mom[i] = b1 * mom[i] + (1.0f - b1) * g[i];
-        var[i] = b2 * var[i] + (1.0f - b2) * g[i] * g[i];
-        g[i] = (mom[i] / bc1) / (sqrtf(var[i] / bc2) + opt->eps);
-    }
     if (decay != 1.0f) {
 #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < mn; i++) W[i] *= decay;
+        for (size_t i = lo; i < hi; i++) W[i] *= decay;
     }
     // each thread owns whole elements of W and walks j in order, so duplicate indices accumulate deterministically
     float step = lr * gs->p.alpha;
@@ -562,7 +597,7 @@ static void grass_update(GrassState *gs, float *W, int kind, int layer, float lr
     for (int e = 0; e < sh.E; e++)
         for (int j = 0; j < sh.r; j++) {
             size_t w = sh.rows ? (size_t)sigma[j] * n + e : (size_t)e * n + sigma[j];
-            W[w] -= step * rho[j] * g[(size_t)j * sh.E + e];
+            if (w >= lo && w < hi) W[w] -= step * rho[j] * U[(size_t)j * sh.E + e];
         }
 }
 
@@ -723,14 +758,74 @@ static void llama_zero_grads(Llama *m, int step) {
     gs->refresh_index = grass_refresh_number(step, gs->p.interval);
 }
 
-// Averages the step's gradients over the ranks: the full ones and Grass's compressed ones.
-static void llama_reduce_grads(Llama *m) {
-    comm_mean_f32(m->comm, m->grads, m->glay.count);
-    if (m->grass.p.enabled) comm_mean_f32(m->comm, m->grass.g, m->grass.p.nstate);
+// This rank's part [*lo, *hi) of a tensor of n elements (all of it with one owner).
+static void llama_owned(const Llama *m, size_t n, size_t *lo, size_t *hi) {
+    shard_slice(n, m->owners, m->owners > 1 ? m->comm->rank : 0, lo, hi);
 }
 
-// Floats all-reduced per step on every rank: in an ordinary step, the part of it that belongs to the
-// projections, and in a refresh step (which also averages each projection's full gradient).
+// The buffer segment s of plan p lies in: the gradients, Grass's g, or the weights.
+static float *llama_segment_data(Llama *m, const ShardPlan *p, const ShardSeg *s) {
+    return (s->grass ? m->grass.g : p->what == SHARD_WEIGHTS ? m->params : m->grads) + s->offset;
+}
+
+// Averages the step's gradients (the full ones and Grass's compressed ones) over the ranks, bucket by bucket
+// (shard.h): all of them with one owner (an all-reduce), or each rank's own parts (a reduce-scatter).
+static void llama_reduce_grads(Llama *m) {
+    if (m->comm->world == 1) return;
+    const ShardPlan *p = &m->reduce;
+    int sharded = p->ranks > 1;
+    for (int b = 0; b < p->nbucket; b++) {
+        const ShardBucket *bk = &p->bucket[b];
+        memset(m->bucket, 0, sizeof(float) * bk->slot * p->ranks);
+        for (int i = bk->first; i < bk->first + bk->count; i++) {
+            const ShardSeg *s = &p->seg[i];
+            const float *src = llama_segment_data(m, p, s);
+            for (int r = 0; r < p->ranks; r++) {
+                size_t e0, e1;
+                shard_seg_range(s, r, &e0, &e1);
+                for (size_t e = e0; e < e1; e++) m->bucket[shard_packed_index(p, s, r, e)] = src[e];
+            }
+        }
+        float *mine = m->bucket;
+        int owner = sharded ? m->comm->rank : 0;
+        if (sharded) comm_reduce_scatter_mean_f32(m->comm, m->bucket, mine = m->slot, bk->slot);
+        else comm_mean_f32(m->comm, m->bucket, bk->slot);
+        for (int i = bk->first; i < bk->first + bk->count; i++) {
+            const ShardSeg *s = &p->seg[i];
+            float *dst = llama_segment_data(m, p, s);
+            size_t e0, e1, base = (size_t)owner * bk->slot;  // where this rank's slot starts
+            shard_seg_range(s, owner, &e0, &e1);
+            for (size_t e = e0; e < e1; e++) dst[e] = mine[shard_packed_index(p, s, owner, e) - base];
+        }
+    }
+}
+
+// Every rank's own parts of plan p's segments (the weights or Grass's updates) to every rank, bucket by bucket.
+static void llama_allgather(Llama *m, const ShardPlan *p) {
+    if (m->owners == 1) return;
+    for (int b = 0; b < p->nbucket; b++) {
+        const ShardBucket *bk = &p->bucket[b];
+        for (int pass = 0; pass < 2; pass++) {  // this rank's parts into its slot; after the all-gather, every part out
+            for (int i = bk->first; i < bk->first + bk->count; i++) {
+                const ShardSeg *s = &p->seg[i];
+                float *data = llama_segment_data(m, p, s);
+                for (int r = pass ? 0 : m->comm->rank; r < (pass ? p->ranks : m->comm->rank + 1); r++) {
+                    size_t e0, e1;
+                    shard_seg_range(s, r, &e0, &e1);
+                    for (size_t e = e0; e < e1; e++) {
+                        float *packed = &m->bucket[shard_packed_index(p, s, r, e)];
+                        if (pass == 0) *packed = data[e];
+                        else data[e] = *packed;
+                    }
+                }
+            }
+            if (pass == 0) comm_allgather(m->comm, m->bucket, sizeof(float) * bk->slot);
+        }
+    }
+}
+
+// Floats all-reduced per step on every rank of plain data parallelism: in an ordinary step, the part of it that
+// belongs to the projections, and in a refresh step (which also averages each projection's full gradient).
 static void llama_comm_floats(const Llama *m, size_t *step, size_t *proj, size_t *refresh) {
     const GrassState *gs = &m->grass;
     size_t proj_full = 0;
@@ -741,34 +836,80 @@ static void llama_comm_floats(const Llama *m, size_t *step, size_t *proj, size_t
     *refresh = *step + (gs->p.enabled ? proj_full : 0);
 }
 
-// The global gradient norm over every gradient there is (full gradients, and Grass's compressed ones).
-static float llama_grad_norm(Llama *m) {
-    GrassState *gs = &m->grass;
-    return (float)sqrt(grad_sumsq(m->grads, m->glay.count) + (gs->p.enabled ? grad_sumsq(gs->g, gs->p.nstate) : 0.0));
+// Bytes each rank's collectives move in a step (the buffers of its reduce, all-reduce or all-gather calls), by
+// category: the gradients, the updated weights and Grass's updates (with --shard-optimizer), and a refresh's full
+// projection gradients (refresh steps only). A world of one moves none.
+static void llama_comm_bytes(const Llama *m, double *bytes) {
+    size_t step, proj, refresh;
+    llama_comm_floats(m, &step, &proj, &refresh);
+    int several = m->ranks > 1, sharded = m->owners > 1;
+    bytes[COMM_GRADS] = several ? 4.0 * m->reduce.total : 0.0;
+    bytes[COMM_WEIGHTS] = sharded ? 4.0 * m->weights.total : 0.0;
+    bytes[COMM_UPDATES] = sharded && m->grass.p.enabled ? 4.0 * m->updates.total : 0.0;
+    bytes[COMM_REFRESH] = several ? 4.0 * (refresh - step) : 0.0;
 }
 
-// Clips (when opt->grad_clip > 0) by the global norm (llama_grad_norm's), then updates: AdamW on the tensors with
-// full gradients (weight decay on the matrices only), Grass on the projections. step is 0-based.
+
+// The global gradient norm over every gradient there is (full gradients, and Grass's compressed ones): each rank sums
+// the squares of its own parts.
+static float llama_grad_norm(Llama *m) {
+    const ShardPlan *p = &m->reduce;
+    double sum = 0.0;
+    for (int i = 0; i < p->nseg; i++) {
+        size_t e0, e1;
+        shard_seg_range(&p->seg[i], m->owners > 1 ? m->comm->rank : 0, &e0, &e1);
+        sum += grad_sumsq(llama_segment_data(m, p, &p->seg[i]) + e0, e1 - e0);
+    }
+    if (m->owners > 1) sum = comm_sum_f64(m->comm, sum);
+    return (float)sqrt(sum);
+}
+
+// Clips (when opt->grad_clip > 0) by the global norm (llama_grad_norm's), then updates this rank's parts: AdamW on
+// the tensors with full gradients (weight decay on the matrices only), Grass on the projections (subspace Adam on
+// the owned parts of g, every rank's U to every rank, then the owned parts of the weights). With the state sharded,
+// the updated weights then go to every rank. step is 0-based.
 static void llama_optimizer_step(Llama *m, const TrainOptions *opt, int step, float lr, float norm) {
     GrassState *gs = &m->grass;
+    const ShardPlan *p = &m->reduce;
     if (opt->grad_clip > 0.0f) {
         float coef = opt->grad_clip / (norm + 1e-6f);
-        if (coef < 1.0f) {
-            grad_scale(m->grads, m->glay.count, coef);
-            if (gs->p.enabled) grad_scale(gs->g, gs->p.nstate, coef);
+        for (int i = 0; coef < 1.0f && i < p->nseg; i++) {
+            size_t e0, e1;
+            shard_seg_range(&p->seg[i], m->owners > 1 ? m->comm->rank : 0, &e0, &e1);
+            grad_scale(llama_segment_data(m, p, &p->seg[i]) + e0, e1 - e0, coef);
+        }
+    }
+    if (gs->p.enabled) {
+        for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
+            if (!llama_param_kinds[kind].is_projection) continue;
+            size_t lo, hi, n = (size_t)gs->p.shape[kind].r * gs->p.shape[kind].E;
+            llama_owned(m, n, &lo, &hi);
+            for (int l = 0; l < m->cfg.n_layers; l++) {
+                size_t at = shard_offset(&gs->slay, kind, l);
+                grass_adam(gs->g + grass_state_offset(&gs->p, kind, l), gs->m + at, gs->v + at, lo, hi, opt,
+                           grass_adam_t(step, gs->p.interval));
+            }
+        }
+        llama_allgather(m, &m->updates);
+        for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
+            if (!llama_param_kinds[kind].is_projection) continue;
+            size_t lo, hi;
+            llama_owned(m, llama_param_numel(&m->cfg, kind), &lo, &hi);
+            for (int l = 0; l < m->cfg.n_layers; l++) grass_apply(gs, llama_param(m, m->params, kind, l), kind, l, lo, hi, lr, opt);
         }
     }
     for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
-        if (gs->p.enabled && llama_param_kinds[kind].is_projection) {
-            for (int l = 0; l < m->cfg.n_layers; l++)
-                grass_update(gs, llama_param(m, m->params, kind, l), kind, l, lr, opt, grass_adam_t(step, gs->p.interval));
-            continue;
-        }
-        size_t off = m->glay.offset[kind], n = llama_param_kind_numel(&m->cfg, kind);
+        if (!llama_param_present(&m->cfg, kind) || (gs->p.enabled && llama_param_kinds[kind].is_projection)) continue;
         float wd = llama_param_is_matrix(kind) ? opt->weight_decay : 0.0f;
-        adamw_update(m->params + m->lay.offset[kind], m->grads + off, m->adam_m + off, m->adam_v + off, n, lr, opt->beta1,
-                     opt->beta2, opt->eps, wd, step + 1);
+        size_t lo, hi;
+        llama_owned(m, llama_param_numel(&m->cfg, kind), &lo, &hi);
+        for (int l = 0; l < (llama_param_kinds[kind].per_layer ? m->cfg.n_layers : 1); l++) {
+            size_t at = shard_offset(&m->slay, kind, l);
+            adamw_update(llama_param(m, m->params, kind, l) + lo, m->grads + llama_param_offset(&m->cfg, &m->glay, kind, l) + lo,
+                         m->adam_m + at, m->adam_v + at, hi - lo, lr, opt->beta1, opt->beta2, opt->eps, wd, step + 1);
+        }
     }
+    llama_allgather(m, &m->weights);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -807,38 +948,91 @@ static void sample_print(Llama *m, const Tokenizer *tok, int ntok, float tempera
 // The trainer state (docs/design.md §8, checkpoint.h's sections): AdamW's moments and Grass's selection and moments live
 // in host buffers. Grass's counters are derived from the step. The parameters are fp32, so model.safetensors holds them
 // exactly and a save writes no master weights; a resume (resuming) takes those of a GPU checkpoint, whose
-// model.safetensors holds bf16 weights, as its parameters.
+// model.safetensors holds bf16 weights, as its parameters. With the moments sharded (owners > 1) their sections move a
+// tensor at a time (StateIO), gathered from every rank's part for a save, each rank taking its part on a resume.
 static int trainer_state_sections(Llama *m, StateHeader *h, StateSection *sec, int resuming) {
     GrassState *gs = &m->grass;
+    int parts = m->owners > 1;
     void *data[STATE_TENSORS];
-    data[STATE_ADAMW_M] = m->adam_m;
-    data[STATE_ADAMW_V] = m->adam_v;
+    data[STATE_ADAMW_M] = parts ? NULL : m->adam_m;
+    data[STATE_ADAMW_V] = parts ? NULL : m->adam_v;
     data[STATE_GRASS_SIGMA] = gs->sigma;
     data[STATE_GRASS_RHO] = gs->rho;
-    data[STATE_GRASS_M] = gs->m;
-    data[STATE_GRASS_V] = gs->v;
+    data[STATE_GRASS_M] = parts ? NULL : gs->m;
+    data[STATE_GRASS_V] = parts ? NULL : gs->v;
     data[STATE_MASTER] = m->params;
     return state_sections(h, sec, m->glay.count, &gs->p, 0, resuming ? m->lay.count : 0, data);
 }
 
-// Rank 0 writes the checkpoint: every rank holds the same weights and optimizer state, and the data
-// position is the same window index on every rank. The others wait until it is complete.
+// The sharded moments' StateIO: part p of section i is the p-th tensor it holds (shard_state_tensors).
+typedef struct {
+    Llama *m;
+    const StateSection *sec;
+} LlamaStateIO;
+
+// Section i's part `part`: this rank's owned elements of it (*owned), their range [*lo, *hi) and the tensor's size.
+static size_t llama_state_part(LlamaStateIO *io, int i, int part, float **owned, size_t *lo, size_t *hi) {
+    Llama *m = io->m;
+    int t = io->sec[i].tensor, grass = t == STATE_GRASS_M || t == STATE_GRASS_V, kind, layer;
+    shard_state_tensors(&m->cfg, grass ? SHARD_STATE_GRASS : m->grass.p.enabled ? SHARD_STATE_DENSE : SHARD_STATE_ALL, part,
+                        &kind, &layer);
+    GrassShape sh = m->grass.p.shape[kind];
+    size_t n = grass ? (size_t)sh.r * sh.E : llama_param_numel(&m->cfg, kind);
+    float *base = t == STATE_ADAMW_M ? m->adam_m : t == STATE_ADAMW_V ? m->adam_v : t == STATE_GRASS_M ? m->grass.m : m->grass.v;
+    *owned = base + shard_offset(grass ? &m->grass.slay : &m->slay, kind, layer);
+    llama_owned(m, n, lo, hi);
+    return n;
+}
+
+static int llama_state_parts(void *ctx, int i) {
+    LlamaStateIO *io = (LlamaStateIO *)ctx;
+    int t = io->sec[i].tensor, grass = t == STATE_GRASS_M || t == STATE_GRASS_V;
+    return shard_state_tensors(&io->m->cfg, grass ? SHARD_STATE_GRASS : io->m->grass.p.enabled ? SHARD_STATE_DENSE : SHARD_STATE_ALL,
+                               -1, NULL, NULL);
+}
+
+static size_t llama_state_part_bytes(void *ctx, int i, int part) {
+    float *owned;
+    size_t lo, hi;
+    return 4 * llama_state_part((LlamaStateIO *)ctx, i, part, &owned, &lo, &hi);
+}
+
+static void llama_state_fetch(void *ctx, int i, int part, void *dst) {
+    LlamaStateIO *io = (LlamaStateIO *)ctx;
+    float *owned;
+    size_t lo, hi, n = llama_state_part(io, i, part, &owned, &lo, &hi);
+    shard_gather(io->m->comm, owned, dst, n, sizeof(float));
+}
+
+static void llama_state_store(void *ctx, int i, int part, const void *src) {
+    float *owned;
+    size_t lo, hi;
+    llama_state_part((LlamaStateIO *)ctx, i, part, &owned, &lo, &hi);
+    memcpy(owned, (const float *)src + lo, sizeof(float) * (hi - lo));
+}
+
+// Rank 0 writes the checkpoint: every rank holds the same weights, and the data position is the same window index on
+// every rank; sharded moments are gathered from every rank as they are written. The others wait until it is complete.
 static void save_checkpoint(Llama *m, const TrainOptions *opt, int step, const DataLoader *train, int accum) {
-    if (m->comm->rank == 0) {
-        StateHeader h = state_header_make(opt, &m->cfg, &m->grass.p, step, train, m->comm->world, accum);
-        StateSection sec[STATE_MAX_SECTIONS];
-        int n = trainer_state_sections(m, &h, sec, 0);
-        checkpoint_save(opt, step, &m->cfg, m->params, "F32", NULL, n, sec, NULL, &m->grass.p);
-    }
+    StateHeader h = state_header_make(opt, &m->cfg, &m->grass.p, step, train, m->comm->world, accum);
+    StateSection sec[STATE_MAX_SECTIONS];
+    int n = trainer_state_sections(m, &h, sec, 0);
+    LlamaStateIO ctx = {m, sec};
+    StateIO io = {llama_state_parts, llama_state_part_bytes, llama_state_fetch, llama_state_store, &ctx};
+    if (m->comm->rank == 0) checkpoint_save(opt, step, &m->cfg, m->params, "F32", NULL, n, sec, &io, &m->grass.p);
+    else if (m->owners > 1) state_serve(n, sec, &io);
     comm_barrier(m->comm);
 }
 
-// Restores the optimizer state, step and data position of the checkpoint in dir; returns the step.
+// Restores the optimizer state (this rank's parts of sharded moments), step and data position of the checkpoint in
+// dir; returns the step.
 static int load_trainer_state(Llama *m, const TrainOptions *opt, const char *dir, DataLoader *train, int accum) {
     StateHeader h = state_header_make(opt, &m->cfg, &m->grass.p, 0, train, m->comm->world, accum);
     StateSection sec[STATE_MAX_SECTIONS];
     int n = trainer_state_sections(m, &h, sec, 1);
-    checkpoint_load_state(dir, &h, n, sec, NULL, &m->grass.p);
+    LlamaStateIO ctx = {m, sec};
+    StateIO io = {llama_state_parts, llama_state_part_bytes, llama_state_fetch, llama_state_store, &ctx};
+    checkpoint_load_state(dir, &h, n, sec, &io, &m->grass.p);
     dataloader_seek(train, (int)h.data[0], (int)h.data[1], (int)h.data[2]);
     return (int)h.step;
 }
@@ -861,7 +1055,7 @@ int main(int argc, char **argv) {
     Llama model;
     char desc[256];
     llama_config_describe(&cfg, desc, sizeof(desc));
-    llama_plan(&model, &cfg, B, T, &opt, grass_rank);
+    llama_plan(&model, &cfg, B, T, &opt, grass_rank, planned_ranks);
     printf("model: %s; %zu parameters\n", desc, model.lay.count);
     if (model.grass.p.enabled)
         printf("grass: rank %d, interval %d, selector %s, side %s, alpha %g\n", grass_rank, opt.grass_interval,
@@ -871,6 +1065,9 @@ int main(int argc, char **argv) {
     llama_comm_floats(&model, &comm_step, &comm_proj, &comm_refresh);
     printf("all-reduce per step and rank: %zu bytes, of which projections %zu bytes (refresh steps: %zu bytes)\n",
            4 * comm_step, 4 * comm_proj, 4 * comm_refresh);
+    double comm_bytes[COMM_CATEGORIES];
+    llama_comm_bytes(&model, comm_bytes);
+    if (planned_ranks > 1) comm_bytes_print("host", planned_ranks, model.owners > 1, "fp32", comm_bytes);
     if (opt.dry_run) {  // the plan needs the sizes only: nothing is allocated. Every rank holds the same.
         printf("plan of each of %d rank%s: batch %d x %d tokens, %d micro-batches per step = %lld tokens per step\n",
                planned_ranks, planned_ranks > 1 ? "s" : "", B, T, accum, (long long)B * T * accum * planned_ranks);
@@ -880,7 +1077,7 @@ int main(int argc, char **argv) {
     TrainData data;  // opened before the model is allocated and initialised, so that a bad shard is reported at once
     train_data_open(&data, &opt, &cfg, rank, world);
     DataLoader *train = &data.train, *val = &data.val;
-    llama_alloc(&model, &cfg, B, T, &opt, grass_rank);
+    llama_alloc(&model, &cfg, B, T, &opt, grass_rank, world);
     model.comm = &comm;
     if (world > 1) printf("ranks: %d\n", world);
     printf("batch: %d x %d tokens, %d micro-batches per step = %lld tokens per step; %d threads\n", B, T, accum,
@@ -923,9 +1120,11 @@ int main(int argc, char **argv) {
         if (guard_step_finite(&opt, &log, &skipped, done, loss, norm)) {
             llama_optimizer_step(&model, &opt, step, lr, norm);
             double ms = 1000.0 * (wall_time() - t0);
-            size_t comm_floats = grass_is_refresh(step, opt.grass_interval) && model.grass.p.enabled ? comm_refresh : comm_step;
+            double step_bytes[COMM_CATEGORIES];
+            memcpy(step_bytes, comm_bytes, sizeof(step_bytes));
+            if (!grass_is_refresh(step, opt.grass_interval)) step_bytes[COMM_REFRESH] = 0.0;
             logger_step(&log, done, opt.steps, (float)loss, lr, norm, ms, (double)B * T * accum * world / (ms / 1000.0), -1, -1,
-                        world > 1 ? 4.0 * comm_floats / 1048576.0 : -1, NULL);
+                        world > 1 ? step_bytes : NULL, NULL);
         }
         if (data.have_val && schedule_eval_due(&opt, done, start))
             logger_val(&log, done, evaluate(&model, val, opt.eval_batches));

@@ -93,25 +93,23 @@ static void gpu_fetch_weight(void *ctx, int i, void *dst) {
     gpu_tensor_copy(f->m, kind, layer, dst, f->dev, &f->m->lay, f->esize, 0);
 }
 
-// The tensors of state tensor t (STATE_ADAMW_M ...) that move one at a time, in checkpoint order: the master weights'
-// all, the AdamW moments' all or, under Grass, those outside the projections. Returns how many there are, and with
-// part >= 0 puts that one's (kind, layer) in *kind, *layer.
+static int gpu_state_is_grass(int t) { return t == STATE_GRASS_M || t == STATE_GRASS_V; }
+
+// The tensors of state tensor t (STATE_ADAMW_M ...) that move one at a time, in checkpoint order (shard_state_tensors):
+// the master weights' all, the AdamW moments' all or, under Grass, those outside the projections, Grass's moments the
+// projections'. Returns how many there are, and with part >= 0 puts that one's (kind, layer) in *kind, *layer.
 static int gpu_state_tensors(const GpuLlama *m, int t, int part, int *kind, int *layer) {
-    int n = 0;
-    for (int i = 0; i < llama_num_tensors(&m->stored_cfg); i++) {
-        int k, l;
-        llama_tensor_at(&m->stored_cfg, i, &k, &l);
-        if (t != STATE_MASTER && m->grass.p.enabled && llama_param_kinds[k].is_projection) continue;
-        if (n++ == part) *kind = k, *layer = l;
-    }
-    return n;
+    int which = gpu_state_is_grass(t) ? SHARD_STATE_GRASS
+                : t != STATE_MASTER && m->grass.p.enabled ? SHARD_STATE_DENSE : SHARD_STATE_ALL;
+    return shard_state_tensors(&m->stored_cfg, which, part, kind, layer);
 }
 
-// Whether state tensor t is stored padded (gpu_tensor_copy) and moves a tensor at a time: the AdamW moments and the
-// master weights. Its elements' size is esize.
+// Whether state tensor t moves a tensor at a time: the AdamW moments and the master weights (stored padded:
+// gpu_tensor_copy), and with the state sharded Grass's moments too (each tensor gathered from the ranks' parts). Its
+// elements' size is esize.
 static int gpu_state_by_tensor(const GpuLlama *m, int t, size_t *esize) {
     *esize = t == STATE_MASTER ? 4 : m->state_bf16 ? 2 : 4;
-    return t == STATE_ADAMW_M || t == STATE_ADAMW_V || t == STATE_MASTER;
+    return t == STATE_ADAMW_M || t == STATE_ADAMW_V || t == STATE_MASTER || (m->owners > 1 && gpu_state_is_grass(t));
 }
 
 static int gpu_state_parts(void *ctx, int i) {  // i: the section index, after the header's
@@ -132,7 +130,37 @@ static size_t gpu_state_part_bytes(void *ctx, int i, int part) {
     }
     int kind, layer;
     gpu_state_tensors(io->m, t, part, &kind, &layer);
-    return llama_param_numel(&io->m->model_cfg, kind) * esize;
+    GrassShape sh = io->m->grass.p.shape[kind];
+    return (gpu_state_is_grass(t) ? (size_t)sh.r * sh.E : llama_param_numel(&io->m->model_cfg, kind)) * esize;
+}
+
+
+// Part `part` of a sharded section (state tensor s of the device buffer dev) between the host, in the model's shape,
+// and this rank's owned part on the device: saving, the ranks' parts are gathered on rank 0 (host is NULL on the
+// others); resuming, every rank takes its part of the tensor.
+static void gpu_state_shard_copy(GpuLlama *m, int s, int part, void *dev, size_t esize, void *host, int to_device) {
+    int kind, layer, grass = gpu_state_is_grass(s);
+    gpu_state_tensors(m, s, part, &kind, &layer);
+    size_t rows, cols, srows, scols, n, lo, hi;
+    llama_param_shape(&m->model_cfg, kind, &rows, &cols);
+    llama_param_shape(&m->stored_cfg, kind, &srows, &scols);
+    if (grass) rows = srows = m->grass.p.shape[kind].r, cols = scols = m->grass.p.shape[kind].E;
+    n = srows * scols;
+    gpu_owned(m, n, &lo, &hi);
+    const ShardLayout *lay = grass ? &m->grass.slay : s == STATE_MASTER ? &m->mlay : &m->slay;
+    char *d = (char *)dev + shard_offset(lay, kind, layer) * esize;
+    char *stored = (char *)xcalloc(n, esize);  // the whole stored tensor
+    if (to_device) {
+        tensor_rows_copy(stored, scols, host, cols, rows, cols, esize);
+        cudaCheck(cudaMemcpy(d, stored + lo * esize, (hi - lo) * esize, cudaMemcpyHostToDevice));
+    } else {
+        void *mine = xmalloc((hi - lo) * esize + 1);
+        cudaCheck(cudaMemcpy(mine, d, (hi - lo) * esize, cudaMemcpyDeviceToHost));
+        shard_gather(m->gcomm->comm, mine, stored, n, esize);
+        if (host) tensor_rows_copy(host, cols, stored, scols, rows, cols, esize);
+        free(mine);
+    }
+    free(stored);
 }
 
 // Copies part `part` of state section i between host and its device buffer.
@@ -149,7 +177,11 @@ static void gpu_state_part_copy(GpuCheckpointIO *io, int i, int part, void *host
     dev[STATE_MASTER] = m->master;
     int s = io->sec[i].tensor;
     size_t esize;
-    if (gpu_state_by_tensor(m, s, &esize)) {
+    if (m->owners > 1 && gpu_state_by_tensor(m, s, &esize)) {
+        gpu_state_shard_copy(m, s, part, dev[s], esize, host, to_device);
+    } else if (!host) {  // a rank other than 0 serving a save (state_serve): only the sharded sections need it
+        return;
+    } else if (gpu_state_by_tensor(m, s, &esize)) {
         int kind, layer;
         ParamLayout dlay;  // the stored layout: the parameters' (master weights) or the moments'
         gpu_state_tensors(m, s, part, &kind, &layer);
@@ -175,26 +207,31 @@ static StateIO gpu_state_io(GpuCheckpointIO *ctx) {
     return (StateIO){gpu_state_parts, gpu_state_part_bytes, gpu_fetch_state, gpu_store_state, ctx};
 }
 
-// Rank 0 writes the checkpoint of step `done` (every rank holds the same state; the others wait for it): the floatX
+// Rank 0 writes the checkpoint of step `done` (every rank holds the same weights; the others wait for it): the floatX
 // weights the model computes with into model.safetensors (bf16 in the bf16 build), the fp32 master weights, when kept,
-// into state.bin. First every value is checked on the device (gpu_state_finite): a diverged model stops the run, as the
-// writer's own check would, but before any copy.
+// into state.bin; with the state sharded, every section held in parts is gathered from the ranks as it is written.
+// First every value is checked on the device (gpu_state_finite, on every rank holding a part): a diverged model stops
+// the run, as the writer's own check would, but before any copy.
 static void gpu_save_checkpoint(GpuLlama *m, Comm *comm, const TrainOptions *opt, int step, const DataLoader *train, int accum) {
+    int finite = m->owners > 1 ? comm_min_int(comm, gpu_state_finite(m), "an all-reduce of whether the state is finite")
+                               : comm->rank == 0 ? gpu_state_finite(m) : 1;
+    StateHeader h = state_header_make(opt, &m->model_cfg, &m->grass.p, step, train, comm->world, accum);
+    StateSection sec[STATE_MAX_SECTIONS];
+    int n = gpu_state_sections(m, &h, sec);
+    size_t esize = sizeof(floatX);
+    GpuCheckpointIO ctx = {m, (void *)m->params, esize, sec};
+    StateIO io = gpu_state_io(&ctx);
     if (comm->rank == 0) {
-        if (!gpu_state_finite(m)) {
+        if (!finite) {
             char last[CKPT_PATH_LEN];
             checkpoint_last_good(opt->out, last, sizeof(last));
             fail_status(EXIT_DIVERGED, "step %d: the weights or the optimizer state hold a non-finite value: training diverged and "
                         "nothing was saved; the last good checkpoint is %s", step, last);
         }
-        size_t esize = sizeof(floatX);
-        StateHeader h = state_header_make(opt, &m->model_cfg, &m->grass.p, step, train, comm->world, accum);
-        StateSection sec[STATE_MAX_SECTIONS];
-        int n = gpu_state_sections(m, &h, sec);
-        GpuCheckpointIO ctx = {m, (void *)m->params, esize, sec};
         Fetcher weights = {gpu_fetch_weight, &ctx};
-        StateIO io = gpu_state_io(&ctx);
         checkpoint_save(opt, step, &m->model_cfg, NULL, esize == 4 ? "F32" : "BF16", &weights, n, sec, &io, &m->grass.p);
+    } else if (m->owners > 1) {
+        state_serve(n, sec, &io);
     }
     comm_barrier(comm);
 }
@@ -209,6 +246,7 @@ static int gpu_load_state(GpuLlama *m, const TrainOptions *opt, const char *dir,
     dataloader_seek(train, (int)h.data[0], (int)h.data[1], (int)h.data[2]);
     return (int)h.step;
 }
+
 
 // --gpu-mem-limit: holds back what the device has beyond the limit, so a larger card behaves like a smaller one.
 // Returns the block (NULL when nothing is held) and its size in *held.
@@ -287,13 +325,17 @@ int main(int argc, char **argv) {
     gpu_plan_print(&model);
     size_t cat[GPU_NUM_CATEGORIES], planned = gpu_plan_total(&model, cat);
     if (opt.gpu_mem_limit > 0 && planned > opt.gpu_mem_limit * GIB)
-        fail("--gpu-mem-limit %.1f GiB: the plan needs %.2f GiB (lower --batch, raise --recompute, --master-weights 0, --state-dtype bf16)",
+        fail("--gpu-mem-limit %.1f GiB: the plan needs %.2f GiB (lower --batch, raise --recompute, --master-weights 0, --state-dtype bf16, --shard-optimizer over several ranks)",
              (double)opt.gpu_mem_limit, planned / GIB);
     if (opt.dry_run) {  // what each rank of such a run would hold, step and send
         printf("plan of each of %d rank%s: batch %d x %d tokens, %d micro-batches per step = %lld tokens per step", planned_ranks,
                planned_ranks > 1 ? "s" : "", B, T, accum, (long long)B * T * accum * planned_ranks);
-        if (planned_ranks > 1) printf("; all-reduce per step and rank: %zu bytes", gpu_comm_bytes(&model));
         printf("\n");
+        if (planned_ranks > 1) {
+            double bytes[COMM_CATEGORIES];
+            gpu_comm_bytes(&model, bytes);
+            comm_bytes_print("GPU", planned_ranks, model.owners > 1, model.reduce_bf16 ? "bf16" : "fp32", bytes);
+        }
         comm_finalize(&comm);
         return 0;
     }
@@ -308,9 +350,13 @@ int main(int argc, char **argv) {
     model.prof.enabled = opt.profile;
     size_t held_bytes;  // after everything that allocates (NCCL included), so the limit covers it all
     void *held = gpu_hold_back(opt.gpu_mem_limit, &held_bytes);
-    if (world > 1)
-        printf("ranks: %d over %s; all-reduce per step and rank: %zu bytes\n", world, gcomm.use_nccl ? "NCCL" : "MPI",
-               gpu_comm_bytes(&model));
+    gpu_shard_init(&model, rank);
+    if (world > 1) {
+        printf("ranks: %d over %s, gradients summed in %s\n", world, gcomm.use_nccl ? "NCCL" : "MPI", model.reduce_bf16 ? "bf16" : "fp32");
+        double bytes[COMM_CATEGORIES];
+        gpu_comm_bytes(&model, bytes);
+        comm_bytes_print("GPU", world, model.owners > 1, model.reduce_bf16 ? "bf16" : "fp32", bytes);
+    }
     printf("device: %s; batch: %d x %d tokens, %d micro-batches per step = %lld tokens per step\n", prop.name, B, T, accum,
            (long long)B * T * accum * world);
     if (setup.weights_dir) {
@@ -343,7 +389,8 @@ int main(int argc, char **argv) {
     for (int step = start; step < opt.steps; step++) {
         comm.step = step + 1;  // the step a timed-out collective names
         double t0 = wall_time();
-        size_t comm_before = gcomm.bytes;
+        double comm_before[COMM_CATEGORIES];
+        for (int i = 0; i < COMM_CATEGORIES; i++) comm_before[i] = (double)gcomm.bytes[i];
         cudaCheck(cudaEventRecord(events[0], model.stream));
         gpu_profile_begin(&model.prof, model.stream);
         gpu_zero_grads(&model, step);
@@ -372,10 +419,12 @@ int main(int argc, char **argv) {
         }
         size_t free_b, total_b;
         cudaCheck(cudaMemGetInfo(&free_b, &total_b));
+        double comm_bytes[COMM_CATEGORIES];
+        for (int i = 0; i < COMM_CATEGORIES; i++) comm_bytes[i] = (double)gcomm.bytes[i] - comm_before[i];
         if (apply)
             logger_step(&log, done, opt.steps, (float)loss, lr, norm, 1000.0 * sec, (double)B * T * accum * world / sec,
                         flops_per_step / sec / peak, (double)(total_b - free_b - held_bytes) / GIB,
-                        world > 1 ? (gcomm.bytes - comm_before) / 1048576.0 : -1, phase_ms);
+                        world > 1 ? comm_bytes : NULL, phase_ms);
         if (data.have_val && schedule_eval_due(&opt, done, start))
             logger_val(&log, done, gpu_evaluate(&model, &comm, val, opt.eval_batches));
         if (rank == 0 && schedule_sample_due(&opt, done))

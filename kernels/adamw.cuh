@@ -24,19 +24,24 @@ typedef struct {
     uint64_t seed;     // stochastic rounding; use a different one per (step, tensor)
 } AdamWParams;
 
-// K consecutive elements per thread (kernels/common.cuh: vector access); element i draws random_u32(seed, 3 i + ...)
-// whatever K is.
+// Elements [lo, lo + count) of each of gridDim.y tensors of n elements that follow each other (a kind's layers): params
+// and grads advance by n a tensor; master, mom and var hold the part only (the owned part, --shard-optimizer), mpitch
+// apart. Element i of the tensors (counted from the first tensor's first) draws random_u32(seed, 3 i + ...) whatever
+// the part and K. K consecutive elements per thread (kernels/common.cuh: vector access).
 template <int K, typename MomT>
-__global__ void adamw_kernel(floatX *params, float *master, const floatX *grads, MomT *mom, MomT *var, size_t n,
-                             float beta1, float beta2, float step_size, float decay, float bc2_sqrt, float eps,
-                             float grad_scale, uint64_t seed) {
-    for (size_t i0 = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i0 < n; i0 += K * (size_t)gridDim.x * blockDim.x) {
+__global__ void adamw_kernel(floatX *params, float *master, const floatX *grads, MomT *mom, MomT *var, size_t lo, size_t count,
+                             size_t n, size_t mpitch, float beta1, float beta2, float step_size, float decay, float bc2_sqrt,
+                             float eps, float grad_scale, uint64_t seed) {
+    size_t first = blockIdx.y * n + lo;  // the index of this part's first element
+    params += first, grads += first, mom += blockIdx.y * mpitch, var += blockIdx.y * mpitch;
+    if (master) master += blockIdx.y * mpitch;
+    for (size_t i0 = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i0 < count; i0 += K * (size_t)gridDim.x * blockDim.x) {
         Vec<floatX, K> gv = vec_load<K>(grads + i0), pv = vec_load<K>(params + i0);
         Vec<MomT, K> mv = vec_load<K>(mom + i0), vv = vec_load<K>(var + i0);
         Vec<float, K> wv;
         if (master) wv = vec_load<K>(master + i0);
         for (int k = 0; k < K; k++) {
-            size_t i = i0 + k;
+            size_t i = first + i0 + k;
             float g = to_float(gv.x[k]) * grad_scale;
             float m = beta1 * to_float(mv.x[k]) + (1.0f - beta1) * g;
             float v = beta2 * to_float(vv.x[k]) + (1.0f - beta2) * g * g;
@@ -58,20 +63,29 @@ __global__ void adamw_kernel(floatX *params, float *master, const floatX *grads,
     }
 }
 
+// AdamW on elements [lo, hi) of each of `tensors` tensors of n elements that follow each other in params and grads,
+// whose parts master (fp32 master weights, or NULL to update params with stochastic rounding), mom and var (float or
+// __nv_bfloat16) hold mpitch apart.
+template <typename MomT>
+static void adamw_update_part(floatX *params, float *master, const floatX *grads, MomT *mom, MomT *var, size_t n, int tensors,
+                              size_t lo, size_t hi, size_t mpitch, const AdamWParams *hp, cudaStream_t stream) {
+    size_t count = hi - lo;
+    if (count == 0 || tensors == 0) return;
+    float bc1 = 1.0f - powf(hp->beta1, (float)hp->step), bc2_sqrt = sqrtf(1.0f - powf(hp->beta2, (float)hp->step));
+    float step_size = hp->lr / bc1, decay = 1.0f - hp->lr * hp->weight_decay;
+    vec_dispatch(vec_fits({count, lo, n, mpitch}, params, master, grads, mom, var), [&](auto k) {
+        adamw_kernel<k.value><<<dim3(grid_stride_blocks(count / k.value, 256), tensors), 256, 0, stream>>>(
+            params, master, grads, mom, var, lo, count, n, mpitch, hp->beta1, hp->beta2, step_size, decay, bc2_sqrt, hp->eps,
+            hp->grad_scale, hp->seed);
+    });
+    cudaCheckLaunch();
+}
+
+// AdamW on all of params [n] (floatX), master [n] fp32 master weights or NULL, grads [n], mom, var [n].
 template <typename MomT>
 static void adamw_update(floatX *params, float *master, const floatX *grads, MomT *mom, MomT *var, size_t n,
                          const AdamWParams *hp, cudaStream_t stream) {
-    // params [n] floatX; master [n] fp32 master weights, or NULL to update params with stochastic rounding;
-    // grads [n]; mom, var [n] (float or __nv_bfloat16)
-    if (n == 0) return;
-    float bc1 = 1.0f - powf(hp->beta1, (float)hp->step), bc2_sqrt = sqrtf(1.0f - powf(hp->beta2, (float)hp->step));
-    float step_size = hp->lr / bc1, decay = 1.0f - hp->lr * hp->weight_decay;
-    vec_dispatch(vec_fits({n}, params, master, grads, mom, var), [&](auto k) {
-        adamw_kernel<k.value><<<grid_stride_blocks(n / k.value, 256), 256, 0, stream>>>(
-            params, master, grads, mom, var, n, hp->beta1, hp->beta2, step_size, decay, bc2_sqrt, hp->eps, hp->grad_scale,
-            hp->seed);
-    });
-    cudaCheckLaunch();
+    adamw_update_part(params, master, grads, mom, var, n, 1, 0, n, n, hp, stream);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -90,6 +104,26 @@ __global__ void norm_squared_kernel(double *partials, const T *x, size_t n, int 
     }
     acc = block_reduce_sum(acc);
     if (threadIdx.x == 0) partials[blockIdx.x] = (accumulate ? partials[blockIdx.x] : 0.0) + acc;
+}
+
+// The sums of squares of x over ranges [ranges[2k], ranges[2k + 1]) for k < n (a rank's own parts of many tensors),
+// into partials as norm_squared_kernel: one launch, whatever the number of ranges, each range walked by the whole grid.
+template <typename T>
+__global__ void norm_squared_ranges_kernel(double *partials, const T *x, const size_t *ranges, int n, int accumulate) {
+    double acc = 0.0;
+    for (int k = 0; k < n; k++)
+        for (size_t i = ranges[2 * k] + (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < ranges[2 * k + 1]; i += (size_t)gridDim.x * blockDim.x)
+            acc += (double)to_float(x[i]) * to_float(x[i]);
+    acc = block_reduce_sum(acc);
+    if (threadIdx.x == 0) partials[blockIdx.x] = (accumulate ? partials[blockIdx.x] : 0.0) + acc;
+}
+
+template <typename T>
+static void global_norm_squared_ranges(double *partials, const T *x, const size_t *ranges, int n, int accumulate, cudaStream_t stream) {
+    // partials [NORM_BLOCKS] doubles = (accumulate 0) or += (1) the sums of squares of x over the n ranges (device
+    // array [2n] of element offsets: start, end), for global_norm_squared_finish
+    norm_squared_ranges_kernel<<<NORM_BLOCKS, NORM_THREADS, 0, stream>>>(partials, x, ranges, n, accumulate);
+    cudaCheckLaunch();
 }
 
 template <typename O>

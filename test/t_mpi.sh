@@ -1,6 +1,7 @@
 # Data parallelism on CPU ranks (docs/design.md §7): N ranks with micro-batch B reproduce 1 rank with micro-batch N*B
 # (losses and final weights within fp32 rounding) for AdamW and every Grass selector across refreshes, with
-# gradient accumulation; a rank that fails or dies ends the run instead of hanging; a checkpoint resumes on another
+# gradient accumulation, all-reducing and with the optimizer state sharded (2 to 4 ranks); the bytes of the
+# collectives by category in the log equal the formulas; a rank that fails or dies ends the run instead of hanging; a checkpoint resumes on another
 # number of ranks (the same tokens per step: the data order is the step's, not the ranks') within fp32 rounding of
 # the uninterrupted run, and with another --total-batch is refused.
 source test/lib.sh
@@ -23,17 +24,39 @@ base=(--model test --train-data "$TMP/train.bin" --val-data "$TMP/val.bin" --seq
 compare() {  # NAME then extra flags
   local name=$1; shift
   OMP_NUM_THREADS=1 ./train_llama_cpu "${base[@]}" "$@" --batch 6 --out "$TMP/$name.1"
-  for n in 2 3; do
-    OMP_NUM_THREADS=1 "${MPIRUN[@]}" $n ./train_llama_cpu "${base[@]}" "$@" --batch $((6 / n)) --out "$TMP/$name.$n" > "$TMP/$name.$n.stdout"
-    grep -q "ranks: $n" "$TMP/$name.$n.stdout" || die "$name: the $n-rank run did not see $n ranks"
-    [ "$(grep -c '"comm_mib"' "$TMP/$name.$n/log.jsonl")" -eq 6 ] || die "$name: the log lacks the bytes all-reduced per step"
+  OMP_NUM_THREADS=1 ./train_llama_cpu "${base[@]}" "$@" --batch 4 --out "$TMP/$name.1b4"
+  # 2 and 3 ranks all-reducing; 2, 3 and 4 ranks with the optimizer state sharded (--shard-optimizer), the gradients in
+  # buckets of 10 KB (several a step); micro-batches: 2, 2, 3 a step. A Grass refresh selects from the step's first
+  # micro-batch on every rank: 6 sequences on 2 and 3 ranks, as 1 rank of 6; 4 on 4 ranks, as 1 rank of 4.
+  for run in 2 3 2s 3s 4s; do
+    local n=${run%s} shard=() one=1
+    [ $n = 4 ] && one=1b4
+    [ "$run" = "$n" ] || shard=(--shard-optimizer --bucket-mb 0.01)
+    OMP_NUM_THREADS=1 "${MPIRUN[@]}" $n ./train_llama_cpu "${base[@]}" "$@" "${shard[@]}" --batch $((6 / n)) \
+      --out "$TMP/$name.$run" > "$TMP/$name.$run.stdout"
+    grep -q "ranks: $n" "$TMP/$name.$run.stdout" || die "$name: the $n-rank run did not see $n ranks"
     fields() { grep -o '"\(val_loss\|loss\|norm\)": [0-9.e+-]*' "$1"; }
-    paste <(fields "$TMP/$name.1/log.jsonl") <(fields "$TMP/$name.$n/log.jsonl") |
-      awk -v n=$n -v name=$name '$1 != $3 {exit 1} {a = $2 + 0; b = $4 + 0; d = (a > b ? a - b : b - a) / a; if (d > m) m = d; c++}
-        END {printf "%s: %d ranks: %d losses and norms, largest relative difference %.2e (bound 1e-5)\n", name, n, c, m; exit !(c == 15 && m <= 1e-5)}' ||
-      die "$name: $n ranks differ from 1 rank"
-    test/bin/test_reference diff "$TMP/$name.1/ckpt_00000006/model.safetensors" "$TMP/$name.$n/ckpt_00000006/model.safetensors" 1e-4
+    paste <(fields "$TMP/$name.$one/log.jsonl") <(fields "$TMP/$name.$run/log.jsonl") |
+      awk -v n=$run -v name=$name '$1 != $3 {exit 1} {a = $2 + 0; b = $4 + 0; d = (a > b ? a - b : b - a) / a; if (d > m) m = d; c++}
+        END {printf "%s: %s ranks: %d losses and norms, largest relative difference %.2e (bound 1e-5)\n", name, n, c, m; exit !(c == 15 && m <= 1e-5)}' ||
+      die "$name: $run ranks differ from 1 rank"
+    test/bin/test_reference diff "$TMP/$name.$one/ckpt_00000006/model.safetensors" "$TMP/$name.$run/ckpt_00000006/model.safetensors" 1e-4
+    # the bytes of the step's collectives by category: step 1 refreshes (Grass), step 2 does not
+    local grass=() sharded=()
+    [ "$name" = adamw ] || grass=(--grass-rank 12)
+    [ "$run" = "$n" ] || sharded=(--sharded)
+    for step in 1 2; do
+      local want got refresh=()
+      [ $step = 1 ] && refresh=(--refresh)
+      want=$("$PYTHON" test/comm_bytes.py "$TMP/$name.$run/ckpt_00000006/config.json" --ranks $n "${sharded[@]}" "${grass[@]}" \
+        "${refresh[@]}" --grad-bytes 4 --weight-bytes 4)
+      got=$(for c in grads weights updates refresh; do
+        local b; b=$("$PYTHON" test/log_compare.py get "$TMP/$name.$run/log.jsonl" comm_${c}_bytes --step $step)
+        echo -n "$c ${b%.0} "; done)
+      [ "$got" = "$want " ] || die "$name: $run ranks: step $step's collectives moved $got, the formulas say $want"
+    done
   done
+  echo "ok: $name: the bytes of the collectives by category equal the formulas (last: $want)"
 }
 compare adamw
 for sel in topr multinorm multinorm-nr uniform uniform-nr; do
@@ -69,6 +92,21 @@ resumed rs_2to3 rs_straight 3 2 "${grass[@]}"
 resumed rs_2to1 rs_straight 1 6 "${grass[@]}"
 resumed rs_4to2 rs4_straight 2 3
 echo "ok: checkpoints of 2 and 4 ranks continue on 3, 1 and 2 ranks as the uninterrupted runs"
+# the same with the optimizer state sharded: the moments are gathered into the one state.bin and each rank takes its
+# part on resuming, so a sharded checkpoint continues sharded on another number of ranks, and unsharded
+shard=(--shard-optimizer --bucket-mb 0.01)
+OMP_NUM_THREADS=1 "${MPIRUN[@]}" 2 ./train_llama_cpu "${base[@]}" --batch 3 "${grass[@]}" "${shard[@]}" --ckpt-every 3 \
+  --out "$TMP/rss_straight" > /dev/null
+OMP_NUM_THREADS=1 "${MPIRUN[@]}" 4 ./train_llama_cpu "${base[@]}" --batch 3 "${shard[@]}" --ckpt-every 3 --out "$TMP/rss4_straight" > /dev/null
+# on 2 ranks a sum of two is the same in any order: sharded or not, the runs are the same bit for bit, their state too
+for f in model.safetensors state.bin; do
+  cmp "$TMP/rs_straight/ckpt_00000006/$f" "$TMP/rss_straight/ckpt_00000006/$f" || die "2 ranks: $f differs sharded and not"
+done
+resumed rss_2to3 rss_straight 3 2 "${grass[@]}" "${shard[@]}"
+resumed rss_2to1 rss_straight 1 6 "${grass[@]}"
+resumed rss_4to2 rss4_straight 2 3 "${shard[@]}"
+resumed rs_4to2s rs4_straight 2 3 "${shard[@]}"
+echo "ok: sharded checkpoints of 2 and 4 ranks continue on 3 and 2 sharded ranks and on 1 rank, an unsharded one sharded"
 
 # another number of tokens per step is refused (every rank prints the error; mpirun reports the abort)
 rc=0; OMP_NUM_THREADS=1 timeout 60 "${MPIRUN[@]}" 3 ./train_llama_cpu "${base[@]}" --batch 2 --steps 8 --total-batch 384 \

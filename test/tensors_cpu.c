@@ -52,7 +52,7 @@ int main(int argc, char **argv) {
     TrainOptions adamw = opt;
     snprintf(adamw.optimizer, sizeof(adamw.optimizer), "adamw");
     Llama f;
-    llama_alloc(&f, &cfg, B, T, &adamw, 0);
+    llama_alloc(&f, &cfg, B, T, &adamw, 0, 1);
     llama_init_weights(&f, (uint64_t)opt.seed);
     mkdir_p(opt.out);
     SaveGuard guard = {0, "(none)"};
@@ -84,7 +84,7 @@ int main(int argc, char **argv) {
     Llama m;  // Grass on the same weights and batch: a refresh (step 0), then a compressed gradient (step 1)
     float *refresh_g = NULL, *norms = NULL;
     if (grass) {
-        llama_alloc(&m, &cfg, B, T, &opt, grass_rank);
+        llama_alloc(&m, &cfg, B, T, &opt, grass_rank, 1);
         memcpy(m.params, f.params, sizeof(float) * f.lay.count);
         GrassPlan *gp = &m.grass.p;
         for (int step = 0; step < 2; step++) {

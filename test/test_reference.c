@@ -50,7 +50,7 @@ static void model_load_dir(Llama *m, const char *dir, int B, int T, const TrainO
     LlamaConfig cfg;
     path_format(path, sizeof(path), "%s/config.json", dir);
     llama_config_read_json(&cfg, path);
-    llama_alloc(m, &cfg, B, T, opt, opt->grass_rank);
+    llama_alloc(m, &cfg, B, T, opt, opt->grass_rank, 1);
     checkpoint_read_model(dir, &cfg, llama_take_tensor, m);
 }
 
@@ -204,7 +204,7 @@ static int compare(const char *dir) {
         TrainOptions full_opt = opt;
         snprintf(full_opt.optimizer, sizeof(full_opt.optimizer), "adamw");
         Llama f;
-        llama_alloc(&f, c, B, T, &full_opt, 0);
+        llama_alloc(&f, c, B, T, &full_opt, 0, 1);
         memcpy(f.params, m.params, sizeof(float) * m.lay.count);
         llama_zero_grads(&f, 0);
         llama_forward(&f, tokens, tokens + 1, B, T);
