@@ -1,7 +1,8 @@
 # The GPU trainer over several ranks (docs/design.md §7): 2 ranks sharing one GPU with --comm mpi reproduce 1 rank with
 # the whole batch (fp32 build; losses and norms within 1e-5 relative, weights within 1e-4 as in test/t_mpi.sh),
 # for AdamW and Grass across a refresh, also with tied embeddings (the shared gradient averaged once); a 2-rank
-# checkpoint continues on 1 rank. NCCL refuses
+# checkpoint continues on 1 rank; with the optimizer state sharded (--shard-optimizer) 2, 3 and 4 ranks reproduce 1 rank
+# and sharded checkpoints continue on other rank counts. NCCL refuses
 # two ranks on one GPU, so on a GPU --comm nccl is only launched with one rank here (its all-reduce needs a machine
 # with two GPUs); on the CPU emulator (GPU_EMU=1), whose NCCL works over MPI, the 2-rank comparison runs with
 # --comm nccl too: the per-tensor all-reduces during the backward, in the order the trainer queues them.
@@ -70,17 +71,19 @@ awk -v mib="$mib" -v cpu="$cpu_bytes" -v name="$run" 'BEGIN {b = mib * 1048576; 
   printf "%s: %.0f bytes all-reduced per step and rank, the CPU trainer %d\n", name, b, cpu; exit !(cpu > 0 && d < 1049)}' ||
   die "$run: the all-reduce is not the CPU trainer's bytes (the tied matrix once)"
 
-# The bf16 build, 2 ranks, for AdamW and Grass: the all-reduces carry bf16, the compressed gradients as well as
-# the full ones, so each step sends exactly half the bytes of the CPU trainer's fp32 all-reduces (its dry run
-# counts them) and a projection's share is r / D of AdamW's (docs/design.md §7); training matches 1 rank within the
-# bf16 bound of test/gpu_train.sh (2e-2 relative, losses). ffn 176 here: the test preset's 172 is stored
-# padded on the GPU, whose zero gradients AdamW's all-reduce would carry too (4 rows of 64 per matrix).
+# The bf16 build, 2 ranks, for AdamW and Grass, the gradients summed in bf16 (--reduce-dtype bf16): the all-reduces
+# carry bf16, the compressed gradients as well as the full ones, so each step sends exactly half the bytes of the CPU
+# trainer's fp32 all-reduces (its dry run counts them) and a projection's share is r / D of AdamW's (docs/design.md
+# §7); training matches 1 rank within the bf16 bound of test/gpu_train.sh (2e-2 relative, losses). ffn 176 here: the
+# test preset's 172 is stored padded on the GPU, whose zero gradients AdamW's all-reduce would carry too (4 rows of 64
+# per matrix).
 for opt in adamw grass; do
   extra=(--ffn 176); [ $opt = grass ] && extra+=(--optimizer grass --grass-rank 12 --grass-interval 3)
   cpu_bytes=$(./train_llama_cpu "${base[@]}" "${extra[@]}" --batch 4 --dry-run |
     sed -n 's/^all-reduce per step and rank: \([0-9]*\) bytes.*/\1/p')
   "$TRAIN_GPU" "${base[@]}" "${extra[@]}" --batch 8 --out "$TMP/$opt.bf16.1" > /dev/null
-  mpirun -np 2 "$TRAIN_GPU" "${base[@]}" "${extra[@]}" --batch 4 --comm mpi --out "$TMP/$opt.bf16.2" > "$TMP/$opt.bf16.2.out"
+  mpirun -np 2 "$TRAIN_GPU" "${base[@]}" "${extra[@]}" --batch 4 --comm mpi --reduce-dtype bf16 --out "$TMP/$opt.bf16.2" \
+    > "$TMP/$opt.bf16.2.out"
   # step 2 refreshes nothing (refreshes at steps 1 and 4); comm_mib has 3 decimals: 1049 bytes of rounding
   mib=$("$PYTHON" test/log_compare.py get "$TMP/$opt.bf16.2/log.jsonl" comm_mib --step 2)
   awk -v mib="$mib" -v cpu="$cpu_bytes" -v name=$opt 'BEGIN {b = mib * 1048576; d = b - cpu / 2; if (d < 0) d = -d
@@ -88,4 +91,43 @@ for opt in adamw grass; do
     die "$opt bf16: the all-reduce is not half of the CPU trainer's fp32 bytes"
   "$PYTHON" test/log_compare.py compare "$TMP/$opt.bf16.1/log.jsonl" "$TMP/$opt.bf16.2/log.jsonl" --steps $steps \
     --name "$opt bf16: 2 ranks vs 1" --bound loss=2e-2 || die "$opt bf16: 2 ranks differ from 1"
+done
+
+# The optimizer state sharded (--shard-optimizer, ZeRO stage 1), fp32 build, in buckets of 2 KB (tensors split into
+# pieces): 2, 3 and 4 ranks with gradient accumulation reproduce 1 rank within the bounds above, for AdamW and Grass
+# across a refresh. A Grass refresh selects from the step's first micro-batch on every rank, so each run is held
+# against the 1-rank run whose first micro-batch has as many sequences: 2 x 3 and 3 x 2 against 1 x 6, 4 x 1 against
+# 1 x 4 (12 sequences a step). The bytes of step 2's collectives by category (gradients reduce-scattered in fp32,
+# weights all-gathered, Grass's updates all-gathered) are test/comm_bytes.py's formulas. Then sharded checkpoints
+# continue on another number of ranks: 4 -> 2 and 2 -> 3, steps 3 to the end within the bounds above.
+shard=(--shard-optimizer --bucket-mb 0.002 --total-batch 384 --ffn 176)
+for opt in adamw grass; do
+  extra=(); [ $opt = grass ] && extra=(--optimizer grass --grass-rank 12 --grass-interval 3)
+  for b in 6 4; do
+    "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${shard[@]}" --batch $b --out "$TMP/$opt.s1x$b" > /dev/null
+  done
+  for run in 2x3 3x2 4x1; do
+    n=${run%x*} b=${run#*x} one=$opt.s1x6
+    [ $n = 4 ] && one=$opt.s1x4
+    mpirun -np $n "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${shard[@]}" --batch $b --comm $comm --ckpt-every 2 \
+      --out "$TMP/$opt.s$run" > "$TMP/$opt.s$run.out"
+    "$PYTHON" test/log_compare.py compare "$TMP/$one/log.jsonl" "$TMP/$opt.s$run/log.jsonl" --steps $steps \
+      --name "$opt sharded: $n ranks x $b vs $one" --bound loss=1e-5 --bound norm=1e-5 || die "$opt: $n sharded ranks differ from 1"
+    test/bin/test_reference diff "$TMP/$one/$final/model.safetensors" "$TMP/$opt.s$run/$final/model.safetensors" 1e-4
+    grass=(); [ $opt = grass ] && grass=(--grass-rank 12)
+    want=$("$PYTHON" test/comm_bytes.py "$TMP/$opt.s$run/$final/config.json" --ranks $n --sharded "${grass[@]}" \
+      --grad-bytes 4 --weight-bytes 4)
+    got=$(for c in grads weights updates refresh; do
+      b=$("$PYTHON" test/log_compare.py get "$TMP/$opt.s$run/log.jsonl" comm_${c}_bytes --step 2); echo -n "$c ${b%.0} "; done)
+    [ "$got" = "$want " ] || die "$opt: $n sharded ranks: step 2's collectives moved $got, the formulas say $want"
+  done
+  echo "ok: $opt sharded on 2, 3 and 4 ranks: as 1 rank; step 2's collectives by category as the formulas ($want)"
+  for resume in 4x1:2x2 2x3:3x2; do
+    from=${resume%:*} to=${resume#*:}
+    mpirun -np ${to%x*} "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${shard[@]}" --batch ${to#*x} --comm $comm \
+      --resume "$TMP/$opt.s$from/ckpt_00000002" --out "$TMP/$opt.r$from.$to" > /dev/null
+    "$PYTHON" test/log_compare.py compare "$TMP/$opt.s$from/log.jsonl" "$TMP/$opt.r$from.$to/log.jsonl" --steps $steps --from-step 3 \
+      --name "$opt sharded: $from resumed as $to" --bound loss=1e-5 --bound norm=1e-5 || die "$opt: $from resumed as $to differs"
+    test/bin/test_reference diff "$TMP/$opt.s$from/$final/model.safetensors" "$TMP/$opt.r$from.$to/$final/model.safetensors" 1e-4
+  done
 done
