@@ -44,7 +44,7 @@ awk -F'|' 'NR == FNR {f[$1 " " $2] = $8 + $9; s[$1 " " $2] = $8 + $9 + $10; next
 # Two predictions by hand, from the printed bytes and the profile's phases with the defaults (NVLink 370 GB/s and
 # 10 us, NIC 12.5 GB/s and 20 us, 8 GPUs a node, refresh every 200 steps): Grass at 1b on 16 nodes (hierarchical
 # all-reduce, the embedding's tail, the amortised refresh) and sharded AdamW at 1b on one node (reduce-scatter
-# overlapped, optimizer / 8, all-gather after it).
+# overlapped, optimizer / 8, all-gather of the bf16 weights after it: half the bytes of AdamW's fp32 gradients).
 read -r _ _ gbytes _ _ gemb grefresh gf gb go <<< "$(grep '^1b grass ' "$TMP/in")"
 read -r _ _ abytes _ _ aemb _ af ab ao <<< "$(grep '^1b adamw ' "$TMP/in")"
 want=$(awk -v b=$gbytes -v e=$gemb -v r=$grefresh -v f=$gf -v w=$gb -v o=$go \
@@ -52,7 +52,7 @@ want=$(awk -v b=$gbytes -v e=$gemb -v r=$grefresh -v f=$gf -v w=$gb -v o=$go \
     return 1e3 * (2 * (7 / 8 * x / 370e9 + 7 * 10e-6) + 2 * (15 / 16 * x / 8 / 12.5e9 + 15 * 20e-6)) }
   function half(x) { return 1e3 * (7 / 8 * x / 370e9 + 7 * 10e-6) }   # reduce-scatter or all-gather, one node
   BEGIN { over = ar(b - e); g = f + (w > over ? w : over) + ar(e) + o + ar(r) / 200
-          over = half(B - E); s = F + (W > over ? W : over) + half(E) + O / 8 + half(B)
+          over = half(B - E); s = F + (W > over ? W : over) + half(E) + O / 8 + half(B / 2)
           printf "%.1f %.1f\n", g, s }')
 got="$(awk -F'|' '$1 == "1b" && $2 == "grass" && $3 == "16 x 8 GPUs, 100 Gb/s" {print $4}' "$TMP/pred") $(
   awk -F'|' '$1 == "1b" && $2 == "adamw-sharded" && $3 == "8 GPUs, NVLink" {print $4}' "$TMP/pred")"

@@ -48,6 +48,8 @@ def parse_args():
                    help="latency per ring step between nodes, microseconds [%(default)s]")
     p.add_argument("--gpus-per-node", type=int, default=8, help="GPUs in a node [%(default)s]")
     p.add_argument("--nodes", default="2,4,8,16", help="node counts of the multi-node rows [%(default)s]")
+    p.add_argument("--reduce-dtype", default="fp32", choices=["fp32", "bf16"],
+                   help="precision of the gradients' sums, the GPU trainer's --reduce-dtype [%(default)s]")
     p.add_argument("--grass-interval", type=int, default=200,
                    help="steps between Grass refreshes (the trainer's default) [%(default)s]")
     return p.parse_args()
@@ -76,18 +78,19 @@ def read_profile(path):
     return info, phases
 
 
-def dry_run(binary, preset, opt, batch, seq):
+def dry_run(binary, preset, opt, batch, seq, extra=()):
     cmd = [os.path.join(ROOT, binary), "--model", preset, "--dry-run", "--ranks", "8", "--batch", str(batch),
-           "--seq", str(seq), "--optimizer", opt]
+           "--seq", str(seq), "--optimizer", opt, *extra]
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
-def plan(preset, opt, batch, seq):
+def plan(preset, opt, batch, seq, reduce_dtype):
     """Sizes and bytes per step and rank of one preset and optimizer, from the trainers' dry runs.
 
-    train_llama_cpu names the categories (in fp32); train_llama, where built, gives the GPU's own total (bf16). A
-    refresh's full projection gradients travel in fp32 on the GPU too (docs/design.md §7), so they are taken as
-    the CPU prints them."""
+    train_llama_cpu names the categories (in fp32); train_llama, where built, gives the GPU's own gradient bytes (in
+    reduce_dtype). A refresh's full projection gradients travel in fp32 on the GPU too (docs/design.md §7), so they
+    are taken as the CPU prints them; the weights a sharded run all-gathers are bf16."""
+    eb = 4 if reduce_dtype == "fp32" else 2  # bytes of a gradient element on the wire
     cpu = dry_run("train_llama_cpu", preset, opt, batch, seq)
     m = re.search(r"dim (\d+), layers (\d+), .* vocab (\d+), .*; (\d+) parameters", cpu)
     dim, layers, vocab, params = (int(x) for x in m.groups())
@@ -95,16 +98,17 @@ def plan(preset, opt, batch, seq):
                   r"\(refresh steps: (\d+) bytes\)", cpu)
     cpu_step, cpu_proj, cpu_refresh = (int(x) for x in m.groups())
     if os.access(os.path.join(ROOT, "train_llama"), os.X_OK):
-        gpu = dry_run("train_llama", preset, opt, batch, seq)
-        step = int(re.search(r"all-reduce per step and rank: (\d+) bytes", gpu).group(1))
+        gpu = dry_run("train_llama", preset, opt, batch, seq, ["--reduce-dtype", reduce_dtype])
+        step = int(re.search(r"collectives per step and rank .*?: grads (\d+) bytes", gpu).group(1))
         source = "train_llama"
     else:
-        step = cpu_step // 2
-        source = "train_llama_cpu / 2"
+        step = cpu_step // 4 * eb
+        source = f"train_llama_cpu x {eb} / 4"
     return {"dim": dim, "layers": layers, "vocab": vocab, "params": params, "step": step, "source": source,
-            "dense": (cpu_step - cpu_proj) // 2, "projections": cpu_proj // 2,
+            "dense": (cpu_step - cpu_proj) // 4 * eb, "projections": cpu_proj // 4 * eb,
             "refresh": cpu_refresh - cpu_step,  # the extra bytes of a refresh step, fp32
-            "embedding": 2 * vocab * dim}       # the last tensor all-reduced, bf16
+            "embedding": eb * vocab * dim,      # the last tensor reduced
+            "weights": 2 * params}              # the bf16 weights a sharded run all-gathers
 
 
 def flops_per_token(p, seq):
@@ -138,7 +142,7 @@ def predict(variant, phases, p, point, args):
     extra = 0.0  # communication that no computation hides
     if variant == "adamw-sharded":
         opt = opt / n                                     # each rank updates its 1/n of the parameters
-        extra = collective(p["step"], point, args, 1)     # the updated bf16 weights, before the next forward
+        extra = collective(p["weights"], point, args, 1)  # the updated bf16 weights, before the next forward
     refresh = 0.0
     if variant == "grass":  # the refresh waits for each full projection gradient, once per interval
         refresh = collective(p["refresh"], point, args, 2) / args.grass_interval
@@ -152,7 +156,7 @@ def main():
     info, measured = read_profile(args.profile)
     batch, seq = int(info["batch"]), int(info["seq"])
     tokens = batch * seq  # per GPU and step: every rank runs the profiled micro-batch
-    plans = {(pr, opt): plan(pr, opt, batch, seq) for pr in PRESETS for opt in ("adamw", "grass")}
+    plans = {(pr, opt): plan(pr, opt, batch, seq, args.reduce_dtype) for pr in PRESETS for opt in ("adamw", "grass")}
     base = plans[(info["preset"], "adamw")]
 
     phases = {}  # (preset, optimizer) -> forward, backward, optimizer ms on one GPU
