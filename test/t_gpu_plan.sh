@@ -7,7 +7,7 @@ get() { awk -v k="$2" '$0 ~ "^  "k" " {for (i = 1; i <= NF; i++) if ($(i+1) == "
 for preset in test tiny 60m 130m 350m 1b 7b 13b; do
   for opt in adamw grass; do  # Grass with master weights has the most buffers
     ./train_llama --model $preset --dry-run --batch 1 --seq 128 --optimizer $opt > "$TMP/$preset.$opt"
-    sum=0; for c in weights master gradients optimizer grass activations workspace; do sum=$((sum + $(get "$TMP/$preset.$opt" "$c"))); done
+    sum=0; for c in weights master gradients optimizer grass activations workspace communication; do sum=$((sum + $(get "$TMP/$preset.$opt" "$c"))); done
     [ "$sum" -eq "$(get "$TMP/$preset.$opt" total)" ] || die "$preset $opt: the categories do not add up to the total"
   done
   cp "$TMP/$preset.adamw" "$TMP/$preset"
@@ -43,16 +43,36 @@ t=$(get "$TMP/13b" total); tb=$(get "$TMP/13b_bf16" total)
 [ $tb -lt $((30 << 30)) ] || die "13b Grass plan with bf16 moments $tb bytes is not under 30 GiB"
 echo "ok: 13b Grass rank 256: $(awk -v b=$t 'BEGIN {printf "%.2f", b / 2^30}') GiB (fp32 moments), $(awk -v b=$tb 'BEGIN {printf "%.2f", b / 2^30}') GiB (bf16 moments)"
 
-# --dry-run --ranks N: each rank's plan for a run on N ranks, without starting them. Every rank holds the whole model
-# today, so the plan differs from one rank's only by the all-reduce copy of Grass's compressed gradients (bf16, its r x E
-# elements at 2 bytes), and the line after it gives the step's split and the bytes each rank all-reduces; a
-# --total-batch that the N ranks cannot split is refused.
+# --dry-run --ranks N: each rank's plan for a run on N ranks, without starting them. Without --shard-optimizer every rank
+# holds the whole model: the plan is one rank's plus the communication buffers (two buckets of --bucket-mb), and the
+# lines after it give the step's split and the bytes of each rank's collectives: the gradients all-reduced in fp32
+# (--reduce-dtype), the full ones and Grass's compressed ones (4 bytes each), or in bf16 (2); a --total-batch that the N
+# ranks cannot split is refused.
 grass13=(--model 13b --dry-run --batch 1 --seq 256 --recompute 2 --master-weights 0 --optimizer grass --grass-rank 256)
 ./train_llama "${grass13[@]}" --ranks 8 --total-batch 16384 > "$TMP/13b_8"
-[ "$(get "$TMP/13b_8" gradients)" -eq $(( $(get "$TMP/13b" gradients) + 2 * rE )) ] ||
-  die "the 8-rank plan's gradients are not one rank's plus the bf16 copy of the compressed gradients"
-grep -q "^plan of each of 8 ranks: batch 1 x 256 tokens, 8 micro-batches per step = 16384 tokens per step; all-reduce per step and rank: $(( 2 * dense + 2 * rE )) bytes" "$TMP/13b_8" ||
-  { tail -1 "$TMP/13b_8"; die "the 8-rank plan does not say the split and the bytes all-reduced"; }
+./train_llama "${grass13[@]}" --ranks 8 --total-batch 16384 --reduce-dtype bf16 > "$TMP/13b_8_bf16"
+[ "$(get "$TMP/13b_8" gradients)" -eq "$(get "$TMP/13b" gradients)" ] || die "the 8-rank plan's gradients are not one rank's"
+[ "$(get "$TMP/13b_8" communication)" -le $(( 2 * (32 << 20) + (1 << 20) )) ] || die "the 8-rank plan's buckets exceed 2 x --bucket-mb"
+grep -q "^plan of each of 8 ranks: batch 1 x 256 tokens, 8 micro-batches per step = 16384 tokens per step$" "$TMP/13b_8" ||
+  die "the 8-rank plan does not say the split"
+grep -q "^collectives per step and rank (GPU, 8 ranks, gradients in fp32): grads $(( 4 * (dense + rE) )) bytes, weights 0 bytes, updates 0 bytes, refresh $(( 4 * 40 * (3 * 5120 * 5120 + 1 * 5120 * 5120 + 3 * 13824 * 5120) )) bytes (refresh steps)$" "$TMP/13b_8" ||
+  { grep collectives "$TMP/13b_8"; die "the 8-rank plan does not give the bytes of the fp32 all-reduces"; }
+grep -q "gradients in bf16): grads $(( 2 * (dense + rE) )) bytes" "$TMP/13b_8_bf16" || die "the bf16 sums are not half the bytes"
+# With --shard-optimizer each rank keeps 1/N of the moments and master weights (docs/design.md §7): 13b AdamW at sequence
+# 4096, micro-batch 1, full recomputation fits 8 x 80 GB (74.5 GiB, --gpu-mem-limit) sharded and not without; 7b AdamW
+# fits 8 x 40 GB (37.25 GiB) sharded with bf16 moments; Grass's sharded plan holds 1/8 of its state.
+adamw13=(--model 13b --dry-run --batch 1 --seq 4096 --recompute 2 --ranks 8 --total-batch 32768)
+./train_llama "${adamw13[@]}" --shard-optimizer --gpu-mem-limit 74.5 > "$TMP/13b_adamw_s" || die "13b AdamW sharded does not fit 8 x 80 GB"
+expect_error "--gpu-mem-limit 74.5 GiB: the plan needs" ./train_llama "${adamw13[@]}" --gpu-mem-limit 74.5
+P13=13015864320
+[ "$(get "$TMP/13b_adamw_s" "optimizer state")" -eq $(( 8 * P13 / 8 )) ] && [ "$(get "$TMP/13b_adamw_s" "master weights")" -eq $(( 4 * P13 / 8 )) ] ||
+  die "13b AdamW sharded: moments and master weights are not 1/8 each"
+./train_llama --model 7b --dry-run --batch 1 --seq 4096 --recompute 2 --ranks 8 --total-batch 32768 --shard-optimizer \
+  --state-dtype bf16 --gpu-mem-limit 37.25 > "$TMP/7b_adamw_s" || die "7b AdamW sharded does not fit 8 x 40 GB"
+./train_llama "${grass13[@]}" --ranks 8 --total-batch 16384 --shard-optimizer > "$TMP/13b_8s"
+[ "$(get "$TMP/13b_8s" "optimizer state")" -lt $(( $(get "$TMP/13b_8" "optimizer state") / 8 + (1 << 20) )) ] ||
+  die "13b Grass sharded: the optimizer state is not 1/8"
+echo "ok: 13b AdamW on 8 ranks: $(awk -v b="$(get "$TMP/13b_adamw_s" total)" 'BEGIN {printf "%.1f", b / 2^30}') GiB a rank sharded (not without); 7b AdamW $(awk -v b="$(get "$TMP/7b_adamw_s" total)" 'BEGIN {printf "%.1f", b / 2^30}') GiB"
 expect_error "--total-batch 3072 is not a multiple of batch 1 x seq 256 x ranks 8" ./train_llama "${grass13[@]}" --ranks 8 --total-batch 3072
 expect_error "--ranks goes with --dry-run only" ./train_llama --model test --ranks 2 --train-data x
-echo "ok: --dry-run --ranks 8 plans each rank of 8 (13b Grass: $(tail -1 "$TMP/13b_8"))"
+echo "ok: --dry-run --ranks 8 plans each rank of 8 (13b Grass: $(grep collectives "$TMP/13b_8"))"
