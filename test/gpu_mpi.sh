@@ -131,3 +131,14 @@ for opt in adamw grass; do
     test/bin/test_reference diff "$TMP/$opt.s$from/$final/model.safetensors" "$TMP/$opt.r$from.$to/$final/model.safetensors" 1e-4
   done
 done
+
+# The other Grass selectors sharded, 2 ranks x 3 against 1 x 6 across the refresh, over MPI (--comm mpi: the
+# reduce-scatters and all-gathers through host memory; the runs above took the last transport, NCCL's on the emulator)
+for sel in multinorm multinorm-nr uniform uniform-nr; do
+  extra=(--optimizer grass --grass-rank 12 --grass-interval 3 --grass-select $sel)
+  "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${shard[@]}" --batch 6 --out "$TMP/$sel.s1x6" > /dev/null
+  mpirun -np 2 "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${shard[@]}" --batch 3 --comm mpi --out "$TMP/$sel.s2x3" > /dev/null
+  "$PYTHON" test/log_compare.py compare "$TMP/$sel.s1x6/log.jsonl" "$TMP/$sel.s2x3/log.jsonl" --steps $steps \
+    --name "grass $sel sharded over MPI: 2 ranks x 3 vs 1 x 6" --bound loss=1e-5 --bound norm=1e-5 || die "$sel: 2 sharded ranks differ from 1"
+  test/bin/test_reference diff "$TMP/$sel.s1x6/$final/model.safetensors" "$TMP/$sel.s2x3/$final/model.safetensors" 1e-4
+done

@@ -20,8 +20,9 @@ prints a summary. With no STAGE (or `all`), every stage runs, in this order (mos
              the CPU trainer (AdamW and Grass), exact resume, checkpoints in transformers, several ranks, faults
   bench      dev/bench/gpu_bench.sh (60m ... 1b: tokens/s, MFU, memory, PyTorch beside it) and
              dev/bench/grass_gpu_bench.sh (Grass against AdamW at 350m and 1b, where the step time goes)
-  multigpu   with two or more GPUs: the 350m and 1b trainers (AdamW, Grass) on every GPU under mpirun against
-             one GPU: tokens/s, scaling, bytes all-reduced per step (skipped with one GPU or without mpirun)
+  multigpu   with two or more GPUs: the 350m and 1b trainers (AdamW, AdamW sharded, Grass) on 1, 2, 4, ... GPUs under
+             mpirun at one step size: tokens/s, scaling beside the scaling model's prediction, losses against one
+             GPU, bytes of the collectives per step (skipped with one GPU or without mpirun)
   13b        the 13b preset with Grass on a GPU held to 40 GiB (--gpu-mem-limit 40), BATCH_13B x 256 tokens (16)
              for STEPS_13B steps (200) on the TinyShakespeare shards of dev/data/tinyshakespeare.sh where they
              exist (else random tokens)
@@ -209,39 +210,55 @@ stage_bench() {
 }
 
 stage_multigpu() {
-  # weak scaling: every GPU with the micro-batch of one, against one GPU; tokens/s are the whole job's
-  # (log.jsonl's tok_s), the mean over the steps after the first three, as gpu_bench.sh takes them
-  local out="$LOG/multigpu" p opt n comm=nccl tok one mib
+  # strong scaling at a fixed step of 8 x 1024 tokens per GPU of the machine (one GPU accumulates them): AdamW, AdamW
+  # with the state sharded (--shard-optimizer) and Grass on 1, 2, 4, ... GPUs; tokens/s are the whole job's (log.jsonl's
+  # tok_s, the mean over the steps after the first three, as gpu_bench.sh takes them); the losses of each run against
+  # the one-GPU run's (the bf16 bound of test/gpu_train.sh, 2e-2); bytes of the step's collectives by category; and,
+  # for 1b on 8 GPUs, dev/bench/scaling_model.py's predicted efficiency beside the measured one
+  local out="$LOG/multigpu" p opt n comm=nccl tok one mib loss pred flags
   make --no-print-directory config | grep -q '^NCCL: none' && comm=mpi
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
   mkdir -p "$out"
   "$PYTHON" test/shard_tool.py "$out/train.bin" --tokens $((8 * 1024 * 23 * NGPU + 1)) --vocab 32000 || return 1
+  "$PYTHON" dev/bench/scaling_model.py > "$out/prediction.md" 2>&1 || true
   {
-    echo "| preset | optimizer | GPUs | tok/s | tok/s per GPU | scaling | all-reduce MiB per step and rank |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| preset | optimizer | GPUs | tok/s | tok/s per GPU | scaling | predicted (8 GPUs, NVLink) | largest loss difference from 1 GPU | MiB per step and rank: grads, weights, updates |"
+    echo "|---|---|---|---|---|---|---|---|---|"
     for p in ${MULTI_PRESETS:-350m 1b}; do
-      for opt in adamw grass; do
+      for opt in adamw adamw-sharded grass; do
         one=
-        for n in 1 "$NGPU"; do
+        case $opt in adamw) flags=(--optimizer adamw);; adamw-sharded) flags=(--optimizer adamw --shard-optimizer);;
+          grass) flags=(--optimizer grass);; esac
+        for n in 1 2 4 8 16; do
+          [ "$n" -le "$NGPU" ] && [ $((NGPU % n)) = 0 ] || continue
           rm -rf "$out/$p.$opt.$n"
-          if ! mpirun -np "$n" --bind-to none ./train_llama --model "$p" --optimizer $opt --comm $comm \
-              --train-data "$out/train.bin" --batch 8 --seq 1024 --steps 20 --warmup 1 --recompute 0 --eval-every 0 \
-              --ckpt-every -1 --out "$out/$p.$opt.$n" > "$out/$p.$opt.$n.log" 2>&1; then
-            echo "| $p | $opt | $n | failed (multigpu/$p.$opt.$n.log) | | | |"
+          if ! mpirun -np "$n" --bind-to none ./train_llama --model "$p" "${flags[@]}" --comm $comm \
+              --train-data "$out/train.bin" --batch 8 --seq 1024 --total-batch $((8 * 1024 * NGPU)) --steps 20 --warmup 1 \
+              --recompute 0 --eval-every 0 --ckpt-every -1 --out "$out/$p.$opt.$n" > "$out/$p.$opt.$n.log" 2>&1; then
+            echo "| $p | $opt | $n | failed (multigpu/$p.$opt.$n.log) | | | | | |"
             continue
           fi
-          read -r tok mib <<< "$(grep '"loss"' "$out/$p.$opt.$n/log.jsonl" | tail -n +4 |
-            sed -E 's/.*"tok_s": ([0-9.]+).*/\1 &/; s/ .*"comm_mib": ([0-9.]+).*/ \1/; s/ \{.*/ -/' |
-            awk '{t += $1; if ($2 != "-") c += $2; k++} END {printf "%.0f %s", k ? t / k : 0, c ? sprintf("%.1f", c / k) : "-"}')"
+          tok=$("$PYTHON" test/log_compare.py mean "$out/$p.$opt.$n/log.jsonl" tok_s --from-step 4 | awk '{printf "%.0f", $1}')
+          mib=-
+          if [ "$n" -gt 1 ]; then
+            mib=$(for c in grads weights updates; do "$PYTHON" test/log_compare.py get "$out/$p.$opt.$n/log.jsonl" comm_${c}_bytes --step 2; done |
+              awk '{printf "%s%.1f", (NR > 1 ? ", " : ""), $1 / 1048576}')
+          fi
           [ "$n" = 1 ] && one=$tok
-          echo "| $p | $opt | $n | $tok | $((${tok:-0} / n)) | $(awk -v a="$tok" -v b="${one:-0}" -v n="$n" 'BEGIN {if (b > 0) printf "%.2f", a / (b * n); else print "-"}') | $mib |"
+          loss=-
+          [ "$n" = 1 ] || loss=$("$PYTHON" test/log_compare.py compare "$out/$p.$opt.1/log.jsonl" "$out/$p.$opt.$n/log.jsonl" \
+            --steps 20 --bound loss=2e-2 --name "$p $opt $n GPUs" | sed -n 's/.*loss \([0-9.e+-]*\) at step.*/\1/p')
+          [ -n "$loss" ] || loss="beyond 2e-2"
+          pred=-
+          [ "$p" = 1b ] && [ "$n" = 8 ] && pred=$(awk -F' *[|] *' -v v=$opt '$2 == "1b" && $3 == v && $4 == "8 GPUs, NVLink" {print $7}' "$out/prediction.md")
+          echo "| $p | $opt | $n | $tok | $((${tok:-0} / n)) | $(awk -v a="$tok" -v b="${one:-0}" -v n="$n" 'BEGIN {if (b > 0) printf "%.2f", a / (b * n); else print "-"}') | ${pred:--} | $loss | $mib |"
         done
       done
     done
   } 2>&1 | tee "$LOG/multigpu.log"
   table "$(grep '^|' "$LOG/multigpu.log")"
-  note "multigpu: $NGPU GPUs, --comm $comm, 8 x 1024 tokens per GPU, --recompute 0; scaling = tok/s / (n x 1 GPU's)"
-  ! grep -q 'failed (' "$LOG/multigpu.log"
+  note "multigpu: $NGPU GPUs, --comm $comm, $((8 * 1024 * NGPU)) tokens a step (8 x 1024 a GPU), --recompute 0; scaling = tok/s / (n x 1 GPU's); gradients summed in fp32"
+  ! grep -q 'failed (\|beyond 2e-2' "$LOG/multigpu.log"
 }
 
 stage_13b() {
