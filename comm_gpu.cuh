@@ -104,6 +104,17 @@ static cudaStream_t gpu_comm_stream(GpuComm *g, cudaStream_t stream) {
     return stream;
 }
 
+// Makes the communication stream wait for the work queued on `stream` so far (NCCL; a no-op on the MPI path, which
+// runs on `stream` itself).
+static void gpu_comm_follow(GpuComm *g, cudaStream_t stream) {
+#ifdef USE_NCCL
+    if (g->use_nccl) {
+        cudaCheck(cudaEventRecord(g->ready, stream));
+        cudaCheck(cudaStreamWaitEvent(g->stream, g->ready, 0));
+    }
+#endif
+}
+
 // The mean over the ranks of buf [ranks x slot] (float or bf16, on the device) once the work queued on `stream` so far
 // is done: with ranks 1 all of it, in place (an all-reduce); with ranks = the world, each rank's slot r at buf + r slot
 // (a reduce-scatter: the other slots are left as they were). With NCCL it runs on the communication stream: use the
@@ -166,32 +177,34 @@ static void gpu_comm_allgather(GpuComm *g, T *buf, size_t slot, int category, cu
 
 // The elements of ranks [r0, r1)'s pieces of a segment (shard.h: each rank r's elements r chunk + [lo, hi) of the
 // tensor's n) between the tensor and its bucket: to_bucket, dst is the bucket and src the tensor; else the other way
-// round. Element r chunk + off sits in the bucket at r slot + slot_offset + off - lo. Types convert: fp32 or bf16
-// buckets, floatX or fp32 tensors.
+// round. Element r chunk + off sits in the bucket at r slot + slot_offset + off - lo, and in the tensor pointer at
+// e - base (base: the element it starts at: 0 for a whole tensor, r chunk for rank r's part alone). Types convert:
+// fp32 or bf16 buckets, floatX or fp32 tensors.
 template <typename D, typename S>
 __global__ void shard_copy_kernel(D *dst, const S *src, size_t n, size_t chunk, size_t lo, size_t hi, size_t slot,
-                                  size_t slot_offset, int r0, int r1, int to_bucket) {
+                                  size_t slot_offset, int r0, int r1, size_t base, int to_bucket) {
     size_t w = hi - lo, total = (size_t)(r1 - r0) * w;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         size_t r = r0 + i / w, off = lo + i % w, e = r * chunk + off, at = r * slot + slot_offset + off - lo;
         if (e >= n) continue;
-        if (to_bucket) dst[at] = from_float<D>(to_float(src[e]));
-        else dst[e] = from_float<D>(to_float(src[at]));
+        if (to_bucket) dst[at] = from_float<D>(to_float(src[e - base]));
+        else dst[e - base] = from_float<D>(to_float(src[at]));
     }
 }
 
-// Segment s of plan p: ranks [r0, r1)'s pieces between its tensor and `bucket` (to_bucket: into it).
+// Segment s of plan p: ranks [r0, r1)'s pieces between its tensor (whose element `base` the pointer holds first) and
+// `bucket` (to_bucket: into it).
 template <typename B, typename X>
-static void shard_copy(B *bucket, X *tensor, const ShardPlan *p, const ShardSeg *s, int r0, int r1, int to_bucket,
+static void shard_copy(B *bucket, X *tensor, size_t base, const ShardPlan *p, const ShardSeg *s, int r0, int r1, int to_bucket,
                        cudaStream_t stream) {
     size_t total = (size_t)(r1 - r0) * (s->hi - s->lo), slot = p->bucket[s->bucket].slot;
     if (total == 0) return;
     if (to_bucket)
         shard_copy_kernel<<<grid_stride_blocks(total, 256), 256, 0, stream>>>(bucket, tensor, s->numel, s->chunk, s->lo, s->hi,
-                                                                              slot, s->slot_offset, r0, r1, 1);
+                                                                              slot, s->slot_offset, r0, r1, base, 1);
     else
         shard_copy_kernel<<<grid_stride_blocks(total, 256), 256, 0, stream>>>(tensor, bucket, s->numel, s->chunk, s->lo, s->hi,
-                                                                              slot, s->slot_offset, r0, r1, 0);
+                                                                              slot, s->slot_offset, r0, r1, base, 0);
     cudaCheckLaunch();
 }
 

@@ -222,11 +222,12 @@ __global__ void grass_adam_kernel(float *g, MomT *mom, MomT *var, size_t lo, siz
 
 // W *= decay over elements [lo, lo + count) of each layer's W (decoupled weight decay applies to all of W): the
 // master copy (the owned part's, mpitch apart a layer) and its rounding, or the floatX weights with stochastic
-// rounding. Layer blockIdx.y: W advances by n a layer. K consecutive elements per thread.
+// rounding. Layer blockIdx.y: W holds element e of a layer at l wpitch + e - wbase (whole matrices: n, 0; the parts
+// alone, --shard-weights: mpitch, lo). K consecutive elements per thread.
 template <int K>
-__global__ void grass_decay_kernel(floatX *W, float *master, size_t lo, size_t count, size_t n, size_t mpitch, float decay,
-                                   GrassSeeds seeds) {
-    W += blockIdx.y * n + lo;
+__global__ void grass_decay_kernel(floatX *W, float *master, size_t lo, size_t count, size_t wpitch, size_t wbase, size_t mpitch,
+                                   float decay, GrassSeeds seeds) {
+    W += blockIdx.y * wpitch + lo - wbase;
     if (master) master += blockIdx.y * mpitch;
     uint64_t seed = seeds.s[blockIdx.y] ^ 0xDECA7ULL;
     for (size_t i0 = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i0 < count; i0 += K * (size_t)gridDim.x * blockDim.x) {
@@ -249,13 +250,13 @@ __global__ void grass_decay_kernel(floatX *W, float *master, size_t lo, size_t c
 // layer's W (the owned part; master holds it, mpitch apart a layer). Thread (e, j) updates position e of the row (or
 // column) sigma_j, if j starts a run of equal indices (sigma is sorted, so duplicates are adjacent): it sums the run's
 // updates and writes once (deterministic, one rounding); the others do nothing. Each row or column is written by one
-// run only, so the r x E threads never touch the same element. Layer blockIdx.z: W advances by mn a layer, U by r x E,
-// sigma and rho by r.
+// run only, so the r x E threads never touch the same element. Layer blockIdx.z: W holds element w of a layer at
+// l wpitch + w - wbase (as grass_decay_kernel), U advances by r x E, sigma and rho by r.
 __global__ void grass_scatter_kernel(floatX *W, float *master, const float *U, const int *sigma, const float *rho, int r,
-                                     int E, int n, size_t mn, size_t lo, size_t hi, size_t mpitch, int rows, float step,
-                                     GrassSeeds seeds) {
+                                     int E, int n, size_t wpitch, size_t wbase, size_t lo, size_t hi, size_t mpitch, int rows,
+                                     float step, GrassSeeds seeds) {
     int e = blockIdx.x * blockDim.x + threadIdx.x, j = blockIdx.y, l = blockIdx.z;
-    W += l * mn, U += (size_t)l * r * E, sigma += (size_t)l * r, rho += (size_t)l * r;
+    W += l * wpitch, U += (size_t)l * r * E, sigma += (size_t)l * r, rho += (size_t)l * r;
     if (master) master += l * mpitch;
     if (e >= E || (j > 0 && sigma[j - 1] == sigma[j])) return;
     int s = sigma[j];
@@ -263,11 +264,12 @@ __global__ void grass_scatter_kernel(floatX *W, float *master, const float *U, c
     if (w < lo || w >= hi) return;
     float delta = 0.0f;
     for (; j < r && sigma[j] == s; j++) delta += rho[j] * U[(size_t)j * E + e];
+    floatX *wp = W + (w - wbase);
     if (master) {
         master[w - lo] -= step * delta;
-        W[w] = from_float<floatX>(master[w - lo]);
+        *wp = from_float<floatX>(master[w - lo]);
     } else {
-        W[w] = round_stochastic<floatX>(to_float(W[w]) - step * delta, random_u32(seeds.s[l] ^ 0x5CA7ULL, w));
+        *wp = round_stochastic<floatX>(to_float(*wp) - step * delta, random_u32(seeds.s[l] ^ 0x5CA7ULL, w));
     }
 }
 
@@ -303,27 +305,29 @@ static void grass_adam_step(float *g, MomT *mom, MomT *var, GrassShape sh, int l
 // The weight update of `layers` matrices of one kind from their updates U (g, complete on this rank), on elements
 // [lo, hi) of each W (the owned part; master holds it, mpitch apart a layer): weight decay, then the scatter W -= lr
 // alpha P U. W [wm, wn] is the matrix as stored: the model's (D x E rows side, E x D columns side), or larger by rows
-// or columns of zeros (padding), which decay keeps zero and the scatter never reaches.
+// or columns of zeros (padding), which decay keeps zero and the scatter never reaches; W holds whole matrices
+// (parts_only 0) or the parts alone, mpitch apart (--shard-weights).
 static void grass_apply(floatX *W, float *master, const float *g, const int *sigma, const float *rho, GrassShape sh, int wm,
-                        int wn, int layers, size_t lo, size_t hi, size_t mpitch, const TrainOptions *opt, float lr, float alpha,
-                        const uint64_t *seeds, cudaStream_t stream) {
+                        int wn, int layers, size_t lo, size_t hi, size_t mpitch, int parts_only, const TrainOptions *opt,
+                        float lr, float alpha, const uint64_t *seeds, cudaStream_t stream) {
     size_t cnt = (size_t)sh.r * sh.E, mn = (size_t)wm * wn, count = hi - lo;
+    size_t wpitch = parts_only ? mpitch : mn, wbase = parts_only ? lo : 0;
     float decay = 1.0f - lr * opt->weight_decay;
     for (int l0 = 0; count > 0 && l0 < layers; l0 += GRASS_BATCH_LAYERS) {
         int nl = layers - l0 < GRASS_BATCH_LAYERS ? layers - l0 : GRASS_BATCH_LAYERS;
         GrassSeeds sd = grass_seeds_batch(seeds, l0, nl);
-        floatX *Wl = W + l0 * mn;
+        floatX *Wl = W + l0 * wpitch;
         float *masterl = master ? master + l0 * mpitch : NULL;
         if (decay != 1.0f) {
-            vec_dispatch(vec_fits({count, lo, mn, mpitch}, Wl, masterl), [&](auto k) {
+            vec_dispatch(vec_fits({count, lo, wpitch, wbase, mpitch}, Wl, masterl), [&](auto k) {
                 grass_decay_kernel<k.value><<<dim3(grid_stride_blocks(count / k.value, 256), nl), 256, 0, stream>>>(
-                    Wl, masterl, lo, count, mn, mpitch, decay, sd);
+                    Wl, masterl, lo, count, wpitch, wbase, mpitch, decay, sd);
             });
             cudaCheckLaunch();
         }
         grass_scatter_kernel<<<dim3(ceil_div(sh.E, 256), sh.r, nl), 256, 0, stream>>>(
-            Wl, masterl, g + l0 * cnt, sigma + (size_t)l0 * sh.r, rho + (size_t)l0 * sh.r, sh.r, sh.E, wn, mn, lo, hi, mpitch,
-            sh.rows, lr * alpha, sd);
+            Wl, masterl, g + l0 * cnt, sigma + (size_t)l0 * sh.r, rho + (size_t)l0 * sh.r, sh.r, sh.E, wn, wpitch, wbase, lo, hi,
+            mpitch, sh.rows, lr * alpha, sd);
         cudaCheckLaunch();
     }
 }
@@ -336,5 +340,5 @@ static void grass_update(floatX *W, float *master, float *g, MomT *mom, MomT *va
                          float grad_scale, int t, const uint64_t *seeds, cudaStream_t stream) {
     size_t cnt = (size_t)sh.r * sh.E, mn = (size_t)wm * wn;
     grass_adam_step(g, mom, var, sh, layers, 0, cnt, cnt, opt, grad_scale, t, seeds, stream);
-    grass_apply(W, master, g, sigma, rho, sh, wm, wn, layers, 0, mn, mn, opt, lr, alpha, seeds, stream);
+    grass_apply(W, master, g, sigma, rho, sh, wm, wn, layers, 0, mn, mn, 0, opt, lr, alpha, seeds, stream);
 }

@@ -72,6 +72,7 @@ static const LlamaPreset llama_presets[] = {
     {"1b",           {2048, 24, 32, 32, 5461, 32000, 2048, 1e-6f, 10000.0f, ROPE_NONE, 0, TOKENS_LLAMA2}, 512},
     {"7b",           {4096, 32, 32, 32, 11008, 32000, 4096, 1e-6f, 10000.0f, ROPE_NONE, 0, TOKENS_LLAMA2}, 1024},
     {"13b",          {5120, 40, 40, 40, 13824, 32000, 4096, 1e-6f, 10000.0f, ROPE_NONE, 0, TOKENS_LLAMA2}, 1024},
+    {"llama2-70b",   {8192, 80, 64, 8, 28672, 32000, 4096, 1e-5f, 10000.0f, ROPE_NONE, 0, TOKENS_LLAMA2}, 2048},
     {"llama3.2-1b",  {2048, 16, 32, 8, 8192, 128256, 131072, 1e-5f, 500000.0f, ROPE_LLAMA31(32.0f), 1, TOKENS_LLAMA3}, 512},
     {"llama3.2-3b",  {3072, 28, 24, 8, 8192, 128256, 131072, 1e-5f, 500000.0f, ROPE_LLAMA31(32.0f), 1, TOKENS_LLAMA3}, 768},
     {"llama3.1-8b",  {4096, 32, 32, 8, 14336, 128256, 131072, 1e-5f, 500000.0f, ROPE_LLAMA31(8.0f), 0, TOKENS_LLAMA3}, 1024},

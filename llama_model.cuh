@@ -125,9 +125,20 @@ typedef struct {
     void *bucket[2];      // [bucket_bytes] two bucket buffers, in turn: one fills while the other is in a collective
     cudaEvent_t bucket_free[2];  // where each buffer's last collective and unpacking end
     int next_seg;         // the reduce plan's segment the backward finishes next
+    int bucket_turn;      // counts the uses of the bucket buffers: use t takes bucket[t % 2]
+    int reduce_buf;       // the buffer of the gradient bucket being filled
+    int shard_weights;    // --shard-weights: params holds this rank's parts (mlay's layout); a layer's weights are
+                          // gathered into wlayer before its forward and backward, the others' into wglobal
+    floatX *wlayer[2];    // [layer_numel] two layers' gathered weights, layer l in wlayer[l % 2]
+    int wlayer_of[2];     // the layer each holds (-1: none, or stale after an update)
+    floatX *wglobal;      // [global_numel] the gathered embedding, final norm and lm_head
+    int wglobal_ok;       // whether wglobal holds the current weights
+    cudaEvent_t wready[3];  // where the gathers into wlayer[0], wlayer[1] and wglobal end
+    size_t woff[NUM_PARAM_KINDS];     // a kind's place in its gathered buffer (a layer's or the global one)
+    size_t layer_numel, global_numel;
     size_t *owned_ranges; // [2 x reduce.nseg] this rank's parts of the full gradients, then of g: start, end (the norm's)
     int owned_full, owned_grass;  // how many of each
-    floatX *params;       // [P] weights
+    floatX *params;       // [P] weights, or [mlay.count] this rank's parts of them (--shard-weights)
     float *master;        // [mlay.count] fp32 master weights of the owned parts, or NULL
     floatX *grads;        // [G] (G = glay.count)
     void *mom, *var;      // [slay.count] AdamW moments of the owned parts, float or bf16
@@ -169,7 +180,11 @@ static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
         if (n == GPU_MAX_BUFFERS) fail("internal: more than %d GPU buffers", GPU_MAX_BUFFERS); \
         buf[n++] = (GpuBuffer){(void **)&(p), (bytes), (cat)};                           \
     } while (0)
-    GBUF(m->params, P * X, GPU_WEIGHTS);
+    GBUF(m->params, (m->shard_weights ? m->mlay.count : P) * X, GPU_WEIGHTS);
+    if (m->shard_weights) {
+        for (int b = 0; b < 2; b++) GBUF(m->wlayer[b], m->layer_numel * X, GPU_WEIGHTS);
+        GBUF(m->wglobal, m->global_numel * X, GPU_WEIGHTS);
+    }
     if (m->master_weights) GBUF(m->master, m->mlay.count * 4, GPU_MASTER);
     GBUF(m->grads, G * X, GPU_GRADS);
     GBUF(m->mom, m->slay.count * mom, GPU_OPTSTATE);
@@ -266,7 +281,7 @@ static void gpu_plan(GpuLlama *m, const LlamaConfig *cfg, int B, int T, int rank
     size_t rows = GPU_LOGITS_CHUNK_BYTES / ((size_t)cfg->vocab_size * sizeof(floatX));
     m->chunk_rows = (int)(rows < 1 ? 1 : rows > (size_t)B * T ? (size_t)B * T : rows);
     // how the ranks divide the collectives and the optimizer state (shard.h), over the stored tensors
-    m->owners = opt->shard_optimizer ? ranks : 1;
+    m->owners = opt->shard_optimizer || opt->shard_weights ? ranks : 1;  // a weight part's owner updates it
     m->reduce_bf16 = !strcmp(opt->reduce_dtype, "bf16");
     shard_layout(&m->slay, &m->stored_cfg, !gs->p.enabled, NULL, m->owners);
     shard_layout(&m->mlay, &m->stored_cfg, 1, NULL, m->owners);
@@ -275,6 +290,13 @@ static void gpu_plan(GpuLlama *m, const LlamaConfig *cfg, int B, int T, int rank
     shard_plan(&m->reduce, SHARD_GRADS, &m->stored_cfg, &m->lay, &m->glay, &gs->p, m->owners, bucket);
     shard_plan(&m->weights, SHARD_WEIGHTS, &m->stored_cfg, &m->lay, &m->glay, &gs->p, m->owners, bucket);
     shard_plan(&m->updates, SHARD_UPDATES, &m->stored_cfg, &m->lay, &m->glay, &gs->p, m->owners, bucket);
+    m->shard_weights = opt->shard_weights;
+    for (int k = 0; k < NUM_PARAM_KINDS; k++) {  // the gathered buffers' layouts: a layer's kinds, the others
+        if (!llama_param_present(&m->stored_cfg, k)) continue;
+        size_t *n = llama_param_kinds[k].per_layer ? &m->layer_numel : &m->global_numel;
+        m->woff[k] = *n;
+        *n += llama_param_numel(&m->stored_cfg, k);
+    }
     size_t rb = m->reduce_bf16 ? 2 : 4, wb = m->weights.max_slot * m->owners * sizeof(floatX);
     m->bucket_bytes = m->reduce.max_slot * m->owners * rb;
     if (m->owners > 1 && wb > m->bucket_bytes) m->bucket_bytes = wb;
@@ -313,6 +335,8 @@ static void gpu_alloc(GpuLlama *m) {
     }
     cudaCheck(cudaStreamCreate(&m->stream));
     for (int b = 0; b < 2; b++) cudaCheck(cudaEventCreateWithFlags(&m->bucket_free[b], cudaEventDisableTiming));
+    for (int b = 0; b < 3; b++) cudaCheck(cudaEventCreateWithFlags(&m->wready[b], cudaEventDisableTiming));
+    m->wlayer_of[0] = m->wlayer_of[1] = -1;
     matmul_init(&m->mm, GPU_MATMUL_WORKSPACE);
     m->host_buckets = (int *)xmalloc(sizeof(int) * (3 * (size_t)m->B * m->T + 1));
     if (m->grass.p.enabled) {
@@ -330,6 +354,7 @@ static void gpu_free(GpuLlama *m) {
     matmul_free(&m->mm);
     cudaCheck(cudaStreamDestroy(m->stream));
     for (int b = 0; b < 2; b++) cudaCheck(cudaEventDestroy(m->bucket_free[b]));
+    for (int b = 0; b < 3; b++) cudaCheck(cudaEventDestroy(m->wready[b]));
     shard_plan_free(&m->reduce);
     shard_plan_free(&m->weights);
     shard_plan_free(&m->updates);
@@ -343,8 +368,17 @@ static void gpu_free(GpuLlama *m) {
 // The work queued from here on is of this kind (--profile).
 static void gpu_mark(GpuLlama *m, int kind) { gpu_profile_mark(&m->prof, kind, m->stream); }
 
-static floatX *gpu_param(GpuLlama *m, floatX *base, int kind, int layer) {
-    return base + llama_param_offset(&m->stored_cfg, &m->lay, kind, layer);
+// The whole weights of tensor (kind, layer): in params, or with --shard-weights in the buffer its gather filled (which
+// the compute stream must have waited for: gpu_weights_ready).
+static floatX *gpu_weight(GpuLlama *m, int kind, int layer) {
+    if (!m->shard_weights) return m->params + llama_param_offset(&m->stored_cfg, &m->lay, kind, layer);
+    if (!llama_param_present(&m->stored_cfg, kind)) kind = PARAM_EMBED;  // tied
+    if (!llama_param_kinds[kind].per_layer) {
+        if (!m->wglobal_ok) fail("internal: the embedding, final norm and lm_head are not gathered");
+        return m->wglobal + m->woff[kind];
+    }
+    if (m->wlayer_of[layer % 2] != layer) fail("internal: layer %d's weights are not gathered", layer);
+    return m->wlayer[layer % 2] + m->woff[kind];
 }
 
 // The full gradient of a tensor; under Grass the projections have none.
@@ -379,23 +413,34 @@ static void tensor_rows_copy(void *to, size_t to_cols, const void *from, size_t 
     for (size_t i = 0; i < rows; i++) memcpy((char *)to + i * to_cols * esize, (const char *)from + i * from_cols * esize, cols * esize);
 }
 
-// Tensor (kind, layer) from data [n] (the model's shape): the weights, and this rank's part of the master weights.
+// This rank's part [*lo, *hi) of a tensor of n elements (all of it with one owner).
+static void gpu_owned(const GpuLlama *m, size_t n, size_t *lo, size_t *hi) { shard_slice(n, m->owners, m->owner, lo, hi); }
+
+// Tensor (kind, layer) from data [n] (the model's shape): the weights (this rank's part of them with --shard-weights),
+// and this rank's part of the master weights.
 static void gpu_set_tensor(GpuLlama *m, int kind, int layer, const float *data, size_t n) {
-    floatX *tmp = (floatX *)xmalloc(sizeof(floatX) * n);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) tmp[i] = from_float<floatX>(data[i]);
-    gpu_tensor_copy(m, kind, layer, tmp, m->params, &m->lay, sizeof(floatX), 1);
-    free(tmp);
-    if (!m->master) return;
     size_t rows, cols, srows, scols, lo, hi;
     llama_param_shape(&m->model_cfg, kind, &rows, &cols);
     llama_param_shape(&m->stored_cfg, kind, &srows, &scols);
     float *stored = (float *)xcalloc(srows * scols, sizeof(float));  // padded as stored: the parts divide it
     tensor_rows_copy(stored, scols, data, cols, rows, cols, sizeof(float));
-    shard_slice(srows * scols, m->owners, m->owner, &lo, &hi);
-    cudaCheck(cudaMemcpy(m->master + shard_offset(&m->mlay, kind, layer), stored + lo, sizeof(float) * (hi - lo),
-                         cudaMemcpyHostToDevice));
+    gpu_owned(m, srows * scols, &lo, &hi);
+    size_t at = shard_offset(&m->mlay, kind, layer);
+    if (m->shard_weights) {
+        floatX *part = (floatX *)xmalloc(sizeof(floatX) * (hi - lo) + 1);
+        for (size_t i = lo; i < hi; i++) part[i - lo] = from_float<floatX>(stored[i]);
+        cudaCheck(cudaMemcpy(m->params + at, part, sizeof(floatX) * (hi - lo), cudaMemcpyHostToDevice));
+        free(part);
+    } else {
+        floatX *tmp = (floatX *)xmalloc(sizeof(floatX) * n);
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) tmp[i] = from_float<floatX>(data[i]);
+        gpu_tensor_copy(m, kind, layer, tmp, m->params, &m->lay, sizeof(floatX), 1);
+        free(tmp);
+    }
+    if (m->master) cudaCheck(cudaMemcpy(m->master + at, stored + lo, sizeof(float) * (hi - lo), cudaMemcpyHostToDevice));
     free(stored);
+    m->wlayer_of[0] = m->wlayer_of[1] = -1, m->wglobal_ok = 0;  // gathered copies are stale
 }
 
 static void gpu_take_tensor(void *ctx, int kind, int layer, const float *data, size_t n) {
@@ -414,6 +459,54 @@ static void gpu_init_weights(GpuLlama *m, uint64_t seed) {
         gpu_set_tensor(m, kind, layer, buf, n);
     }
     free(buf);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Sharded weights (--shard-weights): every rank stores its parts (shard.h) of every weight; a layer's weights are
+// all-gathered, bucket by bucket of the weights plan, into one of two layer buffers before its forward and again before
+// its backward (unless still there), the next layer's gather queued ahead on the communication stream so that it
+// overlaps this layer's compute; the embedding, final norm and lm_head into a buffer of their own, once a step.
+
+// Queues the gather of `group`'s weights (a layer, or -1: those outside the blocks) into its buffer, on the
+// communication stream after the work queued so far on the compute stream (which includes the last reads of the
+// buffer's previous layer); nothing when the buffer holds them. Packing, collective and unpacking all run there.
+static void gpu_weights_gather(GpuLlama *m, int group) {
+    if (!m->shard_weights || group >= m->stored_cfg.n_layers) return;
+    int slot = group < 0 ? 2 : group % 2;
+    if (group < 0 ? m->wglobal_ok : m->wlayer_of[slot] == group) return;
+    floatX *dst = group < 0 ? m->wglobal : m->wlayer[slot];
+    cudaStream_t cs = m->stream;
+    if (m->gcomm) {
+        cs = gpu_comm_stream(m->gcomm, m->stream);
+        gpu_comm_follow(m->gcomm, m->stream);
+    }
+    const ShardPlan *p = &m->weights;
+    gpu_mark(m, PROF_COMM);
+    for (int bi = 0; bi < p->nbucket; bi++) {
+        const ShardBucket *bk = &p->bucket[bi];
+        if (shard_seg_group(&p->seg[bk->first]) != group) continue;
+        floatX *buf = (floatX *)m->bucket[m->bucket_turn % 2];
+        int b = m->bucket_turn++ % 2;
+        for (int i = bk->first; i < bk->first + bk->count; i++) {  // this rank's parts, from where it stores them
+            const ShardSeg *s = &p->seg[i];
+            shard_copy(buf, m->params + shard_offset(&m->mlay, s->kind, s->layer), (size_t)m->owner * s->chunk, p, s, m->owner,
+                       m->owner + 1, 1, cs);
+        }
+        if (m->gcomm) gpu_comm_allgather(m->gcomm, buf, bk->slot, COMM_WEIGHTS, cs);
+        for (int i = bk->first; i < bk->first + bk->count; i++) {
+            const ShardSeg *s = &p->seg[i];
+            shard_copy(buf, dst + m->woff[s->kind], 0, p, s, 0, p->ranks, 0, cs);
+        }
+        cudaCheck(cudaEventRecord(m->bucket_free[b], cs));
+    }
+    cudaCheck(cudaEventRecord(m->wready[slot], cs));
+    if (group < 0) m->wglobal_ok = 1;
+    else m->wlayer_of[slot] = group;
+}
+
+// Makes the compute stream wait for the gather of `group`'s weights (gpu_weights_gather first).
+static void gpu_weights_ready(GpuLlama *m, int group) {
+    if (m->shard_weights) cudaCheck(cudaStreamWaitEvent(m->stream, m->wready[group < 0 ? 2 : group % 2], 0));
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -466,27 +559,27 @@ static void gpu_layer_forward(GpuLlama *m, int l) {
     LayerActs la = gpu_layer_acts(m, l);
     cudaStream_t s = m->stream;
     gpu_mark(m, PROF_RMSNORM);
-    rmsnorm_forward(la.ln1, la.rstd1, la.x, gpu_param(m, m->params, PARAM_ATTN_NORM, l), N, d, c->norm_eps, s);
+    rmsnorm_forward(la.ln1, la.rstd1, la.x, gpu_weight(m, PARAM_ATTN_NORM, l), N, d, c->norm_eps, s);
     gpu_mark(m, PROF_MATMUL_FWD);
-    matmul_forward(&m->mm, la.q, la.ln1, gpu_param(m, m->params, PARAM_WQ, l), N, d, qd, s);
-    matmul_forward(&m->mm, la.k, la.ln1, gpu_param(m, m->params, PARAM_WK, l), N, d, kvd, s);
-    matmul_forward(&m->mm, la.v, la.ln1, gpu_param(m, m->params, PARAM_WV, l), N, d, kvd, s);
+    matmul_forward(&m->mm, la.q, la.ln1, gpu_weight(m, PARAM_WQ, l), N, d, qd, s);
+    matmul_forward(&m->mm, la.k, la.ln1, gpu_weight(m, PARAM_WK, l), N, d, kvd, s);
+    matmul_forward(&m->mm, la.v, la.ln1, gpu_weight(m, PARAM_WV, l), N, d, kvd, s);
     gpu_mark(m, PROF_ROPE);
     rope_forward(la.q, la.q, m->a.rope_cos, m->a.rope_sin, N, T, c->n_heads, hd, s);
     rope_forward(la.k, la.k, m->a.rope_cos, m->a.rope_sin, N, T, c->n_kv_heads, hd, s);
     gpu_mark(m, PROF_ATTENTION_FWD);
     attention_forward(la.atty, la.lse, la.q, la.k, la.v, B, T, c->n_heads, c->n_kv_heads, hd, s);
     gpu_mark(m, PROF_MATMUL_FWD);
-    gpu_matmul_residual(m, la.h, la.x, la.atty, gpu_param(m, m->params, PARAM_WO, l), N, qd, d);
+    gpu_matmul_residual(m, la.h, la.x, la.atty, gpu_weight(m, PARAM_WO, l), N, qd, d);
     gpu_mark(m, PROF_RMSNORM);
-    rmsnorm_forward(la.ln2, la.rstd2, la.h, gpu_param(m, m->params, PARAM_MLP_NORM, l), N, d, c->norm_eps, s);
+    rmsnorm_forward(la.ln2, la.rstd2, la.h, gpu_weight(m, PARAM_MLP_NORM, l), N, d, c->norm_eps, s);
     gpu_mark(m, PROF_MATMUL_FWD);
-    matmul_forward(&m->mm, la.gate, la.ln2, gpu_param(m, m->params, PARAM_WGATE, l), N, d, f, s);
-    matmul_forward(&m->mm, la.up, la.ln2, gpu_param(m, m->params, PARAM_WUP, l), N, d, f, s);
+    matmul_forward(&m->mm, la.gate, la.ln2, gpu_weight(m, PARAM_WGATE, l), N, d, f, s);
+    matmul_forward(&m->mm, la.up, la.ln2, gpu_weight(m, PARAM_WUP, l), N, d, f, s);
     gpu_mark(m, PROF_SWIGLU);
     swiglu_forward(la.act, la.gate, la.up, (size_t)N * f, s);
     gpu_mark(m, PROF_MATMUL_FWD);
-    gpu_matmul_residual(m, la.xo, la.h, la.act, gpu_param(m, m->params, PARAM_WDOWN, l), N, f, d);
+    gpu_matmul_residual(m, la.xo, la.h, la.act, gpu_weight(m, PARAM_WDOWN, l), N, f, d);
 }
 
 // Copies a micro-batch to the device (and the embedding-backward buckets, when training).
@@ -506,11 +599,18 @@ static void gpu_set_batch(GpuLlama *m, const int *tokens, const int *targets, in
 static void gpu_forward_blocks(GpuLlama *m) {
     const LlamaConfig *c = &m->stored_cfg;
     int N = m->B * m->T, d = c->dim;
+    gpu_weights_gather(m, -1);
+    gpu_weights_gather(m, 0);
+    gpu_weights_ready(m, -1);
     gpu_mark(m, PROF_EMBEDDING);
-    embedding_forward(m->a.x, m->a.tokens, gpu_param(m, m->params, PARAM_EMBED, 0), N, d, m->stream);
-    for (int l = 0; l < c->n_layers; l++) gpu_layer_forward(m, l);
+    embedding_forward(m->a.x, m->a.tokens, gpu_weight(m, PARAM_EMBED, 0), N, d, m->stream);
+    for (int l = 0; l < c->n_layers; l++) {
+        gpu_weights_gather(m, l + 1);  // the next layer's gather overlaps this one's compute
+        gpu_weights_ready(m, l);
+        gpu_layer_forward(m, l);
+    }
     gpu_mark(m, PROF_RMSNORM);
-    rmsnorm_forward(m->a.lnf, m->a.rstdf, m->a.x + (size_t)c->n_layers * N * d, gpu_param(m, m->params, PARAM_FINAL_NORM, 0),
+    rmsnorm_forward(m->a.lnf, m->a.rstdf, m->a.x + (size_t)c->n_layers * N * d, gpu_weight(m, PARAM_FINAL_NORM, 0),
                     N, d, c->norm_eps, m->stream);
 }
 
@@ -526,7 +626,7 @@ static float gpu_forward(GpuLlama *m, float dloss) {
     gpu_mark(m, PROF_LM_HEAD_LOSS);
     crossentropy_forward_backward(&m->mm, m->a.losses, backward ? m->a.dln : NULL,
                                   backward ? gpu_grad(m, PARAM_LM_HEAD, 0) : NULL, m->a.logits, m->chunk_rows,
-                                  m->a.lnf, gpu_param(m, m->params, PARAM_LM_HEAD, 0), m->a.targets, N, d, c->vocab_size,
+                                  m->a.lnf, gpu_weight(m, PARAM_LM_HEAD, 0), m->a.targets, N, d, c->vocab_size,
                                   dloss, s);
     float *losses = (float *)xmalloc(sizeof(float) * N);
     gpu_mark(m, PROF_HOST);
@@ -585,7 +685,7 @@ static void gpu_projections_backward(GpuLlama *m, int kind, int count, int layer
     }
     gpu_mark(m, PROF_MATMUL_DINP);
     for (int i = 0; i < count; i++)
-        matmul_backward(&m->mm, dinp, NULL, dout[i], inp, gpu_param(m, m->params, kind + i, layer), N, n, mo[i], i > 0, m->stream);
+        matmul_backward(&m->mm, dinp, NULL, dout[i], inp, gpu_weight(m, kind + i, layer), N, n, mo[i], i > 0, m->stream);
     GpuGrass *gs = &m->grass;
     gpu_mark(m, !gs->p.enabled ? PROF_MATMUL_DW : gs->refresh_now ? PROF_GRASS_REFRESH : PROF_GRASS_GRAD);
     for (int i = 0; i < count;) {
@@ -603,8 +703,6 @@ static void gpu_projections_backward(GpuLlama *m, int kind, int count, int layer
     }
 }
 
-// This rank's part [*lo, *hi) of a tensor of n elements (all of it with one owner).
-static void gpu_owned(const GpuLlama *m, size_t n, size_t *lo, size_t *hi) { shard_slice(n, m->owners, m->owner, lo, hi); }
 
 // This process is rank `rank` of the run (after gpu_alloc, before the weights): its place among the owners, and the
 // ranges of its parts for the gradient norm (with several ranks).
@@ -632,14 +730,14 @@ static void gpu_bucket_copy(GpuLlama *m, void *bucket, int bf16, const ShardPlan
                             int to_bucket, cudaStream_t stream) {
     if (s->grass) {
         float *g = m->grass.g + s->offset;
-        if (bf16) shard_copy((__nv_bfloat16 *)bucket, g, p, s, r0, r1, to_bucket, stream);
-        else shard_copy((float *)bucket, g, p, s, r0, r1, to_bucket, stream);
+        if (bf16) shard_copy((__nv_bfloat16 *)bucket, g, 0, p, s, r0, r1, to_bucket, stream);
+        else shard_copy((float *)bucket, g, 0, p, s, r0, r1, to_bucket, stream);
         return;
     }
     floatX *t = (p->what == SHARD_WEIGHTS ? m->params : m->grads) + s->offset;
-    if (bf16) shard_copy((__nv_bfloat16 *)bucket, t, p, s, r0, r1, to_bucket, stream);
-    else if (p->what == SHARD_WEIGHTS) shard_copy((floatX *)bucket, t, p, s, r0, r1, to_bucket, stream);
-    else shard_copy((float *)bucket, t, p, s, r0, r1, to_bucket, stream);
+    if (bf16) shard_copy((__nv_bfloat16 *)bucket, t, 0, p, s, r0, r1, to_bucket, stream);
+    else if (p->what == SHARD_WEIGHTS) shard_copy((floatX *)bucket, t, 0, p, s, r0, r1, to_bucket, stream);
+    else shard_copy((float *)bucket, t, 0, p, s, r0, r1, to_bucket, stream);
 }
 
 // A segment of the reduce plan whose gradient is complete (the step's last backward): it is packed into its bucket (in --reduce-dtype), and once that bucket is full the bucket is averaged over the ranks (an
@@ -649,7 +747,8 @@ static void gpu_bucket_copy(GpuLlama *m, void *bucket, int bf16, const ShardPlan
 static void gpu_reduce_piece(GpuLlama *m, const ShardSeg *s) {
     const ShardPlan *p = &m->reduce;
     const ShardBucket *bk = &p->bucket[s->bucket];
-    int b = s->bucket % 2;
+    if (s == &p->seg[bk->first]) m->reduce_buf = m->bucket_turn++ % 2;
+    int b = m->reduce_buf;
     void *buf = m->bucket[b];
     gpu_mark(m, PROF_COMM);
     if (s == &p->seg[bk->first]) {  // a new bucket in this buffer: its previous one must be out
@@ -682,7 +781,7 @@ static void gpu_allgather(GpuLlama *m, const ShardPlan *p, int category) {
     gpu_mark(m, PROF_COMM);
     for (int bi = 0; bi < p->nbucket; bi++) {
         const ShardBucket *bk = &p->bucket[bi];
-        int b = bi % 2;
+        int b = m->bucket_turn++ % 2;
         void *buf = m->bucket[b];
         cudaCheck(cudaStreamWaitEvent(m->stream, m->bucket_free[b], 0));
         for (int i = bk->first; i < bk->first + bk->count; i++) gpu_bucket_copy(m, buf, 0, p, &p->seg[i], m->owner, m->owner + 1, 1, m->stream);
@@ -709,7 +808,7 @@ static void gpu_backward(GpuLlama *m) {
     gpu_mark(m, PROF_RMSNORM);
     cudaCheck(cudaMemsetAsync(a->dres, 0, sizeof(floatX) * N * d, s));
     rmsnorm_backward(a->dres, gpu_grad(m, PARAM_FINAL_NORM, 0), a->norm_scratch, a->dln,
-                     a->x + (size_t)c->n_layers * N * d, gpu_param(m, m->params, PARAM_FINAL_NORM, 0), a->rstdf, N, d, s);
+                     a->x + (size_t)c->n_layers * N * d, gpu_weight(m, PARAM_FINAL_NORM, 0), a->rstdf, N, d, s);
     int reduce = m->gcomm && m->reduce_in_backward;
     m->next_seg = 0;
     if (reduce) {  // a tied lm_head's gradient is the embedding's, whose reduce at the end carries both uses
@@ -718,12 +817,15 @@ static void gpu_backward(GpuLlama *m) {
     }
     for (int l = c->n_layers - 1; l >= 0; l--) {
         LayerActs la = gpu_layer_acts(m, l);
+        gpu_weights_gather(m, l);
+        if (l > 0) gpu_weights_gather(m, l - 1);  // the next layer's gather overlaps this one's backward
+        gpu_weights_ready(m, l);
         if (m->recompute >= 2) {
             gpu_layer_forward(m, l);
         } else if (m->recompute == 1) {
             gpu_mark(m, PROF_RMSNORM);
-            rmsnorm_forward(la.ln1, la.rstd1, la.x, gpu_param(m, m->params, PARAM_ATTN_NORM, l), N, d, c->norm_eps, s);
-            rmsnorm_forward(la.ln2, la.rstd2, la.h, gpu_param(m, m->params, PARAM_MLP_NORM, l), N, d, c->norm_eps, s);
+            rmsnorm_forward(la.ln1, la.rstd1, la.x, gpu_weight(m, PARAM_ATTN_NORM, l), N, d, c->norm_eps, s);
+            rmsnorm_forward(la.ln2, la.rstd2, la.h, gpu_weight(m, PARAM_MLP_NORM, l), N, d, c->norm_eps, s);
             gpu_mark(m, PROF_SWIGLU);
             swiglu_forward(la.act, la.gate, la.up, (size_t)N * f, s);
         }
@@ -735,7 +837,7 @@ static void gpu_backward(GpuLlama *m) {
         gpu_projections_backward(m, PARAM_WGATE, GPU_GATE_UP, l, a->dln, dgate_up, la.ln2, N, d);
         gpu_mark(m, PROF_RMSNORM);
         rmsnorm_backward(a->dres, gpu_grad(m, PARAM_MLP_NORM, l), a->norm_scratch, a->dln, la.h,
-                         gpu_param(m, m->params, PARAM_MLP_NORM, l), la.rstd2, N, d, s);
+                         gpu_weight(m, PARAM_MLP_NORM, l), la.rstd2, N, d, s);
         // attention: h = x + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1))); dres becomes d x[l]
         gpu_projections_backward(m, PARAM_WO, 1, l, a->datty, &a->dres, la.atty, N, qd);
         gpu_mark(m, PROF_ATTENTION_BWD);
@@ -748,7 +850,7 @@ static void gpu_backward(GpuLlama *m) {
         gpu_projections_backward(m, PARAM_WQ, GPU_QKV, l, a->dln, dqkv, la.ln1, N, d);
         gpu_mark(m, PROF_RMSNORM);
         rmsnorm_backward(a->dres, gpu_grad(m, PARAM_ATTN_NORM, l), a->norm_scratch, a->dln, la.x,
-                         gpu_param(m, m->params, PARAM_ATTN_NORM, l), la.rstd1, N, d, s);
+                         gpu_weight(m, PARAM_ATTN_NORM, l), la.rstd1, N, d, s);
         for (int i = 0; reduce && i < SHARD_BLOCK_KINDS; i++) gpu_reduce_segment(m, shard_block_order[i], l);
     }
     gpu_mark(m, PROF_EMBEDDING);
@@ -775,14 +877,26 @@ static void gpu_zero_grads(GpuLlama *m, int step) {
     gs->refresh_index = grass_refresh_number(step, gs->p.interval);
 }
 
-// Bytes each rank's collectives move in a step by category (comm.h's COMM_GRADS ...; the refresh's at refresh steps).
-static void gpu_comm_bytes(const GpuLlama *m, double *bytes) {
+// Bytes each rank's collectives move in a step of accum micro-batches by category (comm.h's COMM_GRADS ...; the
+// refresh's at refresh steps).
+static void gpu_comm_bytes(const GpuLlama *m, int accum, double *bytes) {
     int several = m->ranks > 1, sharded = m->owners > 1;
     size_t proj_full = 0;
     for (int k = 0; k < NUM_PARAM_KINDS; k++)
         if (llama_param_kinds[k].is_projection) proj_full += llama_param_kind_numel(&m->stored_cfg, k);
     bytes[COMM_GRADS] = several ? (double)m->reduce.total * (m->reduce_bf16 ? 2 : 4) : 0.0;
     bytes[COMM_WEIGHTS] = sharded ? (double)m->weights.total * sizeof(floatX) : 0.0;
+    if (several && m->shard_weights) {  // gathered before they are used: the others once a step, a layer 2 accum times
+        double layers = 0.0, other = 0.0;  // less the two the backward and the next forward find in place
+        int L = m->stored_cfg.n_layers;
+        for (int b = 0; b < m->weights.nbucket; b++) {
+            double n = (double)m->weights.bucket[b].slot * m->weights.ranks * sizeof(floatX);
+            if (shard_seg_group(&m->weights.seg[m->weights.bucket[b].first]) < 0) other += n;
+            else layers += n;
+        }
+        int gathers = L + (2 * accum - 1) * (L > 2 ? L - 2 : 0);
+        bytes[COMM_WEIGHTS] = other + layers / L * gathers;
+    }
     bytes[COMM_UPDATES] = sharded && m->grass.p.enabled ? 4.0 * m->updates.total : 0.0;
     bytes[COMM_REFRESH] = several && m->grass.p.enabled ? 4.0 * proj_full : 0.0;
 }
@@ -832,7 +946,7 @@ static int gpu_state_finite(GpuLlama *m) {
     gpu_mark(m, PROF_OTHER);
     double *part = m->a.norm_partials, sum;
     GpuGrass *gs = &m->grass;
-    global_norm_squared(part, m->params, m->lay.count, 0, m->stream);
+    global_norm_squared(part, m->params, m->shard_weights ? m->mlay.count : m->lay.count, 0, m->stream);
     if (m->master) global_norm_squared(part, m->master, m->mlay.count, 1, m->stream);
     gpu_moments_norm_squared(m, m->mom, m->var, m->slay.count);
     if (gs->p.enabled) {
@@ -888,8 +1002,9 @@ static void gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, f
             gpu_owned(m, wm * wn, &lo, &hi);
             size_t po = llama_param_offset(c, &m->lay, kind, 0), so = grass_sel_offset(&gs->p, kind, 0);
             float *master = m->master ? m->master + shard_offset(&m->mlay, kind, 0) : NULL;
-            grass_apply(m->params + po, master, gs->g + go, gs->sigma + so, gs->rho + so, sh, (int)wm, (int)wn, L, lo, hi,
-                        m->mlay.chunk[kind], opt, lr, gs->p.alpha, seeds, m->stream);
+            floatX *W = m->shard_weights ? m->params + shard_offset(&m->mlay, kind, 0) : m->params + po;
+            grass_apply(W, master, gs->g + go, gs->sigma + so, gs->rho + so, sh, (int)wm, (int)wn, L, lo, hi, m->mlay.chunk[kind],
+                        m->shard_weights, opt, lr, gs->p.alpha, seeds, m->stream);
         }
         if (pass == 0) gpu_allgather(m, &m->updates, COMM_UPDATES);
         gpu_mark(m, PROF_OPTIMIZER);
@@ -905,14 +1020,17 @@ static void gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, f
         rng_init(&r, (uint64_t)opt->seed, RNG_STREAM_ROUNDING, (uint64_t)step, (uint64_t)kind);
         AdamWParams hp = {lr, opt->beta1, opt->beta2, opt->eps, llama_param_is_matrix(kind) ? opt->weight_decay : 0.0f,
                           coef, step + 1, rng_next(&r)};
-        floatX *params = m->params + m->lay.offset[kind];
+        floatX *params = m->shard_weights ? m->params + shard_offset(&m->mlay, kind, 0) : m->params + m->lay.offset[kind];
         const floatX *grads = m->grads + m->glay.offset[kind];
         float *master = m->master ? m->master + shard_offset(&m->mlay, kind, 0) : NULL;  // parts as long as the moments'
         char *mom = (char *)m->mom + shard_offset(&m->slay, kind, 0) * mb, *var = (char *)m->var + shard_offset(&m->slay, kind, 0) * mb;
         if (m->state_bf16)
-            adamw_update_part(params, master, grads, (__nv_bfloat16 *)mom, (__nv_bfloat16 *)var, n, tensors, lo, hi, mp, &hp, m->stream);
+            adamw_update_part(params, master, grads, (__nv_bfloat16 *)mom, (__nv_bfloat16 *)var, n, tensors, lo, hi, mp,
+                              m->shard_weights, &hp, m->stream);
         else
-            adamw_update_part(params, master, grads, (float *)mom, (float *)var, n, tensors, lo, hi, mp, &hp, m->stream);
+            adamw_update_part(params, master, grads, (float *)mom, (float *)var, n, tensors, lo, hi, mp, m->shard_weights, &hp,
+                              m->stream);
     }
-    gpu_allgather(m, &m->weights, COMM_WEIGHTS);
+    if (m->shard_weights) m->wlayer_of[0] = m->wlayer_of[1] = -1, m->wglobal_ok = 0;  // gathered anew when next needed
+    else gpu_allgather(m, &m->weights, COMM_WEIGHTS);
 }

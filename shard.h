@@ -65,6 +65,10 @@ typedef struct {
     size_t total;      // sum over buckets of ranks x slot: the elements one step's collectives of this plan move
 } ShardPlan;
 
+// A segment's layer, or -1 for the tensors outside the blocks (the embedding, the final norm, the lm_head): a bucket
+// holds segments of one, so that a layer's weights are gathered alone (--shard-weights).
+static int shard_seg_group(const ShardSeg *s) { return llama_param_kinds[s->kind].per_layer ? s->layer : -1; }
+
 // The segments of `what` for the model cfg (as stored: the GPU's padded sizes), its layouts lay (weights) and glay
 // (gradients), and Grass's plan, in backward order, packed into buckets of at most bucket_elems elements (at least
 // one element of every rank's part), each divided among `ranks`.
@@ -114,10 +118,10 @@ static void shard_plan(ShardPlan *p, int what, const LlamaConfig *c, const Param
             }
         }
     }
-    for (int i = 0; i < p->nseg; i++) {  // buckets, in order: a segment joins the open one while it fits
+    for (int i = 0; i < p->nseg; i++) {  // buckets, in order: a segment joins the open one while it fits, of its layer
         ShardBucket *b = p->nbucket ? &p->bucket[p->nbucket - 1] : NULL;
         ShardSeg *s = &p->seg[i];
-        if (!b || (b->slot + s->hi - s->lo) * ranks > bucket_elems) {
+        if (!b || (b->slot + s->hi - s->lo) * ranks > bucket_elems || shard_seg_group(s) != shard_seg_group(&p->seg[b->first])) {
             b = &p->bucket[p->nbucket++];
             b->first = i;
         }

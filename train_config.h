@@ -45,7 +45,7 @@ typedef struct {
     int shard_optimizer;
     float bucket_mb;
     // GPU only
-    int recompute, master_weights;
+    int recompute, master_weights, shard_weights;
     char state_dtype[16], comm[16], reduce_dtype[16];
     float gpu_mem_limit;
     int profile;
@@ -119,6 +119,7 @@ static const OptionSpec train_option_specs[] = {
     OPTION("--state-dtype", state_dtype, OPT_STRING, 1, "fp32|bf16", "optimizer moment dtype"),
     OPTION("--gpu-mem-limit", gpu_mem_limit, OPT_FLOAT, 1, NULL, "GiB the run may use (0: the whole GPU)"),
     OPTION("--comm", comm, OPT_STRING, 1, "nccl|mpi", "transport of the data-parallel all-reduces"),
+    OPTION("--shard-weights", shard_weights, OPT_FLAG, 1, NULL, "ZeRO stage 3 for the weights: each rank stores 1/ranks of every weight, and a layer's are all-gathered before its forward and its backward (implies --shard-optimizer)"),
     OPTION("--reduce-dtype", reduce_dtype, OPT_STRING, 1, "fp32|bf16", "precision in which the ranks' gradients are summed"),
     OPTION("--profile", profile, OPT_FLAG, 1, NULL, "time each kind of GPU work (CUDA events) and print where a step's time goes at the end"),
 };

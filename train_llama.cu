@@ -31,9 +31,10 @@ static float gpu_evaluate(GpuLlama *m, const Comm *comm, DataLoader *val, int ba
     return (float)comm_mean_f64(comm, sum / batches);
 }
 
-// Generates `ntok` tokens after BOS and prints them. Each token runs the blocks over row 0 of a full
+// Generates `ntok` tokens after BOS and prints them (when print is set: with --shard-weights every rank generates,
+// since every forward gathers the weights from all of them). Each token runs the blocks over row 0 of a full
 // micro-batch (the context, zero-padded: causal attention ignores what follows) and the lm_head on one row.
-static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, float temperature, uint64_t seed, int step) {
+static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, float temperature, uint64_t seed, int step, int print) {
     int T = m->T, V = m->stored_cfg.vocab_size, d = m->stored_cfg.dim, N = m->B * m->T;
     int *seq = (int *)xmalloc(sizeof(int) * (ntok + 1)), *batch = (int *)xcalloc(N, sizeof(int));
     floatX *row = (floatX *)xmalloc(sizeof(floatX) * V);
@@ -45,14 +46,14 @@ static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, float 
         memcpy(batch, seq + i - ctx, sizeof(int) * ctx);
         gpu_set_batch(m, batch, batch, 0);
         gpu_forward_blocks(m);
-        matmul_forward(&m->mm, m->a.logits, m->a.lnf + (size_t)(ctx - 1) * d, gpu_param(m, m->params, PARAM_LM_HEAD, 0), 1,
+        matmul_forward(&m->mm, m->a.logits, m->a.lnf + (size_t)(ctx - 1) * d, gpu_weight(m, PARAM_LM_HEAD, 0), 1,
                        d, V, m->stream);
         cudaCheck(cudaMemcpyAsync(row, m->a.logits, sizeof(floatX) * V, cudaMemcpyDeviceToHost, m->stream));
         cudaCheck(cudaStreamSynchronize(m->stream));
         for (int v = 0; v < V; v++) logits[v] = to_float(row[v]);
         seq[i] = sample_next(logits, V, temperature, &r);
     }
-    sample_report(tok, seq + 1, ntok, step);
+    if (print) sample_report(tok, seq + 1, ntok, step);
     free(seq);
     free(batch);
     free(row);
@@ -86,11 +87,41 @@ typedef struct {
     const StateSection *sec;  // gpu_state_sections'
 } GpuCheckpointIO;
 
+// Tensor (kind, layer) (Grass's r x E state when grass is set) between the host, in the model's shape, and this rank's
+// part of it on the device at d (esize bytes an element): to the host, the ranks' parts are gathered on rank 0 (host is
+// NULL on the others); to the device, every rank takes its part of the tensor.
+static void gpu_shard_tensor_copy(GpuLlama *m, int kind, int layer, int grass, void *d, size_t esize, void *host, int to_device) {
+    size_t rows, cols, srows, scols, n, lo, hi;
+    llama_param_shape(&m->model_cfg, kind, &rows, &cols);
+    llama_param_shape(&m->stored_cfg, kind, &srows, &scols);
+    if (grass) rows = srows = m->grass.p.shape[kind].r, cols = scols = m->grass.p.shape[kind].E;
+    n = srows * scols;
+    gpu_owned(m, n, &lo, &hi);
+    char *stored = (char *)xcalloc(n, esize);  // the whole stored tensor
+    if (to_device) {
+        tensor_rows_copy(stored, scols, host, cols, rows, cols, esize);
+        cudaCheck(cudaMemcpy(d, stored + lo * esize, (hi - lo) * esize, cudaMemcpyHostToDevice));
+    } else {
+        void *mine = xmalloc((hi - lo) * esize + 1);
+        cudaCheck(cudaMemcpy(mine, d, (hi - lo) * esize, cudaMemcpyDeviceToHost));
+        shard_gather(m->gcomm->comm, mine, stored, n, esize);
+        if (host) tensor_rows_copy(host, cols, stored, scols, rows, cols, esize);
+        free(mine);
+    }
+    free(stored);
+}
+
+// Tensor i of the checkpoint into dst: with --shard-weights gathered from the ranks' parts (every rank calls it, in
+// the writer's order; dst is NULL on the ranks other than 0).
 static void gpu_fetch_weight(void *ctx, int i, void *dst) {
     GpuCheckpointIO *f = (GpuCheckpointIO *)ctx;
+    GpuLlama *m = f->m;
     int kind, layer;
-    llama_tensor_at(&f->m->model_cfg, i, &kind, &layer);
-    gpu_tensor_copy(f->m, kind, layer, dst, f->dev, &f->m->lay, f->esize, 0);
+    llama_tensor_at(&m->model_cfg, i, &kind, &layer);
+    if (m->shard_weights)
+        gpu_shard_tensor_copy(m, kind, layer, 0, (char *)f->dev + shard_offset(&m->mlay, kind, layer) * f->esize, f->esize, dst, 0);
+    else
+        gpu_tensor_copy(m, kind, layer, dst, f->dev, &m->lay, f->esize, 0);
 }
 
 static int gpu_state_is_grass(int t) { return t == STATE_GRASS_M || t == STATE_GRASS_V; }
@@ -139,28 +170,11 @@ static size_t gpu_state_part_bytes(void *ctx, int i, int part) {
 // and this rank's owned part on the device: saving, the ranks' parts are gathered on rank 0 (host is NULL on the
 // others); resuming, every rank takes its part of the tensor.
 static void gpu_state_shard_copy(GpuLlama *m, int s, int part, void *dev, size_t esize, void *host, int to_device) {
-    int kind, layer, grass = gpu_state_is_grass(s);
+    int kind, layer;
     gpu_state_tensors(m, s, part, &kind, &layer);
-    size_t rows, cols, srows, scols, n, lo, hi;
-    llama_param_shape(&m->model_cfg, kind, &rows, &cols);
-    llama_param_shape(&m->stored_cfg, kind, &srows, &scols);
-    if (grass) rows = srows = m->grass.p.shape[kind].r, cols = scols = m->grass.p.shape[kind].E;
-    n = srows * scols;
-    gpu_owned(m, n, &lo, &hi);
-    const ShardLayout *lay = grass ? &m->grass.slay : s == STATE_MASTER ? &m->mlay : &m->slay;
-    char *d = (char *)dev + shard_offset(lay, kind, layer) * esize;
-    char *stored = (char *)xcalloc(n, esize);  // the whole stored tensor
-    if (to_device) {
-        tensor_rows_copy(stored, scols, host, cols, rows, cols, esize);
-        cudaCheck(cudaMemcpy(d, stored + lo * esize, (hi - lo) * esize, cudaMemcpyHostToDevice));
-    } else {
-        void *mine = xmalloc((hi - lo) * esize + 1);
-        cudaCheck(cudaMemcpy(mine, d, (hi - lo) * esize, cudaMemcpyDeviceToHost));
-        shard_gather(m->gcomm->comm, mine, stored, n, esize);
-        if (host) tensor_rows_copy(host, cols, stored, scols, rows, cols, esize);
-        free(mine);
-    }
-    free(stored);
+    const ShardLayout *lay = gpu_state_is_grass(s) ? &m->grass.slay : s == STATE_MASTER ? &m->mlay : &m->slay;
+    gpu_shard_tensor_copy(m, kind, layer, gpu_state_is_grass(s), (char *)dev + shard_offset(lay, kind, layer) * esize, esize, host,
+                          to_device);
 }
 
 // Copies part `part` of state section i between host and its device buffer.
@@ -230,7 +244,8 @@ static void gpu_save_checkpoint(GpuLlama *m, Comm *comm, const TrainOptions *opt
         }
         Fetcher weights = {gpu_fetch_weight, &ctx};
         checkpoint_save(opt, step, &m->model_cfg, NULL, esize == 4 ? "F32" : "BF16", &weights, n, sec, &io, &m->grass.p);
-    } else if (m->owners > 1) {
+    } else if (m->owners > 1) {  // serve rank 0's gathers: the weights' (sharded), then the state's
+        for (int i = 0; m->shard_weights && i < llama_num_tensors(&m->model_cfg); i++) gpu_fetch_weight(&ctx, i, NULL);
         state_serve(n, sec, &io);
     }
     comm_barrier(comm);
@@ -333,7 +348,7 @@ int main(int argc, char **argv) {
         printf("\n");
         if (planned_ranks > 1) {
             double bytes[COMM_CATEGORIES];
-            gpu_comm_bytes(&model, bytes);
+            gpu_comm_bytes(&model, accum, bytes);
             comm_bytes_print("GPU", planned_ranks, model.owners > 1, model.reduce_bf16 ? "bf16" : "fp32", bytes);
         }
         comm_finalize(&comm);
@@ -354,7 +369,7 @@ int main(int argc, char **argv) {
     if (world > 1) {
         printf("ranks: %d over %s, gradients summed in %s\n", world, gcomm.use_nccl ? "NCCL" : "MPI", model.reduce_bf16 ? "bf16" : "fp32");
         double bytes[COMM_CATEGORIES];
-        gpu_comm_bytes(&model, bytes);
+        gpu_comm_bytes(&model, accum, bytes);
         comm_bytes_print("GPU", world, model.owners > 1, model.reduce_bf16 ? "bf16" : "fp32", bytes);
     }
     printf("device: %s; batch: %d x %d tokens, %d micro-batches per step = %lld tokens per step\n", prop.name, B, T, accum,
@@ -427,9 +442,9 @@ int main(int argc, char **argv) {
                         world > 1 ? comm_bytes : NULL, phase_ms);
         if (data.have_val && schedule_eval_due(&opt, done, start))
             logger_val(&log, done, gpu_evaluate(&model, &comm, val, opt.eval_batches));
-        if (rank == 0 && schedule_sample_due(&opt, done))
+        if ((rank == 0 || model.shard_weights) && schedule_sample_due(&opt, done))  // sharded: every rank gathers, rank 0 prints
             gpu_sample_print(&model, setup.have_tok ? &setup.tok : NULL, opt.sample_tokens, opt.sample_temperature,
-                             (uint64_t)opt.seed, done);
+                             (uint64_t)opt.seed, done, rank == 0);
         int saved = schedule_ckpt_due(&opt, done);
         if (saved) gpu_save_checkpoint(&model, &comm, &opt, done, train, accum);
         if (done < opt.steps && guard_stop_requested(&comm)) {

@@ -242,7 +242,7 @@ int main(int argc, char **argv) {
     float *logits = (float *)xmalloc(sizeof(float) * N * V), *want = (float *)xmalloc(sizeof(float) * N * V);
     gpu_set_batch(&m, tokens, tokens + 1, 0);
     gpu_forward_blocks(&m);
-    matmul_forward(&m.mm, m.a.logits, m.a.lnf, gpu_param(&m, m.params, PARAM_LM_HEAD, 0), N, d, V, m.stream);
+    matmul_forward(&m.mm, m.a.logits, m.a.lnf, gpu_weight(&m, PARAM_LM_HEAD, 0), N, d, V, m.stream);
     cudaCheck(cudaStreamSynchronize(m.stream));
     fetch_floatx(logits, m.a.logits, (size_t)N * V);
     safetensors_read_f32(&ref, "logits", want, (size_t)N * V);
