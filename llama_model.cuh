@@ -290,7 +290,7 @@ static void gpu_plan(GpuLlama *m, const LlamaConfig *cfg, int B, int T, int rank
     shard_plan(&m->reduce, SHARD_GRADS, &m->stored_cfg, &m->lay, &m->glay, &gs->p, m->owners, bucket);
     shard_plan(&m->weights, SHARD_WEIGHTS, &m->stored_cfg, &m->lay, &m->glay, &gs->p, m->owners, bucket);
     shard_plan(&m->updates, SHARD_UPDATES, &m->stored_cfg, &m->lay, &m->glay, &gs->p, m->owners, bucket);
-    m->shard_weights = opt->shard_weights;
+    m->shard_weights = opt->shard_weights && ranks > 1;  // one rank holds every part: nothing to gather
     for (int k = 0; k < NUM_PARAM_KINDS; k++) {  // the gathered buffers' layouts: a layer's kinds, the others
         if (!llama_param_present(&m->stored_cfg, k)) continue;
         size_t *n = llama_param_kinds[k].per_layer ? &m->layer_numel : &m->global_numel;

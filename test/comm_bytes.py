@@ -5,12 +5,14 @@
   grads    the gradients: each full gradient (every tensor under AdamW, those outside the projections under Grass)
            and each Grass compressed gradient (r x E), every tensor padded to a multiple of the ranks that divide it
            (ranks with --shard-optimizer, else 1): sum of ranks x ceil(n / ranks) elements;
-  weights  with --shard-optimizer, every weight tensor the same way; else 0;
+  weights  with --shard-optimizer, every weight tensor the same way; else 0; with --shard-weights (GPU) the gathers
+           before use: the tensors outside the blocks once, each layer's L + (2 accum - 1) (L - 2) times in all (forward
+           and backward of every micro-batch, less the two layers the backward and the next forward find in place);
   updates  with --shard-optimizer under Grass, every r x E update the same way; else 0;
   refresh  at a Grass refresh step, every projection's full gradient (fp32), unpadded; else 0.
 
-  comm_bytes.py CONFIG_JSON --ranks N [--sharded] [--grass-rank R --grass-side auto|rows|cols] --grad-bytes B
-                --weight-bytes B [--refresh]
+  comm_bytes.py CONFIG_JSON --ranks N [--sharded | --shard-weights --accum A] [--grass-rank R --grass-side auto|rows|cols]
+                --grad-bytes B --weight-bytes B [--refresh]
 prints "grads W weights X updates Y refresh Z". CONFIG_JSON is a checkpoint's config.json (Hugging Face names).
 --grad-bytes: bytes of a gradient element on the wire (4 on the CPU, the --reduce-dtype on the GPU); --weight-bytes:
 of a weight element (4 on the CPU, 2 for the GPU's bf16). Grass's updates travel in fp32 (4).
@@ -45,6 +47,8 @@ def main():
     p.add_argument("config")
     p.add_argument("--ranks", type=int, required=True)
     p.add_argument("--sharded", action="store_true")
+    p.add_argument("--shard-weights", action="store_true")
+    p.add_argument("--accum", type=int, default=1, help="micro-batches a step (--shard-weights)")
     p.add_argument("--grass-rank", type=int, default=0, help="Grass's rank (0: AdamW)")
     p.add_argument("--grass-side", default="auto", choices=["auto", "rows", "cols"])
     p.add_argument("--grad-bytes", type=int, required=True)
@@ -53,10 +57,14 @@ def main():
     a = p.parse_args()
     with open(a.config) as f:
         cfg = json.load(f)
+    a.sharded = a.sharded or a.shard_weights
     owners = a.ranks if a.sharded else 1
+    L = cfg["num_hidden_layers"]
+    layer_gathers = L + (2 * a.accum - 1) * max(L - 2, 0)
     grads = weights = updates = refresh = 0
-    for _, m, n, proj in tensors(cfg):
-        weights += padded(m * n, owners)
+    for name, m, n, proj in tensors(cfg):
+        in_block = name not in ("embed", "final_norm", "lm_head")
+        weights += padded(m * n, owners) * (layer_gathers / L if a.shard_weights and in_block else 1)
         if a.grass_rank and proj:
             rows = a.grass_side == "rows" or (a.grass_side == "auto" and m >= n)
             D, E = (m, n) if rows else (n, m)
@@ -67,6 +75,7 @@ def main():
         else:
             grads += padded(m * n, owners)
     several, sharded = a.ranks > 1, a.sharded and a.ranks > 1
+    weights = round(weights)
     print("grads %d weights %d updates %d refresh %d" % (
         a.grad_bytes * grads if several else 0, a.weight_bytes * weights if sharded else 0,
         4 * updates if sharded and a.grass_rank else 0, 4 * refresh if several and a.refresh and a.grass_rank else 0))

@@ -142,3 +142,58 @@ for sel in multinorm multinorm-nr uniform uniform-nr; do
     --name "grass $sel sharded over MPI: 2 ranks x 3 vs 1 x 6" --bound loss=1e-5 --bound norm=1e-5 || die "$sel: 2 sharded ranks differ from 1"
   test/bin/test_reference diff "$TMP/$sel.s1x6/$final/model.safetensors" "$TMP/$sel.s2x3/$final/model.safetensors" 1e-4
 done
+
+# Sharded weights (--shard-weights, ZeRO-3 for the weights), fp32 build, 5 layers (so that the forward and the
+# backward gather layers the buffers do not hold), weight decay, buckets of 2 KB: 2, 3 and 4 ranks with gradient
+# accumulation reproduce 1 rank within the bounds above, AdamW and Grass across a refresh, recompute 0, 1 and 2 (the
+# layer gathered once serves the backward's recomputation); every other selector on 2 ranks over --comm mpi. Step 2's
+# bytes by category equal test/comm_bytes.py's formulas (each layer gathered before its forward and its backward). A
+# sharded-weights checkpoint loads in transformers with the trainer's loss (hf_eval.py), and continues unsharded on 1
+# rank and sharded on 2 ranks as the uninterrupted run.
+sw=(--shard-weights --bucket-mb 0.002 --total-batch 384 --ffn 176 --layers 5 --weight-decay 0.1)
+for opt in adamw grass; do
+  extra=(); [ $opt = grass ] && extra=(--optimizer grass --grass-rank 12 --grass-interval 3)
+  for b in 6 4; do
+    "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${sw[@]}" --batch $b --out "$TMP/$opt.w1x$b" > /dev/null
+  done
+  for run in 2x3:0 3x2:2 4x1:1; do
+    rc=${run#*:} run=${run%:*}
+    n=${run%x*} b=${run#*x} one=$opt.w1x6
+    [ $n = 4 ] && one=$opt.w1x4
+    mpirun -np $n "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${sw[@]}" --batch $b --recompute $rc --comm $comm --ckpt-every 2 \
+      --out "$TMP/$opt.w$run" > "$TMP/$opt.w$run.out"
+    "$PYTHON" test/log_compare.py compare "$TMP/$one/log.jsonl" "$TMP/$opt.w$run/log.jsonl" --steps $steps \
+      --name "$opt sharded weights, recompute $rc: $n ranks x $b vs $one" --bound loss=1e-5 --bound norm=1e-5 ||
+      die "$opt: $n ranks with sharded weights differ from 1"
+    test/bin/test_reference diff "$TMP/$one/$final/model.safetensors" "$TMP/$opt.w$run/$final/model.safetensors" 1e-4
+    grass=(); [ $opt = grass ] && grass=(--grass-rank 12)
+    want=$("$PYTHON" test/comm_bytes.py "$TMP/$opt.w$run/$final/config.json" --ranks $n --shard-weights --accum $((12 / (n * b))) \
+      "${grass[@]}" --grad-bytes 4 --weight-bytes 4)
+    got=$(for c in grads weights updates refresh; do
+      v=$("$PYTHON" test/log_compare.py get "$TMP/$opt.w$run/log.jsonl" comm_${c}_bytes --step 2); echo -n "$c ${v%.0} "; done)
+    [ "$got" = "$want " ] || die "$opt: $n ranks with sharded weights: step 2's collectives moved $got, the formulas say $want"
+  done
+  echo "ok: $opt with sharded weights on 2, 3 and 4 ranks: as 1 rank; step 2's collectives as the formulas ($want)"
+  # the checkpoint written from the ranks' parts, in transformers and resumed
+  ckpt="$TMP/$opt.w3x2/ckpt_00000002"
+  "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${sw[@]}" --batch 6 --eval-only --init "$ckpt" --val-data "$TMP/train.bin" \
+    --eval-batches 2 > "$TMP/$opt.w.eval"
+  val=$(sed -n 's/^val_loss //p' "$TMP/$opt.w.eval")
+  "$PYTHON" test/hf_eval.py "$ckpt" "$TMP/train.bin" --batch 6 --seq 32 --batches 4 --expect "$val" --bound 1e-5 ||
+    die "$opt: the sharded-weights checkpoint's loss in transformers is not the trainer's"
+  "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${sw[@]}" --batch 6 --resume "$ckpt" --out "$TMP/$opt.w3to1" > /dev/null
+  mpirun -np 2 "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${sw[@]}" --batch 3 --comm $comm --resume "$ckpt" --out "$TMP/$opt.w3to2" > /dev/null
+  for to in 1 2; do
+    "$PYTHON" test/log_compare.py compare "$TMP/$opt.w3x2/log.jsonl" "$TMP/$opt.w3to$to/log.jsonl" --steps $steps --from-step 3 \
+      --name "$opt sharded weights: 3 ranks resumed on $to" --bound loss=1e-5 --bound norm=1e-5 || die "$opt: 3 -> $to differs"
+    test/bin/test_reference diff "$TMP/$opt.w3x2/$final/model.safetensors" "$TMP/$opt.w3to$to/$final/model.safetensors" 1e-4
+  done
+done
+for sel in multinorm multinorm-nr uniform uniform-nr; do
+  extra=(--optimizer grass --grass-rank 12 --grass-interval 3 --grass-select $sel)
+  "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${sw[@]}" --batch 6 --out "$TMP/$sel.w1x6" > /dev/null
+  mpirun -np 2 "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${sw[@]}" --batch 3 --comm mpi --out "$TMP/$sel.w2x3" > /dev/null
+  "$PYTHON" test/log_compare.py compare "$TMP/$sel.w1x6/log.jsonl" "$TMP/$sel.w2x3/log.jsonl" --steps $steps \
+    --name "grass $sel sharded weights over MPI: 2 ranks x 3 vs 1 x 6" --bound loss=1e-5 --bound norm=1e-5 || die "$sel: sharded weights differ"
+  test/bin/test_reference diff "$TMP/$sel.w1x6/$final/model.safetensors" "$TMP/$sel.w2x3/$final/model.safetensors" 1e-4
+done
