@@ -31,11 +31,10 @@ static const Comm comm_solo = {0, 1, 0, 0.0, 0};  // a world of one, for code ru
 enum { COMM_GRADS, COMM_WEIGHTS, COMM_UPDATES, COMM_REFRESH, COMM_CATEGORIES };
 static const char *const comm_category_names[COMM_CATEGORIES] = {"grads", "weights", "updates", "refresh"};
 
-// Prints a trainer's bytes of one step's collectives by category (bytes[COMM_CATEGORIES]) for `ranks` ranks, the
-// gradients summed in `dtype`.
-static void comm_bytes_print(const char *who, int ranks, int sharded, const char *dtype, const double *bytes) {
-    printf("collectives per step and rank (%s, %d ranks%s, gradients in %s):", who, ranks, sharded ? ", optimizer state sharded" : "",
-           dtype);
+// Prints a trainer's bytes of one step's collectives by category (bytes[COMM_CATEGORIES]) for `ranks` ranks, what is
+// sharded (`sharded`: "" for nothing) and the gradients summed in `dtype`.
+static void comm_bytes_print(const char *who, int ranks, const char *sharded, const char *dtype, const double *bytes) {
+    printf("collectives per step and rank (%s, %d ranks%s%s, gradients in %s):", who, ranks, *sharded ? ", " : "", sharded, dtype);
     for (int i = 0; i < COMM_CATEGORIES; i++)
         printf(" %s %.0f bytes%s", comm_category_names[i], bytes[i], i == COMM_REFRESH ? " (refresh steps)" : i + 1 < COMM_CATEGORIES ? "," : "");
     printf("\n");

@@ -315,12 +315,17 @@ static size_t gpu_plan_total(GpuLlama *m, size_t *by_category) {
     return total;
 }
 
+// What is sharded over the ranks, in words ("" for nothing).
+static const char *gpu_sharding(const GpuLlama *m) {
+    return m->shard_weights ? "weights and optimizer state sharded" : m->owners > 1 ? "optimizer state sharded" : "";
+}
+
 static void gpu_plan_print(GpuLlama *m) {
     size_t cat[GPU_NUM_CATEGORIES];
     size_t total = gpu_plan_total(m, cat);
-    printf("memory plan (GPU, %s, %s weights%s, %s moments, recompute %d%s):\n", m->grass.p.enabled ? "Grass" : "AdamW",
+    printf("memory plan (GPU, %s, %s weights%s, %s moments, recompute %d%s%s):\n", m->grass.p.enabled ? "Grass" : "AdamW",
            PRECISION_NAME, m->master_weights ? " + fp32 master" : "", m->state_bf16 ? "bf16" : "fp32", m->recompute,
-           m->owners > 1 ? ", optimizer state sharded over the ranks" : "");
+           m->owners > 1 ? ", " : "", gpu_sharding(m));
     for (int k = 0; k < GPU_NUM_CATEGORIES; k++)
         printf("  %-18s %14zu bytes %10.3f GiB\n", gpu_category_names[k], cat[k], cat[k] / GIB);
     printf("  %-18s %14zu bytes %10.3f GiB (plus the CUDA context)\n", "total", total, total / GIB);

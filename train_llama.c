@@ -1067,7 +1067,7 @@ int main(int argc, char **argv) {
            4 * comm_step, 4 * comm_proj, 4 * comm_refresh);
     double comm_bytes[COMM_CATEGORIES];
     llama_comm_bytes(&model, comm_bytes);
-    if (planned_ranks > 1) comm_bytes_print("host", planned_ranks, model.owners > 1, "fp32", comm_bytes);
+    if (planned_ranks > 1) comm_bytes_print("host", planned_ranks, model.owners > 1 ? "optimizer state sharded" : "", "fp32", comm_bytes);
     if (opt.dry_run) {  // the plan needs the sizes only: nothing is allocated. Every rank holds the same.
         printf("plan of each of %d rank%s: batch %d x %d tokens, %d micro-batches per step = %lld tokens per step\n",
                planned_ranks, planned_ranks > 1 ? "s" : "", B, T, accum, (long long)B * T * accum * planned_ranks);

@@ -349,7 +349,7 @@ int main(int argc, char **argv) {
         if (planned_ranks > 1) {
             double bytes[COMM_CATEGORIES];
             gpu_comm_bytes(&model, accum, bytes);
-            comm_bytes_print("GPU", planned_ranks, model.owners > 1, model.reduce_bf16 ? "bf16" : "fp32", bytes);
+            comm_bytes_print("GPU", planned_ranks, gpu_sharding(&model), model.reduce_bf16 ? "bf16" : "fp32", bytes);
         }
         comm_finalize(&comm);
         return 0;
@@ -370,7 +370,7 @@ int main(int argc, char **argv) {
         printf("ranks: %d over %s, gradients summed in %s\n", world, gcomm.use_nccl ? "NCCL" : "MPI", model.reduce_bf16 ? "bf16" : "fp32");
         double bytes[COMM_CATEGORIES];
         gpu_comm_bytes(&model, accum, bytes);
-        comm_bytes_print("GPU", world, model.owners > 1, model.reduce_bf16 ? "bf16" : "fp32", bytes);
+        comm_bytes_print("GPU", world, gpu_sharding(&model), model.reduce_bf16 ? "bf16" : "fp32", bytes);
     }
     printf("device: %s; batch: %d x %d tokens, %d micro-batches per step = %lld tokens per step\n", prop.name, B, T, accum,
            (long long)B * T * accum * world);

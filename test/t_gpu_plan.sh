@@ -69,6 +69,19 @@ P13=13015864320
   die "13b AdamW sharded: moments and master weights are not 1/8 each"
 ./train_llama --model 7b --dry-run --batch 1 --seq 4096 --recompute 2 --ranks 8 --total-batch 32768 --shard-optimizer \
   --state-dtype bf16 --gpu-mem-limit 37.25 > "$TMP/7b_adamw_s" || die "7b AdamW sharded does not fit 8 x 40 GB"
+# --shard-weights: each rank stores 1/8 of the weights plus two layers and the embedding, final norm and lm_head gathered;
+# the 70B presets with Grass, bf16 weights without a master copy, bf16 moments and full recomputation at sequence 4096
+# fit 8 x 80 GB (74.5 GiB) with micro-batch 2 (Llama-2-70B) and 1 (Llama-3.1-70B, whose 128256-token embedding and
+# lm_head are gathered whole), and not without it
+g70=(--dry-run --optimizer grass --master-weights 0 --state-dtype bf16 --recompute 2 --seq 4096 --ranks 8 --gpu-mem-limit 74.5)
+for run in llama2-70b:2 llama3.1-70b:1; do
+  p=${run%:*} b=${run#*:}
+  ./train_llama --model $p "${g70[@]}" --batch $b --total-batch $((8 * 4096 * b)) --shard-weights > "$TMP/$p" ||
+    die "$p with sharded weights does not fit 8 x 80 GB"
+  grep -q "weights and optimizer state sharded" "$TMP/$p" || die "$p: the plan does not say what is sharded"
+  expect_error "--gpu-mem-limit 74.5 GiB: the plan needs" ./train_llama --model $p "${g70[@]}" --batch $b --total-batch $((8 * 4096 * b))
+done
+echo "ok: 70B Grass on 8 x 80 GB with sharded weights: llama2-70b $(get "$TMP/llama2-70b" total) bytes (micro-batch 2), llama3.1-70b $(get "$TMP/llama3.1-70b" total) bytes (1)"
 ./train_llama "${grass13[@]}" --ranks 8 --total-batch 16384 --shard-optimizer > "$TMP/13b_8s"
 [ "$(get "$TMP/13b_8s" "optimizer state")" -lt $(( $(get "$TMP/13b_8" "optimizer state") / 8 + (1 << 20) )) ] ||
   die "13b Grass sharded: the optimizer state is not 1/8"
