@@ -20,9 +20,10 @@ prints a summary. With no STAGE (or `all`), every stage runs, in this order (mos
              the CPU trainer (AdamW and Grass), exact resume, checkpoints in transformers, several ranks, faults
   bench      dev/bench/gpu_bench.sh (60m ... 1b: tokens/s, MFU, memory, PyTorch beside it) and
              dev/bench/grass_gpu_bench.sh (Grass against AdamW at 350m and 1b, where the step time goes)
-  multigpu   with two or more GPUs: the 350m and 1b trainers (AdamW, AdamW sharded, Grass) on 1, 2, 4, ... GPUs under
-             mpirun at one step size: tokens/s, scaling beside the scaling model's prediction, losses against one
-             GPU, bytes of the collectives per step (skipped with one GPU or without mpirun)
+  multigpu   with two or more GPUs: the 350m and 1b trainers (AdamW, AdamW sharded, Grass, Grass with sharded
+             weights) on 1, 2, 4, ... GPUs under mpirun at one step size: tokens/s, scaling beside the scaling
+             model's prediction, losses against one GPU, bytes of the collectives per step (skipped with one GPU or
+             without mpirun)
   13b        the 13b preset with Grass on a GPU held to 40 GiB (--gpu-mem-limit 40), BATCH_13B x 256 tokens (16)
              for STEPS_13B steps (200) on the TinyShakespeare shards of dev/data/tinyshakespeare.sh where they
              exist (else random tokens)
@@ -211,7 +212,8 @@ stage_bench() {
 
 stage_multigpu() {
   # strong scaling at a fixed step of 8 x 1024 tokens per GPU of the machine (one GPU accumulates them): AdamW, AdamW
-  # with the state sharded (--shard-optimizer) and Grass on 1, 2, 4, ... GPUs; tokens/s are the whole job's (log.jsonl's
+  # with the state sharded (--shard-optimizer), Grass, and Grass with sharded weights (--shard-weights) on 1, 2, 4, ...
+  # GPUs; tokens/s are the whole job's (log.jsonl's
   # tok_s, the mean over the steps after the first three, as gpu_bench.sh takes them); the losses of each run against
   # the one-GPU run's (the bf16 bound of test/gpu_train.sh, 2e-2); bytes of the step's collectives by category; and,
   # for 1b on 8 GPUs, dev/bench/scaling_model.py's predicted efficiency beside the measured one
@@ -225,10 +227,10 @@ stage_multigpu() {
     echo "| preset | optimizer | GPUs | tok/s | tok/s per GPU | scaling | predicted (8 GPUs, NVLink) | largest loss difference from 1 GPU | MiB per step and rank: grads, weights, updates |"
     echo "|---|---|---|---|---|---|---|---|---|"
     for p in ${MULTI_PRESETS:-350m 1b}; do
-      for opt in adamw adamw-sharded grass; do
+      for opt in adamw adamw-sharded grass grass-sharded-weights; do
         one=
         case $opt in adamw) flags=(--optimizer adamw);; adamw-sharded) flags=(--optimizer adamw --shard-optimizer);;
-          grass) flags=(--optimizer grass);; esac
+          grass) flags=(--optimizer grass);; grass-sharded-weights) flags=(--optimizer grass --shard-weights);; esac
         for n in 1 2 4 8 16; do
           [ "$n" -le "$NGPU" ] && [ $((NGPU % n)) = 0 ] || continue
           rm -rf "$out/$p.$opt.$n"
