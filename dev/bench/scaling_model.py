@@ -50,6 +50,8 @@ def parse_args():
     p.add_argument("--nodes", default="2,4,8,16", help="node counts of the multi-node rows [%(default)s]")
     p.add_argument("--reduce-dtype", default="fp32", choices=["fp32", "bf16"],
                    help="precision of the gradients' sums, the GPU trainer's --reduce-dtype [%(default)s]")
+    p.add_argument("--tokens-70b", type=int, default=1048576,
+                   help="tokens per step of the 70B rows with --shard-weights [%(default)s]")
     p.add_argument("--grass-interval", type=int, default=200,
                    help="steps between Grass refreshes (the trainer's default) [%(default)s]")
     return p.parse_args()
@@ -247,6 +249,60 @@ def main():
           f"changes, is {results[(info['preset'], 'grass', '1 GPU')] / results[(info['preset'], 'adamw', '1 GPU')]:.2f}x "
           f"(measured); the rest of a 2x must come from communication, so 2x needs an interconnect far slower than "
           f"NVLink, where both optimizers are communication-bound and the ratio approaches their bytes' ratio.")
+    sharded_weights(args, info, measured, base, seq)
+
+
+
+def sharded_weights(args, info, measured, base, seq_base):
+    """--shard-weights: 70B Grass on one node of g GPUs, each layer's weights all-gathered (bf16) before its forward
+    and its backward, the next layer's gather overlapping this layer's compute (docs/design.md §7). Compute at the
+    profile's MFU (forward and backward scaled by FLOPs), the backward with a forward recomputation (--recompute 2)."""
+    g = args.gpus_per_node
+    point = (g, 1, args.nic_gbs)
+    m = measured["grass"]
+    tokens_base = int(info["batch"]) * seq_base
+    print(f"\n## Sharded weights (`--shard-weights`): 70B Grass on one node of {g} GPUs over NVLink "
+          f"({args.nvlink_gbs:g} GB/s; a PREDICTION)\n")
+    print(f"Compute EXTRAPOLATED from the {info['device']} {info['preset']} profile at its MFU (forward and backward "
+          f"scaled by FLOPs, the backward plus a forward for --recompute 2); MFU against 989 TFLOP/s (the bf16 dense "
+          f"peak of the H100 SXM and the H200). Each layer is gathered before its forward and its backward; a step of "
+          f"{args.tokens_70b} tokens.\n")
+    print("| preset | micro-batch | micro-batches | step ms | tokens/s | MFU | gathers ms | gathers' share | hidden by "
+          "overlap ms | exposed ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for preset, batch in (("llama2-70b", 2), ("llama3.1-70b", 1)):
+        seq = 4096
+        cpu = dry_run("train_llama_cpu", preset, "grass", 1, seq)
+        dim, layers, vocab, params = (int(x) for x in re.search(
+            r"dim (\d+), layers (\d+), .* vocab (\d+), .*; (\d+) parameters", cpu).groups())
+        ref = re.search(r"all-reduce per step and rank: (\d+) bytes, of which projections (\d+) bytes "
+                        r"\(refresh steps: (\d+) bytes\)", cpu)
+        step_b, proj_b, refresh_b = (int(x) for x in ref.groups())
+        p = {"params": params, "vocab": vocab, "dim": dim, "layers": layers}
+        per_token = flops_per_token(p, seq)
+        scale = per_token * batch * seq / (flops_per_token(base, seq_base) * tokens_base)
+        fwd, bwd = m["forward"] * scale, (m["backward"] + m["forward"]) * scale  # one micro-batch on one GPU
+        head = 6.0 * vocab * dim / per_token  # the lm_head's share of the FLOPs; the rest is the layers'
+        layer_params = (params - 2 * vocab * dim - dim) / layers
+        gather = collective(2 * layer_params, point, args, 1)  # one layer's bf16 weights
+        outside = collective(2 * (2 * vocab * dim + dim), point, args, 1)  # once a step
+        f_l, b_l = fwd * (1 - head) / layers, bwd * (1 - head) / layers
+        accum = max(1, args.tokens_70b // (g * batch * seq))
+        # forward: the first layer's gather is exposed, then each layer waits for the longer of its compute and the
+        # next gather; the backward finds its first two layers in place (and the next forward its first two)
+        fwd_t = gather + layers * max(f_l, gather) + fwd * head
+        bwd_t = 2 * b_l + (layers - 2) * max(b_l, gather) + bwd * head
+        gathers = outside + accum * (2 * layers - 2) * gather
+        exposed_g = outside + accum * (gather + layers * max(0.0, gather - f_l) + (layers - 2) * max(0.0, gather - b_l))
+        grads = collective(step_b, point, args, 1)  # the fp32 sums reduce-scattered, overlapped with the last backward
+        updates = collective(proj_b, point, args, 1)           # Grass's U (fp32) all-gathered, exposed
+        opt = m["optimizer"] * params / base["params"] / g
+        refresh = collective(refresh_b - step_b, point, args, 2) / args.grass_interval
+        step = accum * (fwd_t + bwd_t) + max(0.0, grads - bwd_t) + updates + opt + refresh
+        tok_s = g * accum * batch * seq / step * 1e3
+        mfu = per_token * tok_s / (g * 989e12)
+        print(f"| {preset} | {batch} x {seq} | {accum} | {step:.0f} | {tok_s:.0f} | {100 * mfu:.1f}% | {gathers:.0f} | "
+              f"{gathers / step:.3f} | {gathers - exposed_g:.0f} | {exposed_g:.0f} |")
 
 
 if __name__ == "__main__":
