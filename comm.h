@@ -179,30 +179,20 @@ static void comm_gather(const Comm *c, const void *part, void *full, const size_
 #endif
 }
 
-// The sum over ranks of a double (a sum of squares that each rank took over its own part).
-static double comm_sum_f64(const Comm *c, double v) {
+// The sum over ranks of a double (`what` in errors): a sum of squares that each rank took over its own part, a loss.
+static double comm_sum_f64(const Comm *c, double v, const char *what) {
 #ifdef USE_MPI
     if (c->world > 1) {
         MPI_Request req;
-        comm_check(MPI_Iallreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &req), "an all-reduce of a sum");
-        comm_wait(c, &req, "an all-reduce of a sum");
+        comm_check(MPI_Iallreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &req), what);
+        comm_wait(c, &req, what);
     }
 #endif
     return v;
 }
 
 // The mean over ranks of a double (the trainers': a loss).
-static double comm_mean_f64(const Comm *c, double v) {
-#ifdef USE_MPI
-    if (c->world > 1) {
-        MPI_Request req;
-        comm_check(MPI_Iallreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &req), "an all-reduce of the loss");
-        comm_wait(c, &req, "an all-reduce of the loss");
-        v /= c->world;
-    }
-#endif
-    return v;
-}
+static double comm_mean_f64(const Comm *c, double v) { return comm_sum_f64(c, v, "an all-reduce of the loss") / c->world; }
 
 // The smallest of every rank's v.
 static int comm_min_int(const Comm *c, int v, const char *what) {

@@ -929,7 +929,7 @@ static float gpu_grad_norm(GpuLlama *m) {
     cudaCheck(cudaMemcpyAsync(&sq, m->a.finite_out, sizeof(double), cudaMemcpyDeviceToHost, m->stream));
     cudaCheck(cudaStreamSynchronize(m->stream));
     gpu_mark(m, PROF_HOST);
-    return (float)sqrt(comm_sum_f64(m->gcomm->comm, sq));
+    return (float)sqrt(comm_sum_f64(m->gcomm->comm, sq, "an all-reduce of the gradient norm"));
 }
 
 static void gpu_moments_norm_squared(GpuLlama *m, const void *mom, const void *var, size_t n) {

@@ -860,7 +860,7 @@ static float llama_grad_norm(Llama *m) {
         shard_seg_range(&p->seg[i], m->owners > 1 ? m->comm->rank : 0, &e0, &e1);
         sum += grad_sumsq(llama_segment_data(m, p, &p->seg[i]) + e0, e1 - e0);
     }
-    if (m->owners > 1) sum = comm_sum_f64(m->comm, sum);
+    if (m->owners > 1) sum = comm_sum_f64(m->comm, sum, "an all-reduce of the gradient norm");
     return (float)sqrt(sum);
 }
 

@@ -132,16 +132,21 @@ for opt in adamw grass; do
   done
 done
 
-# The other Grass selectors sharded, 2 ranks x 3 against 1 x 6 across the refresh, over MPI (--comm mpi: the
-# reduce-scatters and all-gathers through host memory; the runs above took the last transport, NCCL's on the emulator)
-for sel in multinorm multinorm-nr uniform uniform-nr; do
-  extra=(--optimizer grass --grass-rank 12 --grass-interval 3 --grass-select $sel)
-  "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${shard[@]}" --batch 6 --out "$TMP/$sel.s1x6" > /dev/null
-  mpirun -np 2 "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${shard[@]}" --batch 3 --comm mpi --out "$TMP/$sel.s2x3" > /dev/null
-  "$PYTHON" test/log_compare.py compare "$TMP/$sel.s1x6/log.jsonl" "$TMP/$sel.s2x3/log.jsonl" --steps $steps \
-    --name "grass $sel sharded over MPI: 2 ranks x 3 vs 1 x 6" --bound loss=1e-5 --bound norm=1e-5 || die "$sel: 2 sharded ranks differ from 1"
-  test/bin/test_reference diff "$TMP/$sel.s1x6/$final/model.safetensors" "$TMP/$sel.s2x3/$final/model.safetensors" 1e-4
-done
+# The other Grass selectors, 2 ranks x 3 against 1 x 6 across the refresh, over MPI (--comm mpi: the reduce-scatters
+# and all-gathers through host memory; the runs above took the last transport, NCCL's on the emulator). TAG, then the
+# sharding flags.
+other_selectors() {
+  local tag=$1 sel; shift
+  for sel in multinorm multinorm-nr uniform uniform-nr; do
+    local extra=(--optimizer grass --grass-rank 12 --grass-interval 3 --grass-select $sel)
+    "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "$@" --batch 6 --out "$TMP/$sel.$tag.1x6" > /dev/null
+    mpirun -np 2 "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "$@" --batch 3 --comm mpi --out "$TMP/$sel.$tag.2x3" > /dev/null
+    "$PYTHON" test/log_compare.py compare "$TMP/$sel.$tag.1x6/log.jsonl" "$TMP/$sel.$tag.2x3/log.jsonl" --steps $steps \
+      --name "grass $sel $tag over MPI: 2 ranks x 3 vs 1 x 6" --bound loss=1e-5 --bound norm=1e-5 || die "$sel $tag: 2 ranks differ from 1"
+    test/bin/test_reference diff "$TMP/$sel.$tag.1x6/$final/model.safetensors" "$TMP/$sel.$tag.2x3/$final/model.safetensors" 1e-4
+  done
+}
+other_selectors sharded "${shard[@]}"
 
 # Sharded weights (--shard-weights, ZeRO-3 for the weights), fp32 build, 5 layers (so that the forward and the
 # backward gather layers the buffers do not hold), weight decay, buckets of 2 KB: 2, 3 and 4 ranks with gradient
@@ -189,11 +194,4 @@ for opt in adamw grass; do
     test/bin/test_reference diff "$TMP/$opt.w3x2/$final/model.safetensors" "$TMP/$opt.w3to$to/$final/model.safetensors" 1e-4
   done
 done
-for sel in multinorm multinorm-nr uniform uniform-nr; do
-  extra=(--optimizer grass --grass-rank 12 --grass-interval 3 --grass-select $sel)
-  "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${sw[@]}" --batch 6 --out "$TMP/$sel.w1x6" > /dev/null
-  mpirun -np 2 "$TRAIN_GPU_FP32" "${base[@]}" "${extra[@]}" "${sw[@]}" --batch 3 --comm mpi --out "$TMP/$sel.w2x3" > /dev/null
-  "$PYTHON" test/log_compare.py compare "$TMP/$sel.w1x6/log.jsonl" "$TMP/$sel.w2x3/log.jsonl" --steps $steps \
-    --name "grass $sel sharded weights over MPI: 2 ranks x 3 vs 1 x 6" --bound loss=1e-5 --bound norm=1e-5 || die "$sel: sharded weights differ"
-  test/bin/test_reference diff "$TMP/$sel.w1x6/$final/model.safetensors" "$TMP/$sel.w2x3/$final/model.safetensors" 1e-4
-done
+other_selectors sharded-weights "${sw[@]}"
