@@ -421,30 +421,41 @@ static void tensor_rows_copy(void *to, size_t to_cols, const void *from, size_t 
 // This rank's part [*lo, *hi) of a tensor of n elements (all of it with one owner).
 static void gpu_owned(const GpuLlama *m, size_t n, size_t *lo, size_t *hi) { shard_slice(n, m->owners, m->owner, lo, hi); }
 
+// Tensor (kind, layer) (Grass's r x E state when grass is set) between the host, in the model's shape, and this rank's
+// part of it on the device at d (esize bytes an element): to the host, the ranks' parts are gathered on rank 0 (host is
+// NULL on the others); to the device, every rank takes its part of the tensor.
+static void gpu_shard_tensor_copy(GpuLlama *m, int kind, int layer, int grass, void *d, size_t esize, void *host, int to_device) {
+    size_t rows, cols, srows, scols, n, lo, hi;
+    llama_param_shape(&m->model_cfg, kind, &rows, &cols);
+    llama_param_shape(&m->stored_cfg, kind, &srows, &scols);
+    if (grass) rows = srows = m->grass.p.shape[kind].r, cols = scols = m->grass.p.shape[kind].E;
+    n = srows * scols;
+    gpu_owned(m, n, &lo, &hi);
+    char *stored = (char *)xcalloc(n, esize);  // the whole stored tensor
+    if (to_device) {
+        tensor_rows_copy(stored, scols, host, cols, rows, cols, esize);
+        cudaCheck(cudaMemcpy(d, stored + lo * esize, (hi - lo) * esize, cudaMemcpyHostToDevice));
+    } else {
+        void *mine = xmalloc((hi - lo) * esize + 1);
+        cudaCheck(cudaMemcpy(mine, d, (hi - lo) * esize, cudaMemcpyDeviceToHost));
+        shard_gather(m->gcomm->comm, mine, stored, n, esize);
+        if (host) tensor_rows_copy(host, cols, stored, scols, rows, cols, esize);
+        free(mine);
+    }
+    free(stored);
+}
+
 // Tensor (kind, layer) from data [n] (the model's shape): the weights (this rank's part of them with --shard-weights),
 // and this rank's part of the master weights.
 static void gpu_set_tensor(GpuLlama *m, int kind, int layer, const float *data, size_t n) {
-    size_t rows, cols, srows, scols, lo, hi;
-    llama_param_shape(&m->model_cfg, kind, &rows, &cols);
-    llama_param_shape(&m->stored_cfg, kind, &srows, &scols);
-    float *stored = (float *)xcalloc(srows * scols, sizeof(float));  // padded as stored: the parts divide it
-    tensor_rows_copy(stored, scols, data, cols, rows, cols, sizeof(float));
-    gpu_owned(m, srows * scols, &lo, &hi);
-    size_t at = shard_offset(&m->mlay, kind, layer);
-    if (m->shard_weights) {
-        floatX *part = (floatX *)xmalloc(sizeof(floatX) * (hi - lo) + 1);
-        for (size_t i = lo; i < hi; i++) part[i - lo] = from_float<floatX>(stored[i]);
-        cudaCheck(cudaMemcpy(m->params + at, part, sizeof(floatX) * (hi - lo), cudaMemcpyHostToDevice));
-        free(part);
-    } else {
-        floatX *tmp = (floatX *)xmalloc(sizeof(floatX) * n);
+    floatX *tmp = (floatX *)xmalloc(sizeof(floatX) * n);
 #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) tmp[i] = from_float<floatX>(data[i]);
-        gpu_tensor_copy(m, kind, layer, tmp, m->params, &m->lay, sizeof(floatX), 1);
-        free(tmp);
-    }
-    if (m->master) cudaCheck(cudaMemcpy(m->master + at, stored + lo, sizeof(float) * (hi - lo), cudaMemcpyHostToDevice));
-    free(stored);
+    for (size_t i = 0; i < n; i++) tmp[i] = from_float<floatX>(data[i]);
+    size_t at = shard_offset(&m->mlay, kind, layer);
+    if (m->shard_weights) gpu_shard_tensor_copy(m, kind, layer, 0, m->params + at, sizeof(floatX), tmp, 1);
+    else gpu_tensor_copy(m, kind, layer, tmp, m->params, &m->lay, sizeof(floatX), 1);
+    free(tmp);
+    if (m->master) gpu_shard_tensor_copy(m, kind, layer, 0, m->master + at, sizeof(float), (void *)data, 1);
     m->wlayer_of[0] = m->wlayer_of[1] = -1, m->wglobal_ok = 0;  // gathered copies are stale
 }
 

@@ -87,30 +87,6 @@ typedef struct {
     const StateSection *sec;  // gpu_state_sections'
 } GpuCheckpointIO;
 
-// Tensor (kind, layer) (Grass's r x E state when grass is set) between the host, in the model's shape, and this rank's
-// part of it on the device at d (esize bytes an element): to the host, the ranks' parts are gathered on rank 0 (host is
-// NULL on the others); to the device, every rank takes its part of the tensor.
-static void gpu_shard_tensor_copy(GpuLlama *m, int kind, int layer, int grass, void *d, size_t esize, void *host, int to_device) {
-    size_t rows, cols, srows, scols, n, lo, hi;
-    llama_param_shape(&m->model_cfg, kind, &rows, &cols);
-    llama_param_shape(&m->stored_cfg, kind, &srows, &scols);
-    if (grass) rows = srows = m->grass.p.shape[kind].r, cols = scols = m->grass.p.shape[kind].E;
-    n = srows * scols;
-    gpu_owned(m, n, &lo, &hi);
-    char *stored = (char *)xcalloc(n, esize);  // the whole stored tensor
-    if (to_device) {
-        tensor_rows_copy(stored, scols, host, cols, rows, cols, esize);
-        cudaCheck(cudaMemcpy(d, stored + lo * esize, (hi - lo) * esize, cudaMemcpyHostToDevice));
-    } else {
-        void *mine = xmalloc((hi - lo) * esize + 1);
-        cudaCheck(cudaMemcpy(mine, d, (hi - lo) * esize, cudaMemcpyDeviceToHost));
-        shard_gather(m->gcomm->comm, mine, stored, n, esize);
-        if (host) tensor_rows_copy(host, cols, stored, scols, rows, cols, esize);
-        free(mine);
-    }
-    free(stored);
-}
-
 // Tensor i of the checkpoint into dst: with --shard-weights gathered from the ranks' parts (every rank calls it, in
 // the writer's order; dst is NULL on the ranks other than 0).
 static void gpu_fetch_weight(void *ctx, int i, void *dst) {
@@ -164,7 +140,6 @@ static size_t gpu_state_part_bytes(void *ctx, int i, int part) {
     GrassShape sh = io->m->grass.p.shape[kind];
     return (gpu_state_is_grass(t) ? (size_t)sh.r * sh.E : llama_param_numel(&io->m->model_cfg, kind)) * esize;
 }
-
 
 // Part `part` of a sharded section (state tensor s of the device buffer dev) between the host, in the model's shape,
 // and this rank's owned part on the device: saving, the ranks' parts are gathered on rank 0 (host is NULL on the
@@ -262,7 +237,6 @@ static int gpu_load_state(GpuLlama *m, const TrainOptions *opt, const char *dir,
     return (int)h.step;
 }
 
-
 // --gpu-mem-limit: holds back what the device has beyond the limit, so a larger card behaves like a smaller one.
 // Returns the block (NULL when nothing is held) and its size in *held.
 static void *gpu_hold_back(double limit_gib, size_t *held) {
@@ -343,9 +317,8 @@ int main(int argc, char **argv) {
         fail("--gpu-mem-limit %.1f GiB: the plan needs %.2f GiB (lower --batch, raise --recompute, --master-weights 0, --state-dtype bf16, --shard-optimizer over several ranks)",
              (double)opt.gpu_mem_limit, planned / GIB);
     if (opt.dry_run) {  // what each rank of such a run would hold, step and send
-        printf("plan of each of %d rank%s: batch %d x %d tokens, %d micro-batches per step = %lld tokens per step", planned_ranks,
+        printf("plan of each of %d rank%s: batch %d x %d tokens, %d micro-batches per step = %lld tokens per step\n", planned_ranks,
                planned_ranks > 1 ? "s" : "", B, T, accum, (long long)B * T * accum * planned_ranks);
-        printf("\n");
         if (planned_ranks > 1) {
             double bytes[COMM_CATEGORIES];
             gpu_comm_bytes(&model, accum, bytes);
