@@ -175,36 +175,41 @@ static void gpu_comm_allgather(GpuComm *g, T *buf, size_t slot, int category, cu
     free(raw);
 }
 
+// Which way shard_copy moves a segment: into its bucket, or out of it into the tensor (overwriting, or adding: a
+// rank's part of a gradient accumulated over micro-batches, --shard-weights).
+enum { SHARD_PACK, SHARD_UNPACK, SHARD_UNPACK_ADD };
+
 // The elements of ranks [r0, r1)'s pieces of a segment (shard.h: each rank r's elements r chunk + [lo, hi) of the
-// tensor's n) between the tensor and its bucket: to_bucket, dst is the bucket and src the tensor; else the other way
-// round. Element r chunk + off sits in the bucket at r slot + slot_offset + off - lo, and in the tensor pointer at
+// tensor's n) between the tensor and its bucket (dir: SHARD_PACK, dst is the bucket and src the tensor; else the other
+// way round). Element r chunk + off sits in the bucket at r slot + slot_offset + off - lo, and in the tensor pointer at
 // e - base (base: the element it starts at: 0 for a whole tensor, r chunk for rank r's part alone). Types convert:
 // fp32 or bf16 buckets, floatX or fp32 tensors.
 template <typename D, typename S>
 __global__ void shard_copy_kernel(D *dst, const S *src, size_t n, size_t chunk, size_t lo, size_t hi, size_t slot,
-                                  size_t slot_offset, int r0, int r1, size_t base, int to_bucket) {
+                                  size_t slot_offset, int r0, int r1, size_t base, int dir) {
     size_t w = hi - lo, total = (size_t)(r1 - r0) * w;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         size_t r = r0 + i / w, off = lo + i % w, e = r * chunk + off, at = r * slot + slot_offset + off - lo;
         if (e >= n) continue;
-        if (to_bucket) dst[at] = from_float<D>(to_float(src[e - base]));
-        else dst[e - base] = from_float<D>(to_float(src[at]));
+        if (dir == SHARD_PACK) dst[at] = from_float<D>(to_float(src[e - base]));
+        else if (dir == SHARD_UNPACK) dst[e - base] = from_float<D>(to_float(src[at]));
+        else dst[e - base] = from_float<D>(to_float(dst[e - base]) + to_float(src[at]));
     }
 }
 
 // Segment s of plan p: ranks [r0, r1)'s pieces between its tensor (whose element `base` the pointer holds first) and
-// `bucket` (to_bucket: into it).
+// `bucket`, in direction dir.
 template <typename B, typename X>
-static void shard_copy(B *bucket, X *tensor, size_t base, const ShardPlan *p, const ShardSeg *s, int r0, int r1, int to_bucket,
+static void shard_copy(B *bucket, X *tensor, size_t base, const ShardPlan *p, const ShardSeg *s, int r0, int r1, int dir,
                        cudaStream_t stream) {
     size_t total = (size_t)(r1 - r0) * (s->hi - s->lo), slot = p->bucket[s->bucket].slot;
     if (total == 0) return;
-    if (to_bucket)
+    if (dir == SHARD_PACK)
         shard_copy_kernel<<<grid_stride_blocks(total, 256), 256, 0, stream>>>(bucket, tensor, s->numel, s->chunk, s->lo, s->hi,
-                                                                              slot, s->slot_offset, r0, r1, base, 1);
+                                                                              slot, s->slot_offset, r0, r1, base, dir);
     else
         shard_copy_kernel<<<grid_stride_blocks(total, 256), 256, 0, stream>>>(tensor, bucket, s->numel, s->chunk, s->lo, s->hi,
-                                                                              slot, s->slot_offset, r0, r1, base, 0);
+                                                                              slot, s->slot_offset, r0, r1, base, dir);
     cudaCheckLaunch();
 }
 

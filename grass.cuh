@@ -46,19 +46,18 @@ static int grass_group_size(const GrassPlan *p, int kind, int max) {
     return n;
 }
 
-// The group of `count` projections from kind in layer (grass_group_size), with output gradients dout[0..count).
-static GrassGroup grass_group(const GrassPlan *p, float *g, const int *sigma, const float *rho, int kind, int layer, int count,
-                              const floatX *const *dout) {
+// The group of `count` projections from kind in layer (grass_group_size), with output gradients dout[0..count): the
+// first's g at g, member i's at g + i g_stride.
+static GrassGroup grass_group(const GrassPlan *p, float *g, size_t g_stride, const int *sigma, const float *rho, int kind, int layer,
+                              int count, const floatX *const *dout) {
     GrassGroup gr;
     memset(&gr, 0, sizeof(gr));
     gr.count = count;
-    gr.g = g + grass_state_offset(p, kind, layer);
+    gr.g = g;
+    gr.g_stride = g_stride;
     gr.sigma = sigma + grass_sel_offset(p, kind, layer);
     gr.rho = rho + grass_sel_offset(p, kind, layer);
-    if (count > 1) {
-        gr.g_stride = grass_state_offset(p, kind + 1, layer) - grass_state_offset(p, kind, layer);
-        gr.sel_stride = grass_sel_offset(p, kind + 1, layer) - grass_sel_offset(p, kind, layer);
-    }
+    if (count > 1) gr.sel_stride = grass_sel_offset(p, kind + 1, layer) - grass_sel_offset(p, kind, layer);
     for (int i = 0; i < count; i++) gr.dout[i] = dout[i];
     return gr;
 }
@@ -195,12 +194,13 @@ typedef struct {
 
 // Subspace Adam on elements [lo, lo + count) of each layer's g [r x E]: M, V (the owned part's, mpitch apart a layer)
 // updated from g * grad_scale, and g there overwritten with U = (M / bc1) / (sqrt(V / bc2) + eps). Layer blockIdx.y: g
-// advances by n (r x E) a layer. Element i of a layer draws random_u32(seed, 2 i ...) whatever the part. K consecutive
-// elements per thread (kernels/common.cuh: vector access).
+// holds element e of a layer at l gpitch + e - gbase (whole: r x E, 0; the parts alone, --shard-weights: mpitch, lo).
+// Element i of a layer draws random_u32(seed, 2 i ...) whatever the part. K consecutive elements per thread
+// (kernels/common.cuh: vector access).
 template <int K, typename MomT>
-__global__ void grass_adam_kernel(float *g, MomT *mom, MomT *var, size_t lo, size_t count, size_t n, size_t mpitch,
+__global__ void grass_adam_kernel(float *g, MomT *mom, MomT *var, size_t lo, size_t count, size_t gpitch, size_t gbase, size_t mpitch,
                                   float beta1, float beta2, float bc1, float bc2, float eps, float grad_scale, GrassSeeds seeds) {
-    g += blockIdx.y * n + lo, mom += blockIdx.y * mpitch, var += blockIdx.y * mpitch;
+    g += blockIdx.y * gpitch + lo - gbase, mom += blockIdx.y * mpitch, var += blockIdx.y * mpitch;
     uint64_t seed = seeds.s[blockIdx.y];
     for (size_t i0 = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i0 < count; i0 += K * (size_t)gridDim.x * blockDim.x) {
         Vec<float, K> gv = vec_load<K>(g + i0);
@@ -283,20 +283,22 @@ static GrassSeeds grass_seeds_batch(const uint64_t *seeds, int l0, int nl) {
 
 // Subspace Adam of `layers` matrices of one kind after their compressed gradients are complete, on elements [lo, hi) of
 // each r x E g (the owned part; mom and var hold it, mpitch apart a layer), with seeds[l] for layer l: g there becomes
-// the update U. t counts the steps since the last refresh (1 at the refresh).
+// the update U. g holds whole r x E matrices that follow each other (parts_only 0) or the parts alone, mpitch apart
+// (--shard-weights). t counts the steps since the last refresh (1 at the refresh).
 template <typename MomT>
 static void grass_adam_step(float *g, MomT *mom, MomT *var, GrassShape sh, int layers, size_t lo, size_t hi, size_t mpitch,
-                            const TrainOptions *opt, float grad_scale, int t, const uint64_t *seeds, cudaStream_t stream) {
-    size_t cnt = (size_t)sh.r * sh.E, count = hi - lo;
+                            int parts_only, const TrainOptions *opt, float grad_scale, int t, const uint64_t *seeds,
+                            cudaStream_t stream) {
+    size_t count = hi - lo, gpitch = parts_only ? mpitch : (size_t)sh.r * sh.E, gbase = parts_only ? lo : 0;
     float bc1 = 1.0f - powf(opt->beta1, (float)t), bc2 = 1.0f - powf(opt->beta2, (float)t);
     for (int l0 = 0; count > 0 && l0 < layers; l0 += GRASS_BATCH_LAYERS) {
         int nl = layers - l0 < GRASS_BATCH_LAYERS ? layers - l0 : GRASS_BATCH_LAYERS;
         GrassSeeds sd = grass_seeds_batch(seeds, l0, nl);
-        float *gl = g + l0 * cnt;
+        float *gl = g + l0 * gpitch;
         MomT *moml = mom + l0 * mpitch, *varl = var + l0 * mpitch;
-        vec_dispatch(vec_fits({count, lo, cnt, mpitch}, gl, moml, varl), [&](auto k) {
+        vec_dispatch(vec_fits({count, lo, gpitch, gbase, mpitch}, gl, moml, varl), [&](auto k) {
             grass_adam_kernel<k.value><<<dim3(grid_stride_blocks(count / k.value, 256), nl), 256, 0, stream>>>(
-                gl, moml, varl, lo, count, cnt, mpitch, opt->beta1, opt->beta2, bc1, bc2, opt->eps, grad_scale, sd);
+                gl, moml, varl, lo, count, gpitch, gbase, mpitch, opt->beta1, opt->beta2, bc1, bc2, opt->eps, grad_scale, sd);
         });
         cudaCheckLaunch();
     }
@@ -339,6 +341,6 @@ static void grass_update(floatX *W, float *master, float *g, MomT *mom, MomT *va
                          GrassShape sh, int wm, int wn, int layers, const TrainOptions *opt, float lr, float alpha,
                          float grad_scale, int t, const uint64_t *seeds, cudaStream_t stream) {
     size_t cnt = (size_t)sh.r * sh.E, mn = (size_t)wm * wn;
-    grass_adam_step(g, mom, var, sh, layers, 0, cnt, cnt, opt, grad_scale, t, seeds, stream);
+    grass_adam_step(g, mom, var, sh, layers, 0, cnt, cnt, 0, opt, grad_scale, t, seeds, stream);
     grass_apply(W, master, g, sigma, rho, sh, wm, wn, layers, 0, mn, mn, 0, opt, lr, alpha, seeds, stream);
 }

@@ -89,7 +89,11 @@ typedef struct {
     int stored_dmax;           // the largest selected dimension as stored; p.dmax: the model's
     int *sigma;           // [nsel] selected rows (or columns), ascending
     float *rho;           // [nsel] their scales
-    float *g;             // [nsel x E summed: nstate] fp32 compressed gradients, then the update U
+    float *g;             // [nsel x E summed: nstate] fp32 compressed gradients, then the update U; with --shard-weights
+                          // [slay.count]: this rank's parts of them, summed over the ranks and micro-batches
+    float *gwin;          // [gwin_numel] --shard-weights: one layer's g (at gwoff[kind]) until its reduce-scatter, and
+                          // in the optimizer one layer's U gathered from the ranks
+    size_t gwoff[NUM_PARAM_KINDS], gwin_numel;
     void *m, *v;          // [slay.count] subspace Adam moments of the owned parts (shard.h), float or bf16
     ShardLayout slay;     // where the owned parts of the r x E state are
     float *full;          // [stored_full_numel] one full gradient, at refresh steps only
@@ -140,7 +144,11 @@ typedef struct {
     int owned_full, owned_grass;  // how many of each
     floatX *params;       // [P] weights, or [mlay.count] this rank's parts of them (--shard-weights)
     float *master;        // [mlay.count] fp32 master weights of the owned parts, or NULL
-    floatX *grads;        // [G] (G = glay.count)
+    floatX *grads;        // [G] (G = glay.count), or with --shard-weights [slay.count] this rank's parts, summed over
+                          // the ranks and micro-batches
+    floatX *gwin;         // [gwin_numel] --shard-weights: the gradients being computed, before their reduce-scatter: those
+                          // outside the blocks, then one layer's (at gwoff[kind])
+    size_t gwoff[NUM_PARAM_KINDS], gwin_global, gwin_numel;
     void *mom, *var;      // [slay.count] AdamW moments of the owned parts, float or bf16
     GpuActivations a;
     GpuGrass grass;
@@ -186,7 +194,8 @@ static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
         GBUF(m->wglobal, m->global_numel * X, GPU_WEIGHTS);
     }
     if (m->master_weights) GBUF(m->master, m->mlay.count * 4, GPU_MASTER);
-    GBUF(m->grads, G * X, GPU_GRADS);
+    GBUF(m->grads, (m->shard_weights ? m->slay.count : G) * X, GPU_GRADS);
+    if (m->shard_weights) GBUF(m->gwin, m->gwin_numel * X, GPU_GRADS);
     GBUF(m->mom, m->slay.count * mom, GPU_OPTSTATE);
     GBUF(m->var, m->slay.count * mom, GPU_OPTSTATE);
     if (m->ranks > 1) {
@@ -195,7 +204,8 @@ static int gpu_buffers(GpuLlama *m, GpuBuffer *buf) {
     }
     GpuGrass *gs = &m->grass;
     if (gs->p.enabled) {
-        GBUF(gs->g, gs->p.nstate * 4, GPU_GRADS);
+        GBUF(gs->g, (m->shard_weights ? gs->slay.count : gs->p.nstate) * 4, GPU_GRADS);
+        if (m->shard_weights) GBUF(gs->gwin, gs->gwin_numel * 4, GPU_GRADS);
         GBUF(gs->m, gs->slay.count * mom, GPU_OPTSTATE);
         GBUF(gs->v, gs->slay.count * mom, GPU_OPTSTATE);
         GBUF(gs->sigma, gs->p.nsel * 4, GPU_OPTSTATE);
@@ -297,6 +307,19 @@ static void gpu_plan(GpuLlama *m, const LlamaConfig *cfg, int B, int T, int rank
         m->woff[k] = *n;
         *n += llama_param_numel(&m->stored_cfg, k);
     }
+    for (int per_layer = 0; per_layer < 2; per_layer++) {  // the gradient windows: the others', then a layer's
+        if (per_layer) m->gwin_global = m->gwin_numel;
+        for (int k = 0; k < NUM_PARAM_KINDS; k++) {
+            if (llama_param_kinds[k].per_layer != per_layer || !llama_param_present(&m->stored_cfg, k)) continue;
+            if (gs->p.enabled && llama_param_kinds[k].is_projection) {
+                gs->gwoff[k] = gs->gwin_numel;
+                gs->gwin_numel += (size_t)gs->p.shape[k].r * gs->p.shape[k].E;
+            } else {
+                m->gwoff[k] = m->gwin_numel;
+                m->gwin_numel += llama_param_numel(&m->stored_cfg, k);
+            }
+        }
+    }
     size_t rb = m->reduce_bf16 ? 2 : 4, wb = m->weights.max_slot * m->owners * sizeof(floatX);
     m->bucket_bytes = m->reduce.max_slot * m->owners * rb;
     if (m->owners > 1 && wb > m->bucket_bytes) m->bucket_bytes = wb;
@@ -317,7 +340,7 @@ static size_t gpu_plan_total(GpuLlama *m, size_t *by_category) {
 
 // What is sharded over the ranks, in words ("" for nothing).
 static const char *gpu_sharding(const GpuLlama *m) {
-    return m->shard_weights ? "weights and optimizer state sharded" : m->owners > 1 ? "optimizer state sharded" : "";
+    return m->shard_weights ? "weights, gradients and optimizer state sharded" : m->owners > 1 ? "optimizer state sharded" : "";
 }
 
 static void gpu_plan_print(GpuLlama *m) {
@@ -386,10 +409,28 @@ static floatX *gpu_weight(GpuLlama *m, int kind, int layer) {
     return m->wlayer[layer % 2] + m->woff[kind];
 }
 
-// The full gradient of a tensor; under Grass the projections have none.
+// The full gradient of a tensor that the backward adds to (with --shard-weights: in the window of gradients being
+// computed, which holds one layer's); under Grass the projections have none.
 static floatX *gpu_grad(GpuLlama *m, int kind, int layer) {
     if (m->grass.p.enabled && llama_param_kinds[kind].is_projection) fail("internal: no full gradient for a Grass projection");
-    return m->grads + llama_param_offset(&m->stored_cfg, &m->glay, kind, layer);
+    if (!m->shard_weights) return m->grads + llama_param_offset(&m->stored_cfg, &m->glay, kind, layer);
+    return m->gwin + m->gwoff[llama_param_present(&m->stored_cfg, kind) ? kind : PARAM_EMBED];  // tied: the embedding's
+}
+
+// Grass's compressed gradient g [r, E] of projection (kind, layer) that the backward adds to (with --shard-weights: in
+// the window that holds one layer's), and its update U in the optimizer.
+static float *gpu_grass_g(GpuLlama *m, int kind, int layer) {
+    GpuGrass *gs = &m->grass;
+    return m->shard_weights ? gs->gwin + gs->gwoff[kind] : gs->g + grass_state_offset(&gs->p, kind, layer);
+}
+
+// With --shard-weights, zeroes the window's gradients of `group` (a layer's, Grass's g included, or with -1 those
+// outside the blocks) before a micro-batch's backward adds to them.
+static void gpu_window_zero(GpuLlama *m, int group) {
+    if (!m->shard_weights) return;
+    size_t at = group < 0 ? 0 : m->gwin_global, n = group < 0 ? m->gwin_global : m->gwin_numel - m->gwin_global;
+    cudaCheck(cudaMemsetAsync(m->gwin + at, 0, sizeof(floatX) * n, m->stream));
+    if (group >= 0 && m->grass.p.enabled) cudaCheck(cudaMemsetAsync(m->grass.gwin, 0, sizeof(float) * m->grass.gwin_numel, m->stream));
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -478,44 +519,80 @@ static void gpu_init_weights(GpuLlama *m, uint64_t seed) {
 }
 
 // ----------------------------------------------------------------------------------------------------
+// Buckets (shard.h, docs/design.md §7): a plan's segments between their tensors and the two bucket buffers.
+
+// Where segment s of plan p lies on this rank: whole (part 0) where the step uses it (the gradients as the backward
+// adds to them, gpu_grad and gpu_grass_g; the weights, in params or gathered; Grass's updates U), or (part 1) where
+// this rank keeps its own part of it, whose element *base the pointer holds first: with --shard-weights the parts
+// alone (the weights', the summed gradients', U's); else the whole tensor (base 0).
+static void *gpu_seg_at(GpuLlama *m, const ShardPlan *p, const ShardSeg *s, int part, size_t *base) {
+    GpuGrass *gs = &m->grass;
+    *base = 0;
+    if (part && m->shard_weights) {
+        *base = (size_t)m->owner * s->chunk;
+        if (s->grass) return gs->g + shard_offset(&gs->slay, s->kind, s->layer);
+        if (p->what == SHARD_WEIGHTS) return m->params + shard_offset(&m->mlay, s->kind, s->layer);
+        return m->grads + shard_offset(&m->slay, s->kind, s->layer);
+    }
+    if (s->grass) return gpu_grass_g(m, s->kind, s->layer);
+    if (p->what != SHARD_WEIGHTS) return gpu_grad(m, s->kind, s->layer);
+    if (!m->shard_weights) return m->params + s->offset;
+    return (shard_seg_group(s) < 0 ? m->wglobal : m->wlayer[s->layer % 2]) + m->woff[s->kind];
+}
+
+// Ranks [r0, r1)'s pieces of plan p's segment s between bucket buffer `bucket` and the segment's tensor, whole or this
+// rank's part of it (gpu_seg_at), in direction dir (comm_gpu.cuh); the bucket holds bf16 (bf16 set), or fp32 for
+// gradients and U, or floatX for weights.
+static void gpu_bucket_copy(GpuLlama *m, void *bucket, int bf16, const ShardPlan *p, const ShardSeg *s, int r0, int r1, int dir,
+                            int part, cudaStream_t stream) {
+    size_t base;
+    void *t = gpu_seg_at(m, p, s, part, &base);
+    if (s->grass && bf16) shard_copy((__nv_bfloat16 *)bucket, (float *)t, base, p, s, r0, r1, dir, stream);
+    else if (s->grass) shard_copy((float *)bucket, (float *)t, base, p, s, r0, r1, dir, stream);
+    else if (bf16) shard_copy((__nv_bfloat16 *)bucket, (floatX *)t, base, p, s, r0, r1, dir, stream);
+    else if (p->what == SHARD_WEIGHTS) shard_copy((floatX *)bucket, (floatX *)t, base, p, s, r0, r1, dir, stream);
+    else shard_copy((float *)bucket, (floatX *)t, base, p, s, r0, r1, dir, stream);
+}
+
+// Every rank's own parts of plan p's segments of `group` (a layer; -1: those outside the blocks; SHARD_ALL_GROUPS:
+// every one) into the whole tensors (gpu_seg_at) on every rank, bucket by bucket: packing, all-gather and unpacking all
+// on the communication stream, after the work queued so far on the compute stream (which includes the last reads of
+// what the gather overwrites). The compute stream waits for the result by gpu_comm_wait, or by an event recorded on
+// gpu_comm_stream.
+#define SHARD_ALL_GROUPS (-2)
+static void gpu_gather(GpuLlama *m, const ShardPlan *p, int group, int category) {
+    cudaStream_t cs = gpu_comm_stream(m->gcomm, m->stream);
+    gpu_comm_follow(m->gcomm, m->stream);
+    gpu_mark(m, PROF_COMM);
+    for (int bi = 0; bi < p->nbucket; bi++) {
+        const ShardBucket *bk = &p->bucket[bi];
+        if (group != SHARD_ALL_GROUPS && shard_seg_group(&p->seg[bk->first]) != group) continue;
+        int b = m->bucket_turn++ % 2;
+        void *buf = m->bucket[b];
+        for (int i = bk->first; i < bk->first + bk->count; i++)
+            gpu_bucket_copy(m, buf, 0, p, &p->seg[i], m->owner, m->owner + 1, SHARD_PACK, 1, cs);
+        if (p->what == SHARD_WEIGHTS) gpu_comm_allgather(m->gcomm, (floatX *)buf, bk->slot, category, cs);
+        else gpu_comm_allgather(m->gcomm, (float *)buf, bk->slot, category, cs);
+        for (int i = bk->first; i < bk->first + bk->count; i++)
+            gpu_bucket_copy(m, buf, 0, p, &p->seg[i], 0, p->ranks, SHARD_UNPACK, 0, cs);
+        cudaCheck(cudaEventRecord(m->bucket_free[b], cs));
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
 // Sharded weights (--shard-weights): every rank stores its parts (shard.h) of every weight; a layer's weights are
 // all-gathered, bucket by bucket of the weights plan, into one of two layer buffers before its forward and again before
 // its backward (unless still there), the next layer's gather queued ahead on the communication stream so that it
 // overlaps this layer's compute; the embedding, final norm and lm_head into a buffer of their own, once a step.
 
-// Queues the gather of `group`'s weights (a layer, or -1: those outside the blocks) into its buffer, on the
-// communication stream after the work queued so far on the compute stream (which includes the last reads of the
-// buffer's previous layer); nothing when the buffer holds them. Packing, collective and unpacking all run there.
+// Queues the gather of `group`'s weights (a layer, or -1: those outside the blocks) into its buffer (gpu_gather);
+// nothing when the buffer holds them.
 static void gpu_weights_gather(GpuLlama *m, int group) {
     if (!m->shard_weights || group >= m->stored_cfg.n_layers) return;
     int slot = group < 0 ? 2 : group % 2;
     if (group < 0 ? m->wglobal_ok : m->wlayer_of[slot] == group) return;
-    floatX *dst = group < 0 ? m->wglobal : m->wlayer[slot];
-    cudaStream_t cs = m->stream;
-    if (m->gcomm) {
-        cs = gpu_comm_stream(m->gcomm, m->stream);
-        gpu_comm_follow(m->gcomm, m->stream);
-    }
-    const ShardPlan *p = &m->weights;
-    gpu_mark(m, PROF_COMM);
-    for (int bi = 0; bi < p->nbucket; bi++) {
-        const ShardBucket *bk = &p->bucket[bi];
-        if (shard_seg_group(&p->seg[bk->first]) != group) continue;
-        floatX *buf = (floatX *)m->bucket[m->bucket_turn % 2];
-        int b = m->bucket_turn++ % 2;
-        for (int i = bk->first; i < bk->first + bk->count; i++) {  // this rank's parts, from where it stores them
-            const ShardSeg *s = &p->seg[i];
-            shard_copy(buf, m->params + shard_offset(&m->mlay, s->kind, s->layer), (size_t)m->owner * s->chunk, p, s, m->owner,
-                       m->owner + 1, 1, cs);
-        }
-        if (m->gcomm) gpu_comm_allgather(m->gcomm, buf, bk->slot, COMM_WEIGHTS, cs);
-        for (int i = bk->first; i < bk->first + bk->count; i++) {
-            const ShardSeg *s = &p->seg[i];
-            shard_copy(buf, dst + m->woff[s->kind], 0, p, s, 0, p->ranks, 0, cs);
-        }
-        cudaCheck(cudaEventRecord(m->bucket_free[b], cs));
-    }
-    cudaCheck(cudaEventRecord(m->wready[slot], cs));
+    gpu_gather(m, &m->weights, group, COMM_WEIGHTS);
+    cudaCheck(cudaEventRecord(m->wready[slot], gpu_comm_stream(m->gcomm, m->stream)));
     if (group < 0) m->wglobal_ok = 1;
     else m->wlayer_of[slot] = group;
 }
@@ -640,6 +717,7 @@ static float gpu_forward(GpuLlama *m, float dloss) {
     gpu_forward_blocks(m);
     int backward = dloss != 0.0f;
     gpu_mark(m, PROF_LM_HEAD_LOSS);
+    if (backward) gpu_window_zero(m, -1);
     crossentropy_forward_backward(&m->mm, m->a.losses, backward ? m->a.dln : NULL,
                                   backward ? gpu_grad(m, PARAM_LM_HEAD, 0) : NULL, m->a.logits, m->chunk_rows,
                                   m->a.lnf, gpu_weight(m, PARAM_LM_HEAD, 0), m->a.targets, N, d, c->vocab_size,
@@ -673,14 +751,14 @@ static void gpu_grass_refresh(GpuLlama *m, int kind, int layer, const floatX *do
     gpu_comm_sync(m->gcomm, s);  // the watched wait for the all-reduce, before a copy to pageable memory blocks the host
     cudaCheck(cudaMemcpyAsync(gs->host_norms, gs->norms, sizeof(double) * sh.D, cudaMemcpyDeviceToHost, s));
     cudaCheck(cudaStreamSynchronize(s));
-    size_t so = grass_sel_offset(&gs->p, kind, layer), go = grass_state_offset(&gs->p, kind, layer);
+    size_t so = grass_sel_offset(&gs->p, kind, layer);
     Rng rng;
     grass_rng(&rng, gs->p.seed, gs->refresh_index, layer, kind);
     grass_select(gs->p.selector, gs->host_norms, sh.D, sh.r, &rng, gs->host_sigma + so, gs->host_rho + so);
     cudaCheck(cudaMemcpyAsync(gs->sigma + so, gs->host_sigma + so, sizeof(int) * sh.r, cudaMemcpyHostToDevice, s));
     cudaCheck(cudaMemcpyAsync(gs->rho + so, gs->host_rho + so, sizeof(float) * sh.r, cudaMemcpyHostToDevice, s));
     size_t cnt = (size_t)sh.r * sh.E, mb = m->state_bf16 ? 2 : 4, at = shard_offset(&gs->slay, kind, layer);
-    grass_take_kernel<<<grid_stride_blocks(cnt, 256), 256, 0, s>>>(gs->g + go, gs->full, gs->sigma + so, gs->rho + so, sh.r,
+    grass_take_kernel<<<grid_stride_blocks(cnt, 256), 256, 0, s>>>(gpu_grass_g(m, kind, layer), gs->full, gs->sigma + so, gs->rho + so, sh.r,
                                                                    sh.E, n, sh.rows);
     cudaCheckLaunch();
     cudaCheck(cudaMemsetAsync((char *)gs->m + at * mb, 0, gs->slay.chunk[kind] * mb, s));  // the owned part's moments restart
@@ -712,7 +790,9 @@ static void gpu_projections_backward(GpuLlama *m, int kind, int count, int layer
             gpu_grass_refresh(m, k, layer, dout[i], inp, N, n, mo[i]);
         } else {
             c = grass_group_size(&gs->p, k, count - i);
-            GrassGroup gr = grass_group(&gs->p, gs->g, gs->sigma, gs->rho, k, layer, c, dout + i);
+            float *g = gpu_grass_g(m, k, layer);
+            GrassGroup gr = grass_group(&gs->p, g, c > 1 ? (size_t)(gpu_grass_g(m, k + 1, layer) - g) : 0, gs->sigma, gs->rho, k,
+                                        layer, c, dout + i);
             grass_compressed_grad(&m->mm, &gr, gs->sel, gs->p.shape[k], inp, N, n, mo[i], m->stream);
         }
         i += c;
@@ -740,25 +820,11 @@ static void gpu_shard_init(GpuLlama *m, int rank) {
     free(r);
 }
 
-// Ranks [r0, r1)'s pieces of plan p's segment s between its tensor (the gradients, Grass's g or the weights) and bucket
-// buffer `bucket` (to_bucket: into it); the bucket holds bf16 (bf16 set) or the tensor's own type.
-static void gpu_bucket_copy(GpuLlama *m, void *bucket, int bf16, const ShardPlan *p, const ShardSeg *s, int r0, int r1,
-                            int to_bucket, cudaStream_t stream) {
-    if (s->grass) {
-        float *g = m->grass.g + s->offset;
-        if (bf16) shard_copy((__nv_bfloat16 *)bucket, g, 0, p, s, r0, r1, to_bucket, stream);
-        else shard_copy((float *)bucket, g, 0, p, s, r0, r1, to_bucket, stream);
-        return;
-    }
-    floatX *t = (p->what == SHARD_WEIGHTS ? m->params : m->grads) + s->offset;
-    if (bf16) shard_copy((__nv_bfloat16 *)bucket, t, 0, p, s, r0, r1, to_bucket, stream);
-    else if (p->what == SHARD_WEIGHTS) shard_copy((floatX *)bucket, t, 0, p, s, r0, r1, to_bucket, stream);
-    else shard_copy((float *)bucket, t, 0, p, s, r0, r1, to_bucket, stream);
-}
-
-// A segment of the reduce plan whose gradient is complete (the step's last backward): it is packed into its bucket (in --reduce-dtype), and once that bucket is full the bucket is averaged over the ranks (an
-// all-reduce, or a reduce-scatter with the state sharded) on the communication stream, and the results this rank owns
-// are unpacked there into the gradients or g, while the backward goes on (docs/design.md §7). The two bucket buffers
+// A segment of the reduce plan whose gradient is complete (the step's last backward; every backward with
+// --shard-weights): it is packed into its bucket (in --reduce-dtype), and once that bucket is full the bucket is
+// averaged over the ranks (an all-reduce, or a reduce-scatter with the state sharded) on the communication stream, and
+// the results this rank owns are unpacked there into the gradients or g (with --shard-weights added to this rank's
+// parts of them), while the backward goes on (docs/design.md §7). The two bucket buffers
 // take turns: a bucket waits for the one before the last to be out of its buffer.
 static void gpu_reduce_piece(GpuLlama *m, const ShardSeg *s) {
     const ShardPlan *p = &m->reduce;
@@ -771,13 +837,14 @@ static void gpu_reduce_piece(GpuLlama *m, const ShardSeg *s) {
         cudaCheck(cudaStreamWaitEvent(m->stream, m->bucket_free[b], 0));
         cudaCheck(cudaMemsetAsync(buf, 0, bk->slot * p->ranks * (m->reduce_bf16 ? 2 : 4), m->stream));
     }
-    gpu_bucket_copy(m, buf, m->reduce_bf16, p, s, 0, p->ranks, 1, m->stream);
+    gpu_bucket_copy(m, buf, m->reduce_bf16, p, s, 0, p->ranks, SHARD_PACK, 0, m->stream);
     if (s != &p->seg[bk->first + bk->count - 1]) return;
     if (m->reduce_bf16) gpu_comm_mean(m->gcomm, (__nv_bfloat16 *)buf, bk->slot, p->ranks, COMM_GRADS, m->stream);
     else gpu_comm_mean(m->gcomm, (float *)buf, bk->slot, p->ranks, COMM_GRADS, m->stream);
     cudaStream_t cs = gpu_comm_stream(m->gcomm, m->stream);
-    int owner = p->ranks > 1 ? m->owner : 0;
-    for (int i = bk->first; i < bk->first + bk->count; i++) gpu_bucket_copy(m, buf, m->reduce_bf16, p, &p->seg[i], owner, owner + 1, 0, cs);
+    int owner = p->ranks > 1 ? m->owner : 0, dir = m->shard_weights ? SHARD_UNPACK_ADD : SHARD_UNPACK;
+    for (int i = bk->first; i < bk->first + bk->count; i++)
+        gpu_bucket_copy(m, buf, m->reduce_bf16, p, &p->seg[i], owner, owner + 1, dir, 1, cs);
     cudaCheck(cudaEventRecord(m->bucket_free[b], cs));
 }
 
@@ -790,30 +857,13 @@ static void gpu_reduce_segment(GpuLlama *m, int kind, int layer) {
         gpu_reduce_piece(m, &p->seg[m->next_seg++]);
 }
 
-// Every rank's own parts of plan p's segments (the updated weights, or Grass's updates U) to every rank, bucket by
-// bucket (with the state sharded; a no-op otherwise). The compute stream then waits for them.
-static void gpu_allgather(GpuLlama *m, const ShardPlan *p, int category) {
-    if (m->owners == 1) return;
-    gpu_mark(m, PROF_COMM);
-    for (int bi = 0; bi < p->nbucket; bi++) {
-        const ShardBucket *bk = &p->bucket[bi];
-        int b = m->bucket_turn++ % 2;
-        void *buf = m->bucket[b];
-        cudaCheck(cudaStreamWaitEvent(m->stream, m->bucket_free[b], 0));
-        for (int i = bk->first; i < bk->first + bk->count; i++) gpu_bucket_copy(m, buf, 0, p, &p->seg[i], m->owner, m->owner + 1, 1, m->stream);
-        if (p->what == SHARD_WEIGHTS) gpu_comm_allgather(m->gcomm, (floatX *)buf, bk->slot, category, m->stream);
-        else gpu_comm_allgather(m->gcomm, (float *)buf, bk->slot, category, m->stream);
-        cudaStream_t cs = gpu_comm_stream(m->gcomm, m->stream);
-        for (int i = bk->first; i < bk->first + bk->count; i++) gpu_bucket_copy(m, buf, 0, p, &p->seg[i], 0, p->ranks, 0, cs);
-        cudaCheck(cudaEventRecord(m->bucket_free[b], cs));
-    }
-    gpu_comm_wait(m->gcomm, m->stream);
-}
-
 // ----------------------------------------------------------------------------------------------------
 // Backward (after gpu_forward with dloss != 0): the gradients accumulate into m->grads (and Grass's g). With
-// reduce_in_backward (the step's last micro-batch) each finished tensor is averaged over the ranks at once.
-// Every rank put the rank-averaged refresh rows into its g, so the average counts them once (docs/design.md §3).
+// reduce_in_backward (the step's last micro-batch) each finished tensor is averaged over the ranks at once. With
+// --shard-weights (gradients sharded too) every micro-batch's are: a layer's gradients are computed into the window
+// (gpu_grad, gpu_grass_g), reduce-scattered as soon as the layer is done, and each rank adds the average of its parts
+// to its sums (m->grads, g), so that no rank holds more than one layer's whole gradients. Every rank put the
+// rank-averaged refresh rows into its g, so the average counts them once (docs/design.md §3).
 
 static void gpu_backward(GpuLlama *m) {
     const LlamaConfig *c = &m->stored_cfg;
@@ -825,7 +875,7 @@ static void gpu_backward(GpuLlama *m) {
     cudaCheck(cudaMemsetAsync(a->dres, 0, sizeof(floatX) * N * d, s));
     rmsnorm_backward(a->dres, gpu_grad(m, PARAM_FINAL_NORM, 0), a->norm_scratch, a->dln,
                      a->x + (size_t)c->n_layers * N * d, gpu_weight(m, PARAM_FINAL_NORM, 0), a->rstdf, N, d, s);
-    int reduce = m->gcomm && m->reduce_in_backward;
+    int reduce = m->gcomm && (m->reduce_in_backward || m->shard_weights);
     m->next_seg = 0;
     if (reduce) {  // a tied lm_head's gradient is the embedding's, whose reduce at the end carries both uses
         if (llama_param_present(c, PARAM_LM_HEAD)) gpu_reduce_segment(m, PARAM_LM_HEAD, 0);
@@ -836,6 +886,7 @@ static void gpu_backward(GpuLlama *m) {
         gpu_weights_gather(m, l);
         if (l > 0) gpu_weights_gather(m, l - 1);  // the next layer's gather overlaps this one's backward
         gpu_weights_ready(m, l);
+        gpu_window_zero(m, l);
         if (m->recompute >= 2) {
             gpu_layer_forward(m, l);
         } else if (m->recompute == 1) {
@@ -872,10 +923,8 @@ static void gpu_backward(GpuLlama *m) {
     gpu_mark(m, PROF_EMBEDDING);
     // adds (tied: to the lm_head's gradient, which gpu_forward added); only then is the gradient complete to reduce
     embedding_backward(gpu_grad(m, PARAM_EMBED, 0), a->dres, a->buckets, m->bucket_count, N, d, s);
-    if (reduce) {
-        gpu_reduce_segment(m, PARAM_EMBED, 0);
-        gpu_comm_wait(m->gcomm, s);  // the optimizer reads the averaged gradients
-    }
+    if (reduce) gpu_reduce_segment(m, PARAM_EMBED, 0);
+    if (reduce && m->reduce_in_backward) gpu_comm_wait(m->gcomm, s);  // the optimizer reads the averaged gradients
     m->grass.refresh_now = 0;  // a refresh selects on the step's first micro-batch only
 }
 
@@ -885,22 +934,22 @@ static void gpu_backward(GpuLlama *m) {
 // Zeroes the gradients before a step's first micro-batch; under Grass, marks whether this step refreshes.
 static void gpu_zero_grads(GpuLlama *m, int step) {
     gpu_mark(m, PROF_OTHER);
-    cudaCheck(cudaMemsetAsync(m->grads, 0, sizeof(floatX) * m->glay.count, m->stream));
+    cudaCheck(cudaMemsetAsync(m->grads, 0, sizeof(floatX) * (m->shard_weights ? m->slay.count : m->glay.count), m->stream));
     GpuGrass *gs = &m->grass;
     if (!gs->p.enabled) return;
-    cudaCheck(cudaMemsetAsync(gs->g, 0, sizeof(float) * gs->p.nstate, m->stream));
+    cudaCheck(cudaMemsetAsync(gs->g, 0, sizeof(float) * (m->shard_weights ? gs->slay.count : gs->p.nstate), m->stream));
     gs->refresh_now = grass_is_refresh(step, gs->p.interval);
     gs->refresh_index = grass_refresh_number(step, gs->p.interval);
 }
 
 // Bytes each rank's collectives move in a step of accum micro-batches by category (comm.h's COMM_GRADS ...; the
-// refresh's at refresh steps).
+// refresh's at refresh steps). With --shard-weights every micro-batch's gradients are reduced.
 static void gpu_comm_bytes(const GpuLlama *m, int accum, double *bytes) {
     int several = m->ranks > 1, sharded = m->owners > 1;
     size_t proj_full = 0;
     for (int k = 0; k < NUM_PARAM_KINDS; k++)
         if (llama_param_kinds[k].is_projection) proj_full += llama_param_kind_numel(&m->stored_cfg, k);
-    bytes[COMM_GRADS] = several ? (double)m->reduce.total * (m->reduce_bf16 ? 2 : 4) : 0.0;
+    bytes[COMM_GRADS] = several ? (double)m->reduce.total * (m->reduce_bf16 ? 2 : 4) * (m->shard_weights ? accum : 1) : 0.0;
     bytes[COMM_WEIGHTS] = sharded ? (double)m->weights.total * sizeof(floatX) : 0.0;
     if (several && m->shard_weights) {  // gathered before they are used: the others once a step, a layer 2 accum times
         double layers = 0.0, other = 0.0;  // less the two the backward and the next forward find in place
@@ -932,8 +981,13 @@ static float gpu_grad_norm(GpuLlama *m) {
         gpu_mark(m, PROF_HOST);
         return sqrtf(sq);
     }
-    global_norm_squared_ranges(m->a.norm_partials, m->grads, m->owned_ranges, m->owned_full, 0, m->stream);
-    global_norm_squared_ranges(m->a.norm_partials, m->grass.g, m->owned_ranges + 2 * m->owned_full, m->owned_grass, 1, m->stream);
+    if (m->shard_weights) {  // the parts alone (a shorter last part is padded with zeros)
+        global_norm_squared(m->a.norm_partials, m->grads, m->slay.count, 0, m->stream);
+        if (m->grass.p.enabled) global_norm_squared(m->a.norm_partials, m->grass.g, m->grass.slay.count, 1, m->stream);
+    } else {
+        global_norm_squared_ranges(m->a.norm_partials, m->grads, m->owned_ranges, m->owned_full, 0, m->stream);
+        global_norm_squared_ranges(m->a.norm_partials, m->grass.g, m->owned_ranges + 2 * m->owned_full, m->owned_grass, 1, m->stream);
+    }
     global_norm_squared_finish(m->a.finite_out, m->a.norm_partials, m->stream);
     gpu_comm_sync(m->gcomm, m->stream);
     double sq;
@@ -976,54 +1030,66 @@ static int gpu_state_finite(GpuLlama *m) {
     return isfinite(sum);
 }
 
+// The seed of the stochastic rounding of Grass's update of projection (kind, layer) at step `step` (0-based).
+static uint64_t gpu_grass_seed(const TrainOptions *opt, int step, int kind, int layer) {
+    Rng r;
+    rng_init(&r, (uint64_t)opt->seed, RNG_STREAM_ROUNDING, (uint64_t)step, (uint64_t)(NUM_PARAM_KINDS * (layer + 1) + kind));
+    return rng_next(&r);
+}
+
 // Clipping by the global gradient norm (gpu_grad_norm's), AdamW on the tensors with full gradients (weight decay on
 // the matrices only) and Grass on the projections, as llama_optimizer_step in train_llama.c, each on this rank's parts
 // (all of every tensor with one owner): Grass's subspace Adam on the owned parts of g, every rank's U to every rank,
-// then the owned parts of the weights; with the state sharded the updated weights then go to every rank. step is
-// 0-based; the stochastic-rounding seeds are keyed by (seed, step, kind, layer) and the random bits by the element's
-// index in its tensor, so that a part draws what it would draw in the whole.
+// then the owned parts of the weights; with the state sharded the updated weights then go to every rank. With
+// --shard-weights U is gathered a layer at a time, into the window of one layer's g, and each layer's weights are
+// updated from it. step is 0-based; the stochastic-rounding seeds are keyed by (seed, step, kind, layer) and the random
+// bits by the element's index in its tensor, so that a part draws what it would draw in the whole.
 static void gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, float lr, float norm) {
     float coef = 1.0f;
     if (opt->grad_clip > 0.0f && opt->grad_clip / (norm + 1e-6f) < 1.0f) coef = opt->grad_clip / (norm + 1e-6f);
     GpuGrass *gs = &m->grass;
     const LlamaConfig *c = &m->stored_cfg;
-    int L = c->n_layers;
+    int L = c->n_layers, sw = m->shard_weights;
     size_t mb = m->state_bf16 ? 2 : 4;
     gpu_mark(m, PROF_OPTIMIZER);
     uint64_t *seeds = (uint64_t *)xmalloc(sizeof(uint64_t) * L);
-    for (int pass = 0; gs->p.enabled && pass < 2; pass++) {  // subspace Adam on every projection kind, then their weights
+    for (int kind = 0; gs->p.enabled && kind < NUM_PARAM_KINDS; kind++) {  // subspace Adam: g becomes U
+        if (!llama_param_kinds[kind].is_projection) continue;
+        for (int l = 0; l < L; l++) seeds[l] = gpu_grass_seed(opt, step, kind, l);
+        GrassShape sh = gs->p.shape[kind];
+        size_t lo, hi, at = shard_offset(&gs->slay, kind, 0), mp = gs->slay.chunk[kind];
+        gpu_owned(m, (size_t)sh.r * sh.E, &lo, &hi);
+        float *g = sw ? gs->g + at : gs->g + grass_state_offset(&gs->p, kind, 0);
+        int t = grass_adam_t(step, gs->p.interval);
+        if (m->state_bf16)
+            grass_adam_step(g, (__nv_bfloat16 *)gs->m + at, (__nv_bfloat16 *)gs->v + at, sh, L, lo, hi, mp, sw, opt, coef, t, seeds,
+                            m->stream);
+        else
+            grass_adam_step(g, (float *)gs->m + at, (float *)gs->v + at, sh, L, lo, hi, mp, sw, opt, coef, t, seeds, m->stream);
+    }
+    if (gs->p.enabled && m->owners > 1 && !sw) {
+        gpu_gather(m, &m->updates, SHARD_ALL_GROUPS, COMM_UPDATES);
+        gpu_comm_wait(m->gcomm, m->stream);
+    }
+    for (int l = 0; gs->p.enabled && l < (sw ? L : 1); l++) {  // the weights: every layer at once, or (sw) layer l
+        if (sw) {
+            gpu_gather(m, &m->updates, l, COMM_UPDATES);
+            gpu_comm_wait(m->gcomm, m->stream);
+        }
+        gpu_mark(m, PROF_OPTIMIZER);
         for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
             if (!llama_param_kinds[kind].is_projection) continue;
-            for (int l = 0; l < L; l++) {
-                Rng r;
-                rng_init(&r, (uint64_t)opt->seed, RNG_STREAM_ROUNDING, (uint64_t)step, (uint64_t)(NUM_PARAM_KINDS * (l + 1) + kind));
-                seeds[l] = rng_next(&r);
-            }
-            GrassShape sh = gs->p.shape[kind];
-            size_t lo, hi, go = grass_state_offset(&gs->p, kind, 0);
-            if (pass == 0) {
-                gpu_owned(m, (size_t)sh.r * sh.E, &lo, &hi);
-                size_t at = shard_offset(&gs->slay, kind, 0), mp = gs->slay.chunk[kind];
-                int t = grass_adam_t(step, gs->p.interval);
-                if (m->state_bf16)
-                    grass_adam_step(gs->g + go, (__nv_bfloat16 *)gs->m + at, (__nv_bfloat16 *)gs->v + at, sh, L, lo, hi, mp, opt,
-                                    coef, t, seeds, m->stream);
-                else
-                    grass_adam_step(gs->g + go, (float *)gs->m + at, (float *)gs->v + at, sh, L, lo, hi, mp, opt, coef, t, seeds,
-                                    m->stream);
-                continue;
-            }
-            size_t wm, wn;  // the stored matrix: decay and scatter address it
+            int l0 = sw ? l : 0, layers = sw ? 1 : L;
+            for (int i = 0; i < layers; i++) seeds[i] = gpu_grass_seed(opt, step, kind, l0 + i);
+            size_t wm, wn, lo, hi;  // the stored matrix: decay and scatter address it
             llama_param_shape(c, kind, &wm, &wn);
             gpu_owned(m, wm * wn, &lo, &hi);
-            size_t po = llama_param_offset(c, &m->lay, kind, 0), so = grass_sel_offset(&gs->p, kind, 0);
-            float *master = m->master ? m->master + shard_offset(&m->mlay, kind, 0) : NULL;
-            floatX *W = m->shard_weights ? m->params + shard_offset(&m->mlay, kind, 0) : m->params + po;
-            grass_apply(W, master, gs->g + go, gs->sigma + so, gs->rho + so, sh, (int)wm, (int)wn, L, lo, hi, m->mlay.chunk[kind],
-                        m->shard_weights, opt, lr, gs->p.alpha, seeds, m->stream);
+            size_t so = grass_sel_offset(&gs->p, kind, l0), at = shard_offset(&m->mlay, kind, l0);
+            float *master = m->master ? m->master + at : NULL;
+            floatX *W = sw ? m->params + at : m->params + llama_param_offset(c, &m->lay, kind, l0);
+            grass_apply(W, master, gpu_grass_g(m, kind, l0), gs->sigma + so, gs->rho + so, gs->p.shape[kind], (int)wm, (int)wn,
+                        layers, lo, hi, m->mlay.chunk[kind], sw, opt, lr, gs->p.alpha, seeds, m->stream);
         }
-        if (pass == 0) gpu_allgather(m, &m->updates, COMM_UPDATES);
-        gpu_mark(m, PROF_OPTIMIZER);
     }
     free(seeds);
     for (int kind = 0; kind < NUM_PARAM_KINDS; kind++) {
@@ -1037,7 +1103,7 @@ static void gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, f
         AdamWParams hp = {lr, opt->beta1, opt->beta2, opt->eps, llama_param_is_matrix(kind) ? opt->weight_decay : 0.0f,
                           coef, step + 1, rng_next(&r)};
         floatX *params = m->shard_weights ? m->params + shard_offset(&m->mlay, kind, 0) : m->params + m->lay.offset[kind];
-        const floatX *grads = m->grads + m->glay.offset[kind];
+        const floatX *grads = m->shard_weights ? m->grads + shard_offset(&m->slay, kind, 0) : m->grads + m->glay.offset[kind];
         float *master = m->master ? m->master + shard_offset(&m->mlay, kind, 0) : NULL;  // parts as long as the moments'
         char *mom = (char *)m->mom + shard_offset(&m->slay, kind, 0) * mb, *var = (char *)m->var + shard_offset(&m->slay, kind, 0) * mb;
         if (m->state_bf16)
@@ -1048,5 +1114,8 @@ static void gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, f
                               m->stream);
     }
     if (m->shard_weights) m->wlayer_of[0] = m->wlayer_of[1] = -1, m->wglobal_ok = 0;  // gathered anew when next needed
-    else gpu_allgather(m, &m->weights, COMM_WEIGHTS);
+    else if (m->owners > 1) {
+        gpu_gather(m, &m->weights, SHARD_ALL_GROUPS, COMM_WEIGHTS);
+        gpu_comm_wait(m->gcomm, m->stream);
+    }
 }

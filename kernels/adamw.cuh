@@ -24,17 +24,16 @@ typedef struct {
     uint64_t seed;     // stochastic rounding; use a different one per (step, tensor)
 } AdamWParams;
 
-// Elements [lo, lo + count) of each of gridDim.y tensors of n elements that follow each other (a kind's layers): grads
-// advance by n a tensor; master, mom and var hold the part only (the owned part, --shard-optimizer), mpitch apart;
-// params hold the part at plo of tensors ppitch apart (the whole tensors: n, lo; the parts alone, --shard-weights:
-// mpitch, 0). Element i of the tensors (counted from the first tensor's first) draws random_u32(seed, 3 i + ...) whatever
+// Elements [lo, lo + count) of each of gridDim.y tensors of n elements (a kind's layers): master, mom and var hold the
+// part only (the owned part, --shard-optimizer), mpitch apart; params and grads hold the part at plo of tensors ppitch
+// apart (the whole tensors, which follow each other: n, lo; the parts alone, --shard-weights: mpitch, 0). Element i of the tensors (counted from the first tensor's first) draws random_u32(seed, 3 i + ...) whatever
 // the part and K. K consecutive elements per thread (kernels/common.cuh: vector access).
 template <int K, typename MomT>
 __global__ void adamw_kernel(floatX *params, float *master, const floatX *grads, MomT *mom, MomT *var, size_t lo, size_t count,
                              size_t n, size_t mpitch, size_t ppitch, size_t plo, float beta1, float beta2, float step_size,
                              float decay, float bc2_sqrt, float eps, float grad_scale, uint64_t seed) {
     size_t first = blockIdx.y * n + lo;  // the index of this part's first element
-    params += blockIdx.y * ppitch + plo, grads += first, mom += blockIdx.y * mpitch, var += blockIdx.y * mpitch;
+    params += blockIdx.y * ppitch + plo, grads += blockIdx.y * ppitch + plo, mom += blockIdx.y * mpitch, var += blockIdx.y * mpitch;
     if (master) master += blockIdx.y * mpitch;
     for (size_t i0 = K * ((size_t)blockIdx.x * blockDim.x + threadIdx.x); i0 < count; i0 += K * (size_t)gridDim.x * blockDim.x) {
         Vec<floatX, K> gv = vec_load<K>(grads + i0), pv = vec_load<K>(params + i0);
@@ -64,9 +63,9 @@ __global__ void adamw_kernel(floatX *params, float *master, const floatX *grads,
     }
 }
 
-// AdamW on elements [lo, hi) of each of `tensors` tensors of n elements that follow each other in grads, whose parts
-// master (fp32 master weights, or NULL to update params with stochastic rounding), mom and var (float or
-// __nv_bfloat16) hold mpitch apart; params holds whole tensors (parts_only 0) or the parts alone, mpitch apart.
+// AdamW on elements [lo, hi) of each of `tensors` tensors of n elements, whose parts master (fp32 master weights, or NULL
+// to update params with stochastic rounding), mom and var (float or __nv_bfloat16) hold mpitch apart; params and grads
+// hold whole tensors that follow each other (parts_only 0) or the parts alone, mpitch apart (--shard-weights).
 template <typename MomT>
 static void adamw_update_part(floatX *params, float *master, const floatX *grads, MomT *mom, MomT *var, size_t n, int tensors,
                               size_t lo, size_t hi, size_t mpitch, int parts_only, const AdamWParams *hp, cudaStream_t stream) {

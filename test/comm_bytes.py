@@ -4,7 +4,8 @@
 
   grads    the gradients: each full gradient (every tensor under AdamW, those outside the projections under Grass)
            and each Grass compressed gradient (r x E), every tensor padded to a multiple of the ranks that divide it
-           (ranks with --shard-optimizer, else 1): sum of ranks x ceil(n / ranks) elements;
+           (ranks with --shard-optimizer, else 1): sum of ranks x ceil(n / ranks) elements; with --shard-weights (GPU)
+           every micro-batch's (the gradients are sharded too): accum times that;
   weights  with --shard-optimizer, every weight tensor the same way; else 0; with --shard-weights (GPU) the gathers
            before use: the tensors outside the blocks once, each layer's L + (2 accum - 1) (L - 2) times in all (forward
            and backward of every micro-batch, less the two layers the backward and the next forward find in place);
@@ -77,7 +78,7 @@ def main():
     several, sharded = a.ranks > 1, a.sharded and a.ranks > 1
     weights = round(weights)
     print("grads %d weights %d updates %d refresh %d" % (
-        a.grad_bytes * grads if several else 0, a.weight_bytes * weights if sharded else 0,
+        a.grad_bytes * grads * (a.accum if a.shard_weights else 1) if several else 0, a.weight_bytes * weights if sharded else 0,
         4 * updates if sharded and a.grass_rank else 0, 4 * refresh if several and a.refresh and a.grass_rank else 0))
 
 
