@@ -314,7 +314,8 @@ int main(int argc, char **argv) {
     gpu_plan_print(&model);
     size_t cat[GPU_NUM_CATEGORIES], planned = gpu_plan_total(&model, cat);
     if (opt.gpu_mem_limit > 0 && planned > opt.gpu_mem_limit * GIB)
-        fail("--gpu-mem-limit %.1f GiB: the plan needs %.2f GiB (lower --batch, raise --recompute, --master-weights 0, --state-dtype bf16, --shard-optimizer over several ranks)",
+        fail("--gpu-mem-limit %g GiB: the plan needs %.2f GiB (lower --batch, raise --recompute, --master-weights 0, --state-dtype "
+             "bf16, --shard-optimizer or --shard-weights over more ranks)",
              (double)opt.gpu_mem_limit, planned / GIB);
     if (opt.dry_run) {  // what each rank of such a run would hold, step and send
         printf("plan of each of %d rank%s: batch %d x %d tokens, %d micro-batches per step = %lld tokens per step\n", planned_ranks,

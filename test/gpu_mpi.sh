@@ -70,6 +70,18 @@ mib=$("$PYTHON" test/log_compare.py get "$TMP/$run/log.jsonl" comm_mib --step 2)
 awk -v mib="$mib" -v cpu="$cpu_bytes" -v name="$run" 'BEGIN {b = mib * 1048576; d = b - cpu; if (d < 0) d = -d
   printf "%s: %.0f bytes all-reduced per step and rank, the CPU trainer %d\n", name, b, cpu; exit !(cpu > 0 && d < 1049)}' ||
   die "$run: the all-reduce is not the CPU trainer's bytes (the tied matrix once)"
+# The same with sharded weights and gradients and 2 micro-batches a step: each micro-batch's tied gradient is
+# reduce-scattered once, after the embedding backward, and the bytes are test/comm_bytes.py's (the tied matrix once).
+run=tied.$comm.w2x2
+mpirun -np 2 "$TRAIN_GPU_FP32" "${base[@]}" "${tied[@]}" --batch 2 --shard-weights --bucket-mb 0.002 --comm $comm --out "$TMP/$run" \
+  > "$TMP/$run.out"
+"$PYTHON" test/log_compare.py compare "$TMP/tied.1/log.jsonl" "$TMP/$run/log.jsonl" --steps 2 \
+  --name "$run: 2 ranks x 2 micro-batches with sharded weights vs 1" --bound loss=1e-5 --bound norm=1e-5 || die "$run: differs from 1 rank"
+test/bin/test_reference diff "$TMP/tied.1/ckpt_00000002/model.safetensors" "$TMP/$run/ckpt_00000002/model.safetensors" 1e-4
+want=$("$PYTHON" test/comm_bytes.py "$TMP/$run/ckpt_00000002/config.json" --ranks 2 --shard-weights --accum 2 --grad-bytes 4 --weight-bytes 4)
+got=$(for c in grads weights updates refresh; do
+  v=$("$PYTHON" test/log_compare.py get "$TMP/$run/log.jsonl" comm_${c}_bytes --step 2); echo -n "$c ${v%.0} "; done)
+[ "$got" = "$want " ] || die "$run: step 2's collectives moved $got, the formulas say $want"
 
 # The bf16 build, 2 ranks, for AdamW and Grass, the gradients summed in bf16 (--reduce-dtype bf16): the all-reduces
 # carry bf16, the compressed gradients as well as the full ones, so each step sends exactly half the bytes of the CPU
@@ -148,11 +160,13 @@ other_selectors() {
 }
 other_selectors sharded "${shard[@]}"
 
-# Sharded weights (--shard-weights, ZeRO-3 for the weights), fp32 build, 5 layers (so that the forward and the
-# backward gather layers the buffers do not hold), weight decay, buckets of 2 KB: 2, 3 and 4 ranks with gradient
-# accumulation reproduce 1 rank within the bounds above, AdamW and Grass across a refresh, recompute 0, 1 and 2 (the
-# layer gathered once serves the backward's recomputation); every other selector on 2 ranks over --comm mpi. Step 2's
-# bytes by category equal test/comm_bytes.py's formulas (each layer gathered before its forward and its backward). A
+# Sharded weights (--shard-weights, ZeRO-3: weights, gradients and optimizer state), fp32 build, 5 layers (so that the
+# forward and the backward gather layers the buffers do not hold), weight decay, buckets of 2 KB: 2, 3 and 4 ranks with
+# gradient accumulation (each micro-batch's gradients reduce-scattered and summed on their owners) reproduce 1 rank
+# within the bounds above, AdamW and Grass across a refresh, recompute 0, 1 and 2 (the layer gathered once serves the
+# backward's recomputation); every other selector on 2 ranks over --comm mpi. Step 2's bytes by category equal
+# test/comm_bytes.py's formulas (each layer gathered before its forward and its backward, the gradients reduced every
+# micro-batch). A
 # sharded-weights checkpoint loads in transformers with the trainer's loss (hf_eval.py), and continues unsharded on 1
 # rank and sharded on 2 ranks as the uninterrupted run.
 sw=(--shard-weights --bucket-mb 0.002 --total-batch 384 --ffn 176 --layers 5 --weight-decay 0.1)

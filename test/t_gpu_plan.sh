@@ -23,7 +23,7 @@ for r in 0 1 2; do ./train_llama --model 350m --dry-run --batch 8 --seq 1024 --r
 a0=$(get "$TMP/r0" activations); a1=$(get "$TMP/r1" activations); a2=$(get "$TMP/r2" activations)
 [ $a0 -gt $a1 ] && [ $a1 -gt $a2 ] || die "recompute levels do not shrink the activations ($a0, $a1, $a2)"
 echo "ok: 350m batch 8 x 1024 activations: recompute 0 $a0, 1 $a1, 2 $a2 bytes"
-expect_error "--gpu-mem-limit 1.0 GiB: the plan needs" ./train_llama --model 1b --dry-run --gpu-mem-limit 1
+expect_error "--gpu-mem-limit 1 GiB: the plan needs" ./train_llama --model 1b --dry-run --gpu-mem-limit 1
 expect_error "--recompute must be 0, 1 or 2" ./train_llama --model test --dry-run --recompute 3
 expect_error "--state-dtype must be one of fp32|bf16" ./train_llama --model test --dry-run --state-dtype fp16
 
@@ -71,17 +71,33 @@ P13=13015864320
   --state-dtype bf16 --gpu-mem-limit 37.25 > "$TMP/7b_adamw_s" || die "7b AdamW sharded does not fit 8 x 40 GB"
 # --shard-weights: each rank stores 1/8 of the weights plus two layers and the embedding, final norm and lm_head gathered;
 # the 70B presets with Grass, bf16 weights without a master copy, bf16 moments and full recomputation at sequence 4096
-# fit 8 x 80 GB (74.5 GiB) with micro-batch 2 (Llama-2-70B) and 1 (Llama-3.1-70B, whose 128256-token embedding and
-# lm_head are gathered whole), and not without it
+# fit 8 x 80 GB (74.5 GiB) with micro-batch 4 (Llama-3.1-70B's 128256-token embedding and lm_head gathered whole
+# included), and not without it
 g70=(--dry-run --optimizer grass --master-weights 0 --state-dtype bf16 --recompute 2 --seq 4096 --ranks 8 --gpu-mem-limit 74.5)
-for run in llama2-70b:2 llama3.1-70b:1; do
+for run in llama2-70b:4 llama3.1-70b:4; do
   p=${run%:*} b=${run#*:}
   ./train_llama --model $p "${g70[@]}" --batch $b --total-batch $((8 * 4096 * b)) --shard-weights > "$TMP/$p" ||
     die "$p with sharded weights does not fit 8 x 80 GB"
-  grep -q "weights and optimizer state sharded" "$TMP/$p" || die "$p: the plan does not say what is sharded"
+  grep -q "weights, gradients and optimizer state sharded" "$TMP/$p" || die "$p: the plan does not say what is sharded"
   expect_error "--gpu-mem-limit 74.5 GiB: the plan needs" ./train_llama --model $p "${g70[@]}" --batch $b --total-batch $((8 * 4096 * b))
 done
-echo "ok: 70B Grass on 8 x 80 GB with sharded weights: llama2-70b $(get "$TMP/llama2-70b" total) bytes (micro-batch 2), llama3.1-70b $(get "$TMP/llama3.1-70b" total) bytes (1)"
+# With --shard-weights the gradients are sharded too: each rank keeps its 1/8 of the summed gradients (Grass's fp32 g,
+# the bf16 full ones of the embedding, lm_head and norms) and holds whole only one layer's (in a window, until their
+# reduce-scatter) and those outside the blocks. llama2-70b's gradients are exactly that, from its sizes (Grass rank
+# 2048: q, o, gate, up and down give 2048 x 8192 each, k and v 2048 x 1024 on the columns side); at micro-batch 1 its
+# plan fits 8 x 40 GB (37.25 GiB). llama3.1-70b, whose embedding and lm_head are 4 times larger, needs 16 such ranks.
+d=8192 L=80 V=32000 kv=1024 r=2048
+rE=$(( r * (5 * d + 2 * kv) )) dense=$(( 2 * V * d + d ))  # a layer's g elements; those outside the blocks
+want=$(( 4 * L * rE / 8 + 2 * (dense + 2 * L * d) / 8 + 4 * rE + 2 * dense + 2 * 2 * d ))
+[ "$(get "$TMP/llama2-70b" gradients)" -eq $want ] ||
+  die "llama2-70b with sharded weights: gradients $(get "$TMP/llama2-70b" gradients) bytes, not 1/8 of the sums plus a layer's and the others' ($want)"
+./train_llama --model llama2-70b "${g70[@]/74.5/37.25}" --batch 1 --total-batch 32768 --shard-weights > "$TMP/llama2-70b_40" ||
+  die "llama2-70b with sharded weights at micro-batch 1 does not fit 8 x 40 GB"
+expect_error "--gpu-mem-limit 37.25 GiB: the plan needs" ./train_llama --model llama3.1-70b "${g70[@]/74.5/37.25}" --batch 1 \
+  --total-batch 32768 --shard-weights
+./train_llama --model llama3.1-70b "${g70[@]/74.5/37.25}" --ranks 16 --batch 1 --total-batch 65536 --shard-weights > "$TMP/llama3.1-70b_40" ||
+  die "llama3.1-70b with sharded weights does not fit 16 x 40 GB"
+echo "ok: 70B Grass on 8 x 80 GB with sharded weights: llama2-70b $(get "$TMP/llama2-70b" total) bytes, llama3.1-70b $(get "$TMP/llama3.1-70b" total) bytes (micro-batch 4); on 40 GB: llama2-70b $(get "$TMP/llama2-70b_40" total) bytes (micro-batch 1, 8 ranks), llama3.1-70b $(get "$TMP/llama3.1-70b_40" total) (16 ranks)"
 ./train_llama "${grass13[@]}" --ranks 8 --total-batch 16384 --shard-optimizer > "$TMP/13b_8s"
 [ "$(get "$TMP/13b_8s" "optimizer state")" -lt $(( $(get "$TMP/13b_8" "optimizer state") / 8 + (1 << 20) )) ] ||
   die "13b Grass sharded: the optimizer state is not 1/8"

@@ -255,8 +255,10 @@ def main():
 
 def sharded_weights(args, info, measured, base, seq_base):
     """--shard-weights: 70B Grass on one node of g GPUs, each layer's weights all-gathered (bf16) before its forward
-    and its backward, the next layer's gather overlapping this layer's compute (docs/design.md §7). Compute at the
-    profile's MFU (forward and backward scaled by FLOPs), the backward with a forward recomputation (--recompute 2)."""
+    and its backward, the next layer's gather overlapping this layer's compute, and each layer's gradients
+    reduce-scattered (fp32) after its backward on every micro-batch, sharing the link with the gathers (docs/design.md
+    §7). Compute at the profile's MFU (forward and backward scaled by FLOPs), the backward with a forward
+    recomputation (--recompute 2)."""
     g = args.gpus_per_node
     point = (g, 1, args.nic_gbs)
     m = measured["grass"]
@@ -265,12 +267,14 @@ def sharded_weights(args, info, measured, base, seq_base):
           f"({args.nvlink_gbs:g} GB/s; a PREDICTION)\n")
     print(f"Compute EXTRAPOLATED from the {info['device']} {info['preset']} profile at its MFU (forward and backward "
           f"scaled by FLOPs, the backward plus a forward for --recompute 2); MFU against 989 TFLOP/s (the bf16 dense "
-          f"peak of the H100 SXM and the H200). Each layer is gathered before its forward and its backward; a step of "
-          f"{args.tokens_70b} tokens.\n")
-    print("| preset | micro-batch | micro-batches | step ms | tokens/s | MFU | gathers ms | gathers' share | hidden by "
-          "overlap ms | exposed ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for preset, batch in (("llama2-70b", 2), ("llama3.1-70b", 1)):
+          f"peak of the H100 SXM and the H200). Each layer is gathered before its forward and its backward, and its "
+          f"gradients are reduce-scattered after its backward, every micro-batch; a step of {args.tokens_70b} tokens. "
+          f"Communication: the gathers, the reduce-scatters, Grass's updates and the refresh (amortised); exposed: "
+          f"the step less the compute. Micro-batch 1 of llama2-70b is the plan that fits 8 x 40 GB.\n")
+    print("| preset | micro-batch | micro-batches | step ms | tokens/s | MFU | gathers ms | reduce-scatters ms | "
+          "communication's share | hidden by overlap ms | exposed ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for preset, batch in (("llama2-70b", 4), ("llama3.1-70b", 4), ("llama2-70b", 1)):  # 8 x 80 GB; 8 x 80 GB; 8 x 40 GB
         seq = 4096
         cpu = dry_run("train_llama_cpu", preset, "grass", 1, seq)
         dim, layers, vocab, params = (int(x) for x in re.search(
@@ -288,21 +292,28 @@ def sharded_weights(args, info, measured, base, seq_base):
         outside = collective(2 * (2 * vocab * dim + dim), point, args, 1)  # once a step
         f_l, b_l = fwd * (1 - head) / layers, bwd * (1 - head) / layers
         accum = max(1, args.tokens_70b // (g * batch * seq))
+        # a layer's fp32 gradients (its compressed ones; the norms are negligible), reduce-scattered after its
+        # backward; those outside the blocks (embedding, lm_head) counted exposed, every micro-batch
+        rs_layer = collective(proj_b / layers, point, args, 1)
+        rs_outside = collective(step_b - proj_b, point, args, 1)
         # forward: the first layer's gather is exposed, then each layer waits for the longer of its compute and the
-        # next gather; the backward finds its first two layers in place (and the next forward its first two)
+        # next gather; the backward finds its first two layers in place (and the next forward its first two), and
+        # each of the others waits for the longer of its compute and the link's work (the next layer's gather and the
+        # last layer's reduce-scatter)
         fwd_t = gather + layers * max(f_l, gather) + fwd * head
-        bwd_t = 2 * b_l + (layers - 2) * max(b_l, gather) + bwd * head
+        bwd_t = 2 * b_l + (layers - 2) * max(b_l, gather + rs_layer) + rs_layer + bwd * head
         gathers = outside + accum * (2 * layers - 2) * gather
-        exposed_g = outside + accum * (gather + layers * max(0.0, gather - f_l) + (layers - 2) * max(0.0, gather - b_l))
-        grads = collective(step_b, point, args, 1)  # the fp32 sums reduce-scattered, overlapped with the last backward
+        grads = accum * (layers * rs_layer + rs_outside)
         updates = collective(proj_b, point, args, 1)           # Grass's U (fp32) all-gathered, exposed
         opt = m["optimizer"] * params / base["params"] / g
         refresh = collective(refresh_b - step_b, point, args, 2) / args.grass_interval
-        step = accum * (fwd_t + bwd_t) + max(0.0, grads - bwd_t) + updates + opt + refresh
+        step = outside + accum * (fwd_t + bwd_t + rs_outside) + updates + opt + refresh
         tok_s = g * accum * batch * seq / step * 1e3
         mfu = per_token * tok_s / (g * 989e12)
+        comm = gathers + grads + updates + refresh
+        exposed = step - accum * (fwd + bwd) - opt
         print(f"| {preset} | {batch} x {seq} | {accum} | {step:.0f} | {tok_s:.0f} | {100 * mfu:.1f}% | {gathers:.0f} | "
-              f"{gathers / step:.3f} | {gathers - exposed_g:.0f} | {exposed_g:.0f} |")
+              f"{grads:.0f} | {comm / step:.3f} | {comm - exposed:.0f} | {exposed:.0f} |")
 
 
 if __name__ == "__main__":
