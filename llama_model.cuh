@@ -135,9 +135,10 @@ typedef struct {
                           // gathered into wlayer before its forward and backward, the others' into wglobal
     floatX *wlayer[2];    // [layer_numel] two layers' gathered weights, layer l in wlayer[l % 2]
     int wlayer_of[2];     // the layer each holds (-1: none, or stale after an update)
-    floatX *wglobal;      // [global_numel] the gathered embedding, final norm and lm_head
-    int wglobal_ok;       // whether wglobal holds the current weights
-    cudaEvent_t wready[3];  // where the gathers into wlayer[0], wlayer[1] and wglobal end
+    floatX *wglobal;      // [global_numel] the gathered embedding, or lm_head (untied: in the embedding's place, as the
+                          // two are needed in turn), and the final norm
+    int wembed_ok, whead_ok;  // whether wglobal holds the current embedding; lm_head and final norm
+    cudaEvent_t wready[3];  // where the last gathers into wlayer[0], wlayer[1] and wglobal end
     size_t woff[NUM_PARAM_KINDS];     // a kind's place in its gathered buffer (a layer's or the global one)
     size_t layer_numel, global_numel;
     size_t *owned_ranges; // [2 x reduce.nseg] this rank's parts of the full gradients, then of g: start, end (the norm's)
@@ -147,7 +148,8 @@ typedef struct {
     floatX *grads;        // [G] (G = glay.count), or with --shard-weights [slay.count] this rank's parts, summed over
                           // the ranks and micro-batches
     floatX *gwin;         // [gwin_numel] --shard-weights: the gradients being computed, before their reduce-scatter: those
-                          // outside the blocks, then one layer's (at gwoff[kind])
+                          // outside the blocks (the lm_head's, reduced before the embedding backward, then the
+                          // embedding's in the same place), then one layer's; kind's at gwoff[kind]
     size_t gwoff[NUM_PARAM_KINDS], gwin_global, gwin_numel;
     void *mom, *var;      // [slay.count] AdamW moments of the owned parts, float or bf16
     GpuActivations a;
@@ -301,23 +303,23 @@ static void gpu_plan(GpuLlama *m, const LlamaConfig *cfg, int B, int T, int rank
     shard_plan(&m->weights, SHARD_WEIGHTS, &m->stored_cfg, &m->lay, &m->glay, &gs->p, m->owners, bucket);
     shard_plan(&m->updates, SHARD_UPDATES, &m->stored_cfg, &m->lay, &m->glay, &gs->p, m->owners, bucket);
     m->shard_weights = opt->shard_weights && ranks > 1;  // one rank holds every part: nothing to gather
-    for (int k = 0; k < NUM_PARAM_KINDS; k++) {  // the gathered buffers' layouts: a layer's kinds, the others
-        if (!llama_param_present(&m->stored_cfg, k)) continue;
-        size_t *n = llama_param_kinds[k].per_layer ? &m->layer_numel : &m->global_numel;
-        m->woff[k] = *n;
-        *n += llama_param_numel(&m->stored_cfg, k);
-    }
-    for (int per_layer = 0; per_layer < 2; per_layer++) {  // the gradient windows: the others', then a layer's
-        if (per_layer) m->gwin_global = m->gwin_numel;
-        for (int k = 0; k < NUM_PARAM_KINDS; k++) {
-            if (llama_param_kinds[k].per_layer != per_layer || !llama_param_present(&m->stored_cfg, k)) continue;
-            if (gs->p.enabled && llama_param_kinds[k].is_projection) {
-                gs->gwoff[k] = gs->gwin_numel;
-                gs->gwin_numel += (size_t)gs->p.shape[k].r * gs->p.shape[k].E;
-            } else {
-                m->gwoff[k] = m->gwin_numel;
-                m->gwin_numel += llama_param_numel(&m->stored_cfg, k);
-            }
+    // --shard-weights' buffers of gathered weights and of gradients being computed: outside the blocks, the embedding
+    // and the lm_head (of the same shape) take turns in one place and the final norm follows; a layer's kinds in order
+    size_t vd = llama_param_numel(&m->stored_cfg, PARAM_EMBED);
+    m->woff[PARAM_EMBED] = m->woff[PARAM_LM_HEAD] = m->gwoff[PARAM_EMBED] = m->gwoff[PARAM_LM_HEAD] = 0;
+    m->woff[PARAM_FINAL_NORM] = m->gwoff[PARAM_FINAL_NORM] = vd;
+    m->global_numel = m->gwin_global = m->gwin_numel = vd + llama_param_numel(&m->stored_cfg, PARAM_FINAL_NORM);
+    for (int k = 0; k < NUM_PARAM_KINDS; k++) {
+        if (!llama_param_kinds[k].per_layer) continue;
+        size_t n = llama_param_numel(&m->stored_cfg, k);
+        m->woff[k] = m->layer_numel;
+        m->layer_numel += n;
+        if (gs->p.enabled && llama_param_kinds[k].is_projection) {
+            gs->gwoff[k] = gs->gwin_numel;
+            gs->gwin_numel += (size_t)gs->p.shape[k].r * gs->p.shape[k].E;
+        } else {
+            m->gwoff[k] = m->gwin_numel;
+            m->gwin_numel += n;
         }
     }
     size_t rb = m->reduce_bf16 ? 2 : 4, wb = m->weights.max_slot * m->owners * sizeof(floatX);
@@ -402,7 +404,7 @@ static floatX *gpu_weight(GpuLlama *m, int kind, int layer) {
     if (!m->shard_weights) return m->params + llama_param_offset(&m->stored_cfg, &m->lay, kind, layer);
     if (!llama_param_present(&m->stored_cfg, kind)) kind = PARAM_EMBED;  // tied
     if (!llama_param_kinds[kind].per_layer) {
-        if (!m->wglobal_ok) fail("internal: the embedding, final norm and lm_head are not gathered");
+        if (!(kind == PARAM_EMBED ? m->wembed_ok : m->whead_ok)) fail("internal: weights of kind %d are not gathered", kind);
         return m->wglobal + m->woff[kind];
     }
     if (m->wlayer_of[layer % 2] != layer) fail("internal: layer %d's weights are not gathered", layer);
@@ -414,7 +416,7 @@ static floatX *gpu_weight(GpuLlama *m, int kind, int layer) {
 static floatX *gpu_grad(GpuLlama *m, int kind, int layer) {
     if (m->grass.p.enabled && llama_param_kinds[kind].is_projection) fail("internal: no full gradient for a Grass projection");
     if (!m->shard_weights) return m->grads + llama_param_offset(&m->stored_cfg, &m->glay, kind, layer);
-    return m->gwin + m->gwoff[llama_param_present(&m->stored_cfg, kind) ? kind : PARAM_EMBED];  // tied: the embedding's
+    return m->gwin + m->gwoff[kind];  // a tied lm_head's is the embedding's
 }
 
 // Grass's compressed gradient g [r, E] of projection (kind, layer) that the backward adds to (with --shard-weights: in
@@ -424,11 +426,13 @@ static float *gpu_grass_g(GpuLlama *m, int kind, int layer) {
     return m->shard_weights ? gs->gwin + gs->gwoff[kind] : gs->g + grass_state_offset(&gs->p, kind, layer);
 }
 
-// With --shard-weights, zeroes the window's gradients of `group` (a layer's, Grass's g included, or with -1 those
-// outside the blocks) before a micro-batch's backward adds to them.
+// With --shard-weights, zeroes the window's gradients of `group` (shard.h: a layer's, Grass's g included; the head's,
+// which are all those outside the blocks; or the embedding's alone, where the untied lm_head's were) before a
+// micro-batch's backward adds to them.
 static void gpu_window_zero(GpuLlama *m, int group) {
     if (!m->shard_weights) return;
-    size_t at = group < 0 ? 0 : m->gwin_global, n = group < 0 ? m->gwin_global : m->gwin_numel - m->gwin_global;
+    size_t at = 0, n = group == SHARD_GROUP_EMBED ? llama_param_numel(&m->stored_cfg, PARAM_EMBED) : m->gwin_global;
+    if (group >= 0) at = m->gwin_global, n = m->gwin_numel - m->gwin_global;
     cudaCheck(cudaMemsetAsync(m->gwin + at, 0, sizeof(floatX) * n, m->stream));
     if (group >= 0 && m->grass.p.enabled) cudaCheck(cudaMemsetAsync(m->grass.gwin, 0, sizeof(float) * m->grass.gwin_numel, m->stream));
 }
@@ -497,7 +501,7 @@ static void gpu_set_tensor(GpuLlama *m, int kind, int layer, const float *data, 
     else gpu_tensor_copy(m, kind, layer, tmp, m->params, &m->lay, sizeof(floatX), 1);
     free(tmp);
     if (m->master) gpu_shard_tensor_copy(m, kind, layer, 0, m->master + at, sizeof(float), (void *)data, 1);
-    m->wlayer_of[0] = m->wlayer_of[1] = -1, m->wglobal_ok = 0;  // gathered copies are stale
+    m->wlayer_of[0] = m->wlayer_of[1] = -1, m->wembed_ok = m->whead_ok = 0;  // gathered copies are stale
 }
 
 static void gpu_take_tensor(void *ctx, int kind, int layer, const float *data, size_t n) {
@@ -554,19 +558,17 @@ static void gpu_bucket_copy(GpuLlama *m, void *bucket, int bf16, const ShardPlan
     else shard_copy((float *)bucket, (floatX *)t, base, p, s, r0, r1, dir, stream);
 }
 
-// Every rank's own parts of plan p's segments of `group` (a layer; -1: those outside the blocks; SHARD_ALL_GROUPS:
-// every one) into the whole tensors (gpu_seg_at) on every rank, bucket by bucket: packing, all-gather and unpacking all
+// Every rank's own parts of plan p's segments of `group` (shard.h's: a layer, SHARD_GROUP_HEAD ... SHARD_GROUP_ALL) into the whole tensors (gpu_seg_at) on every rank, bucket by bucket: packing, all-gather and unpacking all
 // on the communication stream, after the work queued so far on the compute stream (which includes the last reads of
 // what the gather overwrites). The compute stream waits for the result by gpu_comm_wait, or by an event recorded on
 // gpu_comm_stream.
-#define SHARD_ALL_GROUPS (-2)
 static void gpu_gather(GpuLlama *m, const ShardPlan *p, int group, int category) {
     cudaStream_t cs = gpu_comm_stream(m->gcomm, m->stream);
     gpu_comm_follow(m->gcomm, m->stream);
     gpu_mark(m, PROF_COMM);
     for (int bi = 0; bi < p->nbucket; bi++) {
         const ShardBucket *bk = &p->bucket[bi];
-        if (group != SHARD_ALL_GROUPS && shard_seg_group(&p->seg[bk->first]) != group) continue;
+        if (group != SHARD_GROUP_ALL && shard_seg_group(&p->seg[bk->first]) != group) continue;
         int b = m->bucket_turn++ % 2;
         void *buf = m->bucket[b];
         for (int i = bk->first; i < bk->first + bk->count; i++)
@@ -583,18 +585,21 @@ static void gpu_gather(GpuLlama *m, const ShardPlan *p, int group, int category)
 // Sharded weights (--shard-weights): every rank stores its parts (shard.h) of every weight; a layer's weights are
 // all-gathered, bucket by bucket of the weights plan, into one of two layer buffers before its forward and again before
 // its backward (unless still there), the next layer's gather queued ahead on the communication stream so that it
-// overlaps this layer's compute; the embedding, final norm and lm_head into a buffer of their own, once a step.
+// overlaps this layer's compute; the embedding before the forward and the lm_head and final norm before its end into
+// a buffer of their own (an untied lm_head in the embedding's place: each micro-batch gathers both).
 
-// Queues the gather of `group`'s weights (a layer, or -1: those outside the blocks) into its buffer (gpu_gather);
-// nothing when the buffer holds them.
+// Queues the gather of `group`'s weights (shard.h: a layer, SHARD_GROUP_EMBED or SHARD_GROUP_HEAD) into its buffer
+// (gpu_gather); nothing when the buffer holds them.
 static void gpu_weights_gather(GpuLlama *m, int group) {
     if (!m->shard_weights || group >= m->stored_cfg.n_layers) return;
     int slot = group < 0 ? 2 : group % 2;
-    if (group < 0 ? m->wglobal_ok : m->wlayer_of[slot] == group) return;
+    if (group >= 0 ? m->wlayer_of[slot] == group : group == SHARD_GROUP_EMBED ? m->wembed_ok : m->whead_ok) return;
     gpu_gather(m, &m->weights, group, COMM_WEIGHTS);
     cudaCheck(cudaEventRecord(m->wready[slot], gpu_comm_stream(m->gcomm, m->stream)));
-    if (group < 0) m->wglobal_ok = 1;
-    else m->wlayer_of[slot] = group;
+    int untied = llama_param_present(&m->stored_cfg, PARAM_LM_HEAD);  // the embedding and the lm_head share a place
+    if (group >= 0) m->wlayer_of[slot] = group;
+    else if (group == SHARD_GROUP_EMBED) m->wembed_ok = 1, m->whead_ok &= !untied;
+    else m->whead_ok = 1, m->wembed_ok &= !untied;
 }
 
 // Makes the compute stream wait for the gather of `group`'s weights (gpu_weights_gather first).
@@ -692,16 +697,17 @@ static void gpu_set_batch(GpuLlama *m, const int *tokens, const int *targets, in
 static void gpu_forward_blocks(GpuLlama *m) {
     const LlamaConfig *c = &m->stored_cfg;
     int N = m->B * m->T, d = c->dim;
-    gpu_weights_gather(m, -1);
+    gpu_weights_gather(m, SHARD_GROUP_EMBED);
     gpu_weights_gather(m, 0);
-    gpu_weights_ready(m, -1);
+    gpu_weights_ready(m, SHARD_GROUP_EMBED);
     gpu_mark(m, PROF_EMBEDDING);
     embedding_forward(m->a.x, m->a.tokens, gpu_weight(m, PARAM_EMBED, 0), N, d, m->stream);
     for (int l = 0; l < c->n_layers; l++) {
-        gpu_weights_gather(m, l + 1);  // the next layer's gather overlaps this one's compute
+        gpu_weights_gather(m, l + 1 < c->n_layers ? l + 1 : SHARD_GROUP_HEAD);  // the next gather overlaps this layer
         gpu_weights_ready(m, l);
         gpu_layer_forward(m, l);
     }
+    gpu_weights_ready(m, SHARD_GROUP_HEAD);
     gpu_mark(m, PROF_RMSNORM);
     rmsnorm_forward(m->a.lnf, m->a.rstdf, m->a.x + (size_t)c->n_layers * N * d, gpu_weight(m, PARAM_FINAL_NORM, 0),
                     N, d, c->norm_eps, m->stream);
@@ -717,7 +723,7 @@ static float gpu_forward(GpuLlama *m, float dloss) {
     gpu_forward_blocks(m);
     int backward = dloss != 0.0f;
     gpu_mark(m, PROF_LM_HEAD_LOSS);
-    if (backward) gpu_window_zero(m, -1);
+    if (backward) gpu_window_zero(m, SHARD_GROUP_HEAD);
     crossentropy_forward_backward(&m->mm, m->a.losses, backward ? m->a.dln : NULL,
                                   backward ? gpu_grad(m, PARAM_LM_HEAD, 0) : NULL, m->a.logits, m->chunk_rows,
                                   m->a.lnf, gpu_weight(m, PARAM_LM_HEAD, 0), m->a.targets, N, d, c->vocab_size,
@@ -921,6 +927,7 @@ static void gpu_backward(GpuLlama *m) {
         for (int i = 0; reduce && i < SHARD_BLOCK_KINDS; i++) gpu_reduce_segment(m, shard_block_order[i], l);
     }
     gpu_mark(m, PROF_EMBEDDING);
+    if (llama_param_present(c, PARAM_LM_HEAD)) gpu_window_zero(m, SHARD_GROUP_EMBED);  // where the lm_head's was, reduced
     // adds (tied: to the lm_head's gradient, which gpu_forward added); only then is the gradient complete to reduce
     embedding_backward(gpu_grad(m, PARAM_EMBED, 0), a->dres, a->buckets, m->bucket_count, N, d, s);
     if (reduce) gpu_reduce_segment(m, PARAM_EMBED, 0);
@@ -951,8 +958,9 @@ static void gpu_comm_bytes(const GpuLlama *m, int accum, double *bytes) {
         if (llama_param_kinds[k].is_projection) proj_full += llama_param_kind_numel(&m->stored_cfg, k);
     bytes[COMM_GRADS] = several ? (double)m->reduce.total * (m->reduce_bf16 ? 2 : 4) * (m->shard_weights ? accum : 1) : 0.0;
     bytes[COMM_WEIGHTS] = sharded ? (double)m->weights.total * sizeof(floatX) : 0.0;
-    if (several && m->shard_weights) {  // gathered before they are used: the others once a step, a layer 2 accum times
-        double layers = 0.0, other = 0.0;  // less the two the backward and the next forward find in place
+    if (several && m->shard_weights) {  // gathered before they are used: a layer 2 accum times less the two the backward
+        double layers = 0.0, other = 0.0;  // and the next forward find in place; the others once a step, or (untied)
+                                           // every micro-batch, as the embedding and lm_head take turns in one place
         int L = m->stored_cfg.n_layers;
         for (int b = 0; b < m->weights.nbucket; b++) {
             double n = (double)m->weights.bucket[b].slot * m->weights.ranks * sizeof(floatX);
@@ -960,7 +968,7 @@ static void gpu_comm_bytes(const GpuLlama *m, int accum, double *bytes) {
             else layers += n;
         }
         int gathers = L + (2 * accum - 1) * (L > 2 ? L - 2 : 0);
-        bytes[COMM_WEIGHTS] = other + layers / L * gathers;
+        bytes[COMM_WEIGHTS] = other * (llama_param_present(&m->stored_cfg, PARAM_LM_HEAD) ? accum : 1) + layers / L * gathers;
     }
     bytes[COMM_UPDATES] = sharded && m->grass.p.enabled ? 4.0 * m->updates.total : 0.0;
     bytes[COMM_REFRESH] = several && m->grass.p.enabled ? 4.0 * proj_full : 0.0;
@@ -1068,7 +1076,7 @@ static void gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, f
             grass_adam_step(g, (float *)gs->m + at, (float *)gs->v + at, sh, L, lo, hi, mp, sw, opt, coef, t, seeds, m->stream);
     }
     if (gs->p.enabled && m->owners > 1 && !sw) {
-        gpu_gather(m, &m->updates, SHARD_ALL_GROUPS, COMM_UPDATES);
+        gpu_gather(m, &m->updates, SHARD_GROUP_ALL, COMM_UPDATES);
         gpu_comm_wait(m->gcomm, m->stream);
     }
     for (int l = 0; gs->p.enabled && l < (sw ? L : 1); l++) {  // the weights: every layer at once, or (sw) layer l
@@ -1113,9 +1121,9 @@ static void gpu_optimizer_step(GpuLlama *m, const TrainOptions *opt, int step, f
             adamw_update_part(params, master, grads, (float *)mom, (float *)var, n, tensors, lo, hi, mp, m->shard_weights, &hp,
                               m->stream);
     }
-    if (m->shard_weights) m->wlayer_of[0] = m->wlayer_of[1] = -1, m->wglobal_ok = 0;  // gathered anew when next needed
+    if (m->shard_weights) m->wlayer_of[0] = m->wlayer_of[1] = -1, m->wembed_ok = m->whead_ok = 0;  // gathered anew when next needed
     else if (m->owners > 1) {
-        gpu_gather(m, &m->weights, SHARD_ALL_GROUPS, COMM_WEIGHTS);
+        gpu_gather(m, &m->weights, SHARD_GROUP_ALL, COMM_WEIGHTS);
         gpu_comm_wait(m->gcomm, m->stream);
     }
 }

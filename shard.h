@@ -65,9 +65,14 @@ typedef struct {
     size_t total;      // sum over buckets of ranks x slot: the elements one step's collectives of this plan move
 } ShardPlan;
 
-// A segment's layer, or -1 for the tensors outside the blocks (the embedding, the final norm, the lm_head): a bucket
-// holds segments of one, so that a layer's weights are gathered alone (--shard-weights).
-static int shard_seg_group(const ShardSeg *s) { return llama_param_kinds[s->kind].per_layer ? s->layer : -1; }
+// A segment's group, what --shard-weights gathers at once (a bucket holds segments of one group): its layer, or for the
+// tensors outside the blocks SHARD_GROUP_HEAD (the lm_head and the final norm) or SHARD_GROUP_EMBED (the embedding).
+// SHARD_GROUP_ALL stands for every group.
+enum { SHARD_GROUP_HEAD = -1, SHARD_GROUP_EMBED = -2, SHARD_GROUP_ALL = -3 };
+static int shard_seg_group(const ShardSeg *s) {
+    if (llama_param_kinds[s->kind].per_layer) return s->layer;
+    return s->kind == PARAM_EMBED ? SHARD_GROUP_EMBED : SHARD_GROUP_HEAD;
+}
 
 // The segments of `what` for the model cfg (as stored: the GPU's padded sizes), its layouts lay (weights) and glay
 // (gradients), and Grass's plan, in backward order, packed into buckets of at most bucket_elems elements (at least

@@ -7,8 +7,9 @@
            (ranks with --shard-optimizer, else 1): sum of ranks x ceil(n / ranks) elements; with --shard-weights (GPU)
            every micro-batch's (the gradients are sharded too): accum times that;
   weights  with --shard-optimizer, every weight tensor the same way; else 0; with --shard-weights (GPU) the gathers
-           before use: the tensors outside the blocks once, each layer's L + (2 accum - 1) (L - 2) times in all (forward
-           and backward of every micro-batch, less the two layers the backward and the next forward find in place);
+           before use: each layer's L + (2 accum - 1) (L - 2) times in all (forward and backward of every micro-batch,
+           less the two layers the backward and the next forward find in place), the tensors outside the blocks once
+           with tied embeddings, else every micro-batch (the embedding and the lm_head take turns in one buffer);
   updates  with --shard-optimizer under Grass, every r x E update the same way; else 0;
   refresh  at a Grass refresh step, every projection's full gradient (fp32), unpadded; else 0.
 
@@ -65,7 +66,8 @@ def main():
     grads = weights = updates = refresh = 0
     for name, m, n, proj in tensors(cfg):
         in_block = name not in ("embed", "final_norm", "lm_head")
-        weights += padded(m * n, owners) * (layer_gathers / L if a.shard_weights and in_block else 1)
+        outside = 1 if cfg.get("tie_word_embeddings", False) else a.accum
+        weights += padded(m * n, owners) * ((layer_gathers / L if in_block else outside) if a.shard_weights else 1)
         if a.grass_rank and proj:
             rows = a.grass_side == "rows" or (a.grass_side == "auto" and m >= n)
             D, E = (m, n) if rows else (n, m)

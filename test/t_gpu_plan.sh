@@ -83,21 +83,25 @@ for run in llama2-70b:4 llama3.1-70b:4; do
 done
 # With --shard-weights the gradients are sharded too: each rank keeps its 1/8 of the summed gradients (Grass's fp32 g,
 # the bf16 full ones of the embedding, lm_head and norms) and holds whole only one layer's (in a window, until their
-# reduce-scatter) and those outside the blocks. llama2-70b's gradients are exactly that, from its sizes (Grass rank
-# 2048: q, o, gate, up and down give 2048 x 8192 each, k and v 2048 x 1024 on the columns side); at micro-batch 1 its
-# plan fits 8 x 40 GB (37.25 GiB). llama3.1-70b, whose embedding and lm_head are 4 times larger, needs 16 such ranks.
+# reduce-scatter) and those outside the blocks, where the embedding's takes the place of the lm_head's once that is
+# reduced. llama2-70b's gradients are exactly that, from its sizes (Grass rank 2048: q, o, gate, up and down give
+# 2048 x 8192 each, k and v 2048 x 1024 on the columns side); at micro-batch 1 its plan fits 8 x 40 GB (37.25 GiB).
+# llama3.1-70b, whose embedding and lm_head are 4 times larger, fits 8 x 40 GB at sequence 2048, and needs 16 such
+# ranks at 4096.
 d=8192 L=80 V=32000 kv=1024 r=2048
-rE=$(( r * (5 * d + 2 * kv) )) dense=$(( 2 * V * d + d ))  # a layer's g elements; those outside the blocks
-want=$(( 4 * L * rE / 8 + 2 * (dense + 2 * L * d) / 8 + 4 * rE + 2 * dense + 2 * 2 * d ))
+rE=$(( r * (5 * d + 2 * kv) ))  # a layer's g elements
+want=$(( 4 * L * rE / 8 + 2 * (2 * V * d + d + 2 * L * d) / 8 + 4 * rE + 2 * (V * d + d) + 2 * 2 * d ))
 [ "$(get "$TMP/llama2-70b" gradients)" -eq $want ] ||
-  die "llama2-70b with sharded weights: gradients $(get "$TMP/llama2-70b" gradients) bytes, not 1/8 of the sums plus a layer's and the others' ($want)"
-./train_llama --model llama2-70b "${g70[@]/74.5/37.25}" --batch 1 --total-batch 32768 --shard-weights > "$TMP/llama2-70b_40" ||
+  die "llama2-70b with sharded weights: gradients $(get "$TMP/llama2-70b" gradients) bytes, not 1/8 of the sums plus the windows ($want)"
+g40=("${g70[@]/74.5/37.25}" --batch 1 --shard-weights)
+./train_llama --model llama2-70b "${g40[@]}" --total-batch 32768 > "$TMP/llama2-70b_40" ||
   die "llama2-70b with sharded weights at micro-batch 1 does not fit 8 x 40 GB"
-expect_error "--gpu-mem-limit 37.25 GiB: the plan needs" ./train_llama --model llama3.1-70b "${g70[@]/74.5/37.25}" --batch 1 \
-  --total-batch 32768 --shard-weights
-./train_llama --model llama3.1-70b "${g70[@]/74.5/37.25}" --ranks 16 --batch 1 --total-batch 65536 --shard-weights > "$TMP/llama3.1-70b_40" ||
+./train_llama --model llama3.1-70b "${g40[@]}" --seq 2048 --total-batch 16384 > "$TMP/llama3.1-70b_40" ||
+  die "llama3.1-70b with sharded weights at sequence 2048 does not fit 8 x 40 GB"
+expect_error "--gpu-mem-limit 37.25 GiB: the plan needs" ./train_llama --model llama3.1-70b "${g40[@]}" --total-batch 32768
+./train_llama --model llama3.1-70b "${g40[@]}" --ranks 16 --total-batch 65536 > "$TMP/llama3.1-70b_40_16" ||
   die "llama3.1-70b with sharded weights does not fit 16 x 40 GB"
-echo "ok: 70B Grass on 8 x 80 GB with sharded weights: llama2-70b $(get "$TMP/llama2-70b" total) bytes, llama3.1-70b $(get "$TMP/llama3.1-70b" total) bytes (micro-batch 4); on 40 GB: llama2-70b $(get "$TMP/llama2-70b_40" total) bytes (micro-batch 1, 8 ranks), llama3.1-70b $(get "$TMP/llama3.1-70b_40" total) (16 ranks)"
+echo "ok: 70B Grass on 8 x 80 GB with sharded weights: llama2-70b $(get "$TMP/llama2-70b" total) bytes, llama3.1-70b $(get "$TMP/llama3.1-70b" total) bytes (micro-batch 4); on 8 x 40 GB: llama2-70b $(get "$TMP/llama2-70b_40" total) bytes (micro-batch 1), llama3.1-70b $(get "$TMP/llama3.1-70b_40" total) (sequence 2048; at 4096 on 16 ranks $(get "$TMP/llama3.1-70b_40_16" total))"
 ./train_llama "${grass13[@]}" --ranks 8 --total-batch 16384 --shard-optimizer > "$TMP/13b_8s"
 [ "$(get "$TMP/13b_8s" "optimizer state")" -lt $(( $(get "$TMP/13b_8" "optimizer state") / 8 + (1 << 20) )) ] ||
   die "13b Grass sharded: the optimizer state is not 1/8"

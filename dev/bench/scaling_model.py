@@ -270,12 +270,12 @@ def sharded_weights(args, info, measured, base, seq_base):
           f"peak of the H100 SXM and the H200). Each layer is gathered before its forward and its backward, and its "
           f"gradients are reduce-scattered after its backward, every micro-batch; a step of {args.tokens_70b} tokens. "
           f"Communication: the gathers, the reduce-scatters, Grass's updates and the refresh (amortised); exposed: "
-          f"the step less the compute. Micro-batch 1 of llama2-70b is the plan that fits 8 x 40 GB.\n")
+          f"the step less the compute. The micro-batches of 1 are the plans that fit 8 x 40 GB.\n")
     print("| preset | micro-batch | micro-batches | step ms | tokens/s | MFU | gathers ms | reduce-scatters ms | "
           "communication's share | hidden by overlap ms | exposed ms |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for preset, batch in (("llama2-70b", 4), ("llama3.1-70b", 4), ("llama2-70b", 1)):  # 8 x 80 GB; 8 x 80 GB; 8 x 40 GB
-        seq = 4096
+    for preset, batch, seq in (("llama2-70b", 4, 4096), ("llama3.1-70b", 4, 4096), ("llama2-70b", 1, 4096),
+                               ("llama3.1-70b", 1, 2048)):  # the first two on 8 x 80 GB, the others on 8 x 40 GB
         cpu = dry_run("train_llama_cpu", preset, "grass", 1, seq)
         dim, layers, vocab, params = (int(x) for x in re.search(
             r"dim (\d+), layers (\d+), .* vocab (\d+), .*; (\d+) parameters", cpu).groups())
@@ -289,25 +289,28 @@ def sharded_weights(args, info, measured, base, seq_base):
         head = 6.0 * vocab * dim / per_token  # the lm_head's share of the FLOPs; the rest is the layers'
         layer_params = (params - 2 * vocab * dim - dim) / layers
         gather = collective(2 * layer_params, point, args, 1)  # one layer's bf16 weights
-        outside = collective(2 * (2 * vocab * dim + dim), point, args, 1)  # once a step
+        # the embedding before each forward (exposed), the lm_head and final norm during the last layer's forward (they
+        # take turns in one buffer, so every micro-batch gathers both)
+        embed_g = collective(2 * vocab * dim, point, args, 1)
+        head_g = collective(2 * (vocab * dim + dim), point, args, 1)
         f_l, b_l = fwd * (1 - head) / layers, bwd * (1 - head) / layers
         accum = max(1, args.tokens_70b // (g * batch * seq))
         # a layer's fp32 gradients (its compressed ones; the norms are negligible), reduce-scattered after its
         # backward; those outside the blocks (embedding, lm_head) counted exposed, every micro-batch
         rs_layer = collective(proj_b / layers, point, args, 1)
         rs_outside = collective(step_b - proj_b, point, args, 1)
-        # forward: the first layer's gather is exposed, then each layer waits for the longer of its compute and the
-        # next gather; the backward finds its first two layers in place (and the next forward its first two), and
+        # forward: the embedding's and the first layer's gathers are exposed, then each layer waits for the longer of
+        # its compute and the next gather (the last layer's: the head's); the backward finds its first two layers in place (and the next forward its first two), and
         # each of the others waits for the longer of its compute and the link's work (the next layer's gather and the
         # last layer's reduce-scatter)
-        fwd_t = gather + layers * max(f_l, gather) + fwd * head
+        fwd_t = embed_g + gather + (layers - 1) * max(f_l, gather) + max(f_l, head_g) + fwd * head
         bwd_t = 2 * b_l + (layers - 2) * max(b_l, gather + rs_layer) + rs_layer + bwd * head
-        gathers = outside + accum * (2 * layers - 2) * gather
+        gathers = accum * (embed_g + head_g + (2 * layers - 2) * gather)
         grads = accum * (layers * rs_layer + rs_outside)
         updates = collective(proj_b, point, args, 1)           # Grass's U (fp32) all-gathered, exposed
         opt = m["optimizer"] * params / base["params"] / g
         refresh = collective(refresh_b - step_b, point, args, 2) / args.grass_interval
-        step = outside + accum * (fwd_t + bwd_t + rs_outside) + updates + opt + refresh
+        step = accum * (fwd_t + bwd_t + rs_outside) + updates + opt + refresh
         tok_s = g * accum * batch * seq / step * 1e3
         mfu = per_token * tok_s / (g * 989e12)
         comm = gathers + grads + updates + refresh
