@@ -493,17 +493,21 @@ static void llama_tensor_at(const LlamaConfig *c, int i, int *kind, int *layer) 
 // The initial value of one tensor (docs/design.md §2): N(0, 0.02) for the matrices and the embedding, 1 for the norm
 // weights. A matrix is drawn in chunks of LLAMA_INIT_CHUNK values, each from its own stream keyed by (seed,
 // kind, layer, chunk), so both trainers start from the same weights and the chunks fill in parallel (OpenMP)
-// with the same values for any number of threads: a 13b model is 13e9 draws, minutes on one core.
+// with the same values for any number of threads: a 13b model is 13e9 draws, minutes on one core. The chunks also let
+// a rank that keeps only part of a tensor (--shard-weights) draw only that part: llama_init_tensor_part fills elements
+// [lo, hi) of p (and the rest of the chunks they fall in), and leaves the others as they are.
 #define LLAMA_INIT_CHUNK 65536
-static void llama_init_tensor(const LlamaConfig *c, float *p, int kind, int layer, uint64_t seed) {
+static void llama_init_tensor_part(const LlamaConfig *c, float *p, int kind, int layer, uint64_t seed, size_t lo, size_t hi) {
     size_t n = llama_param_numel(c, kind);
+    if (hi > n) hi = n;
+    if (lo >= hi) return;
     if (!llama_param_is_matrix(kind)) {
-        for (size_t j = 0; j < n; j++) p[j] = 1.0f;
+        for (size_t j = lo; j < hi; j++) p[j] = 1.0f;
         return;
     }
-    long chunks = (long)((n + LLAMA_INIT_CHUNK - 1) / LLAMA_INIT_CHUNK);
+    long first = (long)(lo / LLAMA_INIT_CHUNK), last = (long)((hi + LLAMA_INIT_CHUNK - 1) / LLAMA_INIT_CHUNK);
 #pragma omp parallel for schedule(static)
-    for (long ch = 0; ch < chunks; ch++) {
+    for (long ch = first; ch < last; ch++) {
         Rng r;
         rng_init(&r, seed, RNG_STREAM_INIT, (uint64_t)layer << 8 | (uint64_t)kind, (uint64_t)ch);
         size_t end = (size_t)(ch + 1) * LLAMA_INIT_CHUNK < n ? (size_t)(ch + 1) * LLAMA_INIT_CHUNK : n;
@@ -514,6 +518,10 @@ static void llama_init_tensor(const LlamaConfig *c, float *p, int kind, int laye
             if (j + 1 < end) p[j + 1] = (float)(0.02 * z[1]);
         }
     }
+}
+
+static void llama_init_tensor(const LlamaConfig *c, float *p, int kind, int layer, uint64_t seed) {
+    llama_init_tensor_part(c, p, kind, layer, seed, 0, llama_param_numel(c, kind));
 }
 
 // A float product or quotient rounded to float before it is used: keeps the compiler from fusing it into an FMA

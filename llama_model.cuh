@@ -508,15 +508,25 @@ static void gpu_take_tensor(void *ctx, int kind, int layer, const float *data, s
     gpu_set_tensor((GpuLlama *)ctx, kind, layer, data, n);
 }
 
+// The initial weights (llama_config.h's). With --shard-weights a rank draws only the rows of each tensor that its part
+// (of the stored tensor) covers, 1/N of the draws (a 70B model is 7e10), and zeroes the rest, which it does not keep.
 static void gpu_init_weights(GpuLlama *m, uint64_t seed) {
     size_t cap = 0;
     float *buf = NULL;
     for (int i = 0; i < llama_num_tensors(&m->stored_cfg); i++) {
         int kind, layer;
         llama_tensor_at(&m->stored_cfg, i, &kind, &layer);
-        size_t n = llama_param_numel(&m->model_cfg, kind);
+        size_t n = llama_param_numel(&m->model_cfg, kind), lo = 0, hi = n;
         if (n > cap) { free(buf); cap = n; buf = (float *)xmalloc(sizeof(float) * cap); }
-        llama_init_tensor(&m->model_cfg, buf, kind, layer, seed);
+        if (m->shard_weights) {
+            size_t rows, cols, srows, scols, slo, shi;  // the model's rows [slo / scols, shi / scols] hold the part
+            llama_param_shape(&m->model_cfg, kind, &rows, &cols);
+            llama_param_shape(&m->stored_cfg, kind, &srows, &scols);
+            gpu_owned(m, srows * scols, &slo, &shi);
+            lo = slo < shi ? slo / scols * cols : 0, hi = slo < shi ? ((shi - 1) / scols + 1) * cols : 0;
+            memset(buf, 0, sizeof(float) * n);
+        }
+        llama_init_tensor_part(&m->model_cfg, buf, kind, layer, seed, lo, hi);
         gpu_set_tensor(m, kind, layer, buf, n);
     }
     free(buf);
@@ -558,9 +568,10 @@ static void gpu_bucket_copy(GpuLlama *m, void *bucket, int bf16, const ShardPlan
     else shard_copy((float *)bucket, (floatX *)t, base, p, s, r0, r1, dir, stream);
 }
 
-// Every rank's own parts of plan p's segments of `group` (shard.h's: a layer, SHARD_GROUP_HEAD ... SHARD_GROUP_ALL) into the whole tensors (gpu_seg_at) on every rank, bucket by bucket: packing, all-gather and unpacking all
-// on the communication stream, after the work queued so far on the compute stream (which includes the last reads of
-// what the gather overwrites). The compute stream waits for the result by gpu_comm_wait, or by an event recorded on
+// Every rank's own parts of plan p's segments of `group` (shard.h's: a layer, SHARD_GROUP_HEAD ... SHARD_GROUP_ALL)
+// into the whole tensors (gpu_seg_at) on every rank, bucket by bucket: packing, all-gather and unpacking all on the
+// communication stream, after the work queued so far on the compute stream (which includes the last reads of what the
+// gather overwrites). The compute stream waits for the result by gpu_comm_wait, or by an event recorded on
 // gpu_comm_stream.
 static void gpu_gather(GpuLlama *m, const ShardPlan *p, int group, int category) {
     cudaStream_t cs = gpu_comm_stream(m->gcomm, m->stream);
@@ -764,8 +775,8 @@ static void gpu_grass_refresh(GpuLlama *m, int kind, int layer, const floatX *do
     cudaCheck(cudaMemcpyAsync(gs->sigma + so, gs->host_sigma + so, sizeof(int) * sh.r, cudaMemcpyHostToDevice, s));
     cudaCheck(cudaMemcpyAsync(gs->rho + so, gs->host_rho + so, sizeof(float) * sh.r, cudaMemcpyHostToDevice, s));
     size_t cnt = (size_t)sh.r * sh.E, mb = m->state_bf16 ? 2 : 4, at = shard_offset(&gs->slay, kind, layer);
-    grass_take_kernel<<<grid_stride_blocks(cnt, 256), 256, 0, s>>>(gpu_grass_g(m, kind, layer), gs->full, gs->sigma + so, gs->rho + so, sh.r,
-                                                                   sh.E, n, sh.rows);
+    grass_take_kernel<<<grid_stride_blocks(cnt, 256), 256, 0, s>>>(gpu_grass_g(m, kind, layer), gs->full, gs->sigma + so,
+                                                                   gs->rho + so, sh.r, sh.E, n, sh.rows);
     cudaCheckLaunch();
     cudaCheck(cudaMemsetAsync((char *)gs->m + at * mb, 0, gs->slay.chunk[kind] * mb, s));  // the owned part's moments restart
     cudaCheck(cudaMemsetAsync((char *)gs->v + at * mb, 0, gs->slay.chunk[kind] * mb, s));
@@ -830,8 +841,8 @@ static void gpu_shard_init(GpuLlama *m, int rank) {
 // --shard-weights): it is packed into its bucket (in --reduce-dtype), and once that bucket is full the bucket is
 // averaged over the ranks (an all-reduce, or a reduce-scatter with the state sharded) on the communication stream, and
 // the results this rank owns are unpacked there into the gradients or g (with --shard-weights added to this rank's
-// parts of them), while the backward goes on (docs/design.md §7). The two bucket buffers
-// take turns: a bucket waits for the one before the last to be out of its buffer.
+// parts of them), while the backward goes on (docs/design.md §7). The two bucket buffers take turns: a bucket waits
+// for the one before the last to be out of its buffer.
 static void gpu_reduce_piece(GpuLlama *m, const ShardSeg *s) {
     const ShardPlan *p = &m->reduce;
     const ShardBucket *bk = &p->bucket[s->bucket];

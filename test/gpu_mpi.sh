@@ -209,3 +209,18 @@ for opt in adamw grass; do
   done
 done
 other_selectors sharded-weights "${sw[@]}"
+
+# Sharded weights with the stored padding (the test preset's ffn 172, stored as 176), in the fp32 and the bf16 build,
+# Grass across a refresh: each rank draws only its parts' rows of the initial weights, and the padded rows and columns
+# stay zero in the parts; 2 ranks reproduce 1 rank within the bounds above (fp32) and the bf16 bound (2e-2, losses).
+for build in fp32 bf16; do
+  bin=$TRAIN_GPU_FP32 bound=(--bound loss=1e-5 --bound norm=1e-5)
+  [ $build = bf16 ] && bin=$TRAIN_GPU bound=(--bound loss=2e-2)
+  pad=(--optimizer grass --grass-rank 12 --grass-interval 3 --layers 3 --weight-decay 0.1)
+  "$bin" "${base[@]}" "${pad[@]}" --batch 8 --out "$TMP/pad.$build.1" > /dev/null
+  mpirun -np 2 "$bin" "${base[@]}" "${pad[@]}" --batch 4 --shard-weights --bucket-mb 0.002 --comm $comm --out "$TMP/pad.$build.2" \
+    > /dev/null
+  "$PYTHON" test/log_compare.py compare "$TMP/pad.$build.1/log.jsonl" "$TMP/pad.$build.2/log.jsonl" --steps $steps \
+    --name "grass $build, padded ffn, sharded weights: 2 ranks vs 1" "${bound[@]}" || die "$build: padded sharded weights differ"
+done
+test/bin/test_reference diff "$TMP/pad.fp32.1/$final/model.safetensors" "$TMP/pad.fp32.2/$final/model.safetensors" 1e-4

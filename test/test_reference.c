@@ -344,6 +344,21 @@ static int init_check(void) {
     corr /= chunk * sd * sd;
     printf("     correlation of chunks 0 and 1: %.4f\n", corr);
     init_require(fabs(corr) <= 5.0 / sqrt((double)chunk), "chunks 0 and 1 uncorrelated");
+    // a part [lo, hi) (--shard-weights: a rank draws its own): the whole tensor's values there, in the chunks around
+    // them, and nothing written beyond those chunks
+    size_t parts[3][2] = {{100000, 100001}, {chunk - 7, 3 * chunk + 5}, {n - 3, n}};
+    for (int k = 0; k < 3; k++) {
+        size_t lo = parts[k][0], hi = parts[k][1], c0 = lo / chunk * chunk, c1 = (hi + chunk - 1) / chunk * chunk;
+        for (size_t i = 0; i < n; i++) b[i] = NAN;
+        llama_init_tensor_part(&c, b, PARAM_WGATE, 3, 42, lo, hi);
+        int same = 1, untouched = 1;
+        for (size_t i = 0; i < n; i++) {
+            if (i >= c0 && i < c1) same &= a[i] == b[i];
+            else untouched &= isnan(b[i]);
+        }
+        printf("     part [%zu, %zu): chunks [%zu, %zu) drawn\n", lo, hi, c0, c1 < n ? c1 : n);
+        init_require(same && untouched, "a part draws the whole tensor's values in its chunks, and nothing else");
+    }
     llama_init_tensor(&c, b, PARAM_WGATE, 4, 42);
     init_require(memcmp(a, b, sizeof(float) * chunk) != 0, "another layer draws other values");
     llama_init_tensor(&c, b, PARAM_ATTN_NORM, 3, 42);
