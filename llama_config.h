@@ -450,6 +450,14 @@ static size_t llama_param_kind_numel(const LlamaConfig *c, int kind) {
     return llama_param_numel(c, kind) * (llama_param_kinds[kind].per_layer ? (size_t)c->n_layers : 1);
 }
 
+// Elements of the block projections over all layers: what Grass replaces by compressed gradients.
+static size_t llama_projection_numel(const LlamaConfig *c) {
+    size_t n = 0;
+    for (int k = 0; k < NUM_PARAM_KINDS; k++)
+        if (llama_param_kinds[k].is_projection) n += llama_param_kind_numel(c, k);
+    return n;
+}
+
 // The layout of every tensor, or (with_projections = 0) of the tensors outside the block projections only:
 // the gradient and AdamW-moment buffers of Grass, which hold no m x n space for the projections.
 static void llama_param_layout_of(const LlamaConfig *c, ParamLayout *lay, int with_projections) {

@@ -964,9 +964,7 @@ static void gpu_zero_grads(GpuLlama *m, int step) {
 // refresh's at refresh steps). With --shard-weights every micro-batch's gradients are reduced.
 static void gpu_comm_bytes(const GpuLlama *m, int accum, double *bytes) {
     int several = m->ranks > 1, sharded = m->owners > 1;
-    size_t proj_full = 0;
-    for (int k = 0; k < NUM_PARAM_KINDS; k++)
-        if (llama_param_kinds[k].is_projection) proj_full += llama_param_kind_numel(&m->stored_cfg, k);
+    size_t proj_full = llama_projection_numel(&m->stored_cfg);
     bytes[COMM_GRADS] = several ? (double)m->reduce.total * (m->reduce_bf16 ? 2 : 4) * (m->shard_weights ? accum : 1) : 0.0;
     bytes[COMM_WEIGHTS] = sharded ? (double)m->weights.total * sizeof(floatX) : 0.0;
     if (several && m->shard_weights) {  // gathered before they are used: a layer 2 accum times less the two the backward

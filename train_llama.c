@@ -449,9 +449,7 @@ static void llama_plan_print(Llama *m) {
     printf("  %-18s %14zu bytes %10.3f GiB\n", "total", total, total / GIB);
     // the part of gradients and optimizer state that belongs to the block projections (what Grass changes)
     const GrassPlan *gp = &m->grass.p;
-    size_t proj = 0;
-    for (int k = 0; k < NUM_PARAM_KINDS; k++)
-        if (llama_param_kinds[k].is_projection) proj += llama_param_kind_numel(&m->cfg, k);
+    size_t proj = llama_projection_numel(&m->cfg);
     size_t pg = gp->enabled ? 4 * gp->nstate : 4 * proj, po = gp->enabled ? 8 * gp->nstate + 8 * gp->nsel : 8 * proj;
     printf("  projections: gradients %zu bytes, optimizer state %zu bytes\n", pg, po);
 }
@@ -828,9 +826,7 @@ static void llama_allgather(Llama *m, const ShardPlan *p) {
 // belongs to the projections, and in a refresh step (which also averages each projection's full gradient).
 static void llama_comm_floats(const Llama *m, size_t *step, size_t *proj, size_t *refresh) {
     const GrassState *gs = &m->grass;
-    size_t proj_full = 0;
-    for (int k = 0; k < NUM_PARAM_KINDS; k++)
-        if (llama_param_kinds[k].is_projection) proj_full += llama_param_kind_numel(&m->cfg, k);
+    size_t proj_full = llama_projection_numel(&m->cfg);
     *step = m->glay.count + (gs->p.enabled ? gs->p.nstate : 0);
     *proj = gs->p.enabled ? gs->p.nstate : proj_full;
     *refresh = *step + (gs->p.enabled ? proj_full : 0);
