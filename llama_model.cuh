@@ -741,6 +741,9 @@ static float gpu_forward(GpuLlama *m, float dloss) {
                                   dloss, s);
     float *losses = (float *)xmalloc(sizeof(float) * N);
     gpu_mark(m, PROF_HOST);
+    // the watched wait (with --shard-weights the forward waits for NCCL's gathers, and the backward for its
+    // reduce-scatters), before a copy to pageable memory blocks the host
+    gpu_comm_sync(m->gcomm, s);
     cudaCheck(cudaMemcpyAsync(losses, m->a.losses, sizeof(float) * N, cudaMemcpyDeviceToHost, s));
     cudaCheck(cudaStreamSynchronize(s));
     double sum = 0.0;

@@ -48,6 +48,7 @@ static void gpu_sample_print(GpuLlama *m, const Tokenizer *tok, int ntok, float 
         gpu_forward_blocks(m);
         matmul_forward(&m->mm, m->a.logits, m->a.lnf + (size_t)(ctx - 1) * d, gpu_weight(m, PARAM_LM_HEAD, 0), 1,
                        d, V, m->stream);
+        gpu_comm_sync(m->gcomm, m->stream);  // watched: with --shard-weights the forward waits for NCCL's gathers
         cudaCheck(cudaMemcpyAsync(row, m->a.logits, sizeof(floatX) * V, cudaMemcpyDeviceToHost, m->stream));
         cudaCheck(cudaStreamSynchronize(m->stream));
         for (int v = 0; v < V; v++) logits[v] = to_float(row[v]);
