@@ -508,24 +508,38 @@ static void gpu_take_tensor(void *ctx, int kind, int layer, const float *data, s
     gpu_set_tensor((GpuLlama *)ctx, kind, layer, data, n);
 }
 
+// The elements [*lo, *hi) of tensor (kind, layer) in the model's shape (n elements) that this rank needs to set its
+// weights: with --shard-weights the model's rows that its part of the stored tensor covers (the stored rows
+// [slo / scols, shi / scols]), else all of them.
+static void gpu_model_part(GpuLlama *m, int kind, size_t n, size_t *lo, size_t *hi) {
+    *lo = 0, *hi = n;
+    if (!m->shard_weights) return;
+    size_t rows, cols, srows, scols, slo, shi;
+    llama_param_shape(&m->model_cfg, kind, &rows, &cols);
+    llama_param_shape(&m->stored_cfg, kind, &srows, &scols);
+    gpu_owned(m, srows * scols, &slo, &shi);
+    *lo = slo < shi ? slo / scols * cols : 0, *hi = slo < shi ? ((shi - 1) / scols + 1) * cols : 0;
+    if (*hi > n) *hi = n;
+    if (*lo > *hi) *lo = *hi;  // a part within the padding alone
+}
+
+static void gpu_take_part(void *ctx, int kind, int layer, size_t n, size_t *lo, size_t *hi) {
+    (void)layer;
+    gpu_model_part((GpuLlama *)ctx, kind, n, lo, hi);
+}
+
 // The initial weights (llama_config.h's). With --shard-weights a rank draws only the rows of each tensor that its part
-// (of the stored tensor) covers, 1/N of the draws (a 70B model is 7e10), and zeroes the rest, which it does not keep.
+// covers (gpu_model_part), 1/N of the draws (a 70B model is 7e10), and zeroes the rest, which it does not keep.
 static void gpu_init_weights(GpuLlama *m, uint64_t seed) {
     size_t cap = 0;
     float *buf = NULL;
     for (int i = 0; i < llama_num_tensors(&m->stored_cfg); i++) {
         int kind, layer;
         llama_tensor_at(&m->stored_cfg, i, &kind, &layer);
-        size_t n = llama_param_numel(&m->model_cfg, kind), lo = 0, hi = n;
+        size_t n = llama_param_numel(&m->model_cfg, kind), lo, hi;
         if (n > cap) { free(buf); cap = n; buf = (float *)xmalloc(sizeof(float) * cap); }
-        if (m->shard_weights) {
-            size_t rows, cols, srows, scols, slo, shi;  // the model's rows [slo / scols, shi / scols] hold the part
-            llama_param_shape(&m->model_cfg, kind, &rows, &cols);
-            llama_param_shape(&m->stored_cfg, kind, &srows, &scols);
-            gpu_owned(m, srows * scols, &slo, &shi);
-            lo = slo < shi ? slo / scols * cols : 0, hi = slo < shi ? ((shi - 1) / scols + 1) * cols : 0;
-            memset(buf, 0, sizeof(float) * n);
-        }
+        gpu_model_part(m, kind, n, &lo, &hi);
+        if (hi - lo < n) memset(buf, 0, sizeof(float) * n);
         llama_init_tensor_part(&m->model_cfg, buf, kind, layer, seed, lo, hi);
         gpu_set_tensor(m, kind, layer, buf, n);
     }

@@ -217,22 +217,30 @@ static float st_f16_to_f32(uint16_t h) {
     return f;
 }
 
-// Reads tensor `name`, which must have exactly numel elements (any shape with that many), into dst as fp32.
-// Fails naming the file and tensor when it is missing, has another size or an unsupported dtype.
-static void safetensors_read_f32(const SafeTensors *st, const char *name, float *dst, size_t numel) {
+// Reads elements [lo, hi) of tensor `name`, which must have exactly numel elements (any shape with that many), into
+// dst + lo as fp32, leaving the rest of dst as it is (a rank that keeps part of a tensor reads that part). Fails naming
+// the file and tensor when it is missing, has another size or an unsupported dtype.
+static void safetensors_read_f32_range(const SafeTensors *st, const char *name, float *dst, size_t numel, size_t lo, size_t hi) {
     const StEntry *e = safetensors_find(st, name);
     if (!e) fail("%s: tensor %s is missing", st->path, name);
     size_t n = st_numel(e->ndim, e->shape);
     if (n != numel) fail("%s: tensor %s has %zu elements, the model expects %zu (does the checkpoint match the model config?)", st->path, name, n, numel);
-    if (fseek(st->f, (long)(st->data_start + e->begin), SEEK_SET) != 0) fail("cannot seek in %s: %s", st->path, strerror(errno));
-    if (!strcmp(e->dtype, "F32")) { xfread(dst, n * 4, st->f, st->path); return; }
-    if (strcmp(e->dtype, "BF16") && strcmp(e->dtype, "F16"))
-        fail("%s: tensor %s has dtype %s; expected F32, BF16 or F16", st->path, name, e->dtype);
-    uint16_t *tmp = (uint16_t *)xmalloc(n * 2);
-    xfread(tmp, n * 2, st->f, st->path);
-    int bf16 = !strcmp(e->dtype, "BF16");
-    for (size_t i = 0; i < n; i++) dst[i] = bf16 ? st_bf16_to_f32(tmp[i]) : st_f16_to_f32(tmp[i]);
+    int f32 = !strcmp(e->dtype, "F32"), bf16 = !strcmp(e->dtype, "BF16");
+    if (!f32 && !bf16 && strcmp(e->dtype, "F16")) fail("%s: tensor %s has dtype %s; expected F32, BF16 or F16", st->path, name, e->dtype);
+    if (hi > n) hi = n;
+    if (lo >= hi) return;
+    size_t esize = f32 ? 4 : 2;
+    if (fseek(st->f, (long)(st->data_start + e->begin + lo * esize), SEEK_SET) != 0) fail("cannot seek in %s: %s", st->path, strerror(errno));
+    if (f32) { xfread(dst + lo, (hi - lo) * 4, st->f, st->path); return; }
+    uint16_t *tmp = (uint16_t *)xmalloc((hi - lo) * 2);
+    xfread(tmp, (hi - lo) * 2, st->f, st->path);
+    for (size_t i = lo; i < hi; i++) dst[i] = bf16 ? st_bf16_to_f32(tmp[i - lo]) : st_f16_to_f32(tmp[i - lo]);
     free(tmp);
+}
+
+// The whole tensor `name` (numel elements) into dst as fp32.
+static void safetensors_read_f32(const SafeTensors *st, const char *name, float *dst, size_t numel) {
+    safetensors_read_f32_range(st, name, dst, numel, 0, numel);
 }
 
 // Reads an I32 tensor of exactly numel elements.

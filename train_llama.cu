@@ -350,7 +350,7 @@ int main(int argc, char **argv) {
     printf("device: %s; batch: %d x %d tokens, %d micro-batches per step = %lld tokens per step\n", prop.name, B, T, accum,
            (long long)B * T * accum * world);
     if (setup.weights_dir) {
-        checkpoint_read_model(setup.weights_dir, &cfg, gpu_take_tensor, &model);
+        checkpoint_read_model_parts(setup.weights_dir, &cfg, gpu_take_tensor, gpu_take_part, &model);  // a rank's parts
         printf("weights: %s\n", setup.weights_dir);
     } else {
         gpu_init_weights(&model, (uint64_t)opt.seed);

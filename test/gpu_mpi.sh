@@ -213,14 +213,20 @@ other_selectors sharded-weights "${sw[@]}"
 # Sharded weights with the stored padding (the test preset's ffn 172, stored as 176), in the fp32 and the bf16 build,
 # Grass across a refresh: each rank draws only its parts' rows of the initial weights, and the padded rows and columns
 # stay zero in the parts; 2 ranks reproduce 1 rank within the bounds above (fp32) and the bf16 bound (2e-2, losses).
+# The bf16 run's step-2 checkpoint (a BF16 model.safetensors, of which each rank reads its rows only) resumes on 2
+# ranks as the uninterrupted run, within the bounds above (the same ranks, data and arithmetic).
 for build in fp32 bf16; do
   bin=$TRAIN_GPU_FP32 bound=(--bound loss=1e-5 --bound norm=1e-5)
   [ $build = bf16 ] && bin=$TRAIN_GPU bound=(--bound loss=2e-2)
-  pad=(--optimizer grass --grass-rank 12 --grass-interval 3 --layers 3 --weight-decay 0.1)
+  pad=(--optimizer grass --grass-rank 12 --grass-interval 3 --layers 3 --weight-decay 0.1 --shard-weights --bucket-mb 0.002)
   "$bin" "${base[@]}" "${pad[@]}" --batch 8 --out "$TMP/pad.$build.1" > /dev/null
-  mpirun -np 2 "$bin" "${base[@]}" "${pad[@]}" --batch 4 --shard-weights --bucket-mb 0.002 --comm $comm --out "$TMP/pad.$build.2" \
-    > /dev/null
+  mpirun -np 2 "$bin" "${base[@]}" "${pad[@]}" --batch 4 --comm $comm --ckpt-every 2 --out "$TMP/pad.$build.2" > /dev/null
   "$PYTHON" test/log_compare.py compare "$TMP/pad.$build.1/log.jsonl" "$TMP/pad.$build.2/log.jsonl" --steps $steps \
     --name "grass $build, padded ffn, sharded weights: 2 ranks vs 1" "${bound[@]}" || die "$build: padded sharded weights differ"
 done
 test/bin/test_reference diff "$TMP/pad.fp32.1/$final/model.safetensors" "$TMP/pad.fp32.2/$final/model.safetensors" 1e-4
+mpirun -np 2 "$TRAIN_GPU" "${base[@]}" "${pad[@]}" --batch 4 --comm $comm --resume "$TMP/pad.bf16.2/ckpt_00000002" \
+  --out "$TMP/pad.bf16.r" > /dev/null
+"$PYTHON" test/log_compare.py compare "$TMP/pad.bf16.2/log.jsonl" "$TMP/pad.bf16.r/log.jsonl" --steps $steps --from-step 3 \
+  --name "grass bf16, padded ffn, sharded weights: resumed on 2 ranks" --bound loss=1e-5 --bound norm=1e-5 ||
+  die "the bf16 sharded-weights checkpoint resumed differs"
