@@ -119,7 +119,7 @@ static const OptionSpec train_option_specs[] = {
     OPTION("--state-dtype", state_dtype, OPT_STRING, 1, "fp32|bf16", "optimizer moment dtype"),
     OPTION("--gpu-mem-limit", gpu_mem_limit, OPT_FLOAT, 1, NULL, "GiB the run may use (0: the whole GPU)"),
     OPTION("--comm", comm, OPT_STRING, 1, "nccl|mpi", "transport of the data-parallel all-reduces"),
-    OPTION("--shard-weights", shard_weights, OPT_FLAG, 1, NULL, "ZeRO stage 3 for the weights: each rank stores 1/ranks of every weight, and a layer's are all-gathered before its forward and its backward (implies --shard-optimizer)"),
+    OPTION("--shard-weights", shard_weights, OPT_FLAG, 1, NULL, "ZeRO stage 3: each rank stores 1/ranks of every weight and gradient; a layer's weights are all-gathered before its forward and its backward, its gradients reduce-scattered after its backward (implies --shard-optimizer)"),
     OPTION("--reduce-dtype", reduce_dtype, OPT_STRING, 1, "fp32|bf16", "precision in which the ranks' gradients are summed"),
     OPTION("--profile", profile, OPT_FLAG, 1, NULL, "time each kind of GPU work (CUDA events) and print where a step's time goes at the end"),
 };
