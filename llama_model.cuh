@@ -466,48 +466,6 @@ static void tensor_rows_copy(void *to, size_t to_cols, const void *from, size_t 
 // This rank's part [*lo, *hi) of a tensor of n elements (all of it with one owner).
 static void gpu_owned(const GpuLlama *m, size_t n, size_t *lo, size_t *hi) { shard_slice(n, m->owners, m->owner, lo, hi); }
 
-// Tensor (kind, layer) (Grass's r x E state when grass is set) between the host, in the model's shape, and this rank's
-// part of it on the device at d (esize bytes an element): to the host, the ranks' parts are gathered on rank 0 (host is
-// NULL on the others); to the device, every rank takes its part of the tensor.
-static void gpu_shard_tensor_copy(GpuLlama *m, int kind, int layer, int grass, void *d, size_t esize, void *host, int to_device) {
-    size_t rows, cols, srows, scols, n, lo, hi;
-    llama_param_shape(&m->model_cfg, kind, &rows, &cols);
-    llama_param_shape(&m->stored_cfg, kind, &srows, &scols);
-    if (grass) rows = srows = m->grass.p.shape[kind].r, cols = scols = m->grass.p.shape[kind].E;
-    n = srows * scols;
-    gpu_owned(m, n, &lo, &hi);
-    char *stored = (char *)xcalloc(n, esize);  // the whole stored tensor
-    if (to_device) {
-        tensor_rows_copy(stored, scols, host, cols, rows, cols, esize);
-        cudaCheck(cudaMemcpy(d, stored + lo * esize, (hi - lo) * esize, cudaMemcpyHostToDevice));
-    } else {
-        void *mine = xmalloc((hi - lo) * esize + 1);
-        cudaCheck(cudaMemcpy(mine, d, (hi - lo) * esize, cudaMemcpyDeviceToHost));
-        shard_gather(m->gcomm->comm, mine, stored, n, esize);
-        if (host) tensor_rows_copy(host, cols, stored, scols, rows, cols, esize);
-        free(mine);
-    }
-    free(stored);
-}
-
-// Tensor (kind, layer) from data [n] (the model's shape): the weights (this rank's part of them with --shard-weights),
-// and this rank's part of the master weights.
-static void gpu_set_tensor(GpuLlama *m, int kind, int layer, const float *data, size_t n) {
-    floatX *tmp = (floatX *)xmalloc(sizeof(floatX) * n);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) tmp[i] = from_float<floatX>(data[i]);
-    size_t at = shard_offset(&m->mlay, kind, layer);
-    if (m->shard_weights) gpu_shard_tensor_copy(m, kind, layer, 0, m->params + at, sizeof(floatX), tmp, 1);
-    else gpu_tensor_copy(m, kind, layer, tmp, m->params, &m->lay, sizeof(floatX), 1);
-    free(tmp);
-    if (m->master) gpu_shard_tensor_copy(m, kind, layer, 0, m->master + at, sizeof(float), (void *)data, 1);
-    m->wlayer_of[0] = m->wlayer_of[1] = -1, m->wembed_ok = m->whead_ok = 0;  // gathered copies are stale
-}
-
-static void gpu_take_tensor(void *ctx, int kind, int layer, const float *data, size_t n) {
-    gpu_set_tensor((GpuLlama *)ctx, kind, layer, data, n);
-}
-
 // The elements [*lo, *hi) of tensor (kind, layer) in the model's shape (n elements) that this rank needs to set its
 // weights: with --shard-weights the model's rows that its part of the stored tensor covers (the stored rows
 // [slo / scols, shi / scols]), else all of them.
@@ -521,6 +479,53 @@ static void gpu_model_part(GpuLlama *m, int kind, size_t n, size_t *lo, size_t *
     *lo = slo < shi ? slo / scols * cols : 0, *hi = slo < shi ? ((shi - 1) / scols + 1) * cols : 0;
     if (*hi > n) *hi = n;
     if (*lo > *hi) *lo = *hi;  // a part within the padding alone
+}
+
+// Tensor (kind, layer) (Grass's r x E state when grass is set) between the host, in the model's shape, and this rank's
+// part of it on the device at d (esize bytes an element): to the host, the ranks' parts are gathered on rank 0 (host is
+// NULL on the others); to the device, every rank takes its part of the tensor.
+static void gpu_shard_tensor_copy(GpuLlama *m, int kind, int layer, int grass, void *d, size_t esize, void *host, int to_device) {
+    size_t rows, cols, srows, scols, n, lo, hi;
+    llama_param_shape(&m->model_cfg, kind, &rows, &cols);
+    llama_param_shape(&m->stored_cfg, kind, &srows, &scols);
+    if (grass) rows = srows = m->grass.p.shape[kind].r, cols = scols = m->grass.p.shape[kind].E;
+    n = srows * scols;
+    gpu_owned(m, n, &lo, &hi);
+    if (to_device) {  // the stored rows [r0, r1) that hold the part, from the host's rows (the padding's stay zero)
+        size_t r0 = lo / scols, r1 = hi > lo ? (hi - 1) / scols + 1 : r0, present = r1 < rows ? r1 : rows;
+        char *part_rows = (char *)xcalloc((r1 - r0) * scols + 1, esize);
+        if (r0 < present) tensor_rows_copy(part_rows, scols, (char *)host + r0 * cols * esize, cols, present - r0, cols, esize);
+        cudaCheck(cudaMemcpy(d, part_rows + (lo - r0 * scols) * esize, (hi - lo) * esize, cudaMemcpyHostToDevice));
+        free(part_rows);
+        return;
+    }
+    char *stored = (char *)xcalloc(n, esize);  // the whole stored tensor
+    void *mine = xmalloc((hi - lo) * esize + 1);
+    cudaCheck(cudaMemcpy(mine, d, (hi - lo) * esize, cudaMemcpyDeviceToHost));
+    shard_gather(m->gcomm->comm, mine, stored, n, esize);
+    if (host) tensor_rows_copy(host, cols, stored, scols, rows, cols, esize);
+    free(mine);
+    free(stored);
+}
+
+// Tensor (kind, layer) from data [n] (the model's shape; with --shard-weights only the rows gpu_model_part names are
+// read): the weights (this rank's part of them with --shard-weights), and this rank's part of the master weights.
+static void gpu_set_tensor(GpuLlama *m, int kind, int layer, const float *data, size_t n) {
+    size_t lo, hi;
+    gpu_model_part(m, kind, n, &lo, &hi);
+    floatX *tmp = (floatX *)xmalloc(sizeof(floatX) * n);
+#pragma omp parallel for schedule(static)
+    for (size_t i = lo; i < hi; i++) tmp[i] = from_float<floatX>(data[i]);
+    size_t at = shard_offset(&m->mlay, kind, layer);
+    if (m->shard_weights) gpu_shard_tensor_copy(m, kind, layer, 0, m->params + at, sizeof(floatX), tmp, 1);
+    else gpu_tensor_copy(m, kind, layer, tmp, m->params, &m->lay, sizeof(floatX), 1);
+    free(tmp);
+    if (m->master) gpu_shard_tensor_copy(m, kind, layer, 0, m->master + at, sizeof(float), (void *)data, 1);
+    m->wlayer_of[0] = m->wlayer_of[1] = -1, m->wembed_ok = m->whead_ok = 0;  // gathered copies are stale
+}
+
+static void gpu_take_tensor(void *ctx, int kind, int layer, const float *data, size_t n) {
+    gpu_set_tensor((GpuLlama *)ctx, kind, layer, data, n);
 }
 
 static void gpu_take_part(void *ctx, int kind, int layer, size_t n, size_t *lo, size_t *hi) {
