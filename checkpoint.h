@@ -594,7 +594,7 @@ static void model_files_check_unused(const ModelFiles *mf, const LlamaConfig *c)
 // Reads the model's weights from dir (model.safetensors or its shards) tensor by tensor (checking every
 // shape): calls take(ctx, kind, layer, data, n) with each tensor as fp32, so a trainer can place it wherever
 // its weights live. With part given, only elements [lo, hi) that part(ctx, kind, layer, n, &lo, &hi) names are read
-// (what a rank of --shard-weights keeps); the others of data are zero.
+// (what a rank of --shard-weights keeps), and take must read no others of data.
 static void checkpoint_read_model_parts(const char *dir, const LlamaConfig *c,
                                         void (*take)(void *ctx, int kind, int layer, const float *data, size_t n),
                                         void (*part)(void *ctx, int kind, int layer, size_t n, size_t *lo, size_t *hi), void *ctx) {
@@ -614,7 +614,6 @@ static void checkpoint_read_model_parts(const char *dir, const LlamaConfig *c,
         float *data = (float *)xreserve(&buf, &cap, sizeof(float) * rows * cols);
         size_t lo = 0, hi = rows * cols;
         if (part) part(ctx, kind, layer, rows * cols, &lo, &hi);
-        if (hi - lo < rows * cols) memset(data, 0, sizeof(float) * rows * cols);
         safetensors_read_f32_range(st, name, data, rows * cols, lo, hi);
         take(ctx, kind, layer, data, rows * cols);
     }

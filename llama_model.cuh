@@ -534,7 +534,7 @@ static void gpu_take_part(void *ctx, int kind, int layer, size_t n, size_t *lo, 
 }
 
 // The initial weights (llama_config.h's). With --shard-weights a rank draws only the rows of each tensor that its part
-// covers (gpu_model_part), 1/N of the draws (a 70B model is 7e10), and zeroes the rest, which it does not keep.
+// covers (gpu_model_part), 1/N of the draws (a 70B model is 7e10); gpu_set_tensor reads no others.
 static void gpu_init_weights(GpuLlama *m, uint64_t seed) {
     size_t cap = 0;
     float *buf = NULL;
@@ -544,7 +544,6 @@ static void gpu_init_weights(GpuLlama *m, uint64_t seed) {
         size_t n = llama_param_numel(&m->model_cfg, kind), lo, hi;
         if (n > cap) { free(buf); cap = n; buf = (float *)xmalloc(sizeof(float) * cap); }
         gpu_model_part(m, kind, n, &lo, &hi);
-        if (hi - lo < n) memset(buf, 0, sizeof(float) * n);
         llama_init_tensor_part(&m->model_cfg, buf, kind, layer, seed, lo, hi);
         gpu_set_tensor(m, kind, layer, buf, n);
     }
